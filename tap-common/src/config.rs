@@ -1,0 +1,27 @@
+//! Load-time configuration shared by the loader and the programs.
+
+/// Largest frame captured whole: jumbo frames of 9,216 bytes.
+pub const MAX_FRAME: u32 = 9216;
+
+/// Default snap length, as tcpdump's (262,144 bytes) clamped to what we can carry.
+pub const DEFAULT_SNAPLEN: u32 = MAX_FRAME;
+
+/// Ring record payload size classes, in bytes: powers of two from 64 to 16 KiB. A record for a
+/// packet of `n` captured bytes is `size_of::<PacketHeader>() + class(n)` long, so small frames
+/// take small slots. The largest class holds [`MAX_FRAME`].
+pub const SIZE_CLASSES: [u32; 9] = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
+
+/// Default ring size in bytes (a power of two and a multiple of the page size).
+pub const DEFAULT_RING_SIZE: u32 = 32 << 20;
+
+/// Smallest payload class holding `len` bytes, or `None` above the largest.
+pub const fn size_class(len: u32) -> Option<u32> {
+    let mut i = 0;
+    while i < SIZE_CLASSES.len() {
+        if len <= SIZE_CLASSES[i] {
+            return Some(SIZE_CLASSES[i]);
+        }
+        i += 1;
+    }
+    None
+}

@@ -1,0 +1,24 @@
+//! Per-CPU counters: an index into the [`crate::maps::COUNTERS`] array of `u64`.
+
+/// Counter index. The values are stable: user space reads them by number.
+pub type Counter = u32;
+
+/// Packets the program ran on.
+pub const SEEN: Counter = 0;
+/// Packets copied into the ring (submitted records).
+pub const COPIED: Counter = 1;
+/// Packets lost because the ring had no room (a failed reserve).
+pub const RING_FULL: Counter = 2;
+/// Bytes copied into the ring (packet bytes, not headers).
+pub const COPIED_BYTES: Counter = 3;
+/// Packets whose bytes could not be read (a helper failed); never expected.
+pub const READ_ERROR: Counter = 4;
+/// Packets the filter selected (equal to `SEEN` while no filter is set).
+pub const MATCHED: Counter = 5;
+
+/// Number of counters; the size of the array.
+pub const COUNT: u32 = 6;
+
+/// Names for the summary and metrics, by index.
+pub const NAMES: [&str; COUNT as usize] =
+    ["seen", "copied", "ring_full", "copied_bytes", "read_error", "matched"];

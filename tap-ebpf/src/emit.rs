@@ -1,0 +1,161 @@
+//! Ring reserve / copy / submit.
+//!
+//! The verifier wants a constant size for `bpf_ringbuf_reserve`, and a copy length that is
+//! provably non-zero and bounded in the very register handed to the load helper. So a record is
+//! reserved in one of a few power-of-two size classes (`tap_common::config::SIZE_CLASSES`), each a
+//! separate code path with its own constant, and the length is masked into `1..=N` right before
+//! the helper call. A 64-byte frame takes a 96-byte slot, a jumbo frame a 16 KiB one.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_ktime_get_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    programs::{TcContext, XdpContext},
+    EbpfContext,
+};
+use tap_common::{config::MAX_FRAME, counters, event::PacketHeader};
+
+use crate::{count, TAP_RING};
+
+/// Where the packet bytes come from.
+pub(crate) trait Source {
+    /// Length of the whole packet in bytes (all fragments).
+    fn len(&self) -> u32;
+    /// Copies `len` bytes from offset 0 to `dst`; 0 on success.
+    ///
+    /// # Safety
+    /// `dst` must be valid for `len` bytes of writes.
+    unsafe fn load(&self, dst: *mut u8, len: u32) -> i64;
+}
+
+pub(crate) struct XdpSource<'a>(&'a XdpContext);
+
+impl<'a> XdpSource<'a> {
+    pub(crate) fn new(ctx: &'a XdpContext) -> Self {
+        Self(ctx)
+    }
+}
+
+impl Source for XdpSource<'_> {
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        // Includes the fragments of a multi-buffer (jumbo) frame.
+        // SAFETY: the helper only reads the context.
+        unsafe { bpf_xdp_get_buff_len(self.0.ctx) as u32 }
+    }
+
+    #[inline(always)]
+    unsafe fn load(&self, dst: *mut u8, len: u32) -> i64 {
+        // SAFETY: the caller guarantees dst is valid for len bytes.
+        unsafe { bpf_xdp_load_bytes(self.0.ctx, 0, dst.cast(), len) }
+    }
+}
+
+pub(crate) struct SkbSource<'a>(&'a TcContext);
+
+impl<'a> SkbSource<'a> {
+    pub(crate) fn new(ctx: &'a TcContext) -> Self {
+        Self(ctx)
+    }
+}
+
+impl Source for SkbSource<'_> {
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        self.0.len()
+    }
+
+    #[inline(always)]
+    unsafe fn load(&self, dst: *mut u8, len: u32) -> i64 {
+        // SAFETY: the caller guarantees dst is valid for len bytes.
+        unsafe { bpf_skb_load_bytes(self.0.as_ptr(), 0, dst.cast(), len) }
+    }
+}
+
+/// What the program knows about the packet besides its bytes.
+pub(crate) struct Meta {
+    pub ifindex: u32,
+    pub queue: u32,
+    pub hook: u8,
+    pub direction: u8,
+    pub rule: u32,
+}
+
+/// A ring record of payload class `N`.
+#[repr(C)]
+struct Record<const N: usize> {
+    header: PacketHeader,
+    data: [u8; N],
+}
+
+/// Copies the packet into the ring, truncated to `snaplen`, counting the outcome.
+#[inline(always)]
+pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32) {
+    let orig_len = src.len();
+    let mut cap = orig_len;
+    if cap > snaplen {
+        cap = snaplen;
+    }
+    if cap > MAX_FRAME {
+        cap = MAX_FRAME;
+    }
+    if cap == 0 {
+        // Nothing to copy (a zero snap length): count it as read error-free but skipped.
+        count(counters::READ_ERROR, 1);
+        return;
+    }
+    if cap <= 64 {
+        emit::<S, 64>(src, meta, orig_len, cap);
+    } else if cap <= 128 {
+        emit::<S, 128>(src, meta, orig_len, cap);
+    } else if cap <= 256 {
+        emit::<S, 256>(src, meta, orig_len, cap);
+    } else if cap <= 512 {
+        emit::<S, 512>(src, meta, orig_len, cap);
+    } else if cap <= 1024 {
+        emit::<S, 1024>(src, meta, orig_len, cap);
+    } else if cap <= 2048 {
+        emit::<S, 2048>(src, meta, orig_len, cap);
+    } else if cap <= 4096 {
+        emit::<S, 4096>(src, meta, orig_len, cap);
+    } else if cap <= 8192 {
+        emit::<S, 8192>(src, meta, orig_len, cap);
+    } else {
+        emit::<S, 16384>(src, meta, orig_len, cap);
+    }
+}
+
+#[inline(always)]
+fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32) {
+    let Some(mut entry) = TAP_RING.reserve::<Record<N>>(0) else {
+        count(counters::RING_FULL, 1);
+        return;
+    };
+    // Hide what the compiler knows about `cap` so the mask below survives optimisation and
+    // bounds the register the helper receives: 1..=N.
+    // SAFETY: reading a local through a valid reference.
+    let opaque = unsafe { core::ptr::read_volatile(&cap) };
+    let len = ((opaque.wrapping_sub(1)) & (N as u32 - 1)) + 1;
+    let record = entry.as_mut_ptr();
+    // SAFETY: `record` points at a reserved, writable ring slot of size_of::<Record<N>>() bytes.
+    unsafe {
+        (*record).header = PacketHeader {
+            ts_ns: bpf_ktime_get_ns(),
+            ifindex: meta.ifindex,
+            orig_len,
+            cap_len: len,
+            queue: meta.queue,
+            hook: meta.hook,
+            direction: meta.direction,
+            _pad: [0; 2],
+            rule: meta.rule,
+        };
+        let data = core::ptr::addr_of_mut!((*record).data).cast::<u8>();
+        if src.load(data, len) != 0 {
+            entry.discard(0);
+            count(counters::READ_ERROR, 1);
+            return;
+        }
+    }
+    entry.submit(0);
+    count(counters::COPIED, 1);
+    count(counters::COPIED_BYTES, u64::from(len));
+}

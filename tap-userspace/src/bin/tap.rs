@@ -1,0 +1,80 @@
+//! The `tap` binary: parse → validate → run(config, shutdown) → summary.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tap::{
+    capture,
+    cli::{Cli, Command},
+    config::CaptureConfig,
+    error::{CaptureError, LoadError},
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // One line: the error and its causes.
+            eprintln!("tap: {}", chain(&err));
+            if let Some(CaptureError::Load(LoadError::Rejected { verifier_log, .. })) = err.downcast_ref::<CaptureError>() {
+                if !verifier_log.is_empty() && std::env::var_os("TAP_VERIFIER_LOG").is_some() {
+                    eprintln!("{verifier_log}");
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn chain(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Capture(args) => {
+            let config = CaptureConfig::from_args(&args)?;
+            let quiet = config.quiet;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let summary = runtime.block_on(async {
+                let shutdown = shutdown_signal()?;
+                capture::run(config, shutdown).await
+            })?;
+            capture::flush_stdout().context("flushing standard output")?;
+            if !quiet {
+                eprintln!("{summary}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CaptureError> {
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|source| CaptureError::Signal { signal: "SIGINT", source })?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|source| CaptureError::Signal { signal: "SIGTERM", source })?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+    })
+}

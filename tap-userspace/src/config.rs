@@ -1,0 +1,188 @@
+//! Validated configuration: what [`crate::capture::run`] needs, checked before anything is
+//! loaded or attached.
+
+use std::{path::PathBuf, time::Duration};
+
+use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
+
+use crate::{
+    cli::{CaptureArgs, HookArg, XdpModeArg},
+    error::ConfigError,
+    iface,
+};
+
+/// A kernel attach point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    Xdp,
+    TcIngress,
+    TcEgress,
+}
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::TcIngress => "tc-ingress",
+            Hook::TcEgress => "tc-egress",
+        }
+    }
+}
+
+/// XDP attach mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    Auto,
+    Native,
+    Generic,
+}
+
+/// One interface to tap, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub ifindex: u32,
+}
+
+/// Where packets go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    File(PathBuf),
+}
+
+/// A validated capture.
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    pub interfaces: Vec<Interface>,
+    pub hooks: Vec<Hook>,
+    pub xdp_mode: XdpMode,
+    /// Bytes kept of each packet, 1..=MAX_FRAME.
+    pub snaplen: u32,
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    /// Ring buffer size in bytes (power of two, at least a page).
+    pub ring_size: u32,
+    pub output: Output,
+    pub quiet: bool,
+    pub xdp_program: Option<String>,
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 { size as u64 } else { 4096 }
+}
+
+impl CaptureConfig {
+    /// Validates raw arguments. Resolves interfaces (so an unknown one fails here, before any
+    /// program is loaded).
+    pub fn from_args(args: &CaptureArgs) -> Result<Self, ConfigError> {
+        let names = if args.interfaces.is_empty() {
+            vec![iface::default_route_interface()?]
+        } else {
+            args.interfaces.clone()
+        };
+        let mut interfaces: Vec<Interface> = Vec::with_capacity(names.len());
+        for name in names {
+            let ifindex = iface::ifindex(&name)
+                .ok_or_else(|| ConfigError::UnknownInterface { iface: name.clone() })?;
+            if interfaces.iter().any(|i| i.ifindex == ifindex) {
+                return Err(ConfigError::DuplicateInterface { iface: name });
+            }
+            interfaces.push(Interface { name, ifindex });
+        }
+        let hooks = match args.hook {
+            HookArg::Xdp => vec![Hook::Xdp],
+            HookArg::Tc => vec![Hook::TcIngress, Hook::TcEgress],
+            HookArg::TcIngress => vec![Hook::TcIngress],
+            HookArg::TcEgress => vec![Hook::TcEgress],
+        };
+        if args.xdp_mode.is_some() && args.hook != HookArg::Xdp {
+            return Err(ConfigError::XdpModeWithoutXdp);
+        }
+        let xdp_mode = match args.xdp_mode.unwrap_or(XdpModeArg::Auto) {
+            XdpModeArg::Auto => XdpMode::Auto,
+            XdpModeArg::Native => XdpMode::Native,
+            XdpModeArg::Generic => XdpMode::Generic,
+        };
+        let snaplen = match args.snaplen {
+            // tcpdump's -s 0 means "everything".
+            None | Some(0) => DEFAULT_SNAPLEN,
+            Some(s) if s > MAX_FRAME => MAX_FRAME,
+            Some(s) => s,
+        };
+        let min_ring = page_size();
+        let ring_size = args.ring_size.unwrap_or(u64::from(DEFAULT_RING_SIZE));
+        if !ring_size.is_power_of_two() || ring_size < min_ring || ring_size > 1 << 31 {
+            return Err(ConfigError::RingSize { size: ring_size, min: min_ring });
+        }
+        let output = if args.write.as_os_str() == "-" {
+            Output::Stdout
+        } else {
+            Output::File(args.write.clone())
+        };
+        Ok(Self {
+            interfaces,
+            hooks,
+            xdp_mode,
+            snaplen,
+            count: args.count,
+            duration: args.duration.map(Duration::from_secs_f64),
+            ring_size: ring_size as u32,
+            output,
+            quiet: args.quiet,
+            xdp_program: args.xdp_program.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn config(args: &[&str]) -> Result<CaptureConfig, ConfigError> {
+        let cli = Cli::try_parse_from(["tap", "capture"].iter().chain(args.iter())).unwrap();
+        let Command::Capture(args) = cli.command;
+        CaptureConfig::from_args(&args)
+    }
+
+    #[test]
+    fn loopback_resolves_with_defaults() {
+        let c = config(&["-i", "lo", "-w", "-"]).unwrap();
+        assert_eq!(c.interfaces, [Interface { name: "lo".into(), ifindex: 1 }]);
+        assert_eq!(c.hooks, [Hook::TcIngress, Hook::TcEgress]);
+        assert_eq!(c.snaplen, DEFAULT_SNAPLEN);
+        assert_eq!(c.output, Output::Stdout);
+    }
+
+    #[test]
+    fn snaplen_zero_means_whole_packet_and_large_is_clamped() {
+        assert_eq!(config(&["-i", "lo", "-s", "0", "-w", "x"]).unwrap().snaplen, DEFAULT_SNAPLEN);
+        assert_eq!(config(&["-i", "lo", "-s", "65535", "-w", "x"]).unwrap().snaplen, MAX_FRAME);
+        assert_eq!(config(&["-i", "lo", "-s", "96", "-w", "x"]).unwrap().snaplen, 96);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(matches!(
+            config(&["-i", "no-such-if0", "-w", "x"]),
+            Err(ConfigError::UnknownInterface { .. })
+        ));
+        assert!(matches!(
+            config(&["-i", "lo", "--ring-size", "12345", "-w", "x"]),
+            Err(ConfigError::RingSize { .. })
+        ));
+        assert!(matches!(
+            config(&["-i", "lo", "-i", "lo", "-w", "x"]),
+            Err(ConfigError::DuplicateInterface { .. })
+        ));
+        assert!(matches!(
+            config(&["-i", "lo", "--xdp-mode", "native", "-w", "x"]),
+            Err(ConfigError::XdpModeWithoutXdp)
+        ));
+    }
+}

@@ -1,0 +1,85 @@
+//! Error types of the library. The binary turns them into one-line messages.
+
+use std::{io, path::PathBuf};
+
+/// Errors while validating what the user asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown interface '{iface}'")]
+    UnknownInterface { iface: String },
+    #[error("no default route to pick an interface from; choose one with -i")]
+    NoDefaultInterface,
+    #[error("snap length {snaplen} is out of range: use 1 to {max}")]
+    SnapLen { snaplen: u32, max: u32 },
+    #[error(
+        "ring size {size} is invalid: it must be a power of two of at least {min} bytes (the page size)"
+    )]
+    RingSize { size: u64, min: u64 },
+    #[error("the same interface and hook is listed twice: {iface}")]
+    DuplicateInterface { iface: String },
+    #[error("--xdp-mode applies only to --hook xdp")]
+    XdpModeWithoutXdp,
+}
+
+/// Errors while loading and attaching the programs.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "permission denied while {op}: tap needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+    )]
+    NotPermitted { op: &'static str },
+    #[error("the kernel refused program {program}: {message}")]
+    Rejected { program: String, message: String, verifier_log: String },
+    #[error("interface {iface} does not support native XDP: use --xdp-mode generic or auto")]
+    NativeXdpUnsupported {
+        iface: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("attaching {program} to {iface} failed: {source}")]
+    Attach {
+        program: String,
+        iface: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("loading the BPF object failed: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("the BPF object has no {kind} named {name}")]
+    Missing { kind: &'static str, name: String },
+    #[error("BPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// Errors of a running capture.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("cannot open {path}: {source}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing {what} failed: {source}")]
+    Write {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("ring buffer polling failed: {0}")]
+    Poll(#[source] io::Error),
+    #[error("cannot install the {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}

@@ -1,0 +1,21 @@
+//! tap: a packet tap built on XDP and TC eBPF programs.
+//!
+//! The kernel programs copy packets into a BPF ring buffer; this crate loads and attaches them
+//! ([`loader`]), drains the ring in batches ([`drain`]), converts kernel time to wall-clock time
+//! ([`clock`]) and hands the batches to sinks ([`sink`]) that write pcap.
+//!
+//! The `tap` binary is a thin layer over [`cli`] → [`config`] → [`capture::run`].
+
+pub mod capture;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod drain;
+pub mod error;
+pub mod iface;
+pub mod loader;
+pub mod sink;
+pub mod summary;
+
+/// The BPF object built by `cargo xtask build-ebpf`, embedded so the binary is self-contained.
+pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("TAP_BPF_OBJECT"));

@@ -1,0 +1,239 @@
+//! Loads the embedded BPF object and attaches its programs. [`Attached`] owns the links: dropping
+//! it detaches everything. Every attachment is a BPF link (XDP links, tcx), so a `kill -9` of the
+//! process detaches too: the kernel drops a link with its last file descriptor.
+
+use std::{error::Error as _, io};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode},
+};
+use tap_common::maps;
+use tracing::{info, warn};
+
+use crate::{
+    config::{Hook, Interface, XdpMode},
+    error::LoadError,
+};
+
+/// What to load and where to attach it.
+#[derive(Debug, Clone)]
+pub struct LoadSpec<'a> {
+    pub interfaces: &'a [Interface],
+    pub hooks: &'a [Hook],
+    pub xdp_mode: XdpMode,
+    pub snaplen: u32,
+    pub ring_size: u32,
+    /// Name of the XDP program to load instead of [`maps::PROG_XDP`] (tests).
+    pub xdp_program: Option<&'a str>,
+}
+
+/// One program attached to one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub iface: Interface,
+    pub hook: Hook,
+    /// How it is attached, for the log: "xdp native", "xdp generic", "tcx".
+    pub how: &'static str,
+}
+
+/// Loaded and attached programs. Dropping this detaches them all.
+pub struct Attached {
+    ebpf: Ebpf,
+    pub attachments: Vec<Attachment>,
+}
+
+/// The maps user space reads, taken out of the object so they outlive the programs: on shutdown
+/// the programs are detached first and the ring is drained after, so nothing copied is left behind.
+pub struct Maps {
+    pub ring: RingBuf<MapData>,
+    pub counters: PerCpuArray<MapData, u64>,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attached").field("attachments", &self.attachments).finish()
+    }
+}
+
+/// tcx links exist from kernel 6.6 on; aya picks them there.
+fn has_tcx() -> bool {
+    aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+}
+
+/// True when an EPERM sits anywhere in the error's chain.
+fn is_eperm(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.raw_os_error() == Some(libc::EPERM) {
+                return true;
+            }
+        }
+        if let Some(aya::programs::ProgramError::SyscallError(s)) = e.downcast_ref::<ProgramError>() {
+            if s.io_error.raw_os_error() == Some(libc::EPERM) {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// The verifier's reason for refusing a program: the lines after the last instruction it
+/// printed, without the statistics at the end, joined into one line.
+pub fn verifier_reason(log: &str) -> String {
+    let is_stat = |l: &str| {
+        l.starts_with("processed ") || l.starts_with("verification time") || l.starts_with("stack depth")
+    };
+    let is_insn = |l: &str| l.split_once(": ").is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty() && !is_stat(l)).collect();
+    let start = lines.iter().rposition(|l| is_insn(l)).map_or(0, |i| i + 1);
+    let reason = lines[start..].join("; ");
+    if reason.is_empty() { lines.last().map_or_else(|| "no verifier output".to_string(), ToString::to_string) } else { reason }
+}
+
+/// Loads the object with the given settings and attaches it. On any error, whatever was attached
+/// is detached again before returning (the partly built [`Attached`] is dropped).
+pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadError> {
+    let mut ebpf = EbpfLoader::new()
+        .override_global(maps::GLOBAL_SNAPLEN, &spec.snaplen, true)
+        .map_max_entries(maps::RING, spec.ring_size)
+        .load(crate::BPF_OBJECT)
+        .map_err(|e| {
+            if is_eperm(&e) {
+                LoadError::NotPermitted { op: "creating BPF maps" }
+            } else {
+                LoadError::Object(e)
+            }
+        })?;
+
+    let ring = ebpf.take_map(maps::RING).ok_or(LoadError::Missing { kind: "map", name: maps::RING.into() })?;
+    let ring = RingBuf::try_from(ring).map_err(|source| LoadError::Map { name: maps::RING, source })?;
+    let counters = ebpf
+        .take_map(maps::COUNTERS)
+        .ok_or(LoadError::Missing { kind: "map", name: maps::COUNTERS.into() })?;
+    let counters = PerCpuArray::try_from(counters)
+        .map_err(|source| LoadError::Map { name: maps::COUNTERS, source })?;
+
+    let mut attached = Attached { ebpf, attachments: Vec::new() };
+    let xdp_name = spec.xdp_program.unwrap_or(maps::PROG_XDP);
+    for hook in spec.hooks {
+        let name = match hook {
+            Hook::Xdp => xdp_name,
+            Hook::TcIngress => maps::PROG_TC_INGRESS,
+            Hook::TcEgress => maps::PROG_TC_EGRESS,
+        };
+        attached.load_program(name, *hook)?;
+        for iface in spec.interfaces {
+            let how = attached.attach(name, *hook, iface, spec.xdp_mode)?;
+            info!(iface = %iface.name, hook = hook.name(), how, "attached");
+            attached.attachments.push(Attachment { iface: iface.clone(), hook: *hook, how });
+        }
+    }
+    Ok((attached, Maps { ring, counters }))
+}
+
+impl Attached {
+    fn load_program(&mut self, name: &str, hook: Hook) -> Result<(), LoadError> {
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| LoadError::Missing { kind: "program", name: name.into() })?;
+        let result = match hook {
+            Hook::Xdp => {
+                let p: &mut Xdp = program.try_into().map_err(|_| LoadError::Missing { kind: "XDP program", name: name.into() })?;
+                p.load()
+            }
+            Hook::TcIngress | Hook::TcEgress => {
+                let p: &mut SchedClassifier = program
+                    .try_into()
+                    .map_err(|_| LoadError::Missing { kind: "TC program", name: name.into() })?;
+                p.load()
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(ProgramError::LoadError { io_error, verifier_log }) => {
+                if io_error.raw_os_error() == Some(libc::EPERM) && verifier_log.to_string().trim().is_empty() {
+                    return Err(LoadError::NotPermitted { op: "loading BPF programs" });
+                }
+                let log = verifier_log.to_string();
+                Err(LoadError::Rejected { program: name.into(), message: verifier_reason(&log), verifier_log: log })
+            }
+            Err(e) if is_eperm(&e) => Err(LoadError::NotPermitted { op: "loading BPF programs" }),
+            // Loading a second hook's program of the same name is not an error.
+            Err(ProgramError::AlreadyLoaded) => Ok(()),
+            Err(e) => Err(LoadError::Rejected { program: name.into(), message: e.to_string(), verifier_log: String::new() }),
+        }
+    }
+
+    fn attach(&mut self, name: &str, hook: Hook, iface: &Interface, mode: XdpMode) -> Result<&'static str, LoadError> {
+        let program = self.ebpf.program_mut(name).expect("loaded above");
+        let attach_err = |source: ProgramError| {
+            if is_eperm(&source) {
+                LoadError::NotPermitted { op: "attaching programs" }
+            } else {
+                LoadError::Attach { program: name.into(), iface: iface.name.clone(), source }
+            }
+        };
+        match hook {
+            Hook::Xdp => {
+                let p: &mut Xdp = program.try_into().expect("checked at load");
+                match mode {
+                    XdpMode::Generic => {
+                        p.attach_to_if_index(iface.ifindex, AyaXdpMode::Skb).map_err(attach_err)?;
+                        Ok("xdp generic")
+                    }
+                    XdpMode::Native => match p.attach_to_if_index(iface.ifindex, AyaXdpMode::Driver) {
+                        Ok(_) => Ok("xdp native"),
+                        Err(e) if is_eperm(&e) => Err(attach_err(e)),
+                        Err(source) => Err(LoadError::NativeXdpUnsupported { iface: iface.name.clone(), source }),
+                    },
+                    XdpMode::Auto => match p.attach_to_if_index(iface.ifindex, AyaXdpMode::Driver) {
+                        Ok(_) => Ok("xdp native"),
+                        Err(e) if is_eperm(&e) => Err(attach_err(e)),
+                        Err(e) => {
+                            warn!(iface = %iface.name, error = %e.source().map(ToString::to_string).unwrap_or_else(|| e.to_string()), "native XDP unavailable, using generic");
+                            p.attach_to_if_index(iface.ifindex, AyaXdpMode::Skb).map_err(attach_err)?;
+                            Ok("xdp generic")
+                        }
+                    },
+                }
+            }
+            Hook::TcIngress | Hook::TcEgress => {
+                let p: &mut SchedClassifier = program.try_into().expect("checked at load");
+                let direction = if hook == Hook::TcIngress { TcAttachType::Ingress } else { TcAttachType::Egress };
+                if !has_tcx() {
+                    // Before tcx, classifiers hang off a clsact qdisc; it may already exist.
+                    if let Err(e) = aya::programs::tc::qdisc_add_clsact(&iface.name) {
+                        let exists = e.source().and_then(|s| s.downcast_ref::<io::Error>()).and_then(io::Error::raw_os_error)
+                            == Some(libc::EEXIST);
+                        if !exists {
+                            warn!(iface = %iface.name, error = %e, "adding clsact qdisc failed");
+                        }
+                    }
+                }
+                p.attach(&iface.name, direction).map_err(attach_err)?;
+                Ok(if has_tcx() { "tcx" } else { "clsact" })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verifier_reason;
+
+    #[test]
+    fn reason_is_what_follows_the_last_instruction() {
+        let log = "0: R1=ctx() R10=fp0\n0: (61) r1 = *(u32 *)(r1 +0)          ; R1=pkt(r=0)\n1: (71) r1 = *(u8 *)(r1 +0)\ninvalid access to packet, off=0 size=1, R1(id=0,off=0,r=0)\nR1 offset is outside of the packet\nverification time 21 usec\nstack depth 0\nprocessed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n";
+        assert_eq!(
+            verifier_reason(log),
+            "invalid access to packet, off=0 size=1, R1(id=0,off=0,r=0); R1 offset is outside of the packet"
+        );
+        assert_eq!(verifier_reason(""), "no verifier output");
+    }
+}

@@ -1,0 +1,85 @@
+//! The exit summary, in tcpdump's words.
+
+use std::fmt;
+
+/// Per-CPU counters summed, indexed like `tap_common::counters`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    pub seen: u64,
+    pub matched: u64,
+    pub copied: u64,
+    pub copied_bytes: u64,
+    pub ring_full: u64,
+    pub read_error: u64,
+}
+
+/// What a capture did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub kernel: KernelCounters,
+    /// Packets written to the output.
+    pub written: u64,
+    /// Bytes written to the output (pcap headers included).
+    pub written_bytes: u64,
+    /// Packets dropped because the writer was behind (its queue was full).
+    pub writer_dropped: u64,
+    /// Packets read from the ring after `-c` was reached, not written on purpose.
+    pub beyond_count: u64,
+    /// Ring records refused as malformed.
+    pub malformed: u64,
+    /// The output went away (a closed pipe): packets after that were not written.
+    pub output_closed: bool,
+}
+
+impl Summary {
+    /// Packets the kernel copied that are neither written nor counted as dropped.
+    /// Zero unless something is wrong.
+    pub fn unaccounted(&self) -> i128 {
+        i128::from(self.kernel.copied)
+            - i128::from(self.written)
+            - i128::from(self.writer_dropped)
+            - i128::from(self.beyond_count)
+            - i128::from(self.malformed)
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} packets captured", self.written)?;
+        writeln!(f, "{} packets received by filter", self.kernel.matched)?;
+        writeln!(f, "{} packets dropped by kernel (ring buffer full)", self.kernel.ring_full)?;
+        write!(f, "{} packets dropped by writer", self.writer_dropped)?;
+        if self.beyond_count > 0 {
+            write!(f, "\n{} packets not written after the -c limit", self.beyond_count)?;
+        }
+        if self.kernel.read_error > 0 {
+            write!(f, "\n{} packets the kernel could not read", self.kernel.read_error)?;
+        }
+        if self.malformed > 0 {
+            write!(f, "\n{} malformed ring records", self.malformed)?;
+        }
+        if self.output_closed {
+            write!(f, "\noutput closed by the reader")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcpdump_like_lines() {
+        let s = Summary {
+            kernel: KernelCounters { seen: 12, matched: 12, copied: 10, ring_full: 2, ..Default::default() },
+            written: 9,
+            writer_dropped: 1,
+            ..Default::default()
+        };
+        let text = s.to_string();
+        assert!(text.starts_with("9 packets captured\n12 packets received by filter\n2 packets dropped by kernel"));
+        assert!(text.ends_with("1 packets dropped by writer"));
+        assert_eq!(s.unaccounted(), 0);
+    }
+}

@@ -1,0 +1,129 @@
+//! Project automation: `cargo xtask <command>`.
+//!
+//! - `setup`: installs what a fresh machine lacks (idempotent, quick when all is there)
+//! - `build-ebpf`: builds the BPF object into `target/bpf/tap.bpf.o`
+//! - `build`: build-ebpf, then the user-space crates
+//! - `test`: setup, build, then the whole test suite (unit + integration against the kernel)
+//! - `demo`: a capture between two throwaway namespaces, summarised
+//! - `bench`: tap next to tcpdump on a veth pair, plus BPF_PROG_TEST_RUN costs
+//!
+//! Every command but `setup` runs setup first.
+
+mod bench;
+mod demo;
+mod setup;
+mod util;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Build, set up, test and benchmark tap")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the toolchain pieces and Debian packages tap's build and tests need.
+    Setup,
+    /// Build the eBPF object (nightly, build-std, bpf-linker).
+    BuildEbpf,
+    /// Build the eBPF object and the user-space crates (release).
+    Build,
+    /// Run the whole test suite, setup included. Extra arguments go to `cargo test`.
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a demo capture between two throwaway network namespaces.
+    Demo,
+    /// Benchmark tap against tcpdump on a veth pair, and the programs with BPF_PROG_TEST_RUN.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).context("entering the workspace root")?;
+    match cli.command {
+        Command::Setup => setup::run(),
+        Command::BuildEbpf => {
+            setup::run()?;
+            build_ebpf(&root)
+        }
+        Command::Build => {
+            setup::run()?;
+            build(&root)
+        }
+        Command::Test { args } => {
+            setup::run()?;
+            test(&root, &args)
+        }
+        Command::Demo => {
+            setup::run()?;
+            build(&root)?;
+            demo::run(&root)
+        }
+        Command::Bench(args) => {
+            setup::run()?;
+            build(&root)?;
+            bench::run(&root, &args)
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// Builds the eBPF crate for bpfel-unknown-none and copies the object to `target/bpf/tap.bpf.o`.
+pub fn build_ebpf(root: &std::path::Path) -> Result<()> {
+    let target_dir = root.join("target/ebpf");
+    util::run(
+        util::cmd("cargo")
+            .args(["+nightly", "build", "--package", "tap-ebpf", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core", "--target-dir"])
+            .arg(&target_dir)
+            .current_dir(root)
+            // The user-space toolchain's settings must not leak into the nightly build.
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WRAPPER")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_LINKER", "bpf-linker")
+            .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS", "-C debuginfo=2 -C link-arg=--btf"),
+    )
+    .context("building the eBPF object (cargo xtask setup installs what it needs)")?;
+    let built = target_dir.join("bpfel-unknown-none/release/tap-ebpf");
+    let dest_dir = root.join("target/bpf");
+    std::fs::create_dir_all(&dest_dir)?;
+    let dest = dest_dir.join("tap.bpf.o");
+    std::fs::copy(&built, &dest).with_context(|| format!("copying {}", built.display()))?;
+    // Fresh mtime, so the user-space build script sees an up-to-date object.
+    std::fs::File::options().append(true).open(&dest)?.set_modified(std::time::SystemTime::now())?;
+    println!("BPF object: {}", dest.display());
+    Ok(())
+}
+
+/// build-ebpf, then the user-space crates in release mode (the binary the tests and bench run).
+pub fn build(root: &std::path::Path) -> Result<()> {
+    build_ebpf(root)?;
+    util::run(util::cmd("cargo").args(["build", "--release", "--workspace", "--exclude", "tap-ebpf", "--all-targets"]).current_dir(root))
+}
+
+fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
+    build(root)?;
+    // Integration tests share the machine's two cores with the traffic they generate: two at a
+    // time keeps timing-sensitive captures honest.
+    util::run(
+        util::cmd("cargo")
+            .args(["test", "--release", "--workspace", "--exclude", "tap-ebpf"])
+            .args(extra)
+            .args(["--", "--test-threads=2"])
+            .current_dir(root)
+            .env("TAP_BIN", root.join("target/release/tap")),
+    )
+}
