@@ -16,9 +16,25 @@ pub const READ_ERROR: Counter = 4;
 /// Packets the filter selected (equal to `SEEN` while no filter is set).
 pub const MATCHED: Counter = 5;
 
+/// Matched packets skipped by `--sample` (1 in N kept).
+pub const SAMPLED_OUT: Counter = 6;
+/// Matched packets skipped by the packet-rate cap.
+pub const RATE_LIMITED: Counter = 7;
+/// Packets the filter could not evaluate (graph walk too long, missing node); never expected.
+pub const FILTER_ERROR: Counter = 8;
+
 /// Number of counters; the size of the array.
-pub const COUNT: u32 = 6;
+pub const COUNT: u32 = 9;
 
 /// Names for the summary and metrics, by index.
-pub const NAMES: [&str; COUNT as usize] =
-    ["seen", "copied", "ring_full", "copied_bytes", "read_error", "matched"];
+pub const NAMES: [&str; COUNT as usize] = [
+    "seen",
+    "copied",
+    "ring_full",
+    "copied_bytes",
+    "read_error",
+    "matched",
+    "sampled_out",
+    "rate_limited",
+    "filter_error",
+];

@@ -5,6 +5,27 @@ pub const RING: &str = "TAP_RING";
 /// Per-CPU array of `u64`, indexed by [`crate::counters::Counter`].
 pub const COUNTERS: &str = "TAP_COUNTERS";
 
+/// Scratch space for the header window the filter reads (per CPU).
+pub const SCRATCH: &str = "TAP_SCRATCH";
+/// Filter control: [`crate::filter::FilterCtl`], one entry.
+pub const FILTER_CTL: &str = "TAP_FILTER_CTL";
+/// Filter slots: [`crate::filter::FilterSlot`], [`crate::filter::SLOTS`] entries.
+pub const FILTER_SLOTS: &str = "TAP_FILTER_SLOTS";
+/// Filter graph nodes: [`crate::filter::FilterNode`], `SLOTS * MAX_NODES` entries.
+pub const FILTER_NODES: &str = "TAP_FILTER_NODES";
+/// IPv4 LPM trie: [`crate::filter::Addr4Key`] → `u64` set mask.
+pub const FILTER_ADDR4: &str = "TAP_FILTER_ADDR4";
+/// IPv6 LPM trie: [`crate::filter::Addr6Key`] → `u64` set mask.
+pub const FILTER_ADDR6: &str = "TAP_FILTER_ADDR6";
+/// Port sets: array of `u64` masks indexed by `slot * 65536 + port`.
+pub const FILTER_PORTS: &str = "TAP_FILTER_PORTS";
+/// MAC sets: [`crate::filter::MacKey`] → `u64` set mask.
+pub const FILTER_MACS: &str = "TAP_FILTER_MACS";
+/// Per-CPU rule hit counters, indexed by `slot * MAX_RULES + rule`.
+pub const RULE_HITS: &str = "TAP_RULE_HITS";
+/// Per-CPU sampling and rate-cap state: `[sample counter, window start ns, window count, 0]`.
+pub const LIMIT_STATE: &str = "TAP_LIMIT_STATE";
+
 /// XDP entry point.
 pub const PROG_XDP: &str = "xdp_tap";
 /// TC classifier entry point for ingress.

@@ -71,6 +71,7 @@ impl Source for SkbSource<'_> {
 }
 
 /// What the program knows about the packet besides its bytes.
+#[derive(Clone, Copy)]
 pub(crate) struct Meta {
     pub ifindex: u32,
     pub queue: u32,

@@ -1,25 +1,35 @@
 //! tap's kernel side: an XDP program and a TC classifier (ingress and egress) that copy each
-//! packet, truncated to the snap length, into a ring buffer record and let it continue untouched.
+//! packet the filter selects, truncated to the snap length, into a ring buffer record, and let
+//! every packet continue untouched.
 //!
-//! One object; the loader picks the programs it attaches. See `tap-common` for the record layout.
+//! One object; the loader picks the programs it attaches. See `tap-common` for the shared types.
 #![no_std]
 #![no_main]
 
 mod emit;
+mod filter;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, xdp_action},
+    helpers::generated::bpf_ktime_get_ns,
     macros::{classifier, map, xdp},
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use tap_common::{
     config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN},
     counters,
     event::{DIR_INBOUND, DIR_OUTBOUND, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP},
+    filter::{
+        Addr4Data, Addr6Data, FilterCtl, FilterNode, FilterSlot, MAX_ADDRS, MAX_MACS, MAX_NODES, MAX_RULES, MacKey,
+        PORT_ENTRIES, SLOTS,
+    },
 };
 
-use crate::emit::{Meta, SkbSource, XdpSource};
+use crate::{
+    emit::{Meta, SkbSource, Source, XdpSource},
+    filter::{Verdict, WINDOW, Window},
+};
 
 /// Records for user space. The loader resizes it to `--ring-size`.
 #[map]
@@ -28,6 +38,31 @@ static TAP_RING: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_SIZE, 0);
 /// Per-CPU counters, indexed by `tap_common::counters`.
 #[map]
 static TAP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
+
+/// Per-CPU copy of the packet's first bytes, for the filter.
+#[map]
+static TAP_SCRATCH: PerCpuArray<[u8; WINDOW]> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static TAP_FILTER_CTL: Array<FilterCtl> = Array::with_max_entries(1, 0);
+#[map]
+static TAP_FILTER_SLOTS: Array<FilterSlot> = Array::with_max_entries(SLOTS, 0);
+#[map]
+static TAP_FILTER_NODES: Array<FilterNode> = Array::with_max_entries(SLOTS * MAX_NODES, 0);
+/// LPM tries need BPF_F_NO_PREALLOC (1).
+#[map]
+static TAP_FILTER_ADDR4: LpmTrie<Addr4Data, u64> = LpmTrie::with_max_entries(SLOTS * MAX_ADDRS, 1);
+#[map]
+static TAP_FILTER_ADDR6: LpmTrie<Addr6Data, u64> = LpmTrie::with_max_entries(SLOTS * MAX_ADDRS, 1);
+#[map]
+static TAP_FILTER_PORTS: Array<u64> = Array::with_max_entries(PORT_ENTRIES, 0);
+#[map]
+static TAP_FILTER_MACS: HashMap<MacKey, u64> = HashMap::with_max_entries(SLOTS * MAX_MACS, 0);
+#[map]
+static TAP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOTS * MAX_RULES, 0);
+/// `[sample counter, rate window start (ns), packets in window, unused]`, per CPU.
+#[map]
+static TAP_LIMIT_STATE: PerCpuArray<[u64; 4]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Snap length in bytes, set by the loader (`.rodata`, so the verifier sees a constant).
 #[unsafe(no_mangle)]
@@ -49,6 +84,79 @@ pub(crate) fn count(counter: counters::Counter, n: u64) {
     }
 }
 
+/// Copies the packet's first bytes (up to [`WINDOW`]) into scratch memory.
+#[inline(always)]
+fn load_window<S: Source>(src: &S) -> Option<Window> {
+    let len = src.len();
+    if len == 0 {
+        return None;
+    }
+    let scratch = TAP_SCRATCH.get_ptr_mut(0)?;
+    let want = if len as usize > WINDOW { WINDOW as u32 } else { len };
+    // SAFETY: a local read; volatile hides the bound from the optimiser so the mask below stays
+    // in the very register given to the helper (the verifier needs 1..=WINDOW there).
+    let opaque = unsafe { core::ptr::read_volatile(&want) };
+    let n = (opaque.wrapping_sub(1) & (WINDOW as u32 - 1)) + 1;
+    // SAFETY: scratch is WINDOW bytes of this CPU's map value; n <= WINDOW.
+    if unsafe { src.load(scratch.cast(), n) } != 0 {
+        return None;
+    }
+    Some(Window { bytes: scratch.cast_const(), len: n })
+}
+
+/// Applies `--sample` and the rate cap to a matched packet; false when it is skipped on purpose.
+#[inline(always)]
+fn within_limits() -> bool {
+    let Some(ctl) = TAP_FILTER_CTL.get(0) else { return true };
+    let (sample, rate) = (ctl.sample, ctl.rate_per_cpu);
+    if sample <= 1 && rate == 0 {
+        return true;
+    }
+    let Some(state) = TAP_LIMIT_STATE.get_ptr_mut(0) else { return true };
+    // SAFETY: per-CPU map value, this CPU's only.
+    let state = unsafe { &mut *state };
+    if sample > 1 {
+        state[0] += 1;
+        if state[0] % u64::from(sample) != 0 {
+            count(counters::SAMPLED_OUT, 1);
+            return false;
+        }
+    }
+    if rate > 0 {
+        // SAFETY: the helper has no preconditions.
+        let now = unsafe { bpf_ktime_get_ns() };
+        if now.wrapping_sub(state[1]) >= 1_000_000_000 {
+            state[1] = now;
+            state[2] = 0;
+        }
+        if state[2] >= u64::from(rate) {
+            count(counters::RATE_LIMITED, 1);
+            return false;
+        }
+        state[2] += 1;
+    }
+    true
+}
+
+/// The common path of every hook: count, classify, limit, copy.
+#[inline(always)]
+fn tap<S: Source>(src: &S, mut meta: Meta) {
+    count(counters::SEEN, 1);
+    match filter::classify(|| load_window(src)) {
+        Verdict::Match(rule) => meta.rule = rule,
+        Verdict::NoMatch => return,
+        Verdict::Error => {
+            count(counters::FILTER_ERROR, 1);
+            return;
+        }
+    }
+    count(counters::MATCHED, 1);
+    if !within_limits() {
+        return;
+    }
+    emit::copy_to_ring(src, &meta, snaplen());
+}
+
 #[xdp(frags)]
 pub fn xdp_tap(ctx: XdpContext) -> u32 {
     try_xdp_tap(&ctx);
@@ -57,8 +165,6 @@ pub fn xdp_tap(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn try_xdp_tap(ctx: &XdpContext) {
-    count(counters::SEEN, 1);
-    let source = XdpSource::new(ctx);
     let meta = Meta {
         ifindex: ctx.ingress_ifindex() as u32,
         queue: ctx.rx_queue_index(),
@@ -66,8 +172,7 @@ fn try_xdp_tap(ctx: &XdpContext) {
         direction: DIR_INBOUND,
         rule: 0,
     };
-    count(counters::MATCHED, 1);
-    emit::copy_to_ring(&source, &meta, snaplen());
+    tap(&XdpSource::new(ctx), meta);
 }
 
 #[classifier]
@@ -84,13 +189,9 @@ pub fn tc_tap_egress(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn try_tc_tap(ctx: &TcContext, hook: u8, direction: u8) {
-    count(counters::SEEN, 1);
-    let source = SkbSource::new(ctx);
     // SAFETY: the context pointer is the kernel's __sk_buff for this run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let meta = Meta { ifindex, queue: 0, hook, direction, rule: 0 };
-    count(counters::MATCHED, 1);
-    emit::copy_to_ring(&source, &meta, snaplen());
+    tap(&SkbSource::new(ctx), Meta { ifindex, queue: 0, hook, direction, rule: 0 });
 }
 
 /// Deliberately refused by the verifier (reads the packet without a bounds check). Used only by

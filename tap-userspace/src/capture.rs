@@ -151,6 +151,9 @@ pub async fn run(config: CaptureConfig, shutdown: impl Future<Output = ()>) -> R
         snaplen: config.snaplen,
         ring_size: config.ring_size,
         xdp_program: config.xdp_program.as_deref(),
+        filter: config.filter.clone(),
+        sample: config.sample,
+        rate_per_cpu: config.rate_per_cpu,
     };
     let (attached, maps) = loader::load_and_attach(&spec)?;
     // From here on, any early return drops `attached`, which detaches.

@@ -18,6 +18,27 @@ pub struct Cli {
 pub enum Command {
     /// Capture packets on one or more interfaces and write them as pcap.
     Capture(CaptureArgs),
+    /// Run the kernel program over the packets of a pcap file (BPF_PROG_TEST_RUN) and write
+    /// the ones the filter selects: test a filter on a saved capture.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Input capture (pcap or pcapng).
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: PathBuf,
+    /// Output pcap file for the selected packets, or '-' for standard output.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Which program to run the packets through.
+    #[arg(long, value_enum, default_value = "xdp")]
+    pub hook: HookArg,
+    /// Print nothing but errors (no summary).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,6 +95,29 @@ pub struct CaptureArgs {
     /// Load this XDP program of the object instead of the tap program (tests only).
     #[arg(long, hide = true)]
     pub xdp_program: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Keep 1 in N matched packets (sampling); the others are counted as sampled out.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<u32>,
+    /// Keep at most this many matched packets per second (spread over CPUs); the rest are
+    /// counted as rate-limited.
+    #[arg(long, value_name = "PPS")]
+    pub max_rate: Option<u32>,
+}
+
+/// Where the filter expression comes from: trailing words (like tcpdump), `-f`, or `-F FILE`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FilterArgs {
+    /// Filter expression (pcap-filter syntax), instead of trailing words.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR", conflicts_with_all = ["filter_file", "expression"])]
+    pub filter: Option<String>,
+    /// Read the filter expression from FILE (like tcpdump -F).
+    #[arg(short = 'F', long = "filter-file", value_name = "FILE", conflicts_with = "expression")]
+    pub filter_file: Option<PathBuf>,
+    /// Filter expression as trailing words: `tap capture -i eth0 -w x.pcap tcp and port 443`.
+    #[arg(value_name = "EXPR", trailing_var_arg = true)]
+    pub expression: Vec<String>,
 }
 
 #[cfg(test)]
@@ -88,7 +132,7 @@ mod tests {
     fn tcpdump_style_flags() {
         let cli = parse(&["capture", "-i", "eth0", "-i", "eth1", "-s", "96", "-c", "10", "-w", "-"])
             .unwrap();
-        let Command::Capture(args) = cli.command;
+        let Command::Capture(args) = cli.command else { panic!("capture") };
         assert_eq!(args.interfaces, ["eth0", "eth1"]);
         assert_eq!(args.snaplen, Some(96));
         assert_eq!(args.count, Some(10));
@@ -99,10 +143,24 @@ mod tests {
     #[test]
     fn hooks_and_modes() {
         let cli = parse(&["capture", "--hook", "xdp", "--xdp-mode", "generic", "-w", "x"]).unwrap();
-        let Command::Capture(args) = cli.command;
+        let Command::Capture(args) = cli.command else { panic!("capture") };
         assert_eq!(args.hook, HookArg::Xdp);
         assert_eq!(args.xdp_mode, Some(XdpModeArg::Generic));
         assert!(parse(&["capture", "--hook", "bogus", "-w", "x"]).is_err());
+    }
+
+    #[test]
+    fn filter_from_trailing_words_or_flags() {
+        let cli = parse(&["capture", "-i", "lo", "-w", "x", "tcp", "and", "port", "443"]).unwrap();
+        let Command::Capture(args) = cli.command else { panic!("capture") };
+        assert_eq!(args.filter.expression, ["tcp", "and", "port", "443"]);
+        let cli = parse(&["capture", "-w", "x", "-f", "udp"]).unwrap();
+        let Command::Capture(args) = cli.command else { panic!("capture") };
+        assert_eq!(args.filter.filter.as_deref(), Some("udp"));
+        assert!(parse(&["capture", "-w", "x", "-f", "udp", "tcp"]).is_err());
+        let cli = parse(&["replay", "-r", "in.pcap", "-w", "out.pcap", "icmp"]).unwrap();
+        let Command::Replay(args) = cli.command else { panic!("replay") };
+        assert_eq!(args.filter.expression, ["icmp"]);
     }
 
     #[test]

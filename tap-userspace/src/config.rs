@@ -6,10 +6,16 @@ use std::{path::PathBuf, time::Duration};
 use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
 
 use crate::{
-    cli::{CaptureArgs, HookArg, XdpModeArg},
+    cli::{CaptureArgs, FilterArgs, HookArg, XdpModeArg},
     error::ConfigError,
+    filter::maps::FilterImage,
     iface,
 };
+
+/// CPUs the programs may run on.
+fn ncpus() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| n.max(1) as u32)
+}
 
 /// A kernel attach point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +72,27 @@ pub struct CaptureConfig {
     pub output: Output,
     pub quiet: bool,
     pub xdp_program: Option<String>,
+    pub filter: FilterImage,
+    /// Keep 1 in `sample` matched packets (1: all).
+    pub sample: u32,
+    /// Matched packets per second kept, per CPU (0: no cap).
+    pub rate_per_cpu: u32,
+}
+
+/// Reads the filter expression from where the user gave it and compiles it. An empty
+/// expression means no filter (every packet).
+pub fn filter_from_args(args: &FilterArgs) -> Result<FilterImage, ConfigError> {
+    let text = if let Some(f) = &args.filter {
+        f.clone()
+    } else if let Some(path) = &args.filter_file {
+        let raw = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::FilterFile { path: path.clone(), source })?;
+        // tcpdump -F: '#' starts a comment to the end of the line.
+        raw.lines().map(|l| l.split('#').next().unwrap_or("")).collect::<Vec<_>>().join(" ")
+    } else {
+        args.expression.join(" ")
+    };
+    crate::filter::image(text.trim()).map_err(ConfigError::Filter)
 }
 
 fn page_size() -> u64 {
@@ -133,6 +160,17 @@ impl CaptureConfig {
             output,
             quiet: args.quiet,
             xdp_program: args.xdp_program.clone(),
+            filter: filter_from_args(&args.filter)?,
+            sample: match args.sample {
+                Some(0) => return Err(ConfigError::Sample),
+                Some(n) => n,
+                None => 1,
+            },
+            rate_per_cpu: match args.max_rate {
+                None | Some(0) => 0,
+                // Each CPU keeps its share, rounded up so the cap is never below what was asked.
+                Some(pps) => pps.div_ceil(ncpus()),
+            },
         })
     }
 }
@@ -146,7 +184,7 @@ mod tests {
 
     fn config(args: &[&str]) -> Result<CaptureConfig, ConfigError> {
         let cli = Cli::try_parse_from(["tap", "capture"].iter().chain(args.iter())).unwrap();
-        let Command::Capture(args) = cli.command;
+        let Command::Capture(args) = cli.command else { panic!("capture") };
         CaptureConfig::from_args(&args)
     }
 

@@ -19,6 +19,16 @@ pub enum ConfigError {
     DuplicateInterface { iface: String },
     #[error("--xdp-mode applies only to --hook xdp")]
     XdpModeWithoutXdp,
+    #[error("cannot read the filter file {path}: {source}")]
+    FilterFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("filter: {0}")]
+    Filter(#[source] crate::filter::FilterError),
+    #[error("--sample must be at least 1")]
+    Sample,
 }
 
 /// Errors while loading and attaching the programs.
@@ -47,6 +57,8 @@ pub enum LoadError {
     Object(#[source] aya::EbpfError),
     #[error("the BPF object has no {kind} named {name}")]
     Missing { kind: &'static str, name: String },
+    #[error("installing the filter failed: {0}")]
+    Filter(#[source] crate::filter::maps::FilterMapError),
     #[error("BPF map {name}: {source}")]
     Map {
         name: &'static str,

@@ -12,8 +12,11 @@ pub mod clock;
 pub mod config;
 pub mod drain;
 pub mod error;
+pub mod filter;
 pub mod iface;
 pub mod loader;
+pub mod reader;
+pub mod replay;
 pub mod sink;
 pub mod summary;
 

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::{
     config::{Hook, Interface, XdpMode},
     error::LoadError,
+    filter::maps::{FilterImage, FilterMaps},
 };
 
 /// What to load and where to attach it.
@@ -27,6 +28,12 @@ pub struct LoadSpec<'a> {
     pub ring_size: u32,
     /// Name of the XDP program to load instead of [`maps::PROG_XDP`] (tests).
     pub xdp_program: Option<&'a str>,
+    /// The filter, installed before anything is attached so no unfiltered packet slips through.
+    pub filter: FilterImage,
+    /// Keep 1 in `sample` matched packets (0 or 1: all).
+    pub sample: u32,
+    /// Matched packets per second kept, per CPU (0: no cap).
+    pub rate_per_cpu: u32,
 }
 
 /// One program attached to one interface.
@@ -49,6 +56,7 @@ pub struct Attached {
 pub struct Maps {
     pub ring: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
+    pub filter: FilterMaps,
 }
 
 impl std::fmt::Debug for Attached {
@@ -95,9 +103,9 @@ pub fn verifier_reason(log: &str) -> String {
     if reason.is_empty() { lines.last().map_or_else(|| "no verifier output".to_string(), ToString::to_string) } else { reason }
 }
 
-/// Loads the object with the given settings and attaches it. On any error, whatever was attached
-/// is detached again before returning (the partly built [`Attached`] is dropped).
-pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadError> {
+/// Loads the object with the given settings, takes the maps user space reads, and installs the
+/// filter. Nothing is attached yet.
+pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
     let mut ebpf = EbpfLoader::new()
         .override_global(maps::GLOBAL_SNAPLEN, &spec.snaplen, true)
         .map_max_entries(maps::RING, spec.ring_size)
@@ -117,15 +125,29 @@ pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadErro
         .ok_or(LoadError::Missing { kind: "map", name: maps::COUNTERS.into() })?;
     let counters = PerCpuArray::try_from(counters)
         .map_err(|source| LoadError::Map { name: maps::COUNTERS, source })?;
+    let mut filter = FilterMaps::take(&mut ebpf).map_err(LoadError::Filter)?;
+    filter.install(spec.filter.clone()).map_err(LoadError::Filter)?;
+    filter.set_limits(spec.sample, spec.rate_per_cpu).map_err(LoadError::Filter)?;
+    Ok((ebpf, Maps { ring, counters, filter }))
+}
 
+/// Name of the program serving `hook`.
+pub fn program_name<'a>(hook: Hook, xdp_program: Option<&'a str>) -> &'a str {
+    match hook {
+        Hook::Xdp => xdp_program.unwrap_or(maps::PROG_XDP),
+        Hook::TcIngress => maps::PROG_TC_INGRESS,
+        Hook::TcEgress => maps::PROG_TC_EGRESS,
+    }
+}
+
+/// Loads the object and attaches it. The filter is in place before the first attach, so no
+/// unfiltered packet slips through. On any error, whatever was attached is detached again before
+/// returning (the partly built [`Attached`] is dropped).
+pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadError> {
+    let (ebpf, maps) = load(spec)?;
     let mut attached = Attached { ebpf, attachments: Vec::new() };
-    let xdp_name = spec.xdp_program.unwrap_or(maps::PROG_XDP);
     for hook in spec.hooks {
-        let name = match hook {
-            Hook::Xdp => xdp_name,
-            Hook::TcIngress => maps::PROG_TC_INGRESS,
-            Hook::TcEgress => maps::PROG_TC_EGRESS,
-        };
+        let name = program_name(*hook, spec.xdp_program);
         attached.load_program(name, *hook)?;
         for iface in spec.interfaces {
             let how = attached.attach(name, *hook, iface, spec.xdp_mode)?;
@@ -133,10 +155,22 @@ pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadErro
             attached.attachments.push(Attachment { iface: iface.clone(), hook: *hook, how });
         }
     }
-    Ok((attached, Maps { ring, counters }))
+    Ok((attached, maps))
+}
+
+/// Loads (verifies) the program for `hook` in an object from [`load`], without attaching it.
+pub fn load_program(ebpf: Ebpf, hook: Hook, xdp_program: Option<&str>) -> Result<Attached, LoadError> {
+    let mut attached = Attached { ebpf, attachments: Vec::new() };
+    attached.load_program(program_name(hook, xdp_program), hook)?;
+    Ok(attached)
 }
 
 impl Attached {
+    /// The loaded object (for BPF_PROG_TEST_RUN).
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
     fn load_program(&mut self, name: &str, hook: Hook) -> Result<(), LoadError> {
         let program = self
             .ebpf

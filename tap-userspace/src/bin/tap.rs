@@ -6,9 +6,10 @@ use anyhow::Context as _;
 use clap::Parser;
 use tap::{
     capture,
-    cli::{Cli, Command},
-    config::CaptureConfig,
+    cli::{Cli, Command, HookArg},
+    config::{self, CaptureConfig, Hook},
     error::{CaptureError, LoadError},
+    replay::{self, ReplayConfig},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -58,6 +59,25 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             capture::flush_stdout().context("flushing standard output")?;
             if !quiet {
+                eprintln!("{summary}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => {
+            let hook = match args.hook {
+                HookArg::Xdp => Hook::Xdp,
+                HookArg::TcIngress | HookArg::Tc => Hook::TcIngress,
+                HookArg::TcEgress => Hook::TcEgress,
+            };
+            let config = ReplayConfig {
+                input: args.read.clone(),
+                output: args.write.clone(),
+                hook,
+                filter: config::filter_from_args(&args.filter)?,
+            };
+            let summary = replay::run(&config)?;
+            capture::flush_stdout().context("flushing standard output")?;
+            if !args.quiet {
                 eprintln!("{summary}");
             }
             Ok(ExitCode::SUCCESS)

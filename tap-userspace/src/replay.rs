@@ -1,0 +1,183 @@
+//! `tap replay`: the very same kernel program, run over the packets of a file with
+//! BPF_PROG_TEST_RUN (kernel 4.12+ for XDP test runs; frags-capable XDP test runs 5.18+).
+//! Users test a filter on a saved capture; the tests get a deterministic bed.
+//!
+//! Each packet runs once; the program either puts a record in the ring (selected) or not. The
+//! selected packets are written with their original bytes and timestamps.
+
+use std::{
+    fs::File,
+    io::{self, BufReader},
+    path::PathBuf,
+};
+
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use tap_common::{config::MAX_FRAME, event::HEADER_LEN};
+
+use crate::{
+    capture::read_counters,
+    config::Hook,
+    drain::parse_record,
+    error::{CaptureError, LoadError},
+    filter::maps::FilterImage,
+    loader::{self, LoadSpec},
+    reader::{CaptureReader, ReadError},
+    sink::pcap::PcapWriter,
+    summary::KernelCounters,
+};
+
+/// Smallest frame a test run accepts (an Ethernet header).
+const MIN_FRAME: usize = 14;
+
+/// A validated replay.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    pub input: PathBuf,
+    /// `None`: count only. `Some("-")`: standard output.
+    pub output: Option<PathBuf>,
+    pub hook: Hook,
+    pub filter: FilterImage,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    pub read: u64,
+    pub matched: u64,
+    pub not_matched: u64,
+    /// Frames shorter than an Ethernet header, which the kernel will not run (they match only
+    /// when there is no filter, as in tcpdump, where any test reads past their end).
+    pub too_short: u64,
+    pub kernel: KernelCounters,
+    /// `(rule, hits)` of the filter.
+    pub rules: Vec<(String, u64)>,
+}
+
+impl std::fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} packets read", self.read)?;
+        writeln!(f, "{} packets matched", self.matched)?;
+        write!(f, "{} packets not matched", self.not_matched)?;
+        if self.too_short > 0 {
+            write!(f, "\n{} packets shorter than an Ethernet header", self.too_short)?;
+        }
+        for (i, (rule, hits)) in self.rules.iter().enumerate() {
+            write!(f, "\nrule {i}: {hits} hits: {rule}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of a replay.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: ReadError,
+    },
+    #[error("{path}: packet {index} has link type {linktype}; only Ethernet (1) is supported")]
+    LinkType { path: PathBuf, index: u64, linktype: u32 },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("BPF_PROG_TEST_RUN failed on packet {index}: {source}")]
+    TestRun {
+        index: u64,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error(transparent)]
+    Output(#[from] CaptureError),
+}
+
+pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
+    let file = File::open(&config.input).map_err(|source| ReplayError::Open { path: config.input.clone(), source })?;
+    let mut reader = CaptureReader::new(BufReader::new(file))
+        .map_err(|source| ReplayError::Read { path: config.input.clone(), source })?;
+    let spec = LoadSpec {
+        interfaces: &[],
+        hooks: &[config.hook],
+        xdp_mode: crate::config::XdpMode::Auto,
+        snaplen: MAX_FRAME,
+        // One packet in flight at a time: a small ring is plenty.
+        ring_size: 1 << 20,
+        xdp_program: None,
+        filter: config.filter.clone(),
+        sample: 1,
+        rate_per_cpu: 0,
+    };
+    let (ebpf, mut maps) = loader::load(&spec)?;
+    let loaded = loader::load_program(ebpf, config.hook, None)?;
+    let name = loader::program_name(config.hook, None);
+    let program = loaded.ebpf().program(name).ok_or(LoadError::Missing { kind: "program", name: name.into() })?;
+    let no_filter = config.filter.graph.is_none();
+
+    let mut writer = match &config.output {
+        None => None,
+        Some(path) => Some(open_writer(path)?),
+    };
+    let mut summary = ReplaySummary::default();
+    while let Some(packet) =
+        reader.next_packet().map_err(|source| ReplayError::Read { path: config.input.clone(), source })?
+    {
+        let index = summary.read;
+        summary.read += 1;
+        if packet.linktype != 1 {
+            return Err(ReplayError::LinkType { path: config.input.clone(), index, linktype: packet.linktype });
+        }
+        let selected = if packet.data.len() < MIN_FRAME {
+            summary.too_short += 1;
+            no_filter
+        } else {
+            let opts = TestRunOptions { data_in: Some(&packet.data), ..Default::default() };
+            let result = match program {
+                aya::programs::Program::Xdp(p) => <Xdp as TestRun>::test_run(p, opts),
+                aya::programs::Program::SchedClassifier(p) => <SchedClassifier as TestRun>::test_run(p, opts),
+                _ => unreachable!("replay loads XDP or TC programs only"),
+            };
+            result.map_err(|source| ReplayError::TestRun { index, source })?;
+            let mut got = false;
+            while let Some(item) = maps.ring.next() {
+                // A record is the program saying "selected"; its bytes are checked for sanity.
+                if item.len() >= HEADER_LEN && parse_record(&item).is_ok() {
+                    got = true;
+                }
+            }
+            got
+        };
+        if selected {
+            summary.matched += 1;
+            if let Some(w) = writer.as_mut() {
+                w.write_packet(packet.ts_ns, packet.orig_len, &packet.data)
+                    .map_err(|source| CaptureError::Write { what: "replay output".into(), source })?;
+            }
+        } else {
+            summary.not_matched += 1;
+        }
+    }
+    if let Some(w) = writer {
+        let mut out = w.into_inner().map_err(|source| CaptureError::Write { what: "replay output".into(), source })?;
+        io::Write::flush(&mut out).map_err(|source| CaptureError::Write { what: "replay output".into(), source })?;
+    }
+    summary.kernel = read_counters(&maps.counters);
+    summary.rules = if no_filter { Vec::new() } else { maps.filter.rule_hits() };
+    Ok(summary)
+}
+
+fn open_writer(path: &PathBuf) -> Result<PcapWriter<Box<dyn io::Write>>, ReplayError> {
+    let out: Box<dyn io::Write> = if path.as_os_str() == "-" {
+        Box::new(io::stdout())
+    } else {
+        Box::new(
+            File::create(path).map_err(|source| CaptureError::Output { path: path.clone(), source })?,
+        )
+    };
+    Ok(PcapWriter::new(out, MAX_FRAME).map_err(|source| CaptureError::Write { what: path.display().to_string(), source })?)
+}
