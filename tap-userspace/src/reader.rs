@@ -314,7 +314,7 @@ mod tests {
         f.extend_from_slice(&[0, 0, 0, 0]);
         f.extend_from_slice(&(idb_len as u32).to_le_bytes());
         // Enhanced packet: iface 0, ts = 1_500_000_000 ns, cap 3, orig 60, data padded.
-        let epb_len = 12 + 20 + 4 + 4;
+        let epb_len = 12 + 20 + 4;
         f.extend_from_slice(&6u32.to_le_bytes());
         f.extend_from_slice(&(epb_len as u32).to_le_bytes());
         f.extend_from_slice(&0u32.to_le_bytes());

@@ -11,6 +11,51 @@ pub struct Record {
     pub data: Vec<u8>,
 }
 
+/// What an Ethernet frame carries, as far as the tests need to tell traffic apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Icmp4,
+    Icmp6,
+    Udp4,
+    Udp6,
+    Tcp4,
+    Tcp6,
+    Arp,
+    Other,
+}
+
+impl Record {
+    /// The EtherType and the IP protocol of the frame (no VLAN tags or IPv6 extension headers:
+    /// the tests' traffic has none).
+    pub fn kind(&self) -> Kind {
+        let d = &self.data;
+        let at = |i: usize| d.get(i).copied();
+        match (at(12), at(13)) {
+            (Some(0x08), Some(0x00)) => match at(23) {
+                Some(1) => Kind::Icmp4,
+                Some(6) => Kind::Tcp4,
+                Some(17) => Kind::Udp4,
+                _ => Kind::Other,
+            },
+            (Some(0x86), Some(0xdd)) => match at(20) {
+                Some(58) => Kind::Icmp6,
+                Some(6) => Kind::Tcp6,
+                Some(17) => Kind::Udp6,
+                _ => Kind::Other,
+            },
+            (Some(0x08), Some(0x06)) => Kind::Arp,
+            _ => Kind::Other,
+        }
+    }
+
+    /// IPv4 source and destination of an IPv4 frame.
+    pub fn ipv4_addrs(&self) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+        let addr = |b: &[u8]| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+        (self.data.get(12..14) == Some(&[0x08, 0x00][..]) && self.data.len() >= 34)
+            .then(|| (addr(&self.data[26..30]), addr(&self.data[30..34])))
+    }
+}
+
 /// A parsed pcap file.
 #[derive(Debug, Clone)]
 pub struct Pcap {
@@ -23,6 +68,15 @@ pub struct Pcap {
 impl Pcap {
     /// Parses a little- or big-endian, µs or ns pcap file; panics on anything malformed.
     pub fn parse(bytes: &[u8]) -> Self {
+        let pcap = Self::parse_prefix(bytes);
+        let used = 24 + pcap.records.iter().map(|r| 16 + r.data.len()).sum::<usize>();
+        assert_eq!(used, bytes.len(), "truncated record at byte {used} of {}", bytes.len());
+        pcap
+    }
+
+    /// Parses the complete records of a file still being written: a record cut short at the end
+    /// is left out. Panics unless the global header is there and valid.
+    pub fn parse_prefix(bytes: &[u8]) -> Self {
         assert!(bytes.len() >= 24, "pcap shorter than its global header ({} bytes)", bytes.len());
         let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
         let (le, nanos) = match magic {
@@ -40,9 +94,11 @@ impl Pcap {
         let linktype = u32_at(bytes, 20);
         let mut records = Vec::new();
         let mut off = 24;
-        while off < bytes.len() {
-            assert!(off + 16 <= bytes.len(), "truncated record header at {off}");
+        while off + 16 <= bytes.len() {
             let incl = u32_at(bytes, off + 8) as usize;
+            if off + 16 + incl > bytes.len() {
+                break;
+            }
             let rec = Record {
                 ts_sec: u32_at(bytes, off),
                 ts_frac: u32_at(bytes, off + 4),
@@ -63,5 +119,10 @@ impl Pcap {
     pub fn ts_ns(&self, i: usize) -> u128 {
         let r = &self.records[i];
         u128::from(r.ts_sec) * 1_000_000_000 + u128::from(r.ts_frac) * if self.nanos { 1 } else { 1000 }
+    }
+
+    /// Number of records of each kind.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.records.iter().filter(|r| r.kind() == kind).count()
     }
 }

@@ -61,6 +61,21 @@ pub const B_V4: &str = "192.0.2.2";
 pub const A_V6: &str = "2001:db8::1";
 pub const B_V6: &str = "2001:db8::2";
 
+/// The addresses of the two ends of one link: /24 for IPv4, /64 for IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addrs {
+    pub a_v4: &'static str,
+    pub b_v4: &'static str,
+    pub a_v6: &'static str,
+    pub b_v6: &'static str,
+}
+
+/// The first link of every [`Topology`].
+pub const FIRST: Addrs = Addrs { a_v4: A_V4, b_v4: B_V4, a_v6: A_V6, b_v6: B_V6 };
+/// A second link, for [`Topology::add_link`] (another documentation range).
+pub const SECOND: Addrs =
+    Addrs { a_v4: "198.51.100.1", b_v4: "198.51.100.2", a_v6: "2001:db8:1::1", b_v6: "2001:db8:1::2" };
+
 /// Two namespaces, `a` and `b`, joined by veth `a.iface` <-> `b.iface`, addressed with
 /// [`A_V4`]/[`B_V4`] and [`A_V6`]/[`B_V6`], with static neighbours.
 #[derive(Debug)]
@@ -77,16 +92,25 @@ impl Topology {
         Self::with_mtu(1500)
     }
 
+    /// A topology whose link has this MTU in bytes on both ends (9000 for jumbo frames).
     pub fn with_mtu(mtu: u32) -> Self {
-        let a = Netns::new("a");
-        let b = Netns::new("b");
-        let a_if = "veth-a".to_string();
-        let b_if = "veth-b".to_string();
+        let topo = Self { a: Netns::new("a"), b: Netns::new("b"), a_if: "veth-a".into(), b_if: "veth-b".into() };
+        topo.connect(&topo.a_if, &topo.b_if, mtu, &FIRST);
+        topo
+    }
+
+    /// Adds another veth pair between `a` and `b`, named `a_if` in `a` and `b_if` in `b`.
+    pub fn add_link(&self, a_if: &str, b_if: &str, addrs: &Addrs) {
+        self.connect(a_if, b_if, 1500, addrs);
+    }
+
+    fn connect(&self, a_if: &str, b_if: &str, mtu: u32, addrs: &Addrs) {
+        let mtu = mtu.to_string();
         run_ok(Command::new("ip").args([
-            "link", "add", &a_if, "netns", &a.name, "mtu", &mtu.to_string(), "type", "veth", "peer", "name", &b_if, "netns", &b.name,
-            "mtu", &mtu.to_string(),
+            "link", "add", a_if, "netns", &self.a.name, "mtu", &mtu, "type", "veth", "peer", "name", b_if, "netns", &self.b.name,
+            "mtu", &mtu,
         ]));
-        for (ns, ifname, v4, v6) in [(&a, &a_if, A_V4, A_V6), (&b, &b_if, B_V4, B_V6)] {
+        for (ns, ifname, v4, v6) in [(&self.a, a_if, addrs.a_v4, addrs.a_v6), (&self.b, b_if, addrs.b_v4, addrs.b_v6)] {
             ns.sh(&format!(
                 "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.{ifname}.accept_ra=0 net.ipv6.conf.{ifname}.autoconf=0 \
                  net.ipv6.conf.{ifname}.dad_transmits=0 net.ipv6.conf.{ifname}.addr_gen_mode=1 \
@@ -96,18 +120,16 @@ impl Topology {
                  ip addr add {v4}/24 dev {ifname} && ip -6 addr add {v6}/64 dev {ifname} nodad && ip link set {ifname} up"
             ));
         }
-        let topo = Self { a, b, a_if, b_if };
-        let mac_a = topo.a.sh(&format!("cat /sys/class/net/{}/address", topo.a_if)).trim().to_string();
-        let mac_b = topo.b.sh(&format!("cat /sys/class/net/{}/address", topo.b_if)).trim().to_string();
-        topo.a.sh(&format!(
-            "ip neigh replace {B_V4} lladdr {mac_b} dev {0} nud permanent && ip -6 neigh replace {B_V6} lladdr {mac_b} dev {0} nud permanent",
-            topo.a_if
+        let mac_a = self.a.sh(&format!("cat /sys/class/net/{a_if}/address")).trim().to_string();
+        let mac_b = self.b.sh(&format!("cat /sys/class/net/{b_if}/address")).trim().to_string();
+        self.a.sh(&format!(
+            "ip neigh replace {} lladdr {mac_b} dev {a_if} nud permanent && ip -6 neigh replace {} lladdr {mac_b} dev {a_if} nud permanent",
+            addrs.b_v4, addrs.b_v6
         ));
-        topo.b.sh(&format!(
-            "ip neigh replace {A_V4} lladdr {mac_a} dev {0} nud permanent && ip -6 neigh replace {A_V6} lladdr {mac_a} dev {0} nud permanent",
-            topo.b_if
+        self.b.sh(&format!(
+            "ip neigh replace {} lladdr {mac_a} dev {b_if} nud permanent && ip -6 neigh replace {} lladdr {mac_a} dev {b_if} nud permanent",
+            addrs.a_v4, addrs.a_v6
         ));
-        topo
     }
 }
 
