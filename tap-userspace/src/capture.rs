@@ -16,12 +16,13 @@ use std::{
 use aya::maps::{MapData, PerCpuArray};
 use tap_common::counters;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::{
     config::{CaptureConfig, Output},
     drain::{Batch, BatchLimits, Drain},
     error::CaptureError,
+    filter::maps::FilterImage,
     loader::{self, LoadSpec},
     sink::{Sink, pcap::PcapWriter},
     summary::{KernelCounters, Summary},
@@ -40,6 +41,9 @@ pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> KernelCounters {
         copied_bytes: get(counters::COPIED_BYTES),
         ring_full: get(counters::RING_FULL),
         read_error: get(counters::READ_ERROR),
+        sampled_out: get(counters::SAMPLED_OUT),
+        rate_limited: get(counters::RATE_LIMITED),
+        filter_error: get(counters::FILTER_ERROR),
     }
 }
 
@@ -144,6 +148,22 @@ fn hand_off(tx: &SyncSender<Batch>, batch: Batch, summary: &mut Summary, queued:
 /// Runs a capture until `shutdown` resolves, the count or duration is reached, or the output
 /// closes. Detaches before returning, also on error.
 pub async fn run(config: CaptureConfig, shutdown: impl Future<Output = ()>) -> Result<Summary, CaptureError> {
+    let (_keep, updates) = mpsc_filter_channel();
+    run_with_updates(config, shutdown, updates).await
+}
+
+/// A channel of filter replacements for [`run_with_updates`].
+pub fn mpsc_filter_channel() -> (tokio::sync::mpsc::Sender<FilterImage>, tokio::sync::mpsc::Receiver<FilterImage>) {
+    tokio::sync::mpsc::channel(4)
+}
+
+/// [`run`], plus filter replacements: each image received is installed atomically in the
+/// running programs (no detach, no window where a packet both filters select is lost).
+pub async fn run_with_updates(
+    config: CaptureConfig,
+    shutdown: impl Future<Output = ()>,
+    mut updates: tokio::sync::mpsc::Receiver<FilterImage>,
+) -> Result<Summary, CaptureError> {
     let spec = LoadSpec {
         interfaces: &config.interfaces,
         hooks: &config.hooks,
@@ -162,6 +182,7 @@ pub async fn run(config: CaptureConfig, shutdown: impl Future<Output = ()>) -> R
         Output::Stdout => "standard output".to_string(),
         Output::File(p) => p.display().to_string(),
     };
+    let mut filter_maps = maps.filter;
     let mut drain = Drain::new(maps.ring, BatchLimits::default()).map_err(CaptureError::Poll)?;
     let (tx, rx) = mpsc::sync_channel::<Batch>(WRITER_QUEUE);
     let writer = thread::Builder::new()
@@ -190,6 +211,13 @@ pub async fn run(config: CaptureConfig, shutdown: impl Future<Output = ()>) -> R
             biased;
             () = &mut shutdown => break,
             () = &mut sleep_until => break,
+            Some(image) = updates.recv() => {
+                let expression = image.expression.clone();
+                match filter_maps.install(image) {
+                    Ok(()) => info!(filter = %expression, "filter replaced"),
+                    Err(e) => warn!(error = %e, "replacing the filter failed; the old one stays"),
+                }
+            }
             taken = drain.next_batch(remaining(delivered)) => {
                 let taken = match taken {
                     Ok(t) => t,
@@ -229,6 +257,10 @@ pub async fn run(config: CaptureConfig, shutdown: impl Future<Output = ()>) -> R
         return Err(CaptureError::Poll(e));
     }
     summary.kernel = read_counters(&maps.counters);
+    if filter_maps.current().graph.is_some() {
+        summary.rules = filter_maps.rule_hits();
+    }
+    summary.filter_installs = filter_maps.installs;
     summary.written = report.written;
     summary.written_bytes = report.bytes;
     summary.output_closed = report.output_closed;

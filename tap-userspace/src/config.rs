@@ -73,6 +73,8 @@ pub struct CaptureConfig {
     pub quiet: bool,
     pub xdp_program: Option<String>,
     pub filter: FilterImage,
+    /// The `-F` file, re-read on SIGHUP to replace the filter of a running capture.
+    pub filter_file: Option<PathBuf>,
     /// Keep 1 in `sample` matched packets (1: all).
     pub sample: u32,
     /// Matched packets per second kept, per CPU (0: no cap).
@@ -161,6 +163,7 @@ impl CaptureConfig {
             quiet: args.quiet,
             xdp_program: args.xdp_program.clone(),
             filter: filter_from_args(&args.filter)?,
+            filter_file: args.filter.filter_file.clone(),
             sample: match args.sample {
                 Some(0) => return Err(ConfigError::Sample),
                 Some(n) => n,

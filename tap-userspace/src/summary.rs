@@ -11,6 +11,9 @@ pub struct KernelCounters {
     pub copied_bytes: u64,
     pub ring_full: u64,
     pub read_error: u64,
+    pub sampled_out: u64,
+    pub rate_limited: u64,
+    pub filter_error: u64,
 }
 
 /// What a capture did.
@@ -29,6 +32,10 @@ pub struct Summary {
     pub malformed: u64,
     /// The output went away (a closed pipe): packets after that were not written.
     pub output_closed: bool,
+    /// Hits per rule of the filter in use at the end: `(rule, packets)`; empty without a filter.
+    pub rules: Vec<(String, u64)>,
+    /// Filters installed (1 + replacements).
+    pub filter_installs: u64,
 }
 
 impl Summary {
@@ -51,6 +58,18 @@ impl fmt::Display for Summary {
         write!(f, "{} packets dropped by writer", self.writer_dropped)?;
         if self.beyond_count > 0 {
             write!(f, "\n{} packets not written after the -c limit", self.beyond_count)?;
+        }
+        if self.kernel.sampled_out > 0 {
+            write!(f, "\n{} matched packets skipped by sampling", self.kernel.sampled_out)?;
+        }
+        if self.kernel.rate_limited > 0 {
+            write!(f, "\n{} matched packets skipped by the rate cap", self.kernel.rate_limited)?;
+        }
+        if self.kernel.filter_error > 0 {
+            write!(f, "\n{} packets the filter could not evaluate", self.kernel.filter_error)?;
+        }
+        for (i, (rule, hits)) in self.rules.iter().enumerate() {
+            write!(f, "\nrule {i}: {hits} packets: {rule}")?;
         }
         if self.kernel.read_error > 0 {
             write!(f, "\n{} packets the kernel could not read", self.kernel.read_error)?;

@@ -49,13 +49,34 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Capture(args) => {
             let config = CaptureConfig::from_args(&args)?;
             let quiet = config.quiet;
+            let filter_args = args.filter.clone();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
             let summary = runtime.block_on(async {
                 let shutdown = shutdown_signal()?;
-                capture::run(config, shutdown).await
+                let (tx, rx) = capture::mpsc_filter_channel();
+                let mut hup = signal(SignalKind::hangup())
+                    .map_err(|source| CaptureError::Signal { signal: "SIGHUP", source })?;
+                // SIGHUP re-reads the -F file and swaps the filter in place.
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        if filter_args.filter_file.is_none() {
+                            tracing::warn!("SIGHUP: no -F filter file to re-read; the filter stays");
+                            continue;
+                        }
+                        match config::filter_from_args(&filter_args) {
+                            Ok(image) => {
+                                if tx.send(image).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: the new filter is invalid; the old one stays"),
+                        }
+                    }
+                });
+                capture::run_with_updates(config, shutdown, rx).await
             })?;
             capture::flush_stdout().context("flushing standard output")?;
             if !quiet {
