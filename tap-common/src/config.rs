@@ -25,3 +25,20 @@ pub const fn size_class(len: u32) -> Option<u32> {
     }
     None
 }
+
+/// Decapsulation switches (bits of the `TAP_DECAP` global).
+pub mod decap {
+    /// VXLAN on the UDP port in `TAP_VXLAN_PORT` (4789 by default).
+    pub const VXLAN: u32 = 1;
+    /// GENEVE on UDP 6081.
+    pub const GENEVE: u32 = 2;
+    /// GRE carrying Ethernet.
+    pub const GRE: u32 = 4;
+    /// ERSPAN type II and III (over GRE).
+    pub const ERSPAN: u32 = 8;
+}
+
+/// Default VXLAN UDP port (IANA).
+pub const VXLAN_PORT: u16 = 4789;
+/// GENEVE UDP port (IANA).
+pub const GENEVE_PORT: u16 = 6081;

@@ -34,10 +34,30 @@ pub struct PacketHeader {
     pub hook: Hook,
     /// One of the `DIR_*` constants.
     pub direction: Direction,
-    pub _pad: [u8; 2],
+    /// Tunnel the packet was decapsulated from: one of the `TUNNEL_*` constants.
+    pub tunnel: u8,
+    pub _pad: u8,
     /// Filter rule that selected the packet (0 when no filter is set).
     pub rule: u32,
+    /// Tunnel id: VXLAN/GENEVE VNI, GRE key, ERSPAN session id (0 when not decapsulated).
+    pub tunnel_id: u32,
+    /// Bytes of outer headers removed by decapsulation.
+    pub outer_len: u16,
+    pub _pad2: u16,
 }
+
+/// Not decapsulated.
+pub const TUNNEL_NONE: u8 = 0;
+/// VXLAN (RFC 7348), UDP.
+pub const TUNNEL_VXLAN: u8 = 1;
+/// GENEVE (RFC 8926), UDP 6081.
+pub const TUNNEL_GENEVE: u8 = 2;
+/// GRE carrying Ethernet (transparent Ethernet bridging, 0x6558).
+pub const TUNNEL_GRE: u8 = 3;
+/// ERSPAN type II (GRE 0x88be).
+pub const TUNNEL_ERSPAN2: u8 = 4;
+/// ERSPAN type III (GRE 0x22eb).
+pub const TUNNEL_ERSPAN3: u8 = 5;
 
 /// Size of [`PacketHeader`] in bytes.
 pub const HEADER_LEN: usize = core::mem::size_of::<PacketHeader>();
@@ -54,12 +74,13 @@ mod tests {
 
     #[test]
     fn layout() {
-        assert_eq!(HEADER_LEN, 32);
+        assert_eq!(HEADER_LEN, 40);
         assert_eq!(core::mem::align_of::<PacketHeader>(), 8);
         assert_eq!(core::mem::offset_of!(PacketHeader, ifindex), 8);
         assert_eq!(core::mem::offset_of!(PacketHeader, cap_len), 16);
         assert_eq!(core::mem::offset_of!(PacketHeader, hook), 24);
         assert_eq!(core::mem::offset_of!(PacketHeader, rule), 28);
+        assert_eq!(core::mem::offset_of!(PacketHeader, tunnel_id), 32);
     }
 
     #[test]

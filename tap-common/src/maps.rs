@@ -36,5 +36,11 @@ pub const PROG_TC_EGRESS: &str = "tc_tap_egress";
 /// check how a refused object is reported. Never attached in normal use.
 pub const PROG_XDP_REJECTED: &str = "xdp_tap_rejected";
 
+/// Global (`.rodata`): decapsulation bits, `tap_common::config::decap`.
+pub const GLOBAL_DECAP: &str = "TAP_DECAP";
+/// Global (`.rodata`): VXLAN UDP port, host order.
+pub const GLOBAL_VXLAN_PORT: &str = "TAP_VXLAN_PORT";
+/// Global (`.rodata`): 1 to drop every packet after copying (XDP_DROP / TC_ACT_SHOT).
+pub const GLOBAL_CONSUME: &str = "TAP_CONSUME";
 /// Global (`.rodata`) holding the snap length, set by the loader: [`crate::config::SNAPLEN`].
 pub const GLOBAL_SNAPLEN: &str = "TAP_SNAPLEN";

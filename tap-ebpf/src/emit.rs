@@ -19,11 +19,11 @@ use crate::{count, TAP_RING};
 pub(crate) trait Source {
     /// Length of the whole packet in bytes (all fragments).
     fn len(&self) -> u32;
-    /// Copies `len` bytes from offset 0 to `dst`; 0 on success.
+    /// Copies `len` bytes from offset `off` to `dst`; 0 on success.
     ///
     /// # Safety
     /// `dst` must be valid for `len` bytes of writes.
-    unsafe fn load(&self, dst: *mut u8, len: u32) -> i64;
+    unsafe fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64;
 }
 
 pub(crate) struct XdpSource<'a>(&'a XdpContext);
@@ -43,9 +43,9 @@ impl Source for XdpSource<'_> {
     }
 
     #[inline(always)]
-    unsafe fn load(&self, dst: *mut u8, len: u32) -> i64 {
+    unsafe fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64 {
         // SAFETY: the caller guarantees dst is valid for len bytes.
-        unsafe { bpf_xdp_load_bytes(self.0.ctx, 0, dst.cast(), len) }
+        unsafe { bpf_xdp_load_bytes(self.0.ctx, off, dst.cast(), len) }
     }
 }
 
@@ -64,9 +64,9 @@ impl Source for SkbSource<'_> {
     }
 
     #[inline(always)]
-    unsafe fn load(&self, dst: *mut u8, len: u32) -> i64 {
+    unsafe fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64 {
         // SAFETY: the caller guarantees dst is valid for len bytes.
-        unsafe { bpf_skb_load_bytes(self.0.as_ptr(), 0, dst.cast(), len) }
+        unsafe { bpf_skb_load_bytes(self.0.as_ptr(), off, dst.cast(), len) }
     }
 }
 
@@ -78,6 +78,10 @@ pub(crate) struct Meta {
     pub hook: u8,
     pub direction: u8,
     pub rule: u32,
+    /// Decapsulation: where the inner frame starts, and what carried it.
+    pub offset: u32,
+    pub tunnel: u8,
+    pub tunnel_id: u32,
 }
 
 /// A ring record of payload class `N`.
@@ -90,7 +94,7 @@ struct Record<const N: usize> {
 /// Copies the packet into the ring, truncated to `snaplen`, counting the outcome.
 #[inline(always)]
 pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32) {
-    let orig_len = src.len();
+    let orig_len = src.len().saturating_sub(meta.offset);
     let mut cap = orig_len;
     if cap > snaplen {
         cap = snaplen;
@@ -146,11 +150,15 @@ fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32
             queue: meta.queue,
             hook: meta.hook,
             direction: meta.direction,
-            _pad: [0; 2],
+            tunnel: meta.tunnel,
+            _pad: 0,
             rule: meta.rule,
+            tunnel_id: meta.tunnel_id,
+            outer_len: meta.offset as u16,
+            _pad2: 0,
         };
         let data = core::ptr::addr_of_mut!((*record).data).cast::<u8>();
-        if src.load(data, len) != 0 {
+        if src.load(meta.offset, data, len) != 0 {
             entry.discard(0);
             count(counters::READ_ERROR, 1);
             return;

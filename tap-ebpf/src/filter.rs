@@ -40,7 +40,7 @@ enum Truth {
 
 impl Window {
     #[inline(always)]
-    fn u8_at(&self, off: u32) -> Option<u8> {
+    pub(crate) fn u8_at(&self, off: u32) -> Option<u8> {
         if off >= self.len || off as usize >= WINDOW {
             return None;
         }
@@ -49,12 +49,12 @@ impl Window {
     }
 
     #[inline(always)]
-    fn u16_at(&self, off: u32) -> Option<u16> {
+    pub(crate) fn u16_at(&self, off: u32) -> Option<u16> {
         Some(u16::from(self.u8_at(off)?) << 8 | u16::from(self.u8_at(off + 1)?))
     }
 
     #[inline(always)]
-    fn bytes_at<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+    pub(crate) fn bytes_at<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
         if off as usize + N > WINDOW || off + N as u32 > self.len {
             return None;
         }

@@ -6,11 +6,12 @@
 #![no_std]
 #![no_main]
 
+mod decap;
 mod emit;
 mod filter;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, xdp_action},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
     helpers::generated::bpf_ktime_get_ns,
     macros::{classifier, map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
@@ -84,10 +85,26 @@ pub(crate) fn count(counter: counters::Counter, n: u64) {
     }
 }
 
-/// Copies the packet's first bytes (up to [`WINDOW`]) into scratch memory.
+/// Decapsulation switches (`tap_common::config::decap`), set by the loader.
+#[unsafe(no_mangle)]
+static TAP_DECAP: u32 = 0;
+/// VXLAN UDP port, set by the loader.
+#[unsafe(no_mangle)]
+static TAP_VXLAN_PORT: u32 = tap_common::config::VXLAN_PORT as u32;
+/// 1: drop every packet after copying (a dedicated monitor interface).
+#[unsafe(no_mangle)]
+static TAP_CONSUME: u32 = 0;
+
 #[inline(always)]
-fn load_window<S: Source>(src: &S) -> Option<Window> {
-    let len = src.len();
+fn global(g: &u32) -> u32 {
+    // SAFETY: a plain read of a loader-initialised global; volatile so the default is not folded.
+    unsafe { core::ptr::read_volatile(g) }
+}
+
+/// Copies the packet's first bytes from `offset` on (up to [`WINDOW`]) into scratch memory.
+#[inline(always)]
+pub(crate) fn load_window<S: Source>(src: &S, offset: u32) -> Option<Window> {
+    let len = src.len().checked_sub(offset)?;
     if len == 0 {
         return None;
     }
@@ -98,7 +115,7 @@ fn load_window<S: Source>(src: &S) -> Option<Window> {
     let opaque = unsafe { core::ptr::read_volatile(&want) };
     let n = (opaque.wrapping_sub(1) & (WINDOW as u32 - 1)) + 1;
     // SAFETY: scratch is WINDOW bytes of this CPU's map value; n <= WINDOW.
-    if unsafe { src.load(scratch.cast(), n) } != 0 {
+    if unsafe { src.load(offset, scratch.cast(), n) } != 0 {
         return None;
     }
     Some(Window { bytes: scratch.cast_const(), len: n })
@@ -138,11 +155,20 @@ fn within_limits() -> bool {
     true
 }
 
-/// The common path of every hook: count, classify, limit, copy.
+/// The common path of every hook: count, decapsulate, classify, limit, copy.
 #[inline(always)]
 fn tap<S: Source>(src: &S, mut meta: Meta) {
     count(counters::SEEN, 1);
-    match filter::classify(|| load_window(src)) {
+    let decap_bits = global(&TAP_DECAP);
+    if decap_bits != 0 {
+        if let Some(inner) = load_window(src, 0).and_then(|w| decap::inner(&w, decap_bits, global(&TAP_VXLAN_PORT))) {
+            meta.offset = inner.offset;
+            meta.tunnel = inner.kind;
+            meta.tunnel_id = inner.id;
+        }
+    }
+    let offset = meta.offset;
+    match filter::classify(|| load_window(src, offset)) {
         Verdict::Match(rule) => meta.rule = rule,
         Verdict::NoMatch => return,
         Verdict::Error => {
@@ -160,7 +186,7 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
 #[xdp(frags)]
 pub fn xdp_tap(ctx: XdpContext) -> u32 {
     try_xdp_tap(&ctx);
-    xdp_action::XDP_PASS
+    if global(&TAP_CONSUME) != 0 { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS }
 }
 
 #[inline(always)]
@@ -171,6 +197,9 @@ fn try_xdp_tap(ctx: &XdpContext) {
         hook: HOOK_XDP,
         direction: DIR_INBOUND,
         rule: 0,
+        offset: 0,
+        tunnel: 0,
+        tunnel_id: 0,
     };
     tap(&XdpSource::new(ctx), meta);
 }
@@ -178,20 +207,20 @@ fn try_xdp_tap(ctx: &XdpContext) {
 #[classifier]
 pub fn tc_tap_ingress(ctx: TcContext) -> i32 {
     try_tc_tap(&ctx, HOOK_TC_INGRESS, DIR_INBOUND);
-    TC_ACT_OK
+    if global(&TAP_CONSUME) != 0 { TC_ACT_SHOT } else { TC_ACT_OK }
 }
 
 #[classifier]
 pub fn tc_tap_egress(ctx: TcContext) -> i32 {
     try_tc_tap(&ctx, HOOK_TC_EGRESS, DIR_OUTBOUND);
-    TC_ACT_OK
+    if global(&TAP_CONSUME) != 0 { TC_ACT_SHOT } else { TC_ACT_OK }
 }
 
 #[inline(always)]
 fn try_tc_tap(ctx: &TcContext, hook: u8, direction: u8) {
     // SAFETY: the context pointer is the kernel's __sk_buff for this run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    tap(&SkbSource::new(ctx), Meta { ifindex, queue: 0, hook, direction, rule: 0 });
+    tap(&SkbSource::new(ctx), Meta { ifindex, queue: 0, hook, direction, rule: 0, offset: 0, tunnel: 0, tunnel_id: 0 });
 }
 
 /// Deliberately refused by the verifier (reads the packet without a bounds check). Used only by

@@ -174,6 +174,9 @@ pub async fn run_with_updates(
         filter: config.filter.clone(),
         sample: config.sample,
         rate_per_cpu: config.rate_per_cpu,
+        decap: config.decap.bits,
+        vxlan_port: config.decap.vxlan_port,
+        consume: config.consume,
     };
     let (attached, maps) = loader::load_and_attach(&spec)?;
     // From here on, any early return drops `attached`, which detaches.

@@ -37,6 +37,9 @@ pub struct ReplayArgs {
     /// Print nothing but errors (no summary).
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Strip tunnel headers, as for `tap capture --decap`.
+    #[arg(long, value_name = "LIST")]
+    pub decap: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -104,6 +107,14 @@ pub struct CaptureArgs {
     /// counted as rate-limited.
     #[arg(long, value_name = "PPS")]
     pub max_rate: Option<u32>,
+    /// Strip tunnel headers of mirrored traffic (comma-separated: vxlan[:PORT], geneve, gre,
+    /// erspan): filters see and files record the inner frame, with the tunnel id.
+    #[arg(long, value_name = "LIST")]
+    pub decap: Option<String>,
+    /// Drop every packet after copying it, so mirrored traffic on a dedicated monitor
+    /// interface never enters the host's stack (fastest mode).
+    #[arg(long)]
+    pub consume: bool,
 }
 
 /// Where the filter expression comes from: trailing words (like tcpdump), `-f`, or `-F FILE`.

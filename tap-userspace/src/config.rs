@@ -79,6 +79,54 @@ pub struct CaptureConfig {
     pub sample: u32,
     /// Matched packets per second kept, per CPU (0: no cap).
     pub rate_per_cpu: u32,
+    /// Tunnels to decapsulate.
+    pub decap: Decap,
+    /// Drop every packet after copying it (XDP_DROP / TC_ACT_SHOT).
+    pub consume: bool,
+}
+
+/// Which tunnels the programs strip, so filters and files see the inner frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decap {
+    /// `tap_common::config::decap` bits.
+    pub bits: u32,
+    /// VXLAN UDP port, host order.
+    pub vxlan_port: u16,
+}
+
+impl Default for Decap {
+    fn default() -> Self {
+        Self { bits: 0, vxlan_port: tap_common::config::VXLAN_PORT }
+    }
+}
+
+impl std::str::FromStr for Decap {
+    type Err = ConfigError;
+
+    /// `vxlan[:PORT],geneve,gre,erspan` (any subset, comma-separated).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use tap_common::config::decap;
+        let mut out = Decap::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (name, port) = match item.split_once(':') {
+                Some((n, p)) => (n, Some(p)),
+                None => (item, None),
+            };
+            let bad = || ConfigError::Decap { item: item.to_string() };
+            match (name, port) {
+                ("vxlan", None) => out.bits |= decap::VXLAN,
+                ("vxlan", Some(p)) => {
+                    out.bits |= decap::VXLAN;
+                    out.vxlan_port = p.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+                }
+                ("geneve", None) => out.bits |= decap::GENEVE,
+                ("gre", None) => out.bits |= decap::GRE,
+                ("erspan", None) => out.bits |= decap::ERSPAN,
+                _ => return Err(bad()),
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Reads the filter expression from where the user gave it and compiles it. An empty
@@ -164,6 +212,11 @@ impl CaptureConfig {
             xdp_program: args.xdp_program.clone(),
             filter: filter_from_args(&args.filter)?,
             filter_file: args.filter.filter_file.clone(),
+            decap: match &args.decap {
+                Some(d) => d.parse()?,
+                None => Decap::default(),
+            },
+            consume: args.consume,
             sample: match args.sample {
                 Some(0) => return Err(ConfigError::Sample),
                 Some(n) => n,
@@ -205,6 +258,17 @@ mod tests {
         assert_eq!(config(&["-i", "lo", "-s", "0", "-w", "x"]).unwrap().snaplen, DEFAULT_SNAPLEN);
         assert_eq!(config(&["-i", "lo", "-s", "65535", "-w", "x"]).unwrap().snaplen, MAX_FRAME);
         assert_eq!(config(&["-i", "lo", "-s", "96", "-w", "x"]).unwrap().snaplen, 96);
+    }
+
+    #[test]
+    fn decap_lists() {
+        use tap_common::config::decap;
+        let d: Decap = "vxlan:8472,geneve,gre,erspan".parse().unwrap();
+        assert_eq!(d.bits, decap::VXLAN | decap::GENEVE | decap::GRE | decap::ERSPAN);
+        assert_eq!(d.vxlan_port, 8472);
+        assert_eq!("vxlan".parse::<Decap>().unwrap().vxlan_port, 4789);
+        assert!("vxlan:0".parse::<Decap>().is_err());
+        assert!("ipip".parse::<Decap>().is_err());
     }
 
     #[test]

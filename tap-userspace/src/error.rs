@@ -29,6 +29,8 @@ pub enum ConfigError {
     Filter(#[source] crate::filter::FilterError),
     #[error("--sample must be at least 1")]
     Sample,
+    #[error("unknown --decap item '{item}': use vxlan[:PORT], geneve, gre, erspan")]
+    Decap { item: String },
 }
 
 /// Errors while loading and attaching the programs.

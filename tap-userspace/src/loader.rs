@@ -34,6 +34,11 @@ pub struct LoadSpec<'a> {
     pub sample: u32,
     /// Matched packets per second kept, per CPU (0: no cap).
     pub rate_per_cpu: u32,
+    /// Decapsulation bits (`tap_common::config::decap`) and the VXLAN port.
+    pub decap: u32,
+    pub vxlan_port: u16,
+    /// Drop every packet after copying it (a dedicated monitor interface).
+    pub consume: bool,
 }
 
 /// One program attached to one interface.
@@ -106,8 +111,13 @@ pub fn verifier_reason(log: &str) -> String {
 /// Loads the object with the given settings, takes the maps user space reads, and installs the
 /// filter. Nothing is attached yet.
 pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
+    let vxlan_port = u32::from(spec.vxlan_port);
+    let consume = u32::from(spec.consume);
     let mut ebpf = EbpfLoader::new()
         .override_global(maps::GLOBAL_SNAPLEN, &spec.snaplen, true)
+        .override_global(maps::GLOBAL_DECAP, &spec.decap, true)
+        .override_global(maps::GLOBAL_VXLAN_PORT, &vxlan_port, true)
+        .override_global(maps::GLOBAL_CONSUME, &consume, true)
         .map_max_entries(maps::RING, spec.ring_size)
         .load(crate::BPF_OBJECT)
         .map_err(|e| {

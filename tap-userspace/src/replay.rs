@@ -37,6 +37,9 @@ pub struct ReplayConfig {
     pub output: Option<PathBuf>,
     pub hook: Hook,
     pub filter: FilterImage,
+    /// Decapsulation bits and VXLAN port, as for a capture.
+    pub decap: u32,
+    pub vxlan_port: u16,
 }
 
 /// What a replay did.
@@ -112,6 +115,9 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
         filter: config.filter.clone(),
         sample: 1,
         rate_per_cpu: 0,
+        decap: config.decap,
+        vxlan_port: config.vxlan_port,
+        consume: false,
     };
     let (ebpf, mut maps) = loader::load(&spec)?;
     let loaded = loader::load_program(ebpf, config.hook, None)?;

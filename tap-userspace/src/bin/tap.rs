@@ -90,11 +90,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 HookArg::TcIngress | HookArg::Tc => Hook::TcIngress,
                 HookArg::TcEgress => Hook::TcEgress,
             };
+            let decap: config::Decap = match &args.decap {
+                Some(d) => d.parse()?,
+                None => config::Decap::default(),
+            };
             let config = ReplayConfig {
                 input: args.read.clone(),
                 output: args.write.clone(),
                 hook,
                 filter: config::filter_from_args(&args.filter)?,
+                decap: decap.bits,
+                vxlan_port: decap.vxlan_port,
             };
             let summary = replay::run(&config)?;
             capture::flush_stdout().context("flushing standard output")?;
