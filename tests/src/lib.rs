@@ -6,10 +6,11 @@
 //! also when the test panics.
 
 pub mod bpf;
-pub mod oracle;
 pub mod corpus;
+pub mod oracle;
 pub mod pcap;
 pub mod process;
+pub mod storage_util;
 pub mod tap;
 pub mod topology;
 pub mod traffic;
@@ -30,9 +31,16 @@ pub fn tap_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test> → target/<profile>/tap
-    let profile_dir = exe.parent().and_then(|p| p.parent()).expect("test binary in target/<profile>/deps");
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("test binary in target/<profile>/deps");
     let candidate = profile_dir.join("tap");
-    assert!(candidate.exists(), "tap binary not found at {}: run `cargo xtask build` or set TAP_BIN", candidate.display());
+    assert!(
+        candidate.exists(),
+        "tap binary not found at {}: run `cargo xtask build` or set TAP_BIN",
+        candidate.display()
+    );
     candidate
 }
 
@@ -40,13 +48,18 @@ pub fn tap_bin() -> PathBuf {
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test needs root (network namespaces, BPF): run it as root, e.g. via `cargo xtask test`");
+    assert_eq!(
+        euid, 0,
+        "this test needs root (network namespaces, BPF): run it as root, e.g. via `cargo xtask test`"
+    );
 }
 
 /// Runs a command to completion and panics with its stderr when it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let desc = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
     assert!(
         out.status.success(),
         "{desc} failed ({}):\nstdout: {}\nstderr: {}",
@@ -78,7 +91,10 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -92,7 +108,8 @@ pub struct TempDir {
 impl TempDir {
     pub fn new() -> Self {
         let path = std::env::temp_dir().join(format!("tap-tests-{}", unique_suffix()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
         Self { path }
     }
 
@@ -101,7 +118,8 @@ impl TempDir {
     pub fn world_writable() -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = Self::new();
-        std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o1777)).expect("chmod scratch dir");
+        std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o1777))
+            .expect("chmod scratch dir");
         dir
     }
 

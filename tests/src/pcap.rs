@@ -69,15 +69,29 @@ impl Pcap {
     /// Parses a little- or big-endian, µs or ns pcap file; panics on anything malformed.
     pub fn parse(bytes: &[u8]) -> Self {
         let pcap = Self::parse_prefix(bytes);
-        let used = 24 + pcap.records.iter().map(|r| 16 + r.data.len()).sum::<usize>();
-        assert_eq!(used, bytes.len(), "truncated record at byte {used} of {}", bytes.len());
+        let used = 24
+            + pcap
+                .records
+                .iter()
+                .map(|r| 16 + r.data.len())
+                .sum::<usize>();
+        assert_eq!(
+            used,
+            bytes.len(),
+            "truncated record at byte {used} of {}",
+            bytes.len()
+        );
         pcap
     }
 
     /// Parses the complete records of a file still being written: a record cut short at the end
     /// is left out. Panics unless the global header is there and valid.
     pub fn parse_prefix(bytes: &[u8]) -> Self {
-        assert!(bytes.len() >= 24, "pcap shorter than its global header ({} bytes)", bytes.len());
+        assert!(
+            bytes.len() >= 24,
+            "pcap shorter than its global header ({} bytes)",
+            bytes.len()
+        );
         let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
         let (le, nanos) = match magic {
             0xa1b2c3d4 => (true, false),
@@ -88,7 +102,11 @@ impl Pcap {
         };
         let u32_at = |b: &[u8], o: usize| {
             let a: [u8; 4] = b[o..o + 4].try_into().unwrap();
-            if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+            if le {
+                u32::from_le_bytes(a)
+            } else {
+                u32::from_be_bytes(a)
+            }
         };
         let snaplen = u32_at(bytes, 16);
         let linktype = u32_at(bytes, 20);
@@ -108,17 +126,49 @@ impl Pcap {
             off += 16 + incl;
             records.push(rec);
         }
-        Self { nanos, snaplen, linktype, records }
+        Self {
+            nanos,
+            snaplen,
+            linktype,
+            records,
+        }
     }
 
     pub fn read(path: &std::path::Path) -> Self {
-        Self::parse(&std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())))
+        Self::parse(
+            &std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())),
+        )
+    }
+
+    /// Writes the records as a little-endian pcap file (e.g. several captures merged into one,
+    /// for the readers to decode together).
+    pub fn write(&self, path: &std::path::Path) {
+        let magic: u32 = if self.nanos { 0xa1b23c4d } else { 0xa1b2c3d4 };
+        let mut out = Vec::new();
+        for v in [
+            magic.to_le_bytes(),
+            [2, 0, 4, 0],
+            [0; 4],
+            [0; 4],
+            self.snaplen.to_le_bytes(),
+            self.linktype.to_le_bytes(),
+        ] {
+            out.extend_from_slice(&v);
+        }
+        for r in &self.records {
+            for v in [r.ts_sec, r.ts_frac, r.data.len() as u32, r.orig_len] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(&r.data);
+        }
+        std::fs::write(path, out).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
 
     /// Timestamp of record `i` in ns since the epoch.
     pub fn ts_ns(&self, i: usize) -> u128 {
         let r = &self.records[i];
-        u128::from(r.ts_sec) * 1_000_000_000 + u128::from(r.ts_frac) * if self.nanos { 1 } else { 1000 }
+        u128::from(r.ts_sec) * 1_000_000_000
+            + u128::from(r.ts_frac) * if self.nanos { 1 } else { 1000 }
     }
 
     /// Number of records of each kind.

@@ -2,9 +2,32 @@
 //! the test panics). Static neighbours and disabled IPv6 autoconfiguration keep the wire quiet,
 //! so packet counts are exactly the test's own traffic.
 
-use std::process::{Child, Command};
+use std::{
+    process::{Child, Command},
+    time::Duration,
+};
 
-use crate::{require_root, run_ok, unique_suffix};
+use crate::{require_root, run_ok, unique_suffix, wait_until};
+
+/// True once `ifname` in `ns` is operationally up and has sent its unsolicited MLD reports.
+fn mld_settled(ns: &Netns, ifname: &str) -> bool {
+    // The robustness variable (how many times each report goes out) is global: only the initial
+    // namespace, where the tests run, shows it.
+    let robustness: u64 = std::fs::read_to_string("/proc/sys/net/ipv6/mld_qrv")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("reading /proc/sys/net/ipv6/mld_qrv");
+    let state = ns.sh(&format!(
+        "cat /sys/class/net/{ifname}/operstate; grep -w Icmp6OutMLDv2Reports /proc/net/dev_snmp6/{ifname}"
+    ));
+    let mut words = state.split_whitespace();
+    let up = words.next() == Some("up");
+    let sent: u64 = words
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .expect("Icmp6OutMLDv2Reports");
+    up && sent >= robustness
+}
 
 /// One network namespace, deleted on drop.
 #[derive(Debug)]
@@ -31,18 +54,25 @@ impl Netns {
 
     /// Runs a shell snippet inside the namespace; panics when it fails.
     pub fn sh(&self, script: &str) -> String {
-        let out = run_ok(Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", script]));
+        let out =
+            run_ok(Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", script]));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs a shell snippet inside the namespace and returns whether it succeeded.
     pub fn sh_status(&self, script: &str) -> bool {
-        Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", script]).status().is_ok_and(|s| s.success())
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c", script])
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// Starts a shell snippet in the background inside the namespace.
     pub fn spawn_sh(&self, script: &str) -> Child {
-        Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", script]).spawn().expect("spawn in netns")
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c", script])
+            .spawn()
+            .expect("spawn in netns")
     }
 }
 
@@ -50,7 +80,13 @@ impl Drop for Netns {
     fn drop(&mut self) {
         // Kill whatever still runs inside, then delete: veth ends inside go with it.
         let _ = Command::new("sh")
-            .args(["-c", &format!("ip netns pids {0} 2>/dev/null | xargs -r kill -9; ip netns del {0}", self.name)])
+            .args([
+                "-c",
+                &format!(
+                    "ip netns pids {0} 2>/dev/null | xargs -r kill -9; ip netns del {0}",
+                    self.name
+                ),
+            ])
             .status();
     }
 }
@@ -71,10 +107,19 @@ pub struct Addrs {
 }
 
 /// The first link of every [`Topology`].
-pub const FIRST: Addrs = Addrs { a_v4: A_V4, b_v4: B_V4, a_v6: A_V6, b_v6: B_V6 };
+pub const FIRST: Addrs = Addrs {
+    a_v4: A_V4,
+    b_v4: B_V4,
+    a_v6: A_V6,
+    b_v6: B_V6,
+};
 /// A second link, for [`Topology::add_link`] (another documentation range).
-pub const SECOND: Addrs =
-    Addrs { a_v4: "198.51.100.1", b_v4: "198.51.100.2", a_v6: "2001:db8:1::1", b_v6: "2001:db8:1::2" };
+pub const SECOND: Addrs = Addrs {
+    a_v4: "198.51.100.1",
+    b_v4: "198.51.100.2",
+    a_v6: "2001:db8:1::1",
+    b_v6: "2001:db8:1::2",
+};
 
 /// Two namespaces, `a` and `b`, joined by veth `a.iface` <-> `b.iface`, addressed with
 /// [`A_V4`]/[`B_V4`] and [`A_V6`]/[`B_V6`], with static neighbours.
@@ -94,7 +139,12 @@ impl Topology {
 
     /// A topology whose link has this MTU in bytes on both ends (9000 for jumbo frames).
     pub fn with_mtu(mtu: u32) -> Self {
-        let topo = Self { a: Netns::new("a"), b: Netns::new("b"), a_if: "veth-a".into(), b_if: "veth-b".into() };
+        let topo = Self {
+            a: Netns::new("a"),
+            b: Netns::new("b"),
+            a_if: "veth-a".into(),
+            b_if: "veth-b".into(),
+        };
         topo.connect(&topo.a_if, &topo.b_if, mtu, &FIRST);
         topo
     }
@@ -105,12 +155,15 @@ impl Topology {
     }
 
     fn connect(&self, a_if: &str, b_if: &str, mtu: u32, addrs: &Addrs) {
-        let mtu = mtu.to_string();
-        run_ok(Command::new("ip").args([
-            "link", "add", a_if, "netns", &self.a.name, "mtu", &mtu, "type", "veth", "peer", "name", b_if, "netns", &self.b.name,
-            "mtu", &mtu,
-        ]));
-        for (ns, ifname, v4, v6) in [(&self.a, a_if, addrs.a_v4, addrs.a_v6), (&self.b, b_if, addrs.b_v4, addrs.b_v6)] {
+        let link = format!(
+            "link add {a_if} netns {} mtu {mtu} type veth peer name {b_if} netns {} mtu {mtu}",
+            self.a.name, self.b.name
+        );
+        run_ok(Command::new("ip").args(link.split_whitespace()));
+        for (ns, ifname, v4, v6) in [
+            (&self.a, a_if, addrs.a_v4, addrs.a_v6),
+            (&self.b, b_if, addrs.b_v4, addrs.b_v6),
+        ] {
             ns.sh(&format!(
                 "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.{ifname}.accept_ra=0 net.ipv6.conf.{ifname}.autoconf=0 \
                  net.ipv6.conf.{ifname}.dad_transmits=0 net.ipv6.conf.{ifname}.addr_gen_mode=1 \
@@ -120,8 +173,16 @@ impl Topology {
                  ip addr add {v4}/24 dev {ifname} && ip -6 addr add {v6}/64 dev {ifname} nodad && ip link set {ifname} up"
             ));
         }
-        let mac_a = self.a.sh(&format!("cat /sys/class/net/{a_if}/address")).trim().to_string();
-        let mac_b = self.b.sh(&format!("cat /sys/class/net/{b_if}/address")).trim().to_string();
+        let mac_a = self
+            .a
+            .sh(&format!("cat /sys/class/net/{a_if}/address"))
+            .trim()
+            .to_string();
+        let mac_b = self
+            .b
+            .sh(&format!("cat /sys/class/net/{b_if}/address"))
+            .trim()
+            .to_string();
         self.a.sh(&format!(
             "ip neigh replace {} lladdr {mac_b} dev {a_if} nud permanent && ip -6 neigh replace {} lladdr {mac_b} dev {a_if} nud permanent",
             addrs.b_v4, addrs.b_v6
@@ -130,6 +191,20 @@ impl Topology {
             "ip neigh replace {} lladdr {mac_a} dev {b_if} nud permanent && ip -6 neigh replace {} lladdr {mac_a} dev {b_if} nud permanent",
             addrs.a_v4, addrs.a_v6
         ));
+        // Joining the solicited-node group of the IPv6 address sends MLD reports (the kernel offers
+        // no way to turn them off), and they leave only once the link is operationally up, which
+        // the kernel's link watcher may settle up to a second later: wait until each end has sent
+        // all of them (the robustness variable's count), so none lands in a test's capture.
+        wait_until(
+            "the MLD reports of a new link",
+            Duration::from_secs(10),
+            || {
+                [(&self.a, a_if), (&self.b, b_if)]
+                    .iter()
+                    .all(|(ns, ifname)| mld_settled(ns, ifname))
+                    .then_some(())
+            },
+        );
     }
 }
 

@@ -1,0 +1,167 @@
+//! Traffic for captures: ping, UDP datagrams with echoes, an HTTP server and a GET, a UDP burst.
+//! Each generator is bounded in count and in time.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use crate::{Netns, process::Background, run_ok, wait_until};
+
+/// `ping -c COUNT DST` from `ns` (IPv4 or IPv6 by the address), 0.1 s apart. Fails unless every
+/// echo is answered: `-w` makes a missing reply an error instead of a shrug.
+pub fn ping(ns: &Netns, dst: &str, count: u32, extra: &[&str]) {
+    let deadline = (count / 5 + 10).to_string();
+    run_ok(
+        ns.cmd("ping")
+            .args([
+                "-n",
+                "-q",
+                "-c",
+                &count.to_string(),
+                "-i",
+                "0.1",
+                "-w",
+                &deadline,
+            ])
+            .args(extra)
+            .arg(dst),
+    );
+}
+
+/// A UDP echo server on `[::]:port` (IPv4 too, through mapped addresses) that answers `count`
+/// datagrams and exits; it gives up after 60 s without one.
+const UDP_ECHO: &str = r#"
+import socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", port))
+s.settimeout(60)
+print("ready", file=sys.stderr, flush=True)
+for _ in range(count):
+    data, peer = s.recvfrom(65535)
+    s.sendto(data, peer)
+"#;
+
+/// Sends one datagram of each size to each host and waits for its echo (5 s each at most).
+const UDP_CLIENT: &str = r#"
+import socket, sys
+port, sizes, hosts = int(sys.argv[1]), [int(n) for n in sys.argv[2].split(",")], sys.argv[3:]
+for host in hosts:
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    for size in sizes:
+        payload = bytes(i % 251 for i in range(size))
+        s.sendto(payload, (host, port))
+        data, _ = s.recvfrom(65535)
+        assert data == payload, f"echo of {size} bytes from {host} differs"
+"#;
+
+/// Sends `count` datagrams of `size` bytes to `host:port` as fast as it can.
+const UDP_BURST: &str = r#"
+import socket, sys
+host, port, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+payload = bytes(size)
+for _ in range(count):
+    s.sendto(payload, (host, port))
+"#;
+
+/// UDP port the echo server listens on.
+pub const UDP_PORT: u16 = 7777;
+
+/// Exchanges UDP datagrams of `sizes` bytes between `client` and an echo server started in
+/// `server`, once per host in `hosts` (addresses of `server`).
+pub fn udp_echo(client: &Netns, server: &Netns, hosts: &[&str], sizes: &[usize]) {
+    let count = hosts.len() * sizes.len();
+    let mut cmd = server.cmd("python3");
+    cmd.args(["-c", UDP_ECHO, &UDP_PORT.to_string(), &count.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut echo = Background::spawn("UDP echo server", cmd);
+    echo.wait_for_stderr("ready", Duration::from_secs(30));
+    let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
+    run_ok(
+        client
+            .cmd("python3")
+            .args(["-c", UDP_CLIENT, &UDP_PORT.to_string(), &sizes.join(",")])
+            .args(hosts),
+    );
+    let exited = echo.wait(Duration::from_secs(10));
+    assert!(
+        exited.status.success(),
+        "UDP echo server failed ({}):\n{}",
+        exited.status,
+        exited.stderr
+    );
+}
+
+/// Sends a burst of `count` datagrams of `size` bytes from `ns` to `host` (to the discard port:
+/// nobody needs to answer).
+pub fn udp_burst(ns: &Netns, host: &str, count: u32, size: usize) {
+    run_ok(ns.cmd("python3").args([
+        "-c",
+        UDP_BURST,
+        host,
+        "9",
+        &count.to_string(),
+        &size.to_string(),
+    ]));
+}
+
+/// Waits until something in `ns` listens on TCP `port`.
+pub fn wait_tcp_listening(ns: &Netns, port: u16) {
+    wait_until(
+        &format!("a TCP listener on port {port}"),
+        Duration::from_secs(30),
+        || {
+            let out = ns.sh(&format!("ss -Hltn 'sport = :{port}'"));
+            (!out.trim().is_empty()).then_some(())
+        },
+    );
+}
+
+/// TCP port of [`HttpServer`].
+pub const HTTP_PORT: u16 = 8080;
+
+/// Python's HTTP server in a namespace, on every address (IPv4 and IPv6), serving an empty
+/// directory: a small listing, so every response fits in a segment or two of a 1500-byte MTU.
+/// Stopped on drop.
+#[derive(Debug)]
+pub struct HttpServer {
+    _process: Background,
+}
+
+impl HttpServer {
+    pub fn start(ns: &Netns, root: &Path) -> Self {
+        let mut cmd = ns.cmd("python3");
+        cmd.args(["-m", "http.server", "--bind", "::", "--directory"])
+            .arg(root)
+            .arg(HTTP_PORT.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let process = Background::spawn("HTTP server", cmd);
+        wait_tcp_listening(ns, HTTP_PORT);
+        Self { _process: process }
+    }
+}
+
+/// An HTTP GET from `ns` to `host` (an address; IPv6 without brackets) on [`HTTP_PORT`], which
+/// must answer 200.
+pub fn http_get(ns: &Netns, host: &str) {
+    let url = if host.contains(':') {
+        format!("http://[{host}]:{HTTP_PORT}/")
+    } else {
+        format!("http://{host}:{HTTP_PORT}/")
+    };
+    let out = run_ok(ns.cmd("curl").args([
+        "-sS",
+        "-g",
+        "--max-time",
+        "10",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "GET {url}");
+}

@@ -1,0 +1,155 @@
+//! Each way a capture cannot start ends the same way: one clear line on stderr, exit code 1, no
+//! output file (tap attaches before it opens the output), and nothing left attached.
+
+use std::process::Stdio;
+
+use tap_tests::{
+    Netns, TempDir, Topology,
+    bpf::{assert_nothing_attached, try_native_xdp},
+    process::{Background, Exited},
+    tap,
+};
+
+/// Asserts the run failed with exactly one line on stderr, `tap: ` and containing each of
+/// `expected`, and created no output file.
+fn assert_refused(exited: &Exited, output: &std::path::Path, expected: &[&str]) {
+    assert_eq!(
+        exited.status.code(),
+        Some(1),
+        "exit status ({}), stderr:\n{}",
+        exited.status,
+        exited.stderr
+    );
+    let lines: Vec<&str> = exited.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "not exactly one line on stderr:\n{}",
+        exited.stderr
+    );
+    assert!(lines[0].starts_with("tap: "), "error line: {}", lines[0]);
+    for part in expected {
+        assert!(
+            lines[0].contains(part),
+            "error line lacks {part:?}: {}",
+            lines[0]
+        );
+    }
+    assert!(!output.exists(), "{} was created", output.display());
+}
+
+#[test]
+fn unknown_interface() {
+    let ns = Netns::new("err");
+    let dir = TempDir::new();
+    let out = dir.join("out.pcap");
+    let exited = tap::run(&ns, &["-i", "nosuch0", "-w", &out.to_string_lossy()]);
+    assert_refused(&exited, &out, &["tap: unknown interface 'nosuch0'"]);
+    assert_nothing_attached(&ns, "lo");
+}
+
+#[test]
+fn not_root() {
+    let t = Topology::new();
+    // Writable by nobody, so a missing file is tap's doing, not the directory's.
+    let dir = TempDir::world_writable();
+    let out = dir.join("out.pcap");
+    let mut cmd = t.b.cmd("setpriv");
+    cmd.args([
+        "--reuid",
+        "nobody",
+        "--regid",
+        "nogroup",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ])
+    .arg(tap_tests::tap_bin())
+    .args(["capture", "-i", &t.b_if, "-w", &out.to_string_lossy()])
+    .env_remove("TAP_LOG")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    let exited = Background::spawn("tap as nobody", cmd).wait(tap::START_TIMEOUT);
+    assert_refused(&exited, &out, &["permission denied", "tap needs root"]);
+    assert_nothing_attached(&t.b, &t.b_if);
+}
+
+#[test]
+fn native_xdp_unsupported() {
+    let ns = Netns::new("err");
+    // The dummy driver is a module this kernel lacks; a bridge is built in and has no native XDP.
+    ns.sh("ip link add br0 type bridge && ip link set br0 up");
+    let refusal =
+        try_native_xdp(&ns, "br0").expect_err("the kernel took a native XDP program on a bridge");
+    assert_eq!(
+        refusal.raw_os_error(),
+        Some(libc::EOPNOTSUPP),
+        "the kernel's refusal: {refusal}"
+    );
+    let dir = TempDir::new();
+    let out = dir.join("out.pcap");
+    let exited = tap::run(
+        &ns,
+        &[
+            "-i",
+            "br0",
+            "--hook",
+            "xdp",
+            "--xdp-mode",
+            "native",
+            "-w",
+            &out.to_string_lossy(),
+        ],
+    );
+    assert_refused(&exited, &out, &["br0 does not support native XDP"]);
+    assert_nothing_attached(&ns, "br0");
+}
+
+#[test]
+fn program_rejected_by_the_verifier() {
+    let t = Topology::new();
+    let dir = TempDir::new();
+    let out = dir.join("out.pcap");
+    let exited = tap::run(
+        &t.b,
+        &[
+            "-i",
+            &t.b_if,
+            "--hook",
+            "xdp",
+            "--xdp-program",
+            "xdp_tap_rejected",
+            "-w",
+            &out.to_string_lossy(),
+        ],
+    );
+    assert_refused(
+        &exited,
+        &out,
+        &["tap: the kernel refused program xdp_tap_rejected: invalid access to packet"],
+    );
+    assert_nothing_attached(&t.b, &t.b_if);
+}
+
+#[test]
+fn native_xdp_probe_accepts_veth() {
+    // The probe `native_xdp_unsupported` relies on says yes where native XDP exists.
+    let t = Topology::new();
+    try_native_xdp(&t.b, &t.b_if).expect("native XDP on veth");
+    assert_nothing_attached(&t.b, &t.b_if);
+}
+
+#[test]
+fn output_cannot_be_opened() {
+    // The one failure after attaching: tap must detach again on its way out.
+    let t = Topology::new();
+    let dir = TempDir::new();
+    let out = dir.join("no-such-dir/out.pcap");
+    let exited = tap::run(&t.b, &["-i", &t.b_if, "-w", &out.to_string_lossy()]);
+    assert_refused(
+        &exited,
+        &out,
+        &[&out.to_string_lossy(), "No such file or directory"],
+    );
+    assert_nothing_attached(&t.b, &t.b_if);
+}
