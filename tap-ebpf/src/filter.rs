@@ -322,46 +322,50 @@ fn test(node: &FilterNode, slot: u8, w: &Window) -> Truth {
     }
 }
 
-/// `protochain`: the IPv4 protocol, or the IPv6 header chain walked through hop-by-hop (0),
-/// routing (43), fragment (44), destination options (60) and AH (51) headers within the window.
+/// `protochain`: the header chain walked as libpcap walks it: for IPv4 through AH (51) headers,
+/// for IPv6 through hop-by-hop (0), routing (43), fragment (44), destination options (60) and
+/// AH (51) headers, within the window. A chain that runs past the packet rejects it, as libpcap's
+/// out-of-bounds load does.
 #[inline(always)]
 fn protochain(w: &Window, l2: u32, want: u32) -> Truth {
     let l3 = l2 + 14;
-    match w.u16_at(l2 + 12) {
-        None => Truth::Reject,
-        Some(0x0800) => match w.u8_at(l3 + 9) {
-            None => Truth::Reject,
-            Some(p) => if u32::from(p) == want { Truth::True } else { Truth::False },
-        },
-        Some(0x86dd) => {
-            let Some(mut nh) = w.u8_at(l3 + 6) else { return Truth::Reject };
-            let mut off = l3 + 40;
-            let mut i = 0;
-            while i < 6 {
-                if u32::from(nh) == want {
-                    return Truth::True;
-                }
-                let len = match nh {
-                    0 | 43 | 60 => match w.u8_at(off + 1) {
-                        Some(l) => (u32::from(l) + 1) * 8,
-                        None => return Truth::False,
-                    },
-                    44 => 8,
-                    51 => match w.u8_at(off + 1) {
-                        Some(l) => (u32::from(l) + 2) * 4,
-                        None => return Truth::False,
-                    },
-                    _ => return Truth::False,
-                };
-                match w.u8_at(off) {
-                    Some(next) => nh = next,
-                    None => return Truth::False,
-                }
-                off += len;
-                i += 1;
-            }
-            Truth::False
+    let (mut nh, mut off) = match w.u16_at(l2 + 12) {
+        None => return Truth::Reject,
+        Some(0x0800) => {
+            let (Some(vihl), Some(p)) = (w.u8_at(l3), w.u8_at(l3 + 9)) else { return Truth::Reject };
+            (p, l3 + u32::from(vihl & 0x0f) * 4)
         }
-        Some(_) => Truth::False,
+        Some(0x86dd) => match w.u8_at(l3 + 6) {
+            None => return Truth::Reject,
+            Some(p) => (p, l3 + 40),
+        },
+        Some(_) => return Truth::False,
+    };
+    let v6 = off >= l3 + 40 && w.u16_at(l2 + 12) == Some(0x86dd);
+    let mut i = 0;
+    while i < 8 {
+        if u32::from(nh) == want {
+            return Truth::True;
+        }
+        let len = match nh {
+            // libpcap advances over a fragment header by its second byte too (reserved, so
+            // normally 0: 8 bytes).
+            0 | 43 | 44 | 60 if v6 => match w.u8_at(off + 1) {
+                Some(l) => (u32::from(l) + 1) * 8,
+                None => return Truth::Reject,
+            },
+            51 => match w.u8_at(off + 1) {
+                Some(l) => (u32::from(l) + 2) * 4,
+                None => return Truth::Reject,
+            },
+            _ => return Truth::False,
+        };
+        match w.u8_at(off) {
+            Some(next) => nh = next,
+            None => return Truth::Reject,
+        }
+        off += len;
+        i += 1;
     }
+    Truth::False
 }

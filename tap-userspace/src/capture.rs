@@ -5,11 +5,13 @@
 //! disk never stalls the ring, so the kernel side keeps its own accounting honest.
 
 use std::{
-    fs::OpenOptions,
     future::Future,
     io::{self, Write},
-    os::unix::fs::OpenOptionsExt,
-    sync::mpsc::{self, Receiver, SyncSender, TrySendError},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
+    },
     thread,
 };
 
@@ -19,12 +21,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::{CaptureConfig, Output},
+    config::CaptureConfig,
     drain::{Batch, BatchLimits, Drain},
     error::CaptureError,
     filter::maps::FilterImage,
     loader::{self, LoadSpec},
-    sink::{Sink, pcap::PcapWriter},
+    sink::{self, CaptureStats, Sink, SinkReport, SinkSetup, SinkStop, StatsSource},
     summary::{KernelCounters, Summary},
 };
 
@@ -47,95 +49,74 @@ pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> KernelCounters {
     }
 }
 
-/// What the writer thread reports at the end.
-#[derive(Debug, Default)]
-struct WriterReport {
-    written: u64,
-    bytes: u64,
-    output_closed: bool,
+/// The writer's end of the queue, with the count of batches it could not take (the statistics
+/// a pcapng file reports need it while the capture runs).
+struct WriterTx {
+    tx: SyncSender<Batch>,
+    dropped: Arc<AtomicU64>,
 }
 
-fn open_output(output: &Output, snaplen: u32) -> Result<Box<dyn Sink>, CaptureError> {
-    match output {
-        Output::Stdout => {
-            let w = PcapWriter::new(io::stdout(), snaplen)
-                .map_err(|source| CaptureError::Write { what: "standard output".into(), source })?;
-            Ok(Box::new(w))
-        }
-        Output::File(path) => {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(path)
-                .map_err(|source| CaptureError::Output { path: path.clone(), source })?;
-            let w = PcapWriter::new(file, snaplen)
-                .map_err(|source| CaptureError::Write { what: path.display().to_string(), source })?;
-            Ok(Box::new(w))
-        }
-    }
+/// Reads the capture's counters for the writer: the kernel's, and the queue's drops.
+fn stats_source(counters: &Arc<PerCpuArray<MapData, u64>>, dropped: &Arc<AtomicU64>) -> StatsSource {
+    let (counters, dropped) = (Arc::clone(counters), Arc::clone(dropped));
+    Box::new(move || CaptureStats { kernel: read_counters(&counters), writer_dropped: dropped.load(Ordering::Relaxed) })
 }
 
-fn writer_loop(mut sink: Box<dyn Sink>, rx: Receiver<Batch>, what: String) -> Result<WriterReport, CaptureError> {
-    let mut report = WriterReport::default();
-    let write_err = |source: io::Error| CaptureError::Write { what: what.clone(), source };
-    let closed = |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe;
-    'outer: while let Ok(mut batch) = rx.recv() {
-        loop {
-            match sink.write_batch(&batch) {
-                Ok(bytes) => {
-                    report.written += batch.len() as u64;
-                    report.bytes += bytes;
-                }
-                Err(e) if closed(&e) => {
-                    report.output_closed = true;
-                    break 'outer;
-                }
-                Err(e) => return Err(write_err(e)),
-            }
-            match rx.try_recv() {
-                Ok(next) => batch = next,
-                Err(_) => break,
-            }
+fn open_output(config: &CaptureConfig, stats: StatsSource) -> Result<Box<dyn Sink>, sink::StorageError> {
+    sink::open(SinkSetup {
+        output: &config.output,
+        interfaces: &config.interfaces,
+        hooks: &config.hooks,
+        snaplen: config.snaplen,
+        filter: &config.filter.expression,
+        stats,
+    })
+}
+
+/// Feeds batches to the sink until the drain hangs up or the sink stops (a closed pipe, a full
+/// disk, a failure: the report says which), then finishes it with the final counters. Returning
+/// drops `done`, which tells the drain the writer is gone.
+fn writer_loop(mut sink: Box<dyn Sink>, rx: Receiver<Batch>, stats: StatsSource, done: tokio::sync::oneshot::Sender<()>) -> SinkReport {
+    let _done = done;
+    let step = |sink: &mut Box<dyn Sink>, batch: Batch| -> Result<(), SinkStop> {
+        sink.write_batch(&batch)?;
+        while let Ok(next) = rx.try_recv() {
+            sink.write_batch(&next)?;
         }
-        // Idle: push what we have so readers of a pipe see packets within milliseconds.
-        match sink.flush() {
-            Ok(()) => {}
-            Err(e) if closed(&e) => {
-                report.output_closed = true;
-                break;
-            }
-            Err(e) => return Err(write_err(e)),
+        // Nothing waiting: write what is due.
+        sink.idle()
+    };
+    loop {
+        let next = match sink.deadline() {
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(std::time::Instant::now())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let result = match next {
+            Ok(batch) => step(&mut sink, batch),
+            Err(RecvTimeoutError::Timeout) => sink.idle(),
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if result.is_err() {
+            break;
         }
     }
-    if report.output_closed {
-        // Packets written into the buffer but never delivered are not "written".
-        drop(sink);
-        return Ok(report);
-    }
-    match sink.finish() {
-        Ok(()) => Ok(report),
-        Err(e) if closed(&e) => {
-            report.output_closed = true;
-            Ok(report)
-        }
-        Err(e) => Err(write_err(e)),
-    }
+    // Detached and drained by now (or stopped early): these are the final counts.
+    drop(rx);
+    sink.finish(&stats())
 }
 
 /// Hands a batch to the writer; a full queue is a counted drop. Returns false once the writer
 /// is gone (its output closed or failed).
-fn hand_off(tx: &SyncSender<Batch>, batch: Batch, summary: &mut Summary, queued: &mut u64) -> bool {
+fn hand_off(tx: &WriterTx, batch: Batch, summary: &mut Summary, queued: &mut u64) -> bool {
     let n = batch.len() as u64;
-    match tx.try_send(batch) {
+    match tx.tx.try_send(batch) {
         Ok(()) => {
             *queued += n;
             true
         }
         Err(TrySendError::Full(_)) => {
             summary.writer_dropped += n;
+            tx.dropped.fetch_add(n, Ordering::Relaxed);
             true
         }
         Err(TrySendError::Disconnected(_)) => {
@@ -180,17 +161,23 @@ pub async fn run_with_updates(
     };
     let (attached, maps) = loader::load_and_attach(&spec)?;
     // From here on, any early return drops `attached`, which detaches.
-    let sink = open_output(&config.output, config.snaplen)?;
-    let what = match &config.output {
-        Output::Stdout => "standard output".to_string(),
-        Output::File(p) => p.display().to_string(),
-    };
+    if let Some(user) = &config.run_as {
+        // The programs are attached and the maps open: nothing further needs root. Files are
+        // created after this, so they belong to the user.
+        user.switch()?;
+    }
+    let counters = Arc::new(maps.counters);
+    let queue_dropped = Arc::new(AtomicU64::new(0));
+    let sink = open_output(&config, stats_source(&counters, &queue_dropped))?;
     let mut filter_maps = maps.filter;
     let mut drain = Drain::new(maps.ring, BatchLimits::default()).map_err(CaptureError::Poll)?;
     let (tx, rx) = mpsc::sync_channel::<Batch>(WRITER_QUEUE);
+    let tx = WriterTx { tx, dropped: Arc::clone(&queue_dropped) };
+    let (done_tx, mut writer_done) = tokio::sync::oneshot::channel::<()>();
+    let writer_stats = stats_source(&counters, &queue_dropped);
     let writer = thread::Builder::new()
         .name("tap-writer".into())
-        .spawn(move || writer_loop(sink, rx, what))
+        .spawn(move || writer_loop(sink, rx, writer_stats, done_tx))
         .map_err(|source| CaptureError::Write { what: "writer thread".into(), source })?;
     info!(attachments = attached.attachments.len(), "capturing");
 
@@ -214,6 +201,8 @@ pub async fn run_with_updates(
             biased;
             () = &mut shutdown => break,
             () = &mut sleep_until => break,
+            // The writer stopped by itself (closed pipe, full disk, failure).
+            _ = &mut writer_done => { writer_alive = false; break; }
             Some(image) = updates.recv() => {
                 let expression = image.expression.clone();
                 match filter_maps.install(image) {
@@ -255,29 +244,35 @@ pub async fn run_with_updates(
     drop(tx);
     let report = writer
         .join()
-        .unwrap_or_else(|_| Err(CaptureError::Write { what: "writer thread".into(), source: io::Error::other("panicked") }))?;
+        .map_err(|_| CaptureError::Write { what: "writer thread".into(), source: io::Error::other("panicked") })?;
+    if let Some(e) = report.error {
+        return Err(CaptureError::Storage(e));
+    }
     if let Some(e) = poll_error {
         return Err(CaptureError::Poll(e));
     }
-    summary.kernel = read_counters(&maps.counters);
+    summary.kernel = read_counters(&counters);
     if filter_maps.current().graph.is_some() {
         summary.rules = filter_maps.rule_hits();
     }
     summary.filter_installs = filter_maps.installs;
     summary.written = report.written;
     summary.written_bytes = report.bytes;
-    summary.output_closed = report.output_closed;
-    if report.output_closed {
-        // Everything handed to a writer whose reader left is lost to that reader: count it.
-        summary.writer_dropped += queued.saturating_sub(report.written);
+    summary.output_closed = report.closed;
+    if let Some((path, stopped)) = report.disk_full {
+        summary.output_error = Some(format!("disk full writing {}", path.display()));
+        summary.output_stopped = stopped;
     }
+    // Everything handed to the writer that did not reach the output (a reader that left, a full
+    // disk) is lost: count it.
+    summary.writer_dropped += queued.saturating_sub(report.written);
     Ok(summary)
 }
 
 /// At shutdown the drain may wait for the writer: nothing else is running any more.
-fn hand_off_blocking(tx: &SyncSender<Batch>, batch: Batch, summary: &mut Summary, queued: &mut u64) -> bool {
+fn hand_off_blocking(tx: &WriterTx, batch: Batch, summary: &mut Summary, queued: &mut u64) -> bool {
     let n = batch.len() as u64;
-    if tx.send(batch).is_err() {
+    if tx.tx.send(batch).is_err() {
         summary.writer_dropped += n;
         return false;
     }

@@ -16,11 +16,31 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Capture packets on one or more interfaces and write them as pcap.
+    /// Capture packets on one or more interfaces and write them as pcap or pcapng.
+    #[command(after_help = STORAGE_HELP)]
     Capture(CaptureArgs),
+    /// Write synthetic packets through the capture writer and print its throughput.
+    #[command(hide = true)]
+    BenchWriter(crate::bench_writer::BenchWriterArgs),
     /// Run the kernel program over the packets of a pcap file (BPF_PROG_TEST_RUN) and write
     /// the ones the filter selects: test a filter on a saved capture.
     Replay(ReplayArgs),
+    /// Time the programs with BPF_PROG_TEST_RUN and print one line of JSON (`cargo xtask bench`).
+    #[command(hide = true)]
+    BenchProg(BenchProgArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchProgArgs {
+    /// Program to time (tc: the TC ingress classifier).
+    #[arg(long, value_enum, default_value = "xdp")]
+    pub hook: HookArg,
+    /// Length in bytes of the Ethernet/IPv4/UDP test frame (no FCS).
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    pub frame_len: usize,
+    /// Program runs per measurement (once with the ring having room, once with it full).
+    #[arg(long, value_name = "RUNS", default_value_t = 1_000_000)]
+    pub repeat: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,9 +109,12 @@ pub struct CaptureArgs {
     /// Size of the kernel ring buffer in bytes (a power of two).
     #[arg(long, value_name = "BYTES")]
     pub ring_size: Option<u64>,
-    /// Output pcap file, or '-' for standard output.
+    /// Output file (a name pattern with -C/-G), or '-' for standard output. The name chooses the
+    /// format: pcapng for '.pcapng' and '.pcapng.zst', pcap otherwise; '.zst' compresses.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: PathBuf,
+    #[command(flatten)]
+    pub output: Box<OutputArgs>,
     /// Print nothing but errors (no summary).
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -115,6 +138,88 @@ pub struct CaptureArgs {
     /// interface never enters the host's stack (fastest mode).
     #[arg(long)]
     pub consume: bool,
+}
+
+/// How `tap capture --help` explains file names, rotation and crash safety.
+pub const STORAGE_HELP: &str = "\
+Output files:
+  Files are created 0600 and never overwritten (use --force); a symbolic link at the name is
+  refused; a device or named pipe (/dev/null) is written to. Data reaches the file at least every --flush-interval ms, in whole records: after a
+  crash (even kill -9) the file reads cleanly up to the last packet written.
+
+Rotation (-C, -G, -W):
+  Each file gets a sequence number, _NNNNN from _00001, before its extension, and strftime
+  fields in the name (%Y %m %d %H %M %S %j %y %s %%) take the local time the file starts:
+    -w /data/cap-%Y%m%d-%H%M%S.pcapng -G 60   /data/cap-20261127-101500_00001.pcapng, ...
+    -w /data/cap.pcap -C 100 -W 10            /data/cap_00001.pcap ... at most 10 files
+  A file being written is named .NAME.part in the same directory and renamed to NAME once
+  complete, so a consumer watching the directory only sees whole files (after a crash the last
+  file keeps its .part name). -C counts megabytes of 1,000,000 bytes on disk; a file never
+  goes past it unless a single packet does (compressed files: by at most one 1 MiB block).
+  -G starts files at multiples of SECS on the local clock (-G 60: every minute, on the minute),
+  also when no packet arrived. -W keeps the newest N files of this capture, deleting the oldest
+  (never a file tap did not create). --post-rotate CMD runs `sh -c 'CMD \"$1\"' FILE` on each
+  finished file, the last one included, without waiting for it.
+
+Full disk:
+  The current file is cut back to its last whole record and finished; the error is reported
+  once. --on-disk-full stop (default) ends the capture with exit status 1; drop keeps
+  capturing and counts the packets as dropped by the writer (with -G, a new file is tried at
+  the next interval).
+";
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Classic pcap, nanosecond timestamps.
+    Pcap,
+    /// pcapng: interface per interface and hook, direction flags, drop statistics.
+    Pcapng,
+}
+
+/// What to do when the disk is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiskFullArg {
+    /// Finish the current file and end the capture (exit status 1).
+    Stop,
+    /// Finish the current file and keep capturing, counting packets as dropped.
+    Drop,
+}
+
+/// Output options of `tap capture`: format, rotation, durability, privileges.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Output format (default: from the file name; pcap for standard output).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Compress the output: none, zstd, or zstd:LEVEL (1-19, default 1). Default: zstd for
+    /// names ending in .zst.
+    #[arg(long, value_name = "ALGO")]
+    pub compress: Option<String>,
+    /// Start a new file before one would exceed MB megabytes (1,000,000 bytes).
+    #[arg(short = 'C', long = "file-size", value_name = "MB")]
+    pub file_size: Option<f64>,
+    /// Start a new file every SECS seconds, aligned to the clock.
+    #[arg(short = 'G', long = "rotate-seconds", value_name = "SECS")]
+    pub rotate_seconds: Option<u64>,
+    /// Keep at most N files (a ring): the oldest this capture wrote is deleted. Needs -C or -G.
+    #[arg(short = 'W', long = "ring-files", value_name = "N")]
+    pub ring_files: Option<u32>,
+    /// Run CMD on each finished file (the file's path as its argument), in the background.
+    #[arg(long, value_name = "CMD")]
+    pub post_rotate: Option<String>,
+    /// Write buffered packets at least this often, in milliseconds (0: after every batch).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub flush_interval: u64,
+    /// What to do when the disk is full.
+    #[arg(long, value_enum, default_value = "stop")]
+    pub on_disk_full: DiskFullArg,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+    /// After attaching, run as USER (its groups too); files are created as that user.
+    #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER")]
+    pub run_as: Option<String>,
 }
 
 /// Where the filter expression comes from: trailing words (like tcpdump), `-f`, or `-F FILE`.

@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
 
 use crate::{
-    cli::{CaptureArgs, FilterArgs, HookArg, XdpModeArg},
+    cli::{CaptureArgs, DiskFullArg, FilterArgs, FormatArg, HookArg, OutputArgs, XdpModeArg},
     error::ConfigError,
     filter::maps::FilterImage,
     iface,
@@ -54,7 +54,162 @@ pub struct Interface {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Stdout,
+    /// A file, or with rotation a name pattern (see [`crate::sink::rotate`]).
     File(PathBuf),
+}
+
+/// File format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Pcap,
+    Pcapng,
+}
+
+/// Compression of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    /// zstd at this level (1..=19); each write is a whole frame.
+    Zstd { level: i32 },
+}
+
+/// zstd level when none is given: the fastest, so the writer keeps up (level 1 compresses about
+/// twice as fast as zstd's own default, 3, at a slightly lower ratio).
+pub const ZSTD_DEFAULT_LEVEL: i32 = 1;
+
+/// What a full disk does to the capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFull {
+    /// Finish the current file and stop capturing.
+    Stop,
+    /// Finish the current file and count the packets that follow as dropped.
+    Drop,
+}
+
+/// When to start the next file. All `None`: one file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Bytes a file may hold (on disk, so compressed bytes when compressing).
+    pub max_bytes: Option<u64>,
+    /// Seconds per file, aligned to the local clock.
+    pub interval_secs: Option<u64>,
+    /// Files of this capture kept; older ones are deleted.
+    pub max_files: Option<u32>,
+}
+
+impl Rotation {
+    pub fn active(&self) -> bool {
+        self.max_bytes.is_some() || self.interval_secs.is_some()
+    }
+}
+
+/// Where and how packets are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputConfig {
+    pub target: Output,
+    pub format: Format,
+    pub compression: Compression,
+    pub rotation: Rotation,
+    /// Command run on each finished file, with the file as its argument.
+    pub post_rotate: Option<String>,
+    /// Longest time a packet stays in tap's buffer before it is written.
+    pub flush_interval: Duration,
+    pub on_disk_full: DiskFull,
+    /// Overwrite existing files.
+    pub force: bool,
+}
+
+/// Errors in the output options.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputConfigError {
+    #[error("-C, -G and -W need a file name: standard output cannot rotate")]
+    RotationToStdout,
+    #[error("--post-rotate needs a file output")]
+    PostRotateToStdout,
+    #[error("-W needs -C or -G: it keeps the newest files of a rotation")]
+    RingWithoutRotation,
+    #[error("-C must be a positive number of megabytes")]
+    FileSize,
+    #[error("-G must be at least 1 second")]
+    Interval,
+    #[error("-W must be at least 1")]
+    RingFiles,
+    #[error("unknown --compress '{0}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)")]
+    Compress(String),
+    #[error(transparent)]
+    Pattern(#[from] crate::sink::rotate::PatternError),
+    #[error(transparent)]
+    User(#[from] crate::privilege::PrivilegeError),
+}
+
+fn ends_with_ci(name: &str, suffix: &str) -> bool {
+    name.len() >= suffix.len() && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
+impl OutputConfig {
+    /// Validates the output options; the format and compression default from the file name.
+    pub fn from_args(write: &std::path::Path, args: &OutputArgs) -> Result<Self, OutputConfigError> {
+        let target = if write.as_os_str() == "-" { Output::Stdout } else { Output::File(write.to_path_buf()) };
+        let name = match &target {
+            Output::File(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            Output::Stdout => String::new(),
+        };
+        let compressed_name = ends_with_ci(&name, ".zst") || ends_with_ci(&name, ".zstd");
+        let format = match args.format {
+            Some(FormatArg::Pcap) => Format::Pcap,
+            Some(FormatArg::Pcapng) => Format::Pcapng,
+            None => {
+                let base = if compressed_name { &name[..name.rfind('.').unwrap_or(name.len())] } else { &name[..] };
+                if ends_with_ci(base, ".pcapng") { Format::Pcapng } else { Format::Pcap }
+            }
+        };
+        let compression = match args.compress.as_deref() {
+            None if compressed_name => Compression::Zstd { level: ZSTD_DEFAULT_LEVEL },
+            None | Some("none") => Compression::None,
+            Some("zstd") => Compression::Zstd { level: ZSTD_DEFAULT_LEVEL },
+            Some(other) => match other.strip_prefix("zstd:").and_then(|l| l.parse::<i32>().ok()) {
+                Some(level) if (1..=19).contains(&level) => Compression::Zstd { level },
+                _ => return Err(OutputConfigError::Compress(other.to_string())),
+            },
+        };
+        let max_bytes = match args.file_size {
+            None => None,
+            Some(mb) if mb.is_finite() && mb > 0.0 && mb * 1e6 >= 1.0 => Some((mb * 1e6) as u64),
+            Some(_) => return Err(OutputConfigError::FileSize),
+        };
+        let interval_secs = match args.rotate_seconds {
+            Some(0) => return Err(OutputConfigError::Interval),
+            other => other,
+        };
+        let max_files = match args.ring_files {
+            Some(0) => return Err(OutputConfigError::RingFiles),
+            other => other,
+        };
+        let rotation = Rotation { max_bytes, interval_secs, max_files };
+        if max_files.is_some() && !rotation.active() {
+            return Err(OutputConfigError::RingWithoutRotation);
+        }
+        if let Output::File(path) = &target {
+            crate::sink::rotate::NamePattern::new(path, rotation.active())?;
+        } else if rotation.active() {
+            return Err(OutputConfigError::RotationToStdout);
+        } else if args.post_rotate.is_some() {
+            return Err(OutputConfigError::PostRotateToStdout);
+        }
+        Ok(Self {
+            target,
+            format,
+            compression,
+            rotation,
+            post_rotate: args.post_rotate.clone(),
+            flush_interval: Duration::from_millis(args.flush_interval),
+            on_disk_full: match args.on_disk_full {
+                DiskFullArg::Stop => DiskFull::Stop,
+                DiskFullArg::Drop => DiskFull::Drop,
+            },
+            force: args.force,
+        })
+    }
 }
 
 /// A validated capture.
@@ -69,7 +224,9 @@ pub struct CaptureConfig {
     pub duration: Option<Duration>,
     /// Ring buffer size in bytes (power of two, at least a page).
     pub ring_size: u32,
-    pub output: Output,
+    pub output: OutputConfig,
+    /// Run as this user once the programs are attached (`-Z`).
+    pub run_as: Option<crate::privilege::RunAs>,
     pub quiet: bool,
     pub xdp_program: Option<String>,
     pub filter: FilterImage,
@@ -194,10 +351,10 @@ impl CaptureConfig {
         if !ring_size.is_power_of_two() || ring_size < min_ring || ring_size > 1 << 31 {
             return Err(ConfigError::RingSize { size: ring_size, min: min_ring });
         }
-        let output = if args.write.as_os_str() == "-" {
-            Output::Stdout
-        } else {
-            Output::File(args.write.clone())
+        let output = OutputConfig::from_args(&args.write, &args.output)?;
+        let run_as = match &args.output.run_as {
+            Some(user) => Some(crate::privilege::RunAs::lookup(user).map_err(OutputConfigError::User)?),
+            None => None,
         };
         Ok(Self {
             interfaces,
@@ -208,6 +365,7 @@ impl CaptureConfig {
             duration: args.duration.map(Duration::from_secs_f64),
             ring_size: ring_size as u32,
             output,
+            run_as,
             quiet: args.quiet,
             xdp_program: args.xdp_program.clone(),
             filter: filter_from_args(&args.filter)?,
@@ -250,7 +408,8 @@ mod tests {
         assert_eq!(c.interfaces, [Interface { name: "lo".into(), ifindex: 1 }]);
         assert_eq!(c.hooks, [Hook::TcIngress, Hook::TcEgress]);
         assert_eq!(c.snaplen, DEFAULT_SNAPLEN);
-        assert_eq!(c.output, Output::Stdout);
+        assert_eq!(c.output.target, Output::Stdout);
+        assert_eq!(c.output.format, Format::Pcap);
     }
 
     #[test]
@@ -269,6 +428,60 @@ mod tests {
         assert_eq!("vxlan".parse::<Decap>().unwrap().vxlan_port, 4789);
         assert!("vxlan:0".parse::<Decap>().is_err());
         assert!("ipip".parse::<Decap>().is_err());
+    }
+
+    #[test]
+    fn output_format_and_compression_follow_the_name() {
+        let out = |args: &[&str]| config(&[&["-i", "lo"][..], args].concat()).unwrap().output;
+        let o = out(&["-w", "/d/x.pcapng.zst"]);
+        assert_eq!((o.format, o.compression), (Format::Pcapng, Compression::Zstd { level: ZSTD_DEFAULT_LEVEL }));
+        let o = out(&["-w", "/d/x.PCAPNG"]);
+        assert_eq!((o.format, o.compression), (Format::Pcapng, Compression::None));
+        let o = out(&["-w", "/d/x.pcap.zst"]);
+        assert_eq!((o.format, o.compression), (Format::Pcap, Compression::Zstd { level: ZSTD_DEFAULT_LEVEL }));
+        let o = out(&["-w", "x.pcap", "--format", "pcapng", "--compress", "zstd:7"]);
+        assert_eq!((o.format, o.compression), (Format::Pcapng, Compression::Zstd { level: 7 }));
+        let o = out(&["-w", "x.pcap.zst", "--compress", "none"]);
+        assert_eq!(o.compression, Compression::None);
+        let o = out(&["-w", "-"]);
+        assert_eq!((o.target, o.format, o.flush_interval), (Output::Stdout, Format::Pcap, Duration::from_secs(1)));
+        assert!(!o.force && o.on_disk_full == DiskFull::Stop && o.rotation == Rotation::default());
+    }
+
+    #[test]
+    fn rotation_options() {
+        let c = config(&[
+            "-i", "lo", "-w", "cap.pcap", "-C", "2.5", "-G", "60", "-W", "4", "--flush-interval", "250", "--on-disk-full",
+            "drop", "--force", "--post-rotate", "gzip",
+        ])
+        .unwrap();
+        let o = c.output;
+        assert_eq!(o.rotation, Rotation { max_bytes: Some(2_500_000), interval_secs: Some(60), max_files: Some(4) });
+        assert_eq!((o.flush_interval, o.on_disk_full, o.force), (Duration::from_millis(250), DiskFull::Drop, true));
+        assert_eq!(o.post_rotate.as_deref(), Some("gzip"));
+        assert_eq!(config(&["-i", "lo", "-w", "x", "-Z", "root"]).unwrap().run_as.unwrap().uid, 0);
+    }
+
+    #[test]
+    fn bad_output_options_are_refused() {
+        use OutputConfigError as E;
+        let err = |args: &[&str]| match config(&[&["-i", "lo"][..], args].concat()) {
+            Err(ConfigError::Output(e)) => e,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        assert!(matches!(err(&["-w", "-", "-C", "1"]), E::RotationToStdout));
+        assert!(matches!(err(&["-w", "-", "--post-rotate", "true"]), E::PostRotateToStdout));
+        assert!(matches!(err(&["-w", "x", "-W", "3"]), E::RingWithoutRotation));
+        assert!(matches!(err(&["-w", "x", "-C", "0"]), E::FileSize));
+        assert!(matches!(err(&["-w", "x", "-C", "1e-9"]), E::FileSize));
+        assert!(matches!(err(&["-w", "x", "-G", "0"]), E::Interval));
+        assert!(matches!(err(&["-w", "x", "-G", "1", "-W", "0"]), E::RingFiles));
+        assert!(matches!(err(&["-w", "x", "--compress", "lz4"]), E::Compress(_)));
+        assert!(matches!(err(&["-w", "x", "--compress", "zstd:30"]), E::Compress(_)));
+        assert!(matches!(err(&["-w", "x-%Q.pcap", "-G", "5"]), E::Pattern(_)));
+        assert!(matches!(err(&["-w", "x", "-Z", "no-such-user-tap"]), E::User(_)));
+        // Without rotation the name is literal.
+        assert!(config(&["-i", "lo", "-w", "x-%Q.pcap"]).is_ok());
     }
 
     #[test]

@@ -86,6 +86,11 @@ impl Batch {
         self.buf.len()
     }
 
+    /// CLOCK_MONOTONIC → CLOCK_REALTIME offset of this batch, in ns.
+    pub fn offset_ns(&self) -> i64 {
+        self.offset_ns
+    }
+
     pub fn packets(&self) -> impl Iterator<Item = Packet<'_>> {
         let mut rest: &[u8] = &self.buf;
         let offset = self.offset_ns;
@@ -120,6 +125,18 @@ impl BatchBuilder {
         Ok(())
     }
 
+    /// Appends a packet from its parts; `header.cap_len` is set to `data.len()`.
+    pub fn push_parts(&mut self, header: &PacketHeader, data: &[u8]) {
+        let mut h = *header;
+        h.cap_len = data.len() as u32;
+        h.orig_len = h.orig_len.max(h.cap_len);
+        // SAFETY: PacketHeader is plain old data of HEADER_LEN bytes.
+        let bytes = unsafe { std::slice::from_raw_parts((&h as *const PacketHeader).cast::<u8>(), HEADER_LEN) };
+        self.buf.extend_from_slice(bytes);
+        self.buf.extend_from_slice(data);
+        self.len += 1;
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -134,9 +151,14 @@ impl BatchBuilder {
 
     /// Freezes the batch, stamping it with the current clock offset.
     pub fn finish(&mut self) -> Batch {
+        self.finish_with_offset(clock::realtime_offset_ns())
+    }
+
+    /// Freezes the batch with a given clock offset (a batch derived from another keeps its time).
+    pub fn finish_with_offset(&mut self, offset_ns: i64) -> Batch {
         let buf = self.buf.split().freeze();
         let len = std::mem::take(&mut self.len);
-        Batch { buf, len, offset_ns: clock::realtime_offset_ns() }
+        Batch { buf, len, offset_ns }
     }
 }
 

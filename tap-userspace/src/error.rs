@@ -29,6 +29,8 @@ pub enum ConfigError {
     Filter(#[source] crate::filter::FilterError),
     #[error("--sample must be at least 1")]
     Sample,
+    #[error(transparent)]
+    Output(#[from] crate::config::OutputConfigError),
     #[error("unknown --decap item '{item}': use vxlan[:PORT], geneve, gre, erspan")]
     Decap { item: String },
 }
@@ -88,6 +90,10 @@ pub enum CaptureError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Storage(#[from] crate::sink::StorageError),
+    #[error(transparent)]
+    Privileges(#[from] crate::privilege::PrivilegeError),
     #[error("ring buffer polling failed: {0}")]
     Poll(#[source] io::Error),
     #[error("cannot install the {signal} handler: {source}")]

@@ -6,6 +6,7 @@
 //!
 //! The `tap` binary is a thin layer over [`cli`] → [`config`] → [`capture::run`].
 
+pub mod bench_writer;
 pub mod capture;
 pub mod cli;
 pub mod clock;
@@ -15,10 +16,12 @@ pub mod error;
 pub mod filter;
 pub mod iface;
 pub mod loader;
+pub mod privilege;
 pub mod reader;
 pub mod replay;
 pub mod sink;
 pub mod summary;
+pub mod testrun;
 
 /// The BPF object built by `cargo xtask build-ebpf`, embedded so the binary is self-contained.
 pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("TAP_BPF_OBJECT"));

@@ -36,6 +36,10 @@ pub struct Summary {
     pub rules: Vec<(String, u64)>,
     /// Filters installed (1 + replacements).
     pub filter_installs: u64,
+    /// What went wrong with the output (a full disk), if anything.
+    pub output_error: Option<String>,
+    /// The capture ended early because of [`Summary::output_error`].
+    pub output_stopped: bool,
 }
 
 impl Summary {
@@ -79,6 +83,13 @@ impl fmt::Display for Summary {
         }
         if self.output_closed {
             write!(f, "\noutput closed by the reader")?;
+        }
+        if let Some(e) = &self.output_error {
+            if self.output_stopped {
+                write!(f, "\ncapture stopped: {e}")?;
+            } else {
+                write!(f, "\n{e}: later packets dropped by writer")?;
+            }
         }
         Ok(())
     }

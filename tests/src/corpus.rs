@@ -279,6 +279,11 @@ pub const EXPRESSIONS: &[&str] = &[
     "not host 2001:db8::1",
     "not ip6 proto 17",
     "not icmp6",
+    "ip protochain 6",
+    "ip6 protochain 6",
+    "protochain 17",
+    "not protochain 6",
+    "ip6 protochain 58 or ip protochain 1",
 ];
 
 /// Filters with many alternatives, generated: 60 hosts (some of them in the corpus), 40 ports,

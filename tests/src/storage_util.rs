@@ -20,8 +20,19 @@ impl Tmpfs {
     pub fn new(size: &str) -> Self {
         require_root();
         let path = std::env::temp_dir().join(format!("tap-tmpfs-{}", unique_suffix()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-        run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"]).arg(&path));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        run_ok(
+            Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0755"),
+                    "tmpfs",
+                ])
+                .arg(&path),
+        );
         Self { path }
     }
 
@@ -46,7 +57,12 @@ impl Drop for Tmpfs {
 pub fn list_dir(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
     names
@@ -56,15 +72,27 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
 /// the file without a complaint.
 pub fn tshark_fields(path: &Path, fields: &[&str]) -> Vec<Vec<String>> {
     let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(path).args(["-n", "-T", "fields", "-E", "separator=|"]);
+    cmd.arg("-r")
+        .arg(path)
+        .args(["-n", "-T", "fields", "-E", "separator=|"]);
     for f in fields {
         cmd.args(["-e", f]);
     }
     let out = run_ok(&mut cmd);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let complaints: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("Running as user \"root\"")).collect();
-    assert!(complaints.is_empty(), "tshark complained reading {}:\n{stderr}", path.display());
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('|').map(ToString::to_string).collect()).collect()
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("Running as user \"root\""))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "tshark complained reading {}:\n{stderr}",
+        path.display()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(ToString::to_string).collect())
+        .collect()
 }
 
 /// `capinfos FILE` as text; fails unless capinfos reads the file.
@@ -131,7 +159,10 @@ fn options(b: &[u8]) -> Vec<(u16, Vec<u8>)> {
         if code == 0 {
             break;
         }
-        assert!(off + 4 + len <= b.len(), "option {code} runs past its block");
+        assert!(
+            off + 4 + len <= b.len(),
+            "option {code} runs past its block"
+        );
         out.push((code, b[off + 4..off + 4 + len].to_vec()));
         off += 4 + len.div_ceil(4) * 4;
     }
@@ -144,23 +175,41 @@ impl Pcapng {
     pub fn parse(bytes: &[u8]) -> Self {
         let mut f = Self::default();
         let mut off = 0;
-        assert!(bytes.len() >= 12 && u32_at(bytes, 0) == 0x0A0D_0D0A, "not a pcapng file");
+        assert!(
+            bytes.len() >= 12 && u32_at(bytes, 0) == 0x0A0D_0D0A,
+            "not a pcapng file"
+        );
         while off < bytes.len() {
-            assert!(off + 12 <= bytes.len(), "block header cut short at byte {off}");
+            assert!(
+                off + 12 <= bytes.len(),
+                "block header cut short at byte {off}"
+            );
             let kind = u32_at(bytes, off);
             let len = u32_at(bytes, off + 4) as usize;
-            assert!(len >= 12 && len.is_multiple_of(4) && off + len <= bytes.len(), "bad block length {len} at byte {off}");
-            assert_eq!(u32_at(bytes, off + len - 4) as usize, len, "trailing length of the block at byte {off}");
+            assert!(
+                len >= 12 && len.is_multiple_of(4) && off + len <= bytes.len(),
+                "bad block length {len} at byte {off}"
+            );
+            assert_eq!(
+                u32_at(bytes, off + len - 4) as usize,
+                len,
+                "trailing length of the block at byte {off}"
+            );
             let body = &bytes[off + 8..off + len - 4];
             match kind {
                 0x0A0D_0D0A => {
                     assert_eq!(u32_at(body, 0), 0x1A2B_3C4D, "byte-order magic");
                     for (code, v) in options(&body[16..]) {
-                        f.section.insert(code, String::from_utf8_lossy(&v).into_owned());
+                        f.section
+                            .insert(code, String::from_utf8_lossy(&v).into_owned());
                     }
                 }
                 1 => {
-                    let mut idb = Idb { linktype: u16_at(body, 0), snaplen: u32_at(body, 4), ..Default::default() };
+                    let mut idb = Idb {
+                        linktype: u16_at(body, 0),
+                        snaplen: u32_at(body, 4),
+                        ..Default::default()
+                    };
                     for (code, v) in options(&body[8..]) {
                         match code {
                             2 => idb.name = String::from_utf8_lossy(&v).into_owned(),
@@ -224,12 +273,18 @@ impl Pcapng {
     }
 
     pub fn read(path: &Path) -> Self {
-        Self::parse(&std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())))
+        Self::parse(
+            &std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())),
+        )
     }
 
     /// The statistics value `code` of interface `id`, from its last statistics block.
     pub fn stat(&self, id: u32, code: u16) -> Option<u64> {
-        self.stats.iter().rev().find(|(i, _, _)| *i == id).and_then(|(_, v, _)| v.get(&code).copied())
+        self.stats
+            .iter()
+            .rev()
+            .find(|(i, _, _)| *i == id)
+            .and_then(|(_, v, _)| v.get(&code).copied())
     }
 }
 
@@ -241,10 +296,7 @@ pub fn zstd_decompress(path: &Path) -> Vec<u8> {
 /// What `zstd -d` makes of the bytes of a file still being written: the data of its whole
 /// frames (a frame cut short at the end is left out).
 pub fn zstd_decompress_prefix(bytes: &[u8]) -> Vec<u8> {
-    use std::{
-        io::Write as _,
-        process::Stdio,
-    };
+    use std::{io::Write as _, process::Stdio};
     let mut child = Command::new("zstd")
         .args(["-d", "-c", "-q"])
         .stdin(Stdio::piped())
@@ -265,10 +317,15 @@ pub fn zstd_decompress_prefix(bytes: &[u8]) -> Vec<u8> {
 /// Owner uid of `path`.
 pub fn owner(path: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt as _;
-    std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).uid()
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .uid()
 }
 
 /// The uid of a user by name (`id -u NAME`).
 pub fn uid_of(user: &str) -> u32 {
-    run_stdout(Command::new("id").args(["-u", user])).trim().parse().expect("a uid")
+    run_stdout(Command::new("id").args(["-u", user]))
+        .trim()
+        .parse()
+        .expect("a uid")
 }

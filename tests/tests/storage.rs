@@ -12,8 +12,8 @@ use tap_tests::{
     pcap::Pcap,
     process::Background,
     storage_util::{
-        ISB_FILTERACCEPT, ISB_IFDROP, ISB_IFRECV, ISB_OSDROP, ISB_USRDELIV, Pcapng, Tmpfs, capinfos, list_dir, owner,
-        tshark_fields, uid_of, zstd_decompress, zstd_decompress_prefix,
+        ISB_FILTERACCEPT, ISB_IFDROP, ISB_IFRECV, ISB_OSDROP, ISB_USRDELIV, Pcapng, Tmpfs,
+        capinfos, list_dir, owner, tshark_fields, uid_of, zstd_decompress, zstd_decompress_prefix,
     },
     tap::{self, Summary},
     topology::{B_V4, SECOND},
@@ -37,7 +37,10 @@ fn pings(t: &Topology, count: u32, size: u32) {
 }
 
 fn uname_r() -> String {
-    String::from_utf8(Command::new("uname").arg("-r").output().unwrap().stdout).unwrap().trim().to_string()
+    String::from_utf8(Command::new("uname").arg("-r").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -48,23 +51,38 @@ fn pcapng_names_interfaces_hooks_and_directions() {
     let tcpdump = Tcpdump::start(&t.b, &t.b_if, dir.join("tcpdump.pcap"), &[]);
     let summary = capture(&t, &["-w", &arg(&file), "-f", "icmp"], || {
         pings(&t, 4, 56);
-        wait_until("tcpdump to write 8 packets", Duration::from_secs(10), || (tcpdump.records() >= 8).then_some(()));
+        wait_until(
+            "tcpdump to write 8 packets",
+            Duration::from_secs(10),
+            || (tcpdump.records() >= 8).then_some(()),
+        );
     });
     let oracle = tcpdump.stop();
     assert_eq!(summary.captured, 8);
 
     // tshark: interface, hook and direction of each packet.
-    let rows = tshark_fields(&file, &[
-        "frame.interface_name",
-        "frame.interface_description",
-        "frame.packet_flags_direction",
-        "icmp.type",
-    ]);
+    let rows = tshark_fields(
+        &file,
+        &[
+            "frame.interface_name",
+            "frame.interface_description",
+            "frame.packet_flags_direction",
+            "icmp.type",
+        ],
+    );
     let inbound = ["veth-b", "veth-b (tc-ingress)", "0x00000001", "8"];
     let outbound = ["veth-b", "veth-b (tc-egress)", "0x00000002", "0"];
     assert_eq!(rows.len(), 8, "{rows:?}");
-    assert_eq!(rows.iter().filter(|r| *r == &inbound).count(), 4, "{rows:?}");
-    assert_eq!(rows.iter().filter(|r| *r == &outbound).count(), 4, "{rows:?}");
+    assert_eq!(
+        rows.iter().filter(|r| *r == &inbound).count(),
+        4,
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| *r == &outbound).count(),
+        4,
+        "{rows:?}"
+    );
 
     // capinfos: the section says where the file comes from; both interfaces carry the filter.
     let info = capinfos(&file);
@@ -83,10 +101,25 @@ fn pcapng_names_interfaces_hooks_and_directions() {
     // The bytes are tcpdump's, packet for packet.
     let ng = Pcapng::read(&file);
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    assert_eq!(ng.section.get(&2).map(String::as_str), Some(hostname.trim()));
-    assert!(ng.interfaces.iter().all(|i| i.tsresol == Some(9) && i.linktype == 1 && i.snaplen > 0));
-    let mut ours: Vec<(u32, Vec<u8>)> = ng.packets.iter().map(|p| (p.orig_len, p.data.clone())).collect();
-    let mut theirs: Vec<(u32, Vec<u8>)> = oracle.records.iter().map(|r| (r.orig_len, r.data.clone())).collect();
+    assert_eq!(
+        ng.section.get(&2).map(String::as_str),
+        Some(hostname.trim())
+    );
+    assert!(
+        ng.interfaces
+            .iter()
+            .all(|i| i.tsresol == Some(9) && i.linktype == 1 && i.snaplen > 0)
+    );
+    let mut ours: Vec<(u32, Vec<u8>)> = ng
+        .packets
+        .iter()
+        .map(|p| (p.orig_len, p.data.clone()))
+        .collect();
+    let mut theirs: Vec<(u32, Vec<u8>)> = oracle
+        .records
+        .iter()
+        .map(|r| (r.orig_len, r.data.clone()))
+        .collect();
     ours.sort();
     theirs.sort();
     assert_eq!(ours, theirs, "packet bytes differ from tcpdump's");
@@ -96,7 +129,10 @@ fn pcapng_names_interfaces_hooks_and_directions() {
     let mut ots: Vec<u128> = (0..oracle.records.len()).map(|i| oracle.ts_ns(i)).collect();
     ots.sort_unstable();
     for (a, b) in ts.iter().zip(&ots) {
-        assert!((i128::from(*a) - *b as i128).abs() < 5_000_000, "timestamps {a} and {b}");
+        assert!(
+            (i128::from(*a) - *b as i128).abs() < 5_000_000,
+            "timestamps {a} and {b}"
+        );
     }
 
     // Statistics at the end: per interface what was written, capture-wide counters on 0.
@@ -106,7 +142,11 @@ fn pcapng_names_interfaces_hooks_and_directions() {
     assert_eq!(ng.stat(0, ISB_OSDROP), Some(0));
     assert_eq!(ng.stat(0, ISB_FILTERACCEPT), Some(summary.received));
     assert!(ng.stat(0, ISB_IFRECV) >= Some(summary.received));
-    assert_eq!(ng.stat(1, ISB_IFDROP), None, "capture-wide counters only on interface 0");
+    assert_eq!(
+        ng.stat(1, ISB_IFDROP),
+        None,
+        "capture-wide counters only on interface 0"
+    );
 }
 
 #[test]
@@ -115,19 +155,47 @@ fn pcapng_two_interfaces_and_xdp() {
     t.add_link("veth2-a", "veth2-b", &SECOND);
     let dir = TempDir::new();
     let file = dir.join("two.pcapng");
-    let summary = capture(&t, &["-i", "veth2-b", "--hook", "xdp", "-w", &arg(&file)], || {
-        traffic::ping(&t.a, B_V4, 2, &[]);
-        traffic::ping(&t.a, SECOND.b_v4, 3, &[]);
-    });
+    let summary = capture(
+        &t,
+        &["-i", "veth2-b", "--hook", "xdp", "-w", &arg(&file)],
+        || {
+            traffic::ping(&t.a, B_V4, 2, &[]);
+            traffic::ping(&t.a, SECOND.b_v4, 3, &[]);
+        },
+    );
     assert_eq!(summary.captured, 5);
-    let rows = tshark_fields(&file, &["frame.interface_id", "frame.interface_description", "frame.packet_flags_direction"]);
-    let count = |id: &str, desc: &str| rows.iter().filter(|r| r[0] == id && r[1] == desc && r[2] == "0x00000001").count();
-    assert_eq!((count("0", "veth-b (xdp)"), count("1", "veth2-b (xdp)")), (2, 3), "{rows:?}");
+    let rows = tshark_fields(
+        &file,
+        &[
+            "frame.interface_id",
+            "frame.interface_description",
+            "frame.packet_flags_direction",
+        ],
+    );
+    let count = |id: &str, desc: &str| {
+        rows.iter()
+            .filter(|r| r[0] == id && r[1] == desc && r[2] == "0x00000001")
+            .count()
+    };
+    assert_eq!(
+        (count("0", "veth-b (xdp)"), count("1", "veth2-b (xdp)")),
+        (2, 3),
+        "{rows:?}"
+    );
     let info = capinfos(&file);
     assert!(info.contains("Number of interfaces in file: 2"), "{info}");
     let ng = Pcapng::read(&file);
-    assert_eq!(ng.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["veth-b", "veth2-b"]);
-    assert_eq!((ng.stat(0, ISB_USRDELIV), ng.stat(1, ISB_USRDELIV)), (Some(2), Some(3)));
+    assert_eq!(
+        ng.interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>(),
+        ["veth-b", "veth2-b"]
+    );
+    assert_eq!(
+        (ng.stat(0, ISB_USRDELIV), ng.stat(1, ISB_USRDELIV)),
+        (Some(2), Some(3))
+    );
 }
 
 #[test]
@@ -136,31 +204,57 @@ fn pcapng_reports_drops_in_statistics_blocks() {
     let dir = TempDir::new();
     let file = dir.join("drops.pcapng");
     // A one-page ring holds two large packets: a burst overflows it.
-    let summary = capture(&t, &["--ring-size", "4096", "-w", &arg(&file), "udp"], || {
-        traffic::udp_burst(&t.a, B_V4, 2000, 1400);
-    });
-    assert!(summary.ring_dropped > 0, "no ring drops to report: {summary:?}");
+    let summary = capture(
+        &t,
+        &["--ring-size", "4096", "-w", &arg(&file), "udp"],
+        || {
+            traffic::udp_burst(&t.a, B_V4, 2000, 1400);
+        },
+    );
+    assert!(
+        summary.ring_dropped > 0,
+        "no ring drops to report: {summary:?}"
+    );
     let ng = Pcapng::read(&file);
     assert_eq!(ng.packets.len() as u64, summary.captured);
     assert_eq!(ng.stat(0, ISB_IFDROP), Some(summary.ring_dropped));
     assert_eq!(ng.stat(0, ISB_OSDROP), Some(summary.writer_dropped));
     assert_eq!(ng.stat(0, ISB_FILTERACCEPT), Some(summary.received));
-    let delivered: u64 = (0..ng.interfaces.len() as u32).filter_map(|i| ng.stat(i, ISB_USRDELIV)).sum();
+    let delivered: u64 = (0..ng.interfaces.len() as u32)
+        .filter_map(|i| ng.stat(i, ISB_USRDELIV))
+        .sum();
     assert_eq!(delivered, summary.captured);
     let (_, _, comment) = ng.stats.iter().find(|(i, _, _)| *i == 0).unwrap();
-    assert!(comment.contains("whole capture"), "interface 0's statistics explain themselves: {comment}");
-    assert_eq!(tshark_fields(&file, &["frame.number"]).len() as u64, summary.captured);
+    assert!(
+        comment.contains("whole capture"),
+        "interface 0's statistics explain themselves: {comment}"
+    );
+    assert_eq!(
+        tshark_fields(&file, &["frame.number"]).len() as u64,
+        summary.captured
+    );
 }
 
 /// 20 pings of 1000 bytes, both ways: 40 frames of 1042 bytes, pcap records of 1058. Under
 /// `-C 0.01` (10,000 bytes) a file takes 9 of them after its 24-byte header.
 fn size_rotated(t: &Topology, dir: &Path, extra: &[&str]) -> Summary {
     let pattern = dir.join("cap.pcap");
-    capture(t, &[&["-w", &arg(&pattern), "-C", "0.01", "-f", "icmp"][..], extra].concat(), || pings(t, 20, 1000))
+    capture(
+        t,
+        &[
+            &["-w", &arg(&pattern), "-C", "0.01", "-f", "icmp"][..],
+            extra,
+        ]
+        .concat(),
+        || pings(t, 20, 1000),
+    )
 }
 
 fn pcap_files(dir: &Path) -> Vec<String> {
-    list_dir(dir).into_iter().filter(|n| n.starts_with("cap")).collect()
+    list_dir(dir)
+        .into_iter()
+        .filter(|n| n.starts_with("cap"))
+        .collect()
 }
 
 #[test]
@@ -170,7 +264,16 @@ fn size_rotation_makes_exactly_the_expected_files() {
     let summary = size_rotated(&t, dir.path(), &[]);
     assert_eq!(summary.captured, 40);
     let names = list_dir(dir.path());
-    assert_eq!(names, ["cap_00001.pcap", "cap_00002.pcap", "cap_00003.pcap", "cap_00004.pcap", "cap_00005.pcap"]);
+    assert_eq!(
+        names,
+        [
+            "cap_00001.pcap",
+            "cap_00002.pcap",
+            "cap_00003.pcap",
+            "cap_00004.pcap",
+            "cap_00005.pcap"
+        ]
+    );
     let mut seqs = Vec::new();
     for (k, name) in names.iter().enumerate() {
         let path = dir.join(name);
@@ -180,7 +283,11 @@ fn size_rotation_makes_exactly_the_expected_files() {
         assert_eq!(pcap.records.len(), if k < 4 { 9 } else { 4 }, "{name}");
         assert_eq!(tcpdump_read(&path).len(), pcap.records.len());
         // ICMP sequence numbers, in order across the files.
-        seqs.extend(pcap.records.iter().map(|r| u16::from_be_bytes([r.data[40], r.data[41]])));
+        seqs.extend(
+            pcap.records
+                .iter()
+                .map(|r| u16::from_be_bytes([r.data[40], r.data[41]])),
+        );
     }
     let expected: Vec<u16> = (1..=20).flat_map(|s| [s, s]).collect();
     assert_eq!(seqs, expected);
@@ -194,9 +301,23 @@ fn ring_keeps_the_newest_files_and_nothing_else_is_touched() {
     std::fs::write(dir.join("cap_00099.pcap"), b"not tap's either").unwrap();
     let summary = size_rotated(&t, dir.path(), &["-W", "2"]);
     assert_eq!(summary.captured, 40);
-    assert_eq!(pcap_files(dir.path()), ["cap_00004.pcap", "cap_00005.pcap", "cap_00099.pcap", "cap_notes.txt"]);
-    assert_eq!(std::fs::read(dir.join("cap_notes.txt")).unwrap(), b"not tap's");
-    assert_eq!(std::fs::read(dir.join("cap_00099.pcap")).unwrap(), b"not tap's either");
+    assert_eq!(
+        pcap_files(dir.path()),
+        [
+            "cap_00004.pcap",
+            "cap_00005.pcap",
+            "cap_00099.pcap",
+            "cap_notes.txt"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(dir.join("cap_notes.txt")).unwrap(),
+        b"not tap's"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("cap_00099.pcap")).unwrap(),
+        b"not tap's either"
+    );
     assert_eq!(Pcap::read(&dir.join("cap_00004.pcap")).records.len(), 9);
     assert_eq!(Pcap::read(&dir.join("cap_00005.pcap")).records.len(), 4);
 }
@@ -212,15 +333,24 @@ fn post_rotate_command_sees_each_whole_file() {
     let names = list_dir(dir.path());
     assert_eq!(names.len(), 5);
     // tap waits a little for the last commands on its way out; the copies are bounded anyway.
-    wait_until("a copy of every file", Duration::from_secs(10), || (list_dir(copies.path()) == names).then_some(()));
+    wait_until("a copy of every file", Duration::from_secs(10), || {
+        (list_dir(copies.path()) == names).then_some(())
+    });
     for name in &names {
-        assert_eq!(std::fs::read(copies.join(name)).unwrap(), std::fs::read(dir.join(name)).unwrap(), "{name}");
+        assert_eq!(
+            std::fs::read(copies.join(name)).unwrap(),
+            std::fs::read(dir.join(name)).unwrap(),
+            "{name}"
+        );
     }
 }
 
 /// The number in `t-<secs>_<seq>.pcap`.
 fn name_secs(name: &str) -> (i64, u64) {
-    let core = name.strip_prefix("t-").and_then(|n| n.strip_suffix(".pcap")).unwrap_or_else(|| panic!("odd name {name}"));
+    let core = name
+        .strip_prefix("t-")
+        .and_then(|n| n.strip_suffix(".pcap"))
+        .unwrap_or_else(|| panic!("odd name {name}"));
     let (secs, seq) = core.split_once('_').unwrap();
     (secs.parse().unwrap(), seq.parse().unwrap())
 }
@@ -246,19 +376,33 @@ fn time_rotation_follows_the_clock() {
             assert_eq!(secs % 2, 0, "files start on even seconds: {names:?}");
             // The first file is named for the moment it opened, the others for their interval.
             let step = secs - parsed[k - 1].0;
-            assert!(if k == 1 { (1..=2).contains(&step) } else { step == 2 }, "one file per interval: {names:?}");
+            assert!(
+                if k == 1 {
+                    (1..=2).contains(&step)
+                } else {
+                    step == 2
+                },
+                "one file per interval: {names:?}"
+            );
         }
         let pcap = Pcap::read(&dir.join(&names[k]));
         let end = parsed.get(k + 1).map_or(i64::MAX, |n| n.0);
         for i in 0..pcap.records.len() {
             let s = (pcap.ts_ns(i) / 1_000_000_000) as i64;
-            assert!(s >= *secs && s < end, "{}: packet at {s} outside [{secs}, {end})", names[k]);
+            assert!(
+                s >= *secs && s < end,
+                "{}: packet at {s} outside [{secs}, {end})",
+                names[k]
+            );
         }
         total += pcap.records.len() as u64;
     }
     assert_eq!(total, summary.captured);
     let last = Pcap::read(&dir.join(names.last().unwrap()));
-    assert!(last.records.is_empty(), "the idle interval's file is empty: {names:?}");
+    assert!(
+        last.records.is_empty(),
+        "the idle interval's file is empty: {names:?}"
+    );
 }
 
 #[test]
@@ -269,25 +413,52 @@ fn zstd_files_read_directly() {
     let plain = dir.join("cap.pcap");
     let summary = capture(&t, &["-w", &arg(&ng), "icmp"], || pings(&t, 5, 500));
     assert_eq!(summary.captured, 10);
-    let other = capture(&t, &["-w", &arg(&plain), "--compress", "zstd:9", "icmp"], || pings(&t, 3, 500));
+    let other = capture(
+        &t,
+        &["-w", &arg(&plain), "--compress", "zstd:9", "icmp"],
+        || pings(&t, 3, 500),
+    );
     assert_eq!(other.captured, 6);
     // Debian's tshark (Wireshark 4.0, built with libzstd) reads zstd files itself.
-    assert_eq!(tshark_fields(&ng, &["frame.interface_description"]).len(), 10);
-    assert!(capinfos(&ng).contains("(zstd compressed)"), "{}", capinfos(&ng));
+    assert_eq!(
+        tshark_fields(&ng, &["frame.interface_description"]).len(),
+        10
+    );
+    assert!(
+        capinfos(&ng).contains("(zstd compressed)"),
+        "{}",
+        capinfos(&ng)
+    );
     assert_eq!(tshark_fields(&plain, &["icmp.type"]).len(), 6);
     // zstd agrees, and what it gives is whole pcapng with statistics.
     let blocks = Pcapng::parse(&zstd_decompress(&ng));
     assert_eq!(blocks.packets.len(), 10);
     assert_eq!(blocks.stat(0, ISB_USRDELIV), Some(5));
     assert_eq!(Pcap::parse(&zstd_decompress(&plain)).records.len(), 6);
-    assert!(std::fs::metadata(&ng).unwrap().len() < 10 * 542, "compressed");
+    assert!(
+        std::fs::metadata(&ng).unwrap().len() < 10 * 542,
+        "compressed"
+    );
 }
 
 /// Starts tap on `b`, pings from `a` in the background, waits until `file` holds at least 10
 /// packets by `count`, then kills tap with SIGKILL.
-fn kill_mid_capture(t: &Topology, args: &[&str], file: &Path, count: impl Fn(&[u8]) -> usize) -> usize {
-    let tap = tap::start(&t.b, &[&["-i", t.b_if.as_str(), "--flush-interval", "100"][..], args].concat());
-    let mut ping = t.a.spawn_sh(&format!("ping -n -q -c 200 -i 0.05 {B_V4} >/dev/null"));
+fn kill_mid_capture(
+    t: &Topology,
+    args: &[&str],
+    file: &Path,
+    count: impl Fn(&[u8]) -> usize,
+) -> usize {
+    let tap = tap::start(
+        &t.b,
+        &[
+            &["-i", t.b_if.as_str(), "--flush-interval", "100"][..],
+            args,
+        ]
+        .concat(),
+    );
+    let mut ping =
+        t.a.spawn_sh(&format!("ping -n -q -c 200 -i 0.05 {B_V4} >/dev/null"));
     let seen = wait_until("10 packets in the file", Duration::from_secs(20), || {
         let bytes = std::fs::read(file).ok()?;
         let n = count(&bytes);
@@ -306,7 +477,11 @@ fn kill_9_leaves_a_readable_pcap() {
     let dir = TempDir::new();
     let file = dir.join("k.pcap");
     let seen = kill_mid_capture(&t, &["-w", &arg(&file), "icmp"], &file, |b| {
-        if b.len() < 24 { 0 } else { Pcap::parse_prefix(b).records.len() }
+        if b.len() < 24 {
+            0
+        } else {
+            Pcap::parse_prefix(b).records.len()
+        }
     });
     // Whole records only, and tcpdump reads them without a complaint.
     let pcap = Pcap::read(&file);
@@ -322,11 +497,27 @@ fn kill_9_leaves_a_readable_compressed_part_file() {
     let pattern = dir.join("k.pcapng.zst");
     let part = dir.join(".k_00001.pcapng.zst.part");
     let count = |b: &[u8]| Pcapng::count_packets(&zstd_decompress_prefix(b));
-    let seen = kill_mid_capture(&t, &["-w", &arg(&pattern), "-G", "3600", "icmp"], &part, count);
-    assert_eq!(list_dir(dir.path()), [".k_00001.pcapng.zst.part"], "the file being written keeps its temporary name");
+    let seen = kill_mid_capture(
+        &t,
+        &["-w", &arg(&pattern), "-G", "3600", "icmp"],
+        &part,
+        count,
+    );
+    assert_eq!(
+        list_dir(dir.path()),
+        [".k_00001.pcapng.zst.part"],
+        "the file being written keeps its temporary name"
+    );
     let rows = tshark_fields(&part, &["frame.interface_description"]);
-    assert!(rows.len() >= seen, "{} packets read, {seen} seen before the kill", rows.len());
-    assert_eq!(Pcapng::parse(&zstd_decompress(&part)).packets.len(), rows.len());
+    assert!(
+        rows.len() >= seen,
+        "{} packets read, {seen} seen before the kill",
+        rows.len()
+    );
+    assert_eq!(
+        Pcapng::parse(&zstd_decompress(&part)).packets.len(),
+        rows.len()
+    );
 }
 
 /// A full disk: a 1 MiB tmpfs, a file of someone else's on it, and a 3 MB UDP burst.
@@ -335,7 +526,14 @@ fn fill_disk(extra: &[&str]) -> (Topology, Tmpfs, Background) {
     let fs = Tmpfs::new("1m");
     std::fs::write(fs.join("keep.bin"), vec![0x5a; 100_000]).unwrap();
     let file = fs.join("f.pcap");
-    let tap = tap::start(&t.b, &[&["-i", t.b_if.as_str(), "-w", &arg(&file), "-f", "udp"][..], extra].concat());
+    let tap = tap::start(
+        &t.b,
+        &[
+            &["-i", t.b_if.as_str(), "-w", &arg(&file), "-f", "udp"][..],
+            extra,
+        ]
+        .concat(),
+    );
     traffic::udp_burst(&t.a, B_V4, 3000, 1000);
     (t, fs, tap)
 }
@@ -347,7 +545,11 @@ fn assert_clean_file(fs: &Tmpfs, summary: &Summary) {
     assert!(!pcap.records.is_empty());
     assert_eq!(pcap.records.len() as u64, summary.captured);
     assert_eq!(tcpdump_read(&file).len(), pcap.records.len());
-    assert_eq!(std::fs::read(fs.join("keep.bin")).unwrap(), vec![0x5a; 100_000], "someone else's file changed");
+    assert_eq!(
+        std::fs::read(fs.join("keep.bin")).unwrap(),
+        vec![0x5a; 100_000],
+        "someone else's file changed"
+    );
     assert_eq!(list_dir(fs.path()), ["f.pcap", "keep.bin"]);
 }
 
@@ -357,9 +559,21 @@ fn full_disk_stops_cleanly() {
     // tap stops by itself.
     let exited = tap.wait(tap::STOP_TIMEOUT);
     assert_eq!(exited.status.code(), Some(1), "{}", exited.stderr);
-    let errors: Vec<&str> = exited.stderr.lines().filter(|l| l.contains("disk full")).collect();
-    assert_eq!(errors.len(), 2, "one error, one summary line:\n{}", exited.stderr);
-    assert!(errors[0].contains("ERROR") && errors[1].starts_with("capture stopped: disk full writing"), "{errors:?}");
+    let errors: Vec<&str> = exited
+        .stderr
+        .lines()
+        .filter(|l| l.contains("disk full"))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        2,
+        "one error, one summary line:\n{}",
+        exited.stderr
+    );
+    assert!(
+        errors[0].contains("ERROR") && errors[1].starts_with("capture stopped: disk full writing"),
+        "{errors:?}"
+    );
     let summary = Summary::parse(&exited.stderr);
     assert!(summary.writer_dropped > 0, "{summary:?}");
     assert_clean_file(&fs, &summary);
@@ -375,8 +589,21 @@ fn full_disk_drop_keeps_counting() {
     let exited = tap::stop(tap);
     let summary = Summary::parse(&exited.stderr);
     assert!(summary.writer_dropped >= 100, "{summary:?}");
-    assert!(summary.extra.iter().any(|l| l.contains("disk full writing") && l.contains("later packets dropped")), "{summary:?}");
-    assert_eq!(exited.stderr.lines().filter(|l| l.contains("ERROR") && l.contains("disk full")).count(), 1);
+    assert!(
+        summary
+            .extra
+            .iter()
+            .any(|l| l.contains("disk full writing") && l.contains("later packets dropped")),
+        "{summary:?}"
+    );
+    assert_eq!(
+        exited
+            .stderr
+            .lines()
+            .filter(|l| l.contains("ERROR") && l.contains("disk full"))
+            .count(),
+        1
+    );
     assert_clean_file(&fs, &summary);
 }
 
@@ -385,12 +612,30 @@ fn relinquished_privileges_own_the_files() {
     let t = Topology::new();
     let dir = TempDir::world_writable();
     let file = dir.join("z.pcapng");
-    let tap = tap::start(&t.b, &["-i", &t.b_if, "-Z", "nobody", "-w", &arg(&file), "icmp"]);
+    let tap = tap::start(
+        &t.b,
+        &["-i", &t.b_if, "-Z", "nobody", "-w", &arg(&file), "icmp"],
+    );
     let nobody = uid_of("nobody");
     let status = std::fs::read_to_string(format!("/proc/{}/status", tap.pid())).unwrap();
-    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
-    assert_eq!(uid_line.split_whitespace().skip(1).map(|u| u.parse::<u32>().unwrap()).collect::<Vec<_>>(), [nobody; 4]);
-    let cap_line = status.lines().find(|l| l.starts_with("CapEff:")).unwrap().to_string();
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .map(|u| u.parse::<u32>().unwrap())
+            .collect::<Vec<_>>(),
+        [nobody; 4]
+    );
+    let cap_line = status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .unwrap()
+        .to_string();
     assert!(cap_line.ends_with("0000000000000000"), "{cap_line}");
     pings(&t, 3, 56);
     let summary = Summary::parse(&tap::stop(tap).stderr);
@@ -423,7 +668,11 @@ fn symbolic_link_at_the_output_is_refused() {
     let link = dir.join("out.pcap");
     std::os::unix::fs::symlink(&target, &link).unwrap();
     for force in [&[][..], &["--force"][..]] {
-        assert_refused(&t, &[&["-w", &arg(&link)][..], force].concat(), &["refusing to write", "symbolic link"]);
+        assert_refused(
+            &t,
+            &[&["-w", &arg(&link)][..], force].concat(),
+            &["refusing to write", "symbolic link"],
+        );
     }
     assert_eq!(std::fs::read(&target).unwrap(), b"precious");
     // A dangling link is no better: nothing is created where it points.
@@ -444,11 +693,20 @@ fn existing_file_needs_force() {
     // The first file of a rotation, too.
     let first = dir.join("r_00001.pcap");
     std::fs::write(&first, b"precious").unwrap();
-    assert_refused(&t, &["-w", &arg(&dir.join("r.pcap")), "-C", "1"], &["r_00001.pcap exists"]);
+    assert_refused(
+        &t,
+        &["-w", &arg(&dir.join("r.pcap")), "-C", "1"],
+        &["r_00001.pcap exists"],
+    );
     assert_eq!(std::fs::read(&first).unwrap(), b"precious");
-    let summary = capture(&t, &["-w", &arg(&file), "--force", "icmp"], || pings(&t, 2, 56));
+    let summary = capture(&t, &["-w", &arg(&file), "--force", "icmp"], || {
+        pings(&t, 2, 56)
+    });
     assert_eq!(Pcap::read(&file).records.len() as u64, summary.captured);
     assert_eq!(summary.captured, 4);
+    // A device is not a file to protect: -w /dev/null writes to it, no --force needed.
+    let null = capture(&t, &["-w", "/dev/null", "icmp"], || pings(&t, 1, 56));
+    assert_eq!(null.captured, 2);
 }
 
 #[test]
@@ -460,11 +718,16 @@ fn bad_output_options_are_refused_before_loading() {
         (vec!["-w", "-", "-C", "1"], "standard output cannot rotate"),
         (vec!["-w", &out, "-W", "3"], "-W needs -C or -G"),
         (vec!["-w", &out, "-G", "1"], "unknown field %Q"),
-        (vec!["-w", &out, "--compress", "lz4"], "unknown --compress 'lz4'"),
-        (vec!["-w", &out, "-Z", "no-such-user-tap"], "unknown user 'no-such-user-tap'"),
+        (
+            vec!["-w", &out, "--compress", "lz4"],
+            "unknown --compress 'lz4'",
+        ),
+        (
+            vec!["-w", &out, "-Z", "no-such-user-tap"],
+            "unknown user 'no-such-user-tap'",
+        ),
     ] {
         assert_refused(&t, &args, &[expected]);
     }
     assert!(list_dir(dir.path()).is_empty());
 }
-

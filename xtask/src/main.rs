@@ -11,6 +11,7 @@
 
 mod bench;
 mod demo;
+mod process;
 mod setup;
 mod util;
 

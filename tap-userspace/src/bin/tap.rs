@@ -82,6 +82,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             if !quiet {
                 eprintln!("{summary}");
             }
+            // A full disk that ended the capture early is a failure, reported after the summary.
+            Ok(if summary.output_stopped { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::BenchWriter(args) => {
+            tap::bench_writer::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchProg(args) => {
+            let hook = match args.hook {
+                HookArg::Xdp => Hook::Xdp,
+                HookArg::TcIngress | HookArg::Tc => Hook::TcIngress,
+                HookArg::TcEgress => Hook::TcEgress,
+            };
+            println!("{}", tap::testrun::bench_prog(hook, args.frame_len, args.repeat)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => {

@@ -3,9 +3,6 @@
 
 use std::io::{self, BufWriter, Write};
 
-use super::Sink;
-use crate::drain::Batch;
-
 /// Magic of a nanosecond-resolution pcap file.
 pub const MAGIC_NS: u32 = 0xa1b2_3c4d;
 /// LINKTYPE_ETHERNET.
@@ -39,7 +36,15 @@ pub fn record_header(ts_ns: u64, cap_len: u32, orig_len: u32) -> [u8; RECORD_HEA
     h
 }
 
-/// Writes pcap to any [`Write`]: a file, standard output, a pipe.
+/// Appends one record (header and packet bytes) to `out`.
+pub fn record(out: &mut Vec<u8>, ts_ns: u64, orig_len: u32, data: &[u8]) {
+    out.reserve(RECORD_HEADER_LEN + data.len());
+    out.extend_from_slice(&record_header(ts_ns, data.len() as u32, orig_len));
+    out.extend_from_slice(data);
+}
+
+/// Writes pcap to any [`Write`] (used by `tap replay`; captures go through
+/// [`super::writer::CaptureWriter`]).
 pub struct PcapWriter<W: Write> {
     out: BufWriter<W>,
 }
@@ -57,31 +62,16 @@ impl<W: Write> PcapWriter<W> {
 
     /// Appends one packet.
     pub fn write_packet(&mut self, ts_ns: u64, orig_len: u32, data: &[u8]) -> io::Result<u64> {
-        self.out.write_all(&record_header(ts_ns, data.len() as u32, orig_len))?;
+        self.out
+            .write_all(&record_header(ts_ns, data.len() as u32, orig_len))?;
         self.out.write_all(data)?;
         Ok((RECORD_HEADER_LEN + data.len()) as u64)
     }
 
     pub fn into_inner(self) -> io::Result<W> {
-        self.out.into_inner().map_err(io::IntoInnerError::into_error)
-    }
-}
-
-impl<W: Write + Send> Sink for PcapWriter<W> {
-    fn write_batch(&mut self, batch: &Batch) -> io::Result<u64> {
-        let mut bytes = 0;
-        for p in batch.packets() {
-            bytes += self.write_packet(p.ts_ns, p.header.orig_len, p.data)?;
-        }
-        Ok(bytes)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.out.flush()
+        self.out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
     }
 }
 
@@ -95,19 +85,29 @@ mod tests {
         #[cfg(target_endian = "little")]
         assert_eq!(
             h,
-            [0x4d, 0x3c, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0]
+            [
+                0x4d, 0x3c, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0,
+                0, 0
+            ]
         );
     }
 
     #[test]
     fn golden_record_bytes() {
         let mut w = PcapWriter::new(Vec::new(), 9216).unwrap();
-        w.write_packet(1_700_000_000_123_456_789, 60, &[0xde, 0xad]).unwrap();
+        w.write_packet(1_700_000_000_123_456_789, 60, &[0xde, 0xad])
+            .unwrap();
         let v = w.into_inner().unwrap();
         assert_eq!(v.len(), 24 + 16 + 2);
         let rec = &v[24..];
-        assert_eq!(u32::from_ne_bytes(rec[0..4].try_into().unwrap()), 1_700_000_000);
-        assert_eq!(u32::from_ne_bytes(rec[4..8].try_into().unwrap()), 123_456_789);
+        assert_eq!(
+            u32::from_ne_bytes(rec[0..4].try_into().unwrap()),
+            1_700_000_000
+        );
+        assert_eq!(
+            u32::from_ne_bytes(rec[4..8].try_into().unwrap()),
+            123_456_789
+        );
         assert_eq!(u32::from_ne_bytes(rec[8..12].try_into().unwrap()), 2);
         assert_eq!(u32::from_ne_bytes(rec[12..16].try_into().unwrap()), 60);
         assert_eq!(&rec[16..], &[0xde, 0xad]);

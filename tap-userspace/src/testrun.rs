@@ -1,0 +1,602 @@
+//! A BPF_PROG_TEST_RUN harness: the kernel programs of [`crate::BPF_OBJECT`] run over crafted
+//! frames, with no interface involved (kernel 4.12+; frags-capable XDP test runs 5.18+).
+//!
+//! The program tests feed a frame and check the ring and the counters; `tap bench-prog` (and so
+//! `cargo xtask bench`) times the programs with the test run's `repeat`.
+//!
+//! The object is loaded the way a capture loads it ([`loader::load`]: same globals, maps and
+//! filter), but nothing is attached. A test run executes the program on the calling CPU; in the
+//! kernel's eyes the packet arrived on the loopback device of the caller's namespace.
+
+use std::time::Duration;
+
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::{Program, ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
+};
+use tap_common::{
+    config::{DEFAULT_SNAPLEN, MAX_FRAME},
+    event::PacketHeader,
+};
+
+use crate::{
+    capture::read_counters,
+    config::{Hook, XdpMode},
+    drain::{RecordError, parse_record},
+    error::LoadError,
+    filter::maps::FilterImage,
+    loader::{self, Attached, LoadSpec, Maps},
+    summary::KernelCounters,
+};
+
+/// Shortest frame the kernel test-runs: an Ethernet header, in bytes.
+pub const MIN_TEST_FRAME: usize = 14;
+
+/// Shortest frame [`udp_frame`] builds: Ethernet + IPv4 + UDP headers, in bytes.
+pub const MIN_UDP_FRAME: usize = 14 + 20 + 8;
+
+/// Size of the kernel's header in front of each ring record (`BPF_RINGBUF_HDR_SZ`), in bytes.
+const RINGBUF_HDR_LEN: usize = 8;
+
+/// Errors of the test-run harness. The large aya errors are boxed: a test run returns often.
+#[derive(Debug, thiserror::Error)]
+pub enum TestRunError {
+    #[error(transparent)]
+    Load(Box<LoadError>),
+    #[error("BPF_PROG_TEST_RUN of {program} failed: {source}")]
+    Run {
+        program: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("a frame of {len} bytes is out of range: use {min} to {max}")]
+    FrameLen { len: usize, min: usize, max: usize },
+    #[error("malformed ring record: {0}")]
+    Record(#[source] RecordError),
+    #[error("{what}: expected {expected}, got {got}")]
+    Unexpected {
+        what: &'static str,
+        expected: u64,
+        got: u64,
+    },
+}
+
+impl From<LoadError> for TestRunError {
+    fn from(e: LoadError) -> Self {
+        Self::Load(Box::new(e))
+    }
+}
+
+/// What to load.
+#[derive(Debug, Clone)]
+pub struct RunnerSpec {
+    pub hook: Hook,
+    /// Snap length in bytes, 1..=[`MAX_FRAME`].
+    pub snaplen: u32,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    pub ring_size: u32,
+    pub filter: FilterImage,
+}
+
+impl RunnerSpec {
+    /// The program serving `hook`, no filter, the default snap length and a 16 MiB ring.
+    pub fn new(hook: Hook) -> Self {
+        Self {
+            hook,
+            snaplen: DEFAULT_SNAPLEN,
+            ring_size: 16 << 20,
+            filter: FilterImage::default(),
+        }
+    }
+}
+
+/// One test run's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunResult {
+    /// The program's verdict (`XDP_PASS`, `TC_ACT_OK`, ...).
+    pub return_value: u32,
+    /// The kernel's mean time of one repetition, truncated to whole nanoseconds.
+    pub per_run: Duration,
+}
+
+/// A ring record, copied out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub header: PacketHeader,
+    pub data: Vec<u8>,
+}
+
+/// The state of the ring while [`ProgRunner::time`] runs the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingState {
+    /// The ring has room: every run reserves a record, copies the packet and submits it (the
+    /// ring is drained between test-run calls, outside the timed loop).
+    Room,
+    /// The ring is full: every run's reserve fails and counts `RING_FULL` (a kernel drop).
+    Full,
+}
+
+/// The cost of one program run, as the kernel's test-run timer measures it.
+///
+/// `ns_per_run` is the mean over `runs` repetitions of the time the kernel measures around its
+/// repeat loop (`bpf_test_run`): the program itself plus the loop's few nanoseconds of
+/// per-repetition overhead (disabling bottom halves, setting the run context). The syscall, the
+/// one-off setup of the skb or XDP buffer and the user-space draining of the ring are outside
+/// it. The kernel reports whole nanoseconds per test-run call; calls are averaged weighted by
+/// their repetitions, so the resolution is about 1 ns.
+///
+/// Not included either: waking the reader. A submit wakes user space only when the reader has
+/// caught up (an irq_work, then a wake-up of the reader's task); in a live capture at moderate
+/// rates that can happen for many packets and cost more than the program, while within one
+/// test-run call the reader never catches up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    pub ring: RingState,
+    pub frame_len: usize,
+    pub runs: u64,
+    pub ns_per_run: f64,
+}
+
+/// A loaded (not attached) program of the object, its ring and its counters.
+pub struct ProgRunner {
+    loaded: Attached,
+    maps: Maps,
+    spec: RunnerSpec,
+}
+
+impl std::fmt::Debug for ProgRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgRunner")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProgRunner {
+    /// Loads the object and the program for `spec.hook`. Needs root (or CAP_BPF + CAP_NET_ADMIN).
+    pub fn load(spec: RunnerSpec) -> Result<Self, TestRunError> {
+        let hooks = [spec.hook];
+        let load_spec = LoadSpec {
+            interfaces: &[],
+            hooks: &hooks,
+            xdp_mode: XdpMode::Auto,
+            snaplen: spec.snaplen,
+            ring_size: spec.ring_size,
+            xdp_program: None,
+            filter: spec.filter.clone(),
+            sample: 1,
+            rate_per_cpu: 0,
+            decap: 0,
+            vxlan_port: tap_common::config::VXLAN_PORT,
+            consume: false,
+        };
+        let (ebpf, maps) = loader::load(&load_spec)?;
+        let loaded = loader::load_program(ebpf, spec.hook, None)?;
+        Ok(Self { loaded, maps, spec })
+    }
+
+    pub fn hook(&self) -> Hook {
+        self.spec.hook
+    }
+
+    fn program_name(&self) -> &'static str {
+        loader::program_name(self.spec.hook, None)
+    }
+
+    /// Runs the program over `frame` `repeat` times (at least once) in one test-run call.
+    pub fn run(&self, frame: &[u8], repeat: u32) -> Result<RunResult, TestRunError> {
+        check_frame_len(frame.len(), MIN_TEST_FRAME)?;
+        let name = self.program_name();
+        let program = self.loaded.ebpf().program(name).ok_or(LoadError::Missing {
+            kind: "program",
+            name: name.into(),
+        })?;
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat: repeat.max(1),
+            ..Default::default()
+        };
+        let result = match program {
+            Program::Xdp(p) => <Xdp as TestRun>::test_run(p, opts),
+            Program::SchedClassifier(p) => <SchedClassifier as TestRun>::test_run(p, opts),
+            _ => unreachable!("the runner loads XDP or TC programs only"),
+        }
+        .map_err(|source| TestRunError::Run {
+            program: name,
+            source: Box::new(source),
+        })?;
+        Ok(RunResult {
+            return_value: result.return_value,
+            per_run: result.duration,
+        })
+    }
+
+    /// The ring, to read records directly.
+    pub fn ring(&mut self) -> &mut RingBuf<MapData> {
+        &mut self.maps.ring
+    }
+
+    /// The per-CPU counters, summed.
+    pub fn counters(&self) -> KernelCounters {
+        read_counters(&self.maps.counters)
+    }
+
+    /// Takes every record out of the ring, checking each. All are consumed even when one is
+    /// malformed; the first such error is returned.
+    pub fn take_records(&mut self) -> Result<Vec<Record>, TestRunError> {
+        let mut records = Vec::new();
+        let mut first_error = None;
+        while let Some(item) = self.maps.ring.next() {
+            match parse_record(&item) {
+                Ok((header, data)) => records.push(Record {
+                    header,
+                    data: data.to_vec(),
+                }),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(TestRunError::Record(e)),
+            None => Ok(records),
+        }
+    }
+
+    /// Consumes every record in the ring; returns how many there were.
+    pub fn discard_records(&mut self) -> u64 {
+        let mut n = 0;
+        while self.maps.ring.next().is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Size in bytes of the ring slot one record of `frame` takes (record plus the kernel's
+    /// header, 8-byte aligned). Runs the program once; leaves the ring empty.
+    fn slot_len(&mut self, frame: &[u8]) -> Result<usize, TestRunError> {
+        self.discard_records();
+        self.run(frame, 1)?;
+        let len = self.maps.ring.next().map(|item| item.len());
+        self.discard_records();
+        let len = len.ok_or(TestRunError::Unexpected {
+            what: "records after one run",
+            expected: 1,
+            got: 0,
+        })?;
+        Ok(ring_slot_len(len))
+    }
+
+    /// Times `runs` runs of the program over `frame` with the ring in state `ring`, and checks
+    /// with the counters that every run took the intended path.
+    pub fn time(
+        &mut self,
+        frame: &[u8],
+        runs: u64,
+        ring: RingState,
+    ) -> Result<Timing, TestRunError> {
+        let slot = self.slot_len(frame)?;
+        let capacity = (self.spec.ring_size as usize / slot) as u64;
+        let mut total_ns = 0u128;
+        let start = match ring {
+            RingState::Room => {
+                let start = self.counters();
+                // Half the ring per call leaves a margin for anything the estimate missed; the
+                // counters below catch a run that found the ring full anyway.
+                for chunk in chunks(runs, (capacity / 2).max(1)) {
+                    let result = self.run(frame, chunk)?;
+                    total_ns += result.per_run.as_nanos() * u128::from(chunk);
+                    let drained = self.discard_records();
+                    if drained != u64::from(chunk) {
+                        return Err(TestRunError::Unexpected {
+                            what: "records per call",
+                            expected: chunk.into(),
+                            got: drained,
+                        });
+                    }
+                }
+                start
+            }
+            RingState::Full => {
+                let before = self.counters();
+                self.run(frame, u32::try_from(capacity + 1).unwrap_or(u32::MAX))?;
+                let start = self.counters();
+                if start.ring_full == before.ring_full {
+                    return Err(TestRunError::Unexpected {
+                        what: "ring-full drops while filling the ring",
+                        expected: 1,
+                        got: 0,
+                    });
+                }
+                for chunk in chunks(runs, u64::from(u32::MAX)) {
+                    let result = self.run(frame, chunk)?;
+                    total_ns += result.per_run.as_nanos() * u128::from(chunk);
+                }
+                start
+            }
+        };
+        let after = self.counters();
+        self.discard_records();
+        let (copied, dropped) = (
+            after.copied - start.copied,
+            after.ring_full - start.ring_full,
+        );
+        let (want_copied, want_dropped) = match ring {
+            RingState::Room => (runs, 0),
+            RingState::Full => (0, runs),
+        };
+        if copied != want_copied {
+            return Err(TestRunError::Unexpected {
+                what: "records copied",
+                expected: want_copied,
+                got: copied,
+            });
+        }
+        if dropped != want_dropped {
+            return Err(TestRunError::Unexpected {
+                what: "ring-full drops",
+                expected: want_dropped,
+                got: dropped,
+            });
+        }
+        Ok(Timing {
+            ring,
+            frame_len: frame.len(),
+            runs,
+            ns_per_run: mean_ns(total_ns, runs),
+        })
+    }
+}
+
+/// What `tap bench-prog` measured: one program, one frame length, both ring states.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProgBench {
+    pub hook: Hook,
+    pub room: Timing,
+    pub full: Timing,
+}
+
+/// One line of JSON: `ns_per_packet_copied` is [`RingState::Room`]'s [`Timing::ns_per_run`],
+/// `ns_per_packet_ring_full` is [`RingState::Full`]'s.
+impl std::fmt::Display for ProgBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            r#"{{"hook":"{}","frame_len":{},"repeat":{},"ns_per_packet_copied":{:.2},"ns_per_packet_ring_full":{:.2}}}"#,
+            self.hook.name(),
+            self.room.frame_len,
+            self.room.runs,
+            self.room.ns_per_run,
+            self.full.ns_per_run
+        )
+    }
+}
+
+/// Ring size for [`bench_prog`], in bytes. For an XDP test run with `repeat` above 1 the kernel
+/// registers the program with its XDP dispatcher before the loop and unregisters it after (text
+/// patching: milliseconds per call, outside the timed loop), so a large ring, drained between
+/// calls, keeps the calls few.
+pub const BENCH_RING_SIZE: u32 = 128 << 20;
+
+/// `tap bench-prog`: times the program for `hook` over a [`udp_frame`] of `frame_len` bytes,
+/// `repeat` runs with the ring having room and `repeat` runs with the ring full, after a
+/// warm-up of a tenth of that.
+pub fn bench_prog(hook: Hook, frame_len: usize, repeat: u64) -> Result<ProgBench, TestRunError> {
+    let frame = udp_frame(frame_len)?;
+    let mut runner = ProgRunner::load(RunnerSpec {
+        ring_size: BENCH_RING_SIZE,
+        ..RunnerSpec::new(hook)
+    })?;
+    runner.time(&frame, (repeat / 10).max(1), RingState::Room)?;
+    let room = runner.time(&frame, repeat.max(1), RingState::Room)?;
+    let full = runner.time(&frame, repeat.max(1), RingState::Full)?;
+    Ok(ProgBench { hook, room, full })
+}
+
+/// Splits `total` runs into test-run calls of at most `max` repetitions.
+fn chunks(total: u64, max: u64) -> impl Iterator<Item = u32> {
+    let max = max.clamp(1, u64::from(u32::MAX));
+    let mut left = total;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(max);
+        left -= n;
+        Some(n as u32)
+    })
+}
+
+/// Ring bytes one record of `record_len` bytes takes: the kernel's 8-byte header in front, the
+/// whole rounded up to 8 bytes.
+fn ring_slot_len(record_len: usize) -> usize {
+    (RINGBUF_HDR_LEN + record_len).next_multiple_of(8)
+}
+
+fn mean_ns(total_ns: u128, runs: u64) -> f64 {
+    if runs == 0 {
+        0.0
+    } else {
+        total_ns as f64 / runs as f64
+    }
+}
+
+fn check_frame_len(len: usize, min: usize) -> Result<(), TestRunError> {
+    let max = MAX_FRAME as usize;
+    if (min..=max).contains(&len) {
+        Ok(())
+    } else {
+        Err(TestRunError::FrameLen { len, min, max })
+    }
+}
+
+/// Source MAC of [`udp_frame`]s (locally administered).
+pub const FRAME_SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// Destination MAC of [`udp_frame`]s.
+pub const FRAME_DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// IPv4 source and destination of [`udp_frame`]s (documentation range).
+pub const FRAME_SRC_V4: [u8; 4] = [192, 0, 2, 1];
+pub const FRAME_DST_V4: [u8; 4] = [192, 0, 2, 2];
+/// UDP ports of [`udp_frame`]s: an ephemeral one to the discard port.
+pub const FRAME_SRC_PORT: u16 = 40000;
+pub const FRAME_DST_PORT: u16 = 9;
+
+/// An Ethernet/IPv4/UDP frame of exactly `len` bytes (no FCS), with valid IPv4 and UDP
+/// checksums and a payload of `i % 251` bytes. `len` is [`MIN_UDP_FRAME`]..=[`MAX_FRAME`].
+pub fn udp_frame(len: usize) -> Result<Vec<u8>, TestRunError> {
+    check_frame_len(len, MIN_UDP_FRAME)?;
+    let ip_len = (len - 14) as u16;
+    let udp_len = ip_len - 20;
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&FRAME_DST_MAC);
+    f.extend_from_slice(&FRAME_SRC_MAC);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    // IPv4: version 4, 20-byte header, DF, TTL 64, UDP.
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&ip_len.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&FRAME_SRC_V4);
+    f.extend_from_slice(&FRAME_DST_V4);
+    let ip_sum = !fold(sum16(&f[14..34]));
+    f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+    f.extend_from_slice(&FRAME_SRC_PORT.to_be_bytes());
+    f.extend_from_slice(&FRAME_DST_PORT.to_be_bytes());
+    f.extend_from_slice(&udp_len.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend((0..len - MIN_UDP_FRAME).map(|i| (i % 251) as u8));
+    // UDP checksum over the pseudo-header (addresses, protocol, length) and the datagram.
+    let pseudo = sum16(&f[26..34]) + 17 + u64::from(udp_len);
+    let udp_sum = match !fold(pseudo + sum16(&f[34..])) {
+        // 0 means "no checksum" in UDP over IPv4; all ones is the same value in one's complement.
+        0 => 0xffff,
+        s => s,
+    };
+    f[40..42].copy_from_slice(&udp_sum.to_be_bytes());
+    Ok(f)
+}
+
+/// Sum of big-endian 16-bit words (an odd last byte padded with zero), unfolded.
+fn sum16(bytes: &[u8]) -> u64 {
+    bytes
+        .chunks(2)
+        .map(|c| u64::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum()
+}
+
+/// Folds a sum into 16 bits, one's complement style.
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_frame_has_the_asked_length_and_valid_checksums() {
+        for len in [MIN_UDP_FRAME, 43, 64, 1500, MAX_FRAME as usize] {
+            let f = udp_frame(len).unwrap();
+            assert_eq!(f.len(), len);
+            assert_eq!(&f[12..14], &[0x08, 0x00]);
+            assert_eq!(
+                usize::from(u16::from_be_bytes([f[16], f[17]])),
+                len - 14,
+                "IPv4 total length"
+            );
+            assert_eq!(
+                usize::from(u16::from_be_bytes([f[38], f[39]])),
+                len - 34,
+                "UDP length"
+            );
+            assert_eq!(fold(sum16(&f[14..34])), 0xffff, "IPv4 header checksum");
+            let udp_len = (len - 34) as u64;
+            assert_eq!(
+                fold(sum16(&f[26..34]) + 17 + udp_len + sum16(&f[34..])),
+                0xffff,
+                "UDP checksum"
+            );
+        }
+    }
+
+    #[test]
+    fn udp_frame_refuses_impossible_lengths() {
+        assert!(matches!(
+            udp_frame(41),
+            Err(TestRunError::FrameLen {
+                len: 41,
+                min: 42,
+                ..
+            })
+        ));
+        assert!(matches!(
+            udp_frame(MAX_FRAME as usize + 1),
+            Err(TestRunError::FrameLen { .. })
+        ));
+    }
+
+    #[test]
+    fn checksum_helpers() {
+        assert_eq!(sum16(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+        assert_eq!(fold(0x1_fffe), 0xffff);
+        assert_eq!(fold(0x2_0001), 0x0003);
+    }
+
+    #[test]
+    fn chunks_cover_the_total() {
+        assert_eq!(chunks(10, 4).collect::<Vec<_>>(), [4, 4, 2]);
+        assert_eq!(chunks(3, 0).collect::<Vec<_>>(), [1, 1, 1]);
+        assert_eq!(chunks(0, 4).count(), 0);
+        let big: u64 = chunks(u64::from(u32::MAX) + 5, u64::MAX)
+            .map(u64::from)
+            .sum();
+        assert_eq!(big, u64::from(u32::MAX) + 5);
+    }
+
+    #[test]
+    fn ring_slots_are_aligned_records_with_a_header() {
+        assert_eq!(ring_slot_len(40 + 64), 112);
+        assert_eq!(ring_slot_len(41), 56);
+    }
+
+    #[test]
+    fn mean_is_weighted_by_runs() {
+        assert_eq!(mean_ns(0, 0), 0.0);
+        assert_eq!(mean_ns(30 * 4 + 40 * 2, 6), 200.0 / 6.0);
+    }
+
+    #[test]
+    fn bench_prog_command_line() {
+        use clap::Parser as _;
+
+        use crate::cli::{Cli, Command, HookArg};
+        let cli = Cli::try_parse_from([
+            "tap",
+            "bench-prog",
+            "--hook",
+            "tc",
+            "--frame-len",
+            "1500",
+            "--repeat",
+            "10",
+        ])
+        .unwrap();
+        let Command::BenchProg(args) = cli.command else {
+            panic!("bench-prog")
+        };
+        assert_eq!(
+            (args.hook, args.frame_len, args.repeat),
+            (HookArg::Tc, 1500, 10)
+        );
+        let cli = Cli::try_parse_from(["tap", "bench-prog"]).unwrap();
+        let Command::BenchProg(args) = cli.command else {
+            panic!("bench-prog")
+        };
+        assert_eq!(
+            (args.hook, args.frame_len, args.repeat),
+            (HookArg::Xdp, 64, 1_000_000)
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! The programs under BPF_PROG_TEST_RUN: a crafted frame in, exactly one record out, counters
+//! advanced. Needs root (BPF): run through `cargo xtask test`.
+
+use tap::{
+    config::Hook,
+    testrun::{ProgRunner, RingState, RunnerSpec, udp_frame},
+};
+use tap_common::event::{DIR_INBOUND, DIR_OUTBOUND, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP};
+
+const XDP_PASS: u32 = 2;
+const TC_ACT_OK: u32 = 0;
+
+/// Privileged tests fail loudly rather than skip.
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "BPF_PROG_TEST_RUN needs root: run the tests as root, e.g. via `cargo xtask test`"
+    );
+}
+
+fn runner(spec: RunnerSpec) -> ProgRunner {
+    require_root();
+    ProgRunner::load(spec).unwrap_or_else(|e| panic!("loading the object: {e}"))
+}
+
+/// One frame through `hook`'s program: one record with the frame's bytes and lengths, tagged
+/// with the hook and direction, and the counters advanced by one.
+fn one_frame_one_record(hook: Hook, verdict: u32, record_hook: u8, direction: u8) {
+    let mut r = runner(RunnerSpec::new(hook));
+    let frame = udp_frame(98).unwrap();
+    let before = r.counters();
+    let result = r.run(&frame, 1).unwrap();
+    assert_eq!(
+        result.return_value, verdict,
+        "the tap lets every packet through"
+    );
+
+    let records = r.take_records().unwrap();
+    assert_eq!(records.len(), 1, "one run, one record");
+    let h = records[0].header;
+    assert_eq!(h.orig_len as usize, frame.len());
+    assert_eq!(h.cap_len as usize, frame.len());
+    assert_eq!(h.hook, record_hook);
+    assert_eq!(h.direction, direction);
+    // A test run delivers the packet on the loopback device of the caller's namespace.
+    assert_eq!(h.ifindex, 1);
+    assert_ne!(h.ts_ns, 0);
+    assert_eq!(records[0].data, frame);
+
+    let after = r.counters();
+    assert_eq!(after.seen - before.seen, 1, "SEEN");
+    assert_eq!(after.matched - before.matched, 1, "MATCHED");
+    assert_eq!(after.copied - before.copied, 1, "COPIED");
+    assert_eq!(
+        after.copied_bytes - before.copied_bytes,
+        frame.len() as u64,
+        "COPIED_BYTES"
+    );
+    assert_eq!(after.ring_full, before.ring_full, "RING_FULL");
+}
+
+#[test]
+fn xdp_frame_becomes_one_record() {
+    one_frame_one_record(Hook::Xdp, XDP_PASS, HOOK_XDP, DIR_INBOUND);
+}
+
+#[test]
+fn tc_ingress_frame_becomes_one_record() {
+    one_frame_one_record(Hook::TcIngress, TC_ACT_OK, HOOK_TC_INGRESS, DIR_INBOUND);
+}
+
+#[test]
+fn tc_egress_frame_becomes_one_record() {
+    one_frame_one_record(Hook::TcEgress, TC_ACT_OK, HOOK_TC_EGRESS, DIR_OUTBOUND);
+}
+
+#[test]
+fn snaplen_truncates_and_keeps_the_original_length() {
+    for hook in [Hook::Xdp, Hook::TcIngress] {
+        let mut r = runner(RunnerSpec {
+            snaplen: 64,
+            ..RunnerSpec::new(hook)
+        });
+        let frame = udp_frame(1500).unwrap();
+        r.run(&frame, 1).unwrap();
+        let records = r.take_records().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].header.orig_len, 1500, "{hook:?}");
+        assert_eq!(records[0].header.cap_len, 64, "{hook:?}");
+        assert_eq!(records[0].data, frame[..64], "{hook:?}");
+    }
+}
+
+#[test]
+fn repeat_copies_every_run() {
+    let mut r = runner(RunnerSpec::new(Hook::TcIngress));
+    let frame = udp_frame(64).unwrap();
+    r.run(&frame, 100).unwrap();
+    let records = r.take_records().unwrap();
+    assert_eq!(records.len(), 100);
+    assert!(records.iter().all(|rec| rec.data == frame));
+    assert_eq!(r.counters().copied, 100);
+}
+
+#[test]
+fn a_full_ring_counts_drops() {
+    // One page of ring holds one 1500-byte record (a 2 KiB payload class plus headers).
+    let mut r = runner(RunnerSpec {
+        ring_size: 4096,
+        ..RunnerSpec::new(Hook::Xdp)
+    });
+    let frame = udp_frame(1500).unwrap();
+    r.run(&frame, 3).unwrap();
+    let c = r.counters();
+    assert_eq!((c.seen, c.copied, c.ring_full), (3, 1, 2));
+    assert_eq!(r.take_records().unwrap().len(), 1);
+    // Room again after the drain.
+    r.run(&frame, 1).unwrap();
+    assert_eq!(r.counters().copied, 2);
+}
+
+#[test]
+fn timings_take_the_path_they_claim() {
+    for hook in [Hook::Xdp, Hook::TcIngress] {
+        let mut r = runner(RunnerSpec {
+            ring_size: 1 << 20,
+            ..RunnerSpec::new(hook)
+        });
+        let frame = udp_frame(64).unwrap();
+        // More runs than the ring holds: the room timing drains between calls.
+        let room = r.time(&frame, 20_000, RingState::Room).unwrap();
+        let full = r.time(&frame, 1_000, RingState::Full).unwrap();
+        assert_eq!((room.runs, full.runs), (20_000, 1_000));
+        assert!(
+            room.ns_per_run > 0.0 && full.ns_per_run > 0.0,
+            "{room:?} {full:?}"
+        );
+        assert_eq!(
+            r.take_records().unwrap().len(),
+            0,
+            "timings leave the ring empty"
+        );
+    }
+}
