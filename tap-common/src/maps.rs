@@ -42,5 +42,9 @@ pub const GLOBAL_DECAP: &str = "TAP_DECAP";
 pub const GLOBAL_VXLAN_PORT: &str = "TAP_VXLAN_PORT";
 /// Global (`.rodata`): 1 to drop every packet after copying (XDP_DROP / TC_ACT_SHOT).
 pub const GLOBAL_CONSUME: &str = "TAP_CONSUME";
+/// Global (`.rodata`): wake the reader once this many bytes wait in the ring.
+pub const GLOBAL_WAKEUP_BYTES: &str = "TAP_WAKEUP_BYTES";
+/// Global (`.rodata`): ... or once this many ns passed since the CPU last woke it.
+pub const GLOBAL_WAKEUP_NS: &str = "TAP_WAKEUP_NS";
 /// Global (`.rodata`) holding the snap length, set by the loader: [`crate::config::SNAPLEN`].
 pub const GLOBAL_SNAPLEN: &str = "TAP_SNAPLEN";

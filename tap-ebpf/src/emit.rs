@@ -164,7 +164,7 @@ fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32
             return;
         }
     }
-    entry.submit(0);
+    entry.submit(crate::wakeup_flags(core::mem::size_of::<Record<N>>() as u64));
     count(counters::COPIED, 1);
     count(counters::COPIED_BYTES, u64::from(len));
 }

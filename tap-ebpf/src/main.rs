@@ -61,7 +61,8 @@ static TAP_FILTER_PORTS: Array<u64> = Array::with_max_entries(PORT_ENTRIES, 0);
 static TAP_FILTER_MACS: HashMap<MacKey, u64> = HashMap::with_max_entries(SLOTS * MAX_MACS, 0);
 #[map]
 static TAP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOTS * MAX_RULES, 0);
-/// `[sample counter, rate window start (ns), packets in window, unused]`, per CPU.
+/// `[sample counter, rate window start (ns), packets in window, last reader wake-up (ns)]`,
+/// per CPU.
 #[map]
 static TAP_LIMIT_STATE: PerCpuArray<[u64; 4]> = PerCpuArray::with_max_entries(1, 0);
 
@@ -94,6 +95,43 @@ static TAP_VXLAN_PORT: u32 = tap_common::config::VXLAN_PORT as u32;
 /// 1: drop every packet after copying (a dedicated monitor interface).
 #[unsafe(no_mangle)]
 static TAP_CONSUME: u32 = 0;
+
+/// Wake the reader once this many bytes wait in the ring, set by the loader.
+#[unsafe(no_mangle)]
+static TAP_WAKEUP_BYTES: u32 = 64 << 10;
+/// ... or once this many ns passed since this CPU last woke it.
+#[unsafe(no_mangle)]
+static TAP_WAKEUP_NS: u32 = 1_000_000;
+
+/// Notification flags for a ring submit.
+///
+/// The ring's default wakes the reader whenever it had caught up, which, with a reader fast
+/// enough to keep catching up, means a wake-up (an IRQ-work interrupt and a reschedule) per
+/// packet: that dominated tap's CPU cost per packet. Instead: no wake-up, unless enough bytes are
+/// waiting or this CPU has not woken the reader for a while. The reader also polls on a timer,
+/// which bounds the latency of a lone packet.
+///
+/// `record` is the size of the record just reserved: the byte threshold wakes the reader when
+/// this record crosses it, not for every record above it (a reader that is behind is already
+/// awake; more interrupts would only slow the producer).
+#[inline(always)]
+pub(crate) fn wakeup_flags(record: u64) -> u64 {
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+    let avail = TAP_RING.query(u64::from(BPF_RB_AVAIL_DATA));
+    let threshold = u64::from(global(&TAP_WAKEUP_BYTES));
+    // The ring's own 8-byte record header counts too.
+    if avail >= threshold && avail < threshold + record + 8 {
+        return u64::from(BPF_RB_FORCE_WAKEUP);
+    }
+    let Some(state) = TAP_LIMIT_STATE.get_ptr_mut(0) else { return 0 };
+    // SAFETY: per-CPU map value, this CPU's only; the helper has no preconditions.
+    let (state, now) = unsafe { (&mut *state, bpf_ktime_get_ns()) };
+    if now.wrapping_sub(state[3]) >= u64::from(global(&TAP_WAKEUP_NS)) {
+        state[3] = now;
+        return u64::from(BPF_RB_FORCE_WAKEUP);
+    }
+    u64::from(BPF_RB_NO_WAKEUP)
+}
 
 #[inline(always)]
 fn global(g: &u32) -> u32 {

@@ -162,6 +162,10 @@ impl BatchBuilder {
     }
 }
 
+/// How often the drain looks at the ring when no wake-up came: the worst-case latency of a
+/// packet that arrived without one.
+pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Limits of one batch.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -200,16 +204,31 @@ impl Drain {
         Ok(Self { ring, limits, builder: BatchBuilder::with_capacity(limits.max_bytes) })
     }
 
-    /// Waits until the kernel signals records, then takes a batch of at most `max_packets`.
+    /// Waits until the kernel signals records (or the poll interval passes), then takes a batch
+    /// of at most `max_packets`.
+    ///
+    /// The programs wake the reader only once enough bytes wait or a millisecond passed since
+    /// the last wake-up (see `wakeup_flags` in tap-ebpf), so a lone packet may arrive without a
+    /// wake-up: the poll interval bounds how long it waits.
     pub async fn next_batch(&mut self, max_packets: usize) -> io::Result<Taken> {
         loop {
-            let mut guard = self.ring.readable_mut().await?;
-            let taken = Self::fill(guard.get_inner_mut(), &mut self.builder, self.limits, max_packets);
-            if !taken.more {
-                guard.clear_ready();
-            }
-            if !taken.batch.is_empty() || taken.malformed > 0 {
-                return Ok(taken);
+            match tokio::time::timeout(POLL_INTERVAL, self.ring.readable_mut()).await {
+                Ok(guard) => {
+                    let mut guard = guard?;
+                    let taken = Self::fill(guard.get_inner_mut(), &mut self.builder, self.limits, max_packets);
+                    if !taken.more {
+                        guard.clear_ready();
+                    }
+                    if !taken.batch.is_empty() || taken.malformed > 0 {
+                        return Ok(taken);
+                    }
+                }
+                Err(_elapsed) => {
+                    let taken = Self::fill(self.ring.get_mut(), &mut self.builder, self.limits, max_packets);
+                    if !taken.batch.is_empty() || taken.malformed > 0 {
+                        return Ok(taken);
+                    }
+                }
             }
         }
     }

@@ -112,12 +112,17 @@ pub fn verifier_reason(log: &str) -> String {
 /// filter. Nothing is attached yet.
 pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
     let vxlan_port = u32::from(spec.vxlan_port);
+    // Wake the reader per 64 KiB waiting (a quarter of a small ring), or per millisecond.
+    let wakeup_bytes: u32 = (spec.ring_size / 4).clamp(1, 64 << 10);
+    let wakeup_ns: u32 = 1_000_000;
     let consume = u32::from(spec.consume);
     let mut ebpf = EbpfLoader::new()
         .override_global(maps::GLOBAL_SNAPLEN, &spec.snaplen, true)
         .override_global(maps::GLOBAL_DECAP, &spec.decap, true)
         .override_global(maps::GLOBAL_VXLAN_PORT, &vxlan_port, true)
         .override_global(maps::GLOBAL_CONSUME, &consume, true)
+        .override_global(maps::GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
+        .override_global(maps::GLOBAL_WAKEUP_NS, &wakeup_ns, true)
         .map_max_entries(maps::RING, spec.ring_size)
         .load(crate::BPF_OBJECT)
         .map_err(|e| {
