@@ -168,6 +168,7 @@ pub fn measure(
         snaplen: tap_common::config::MAX_FRAME,
         filter: "",
         stats: Box::new(CaptureStats::default),
+            finished: None,
     })?;
     let per_batch = batch.len() as u64 * u64::from(packet_size);
     let mut written = 0;

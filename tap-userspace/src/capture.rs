@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::CaptureConfig,
+    config::{CaptureConfig, Output},
     drain::{Batch, BatchLimits, Drain},
     error::CaptureError,
     filter::maps::FilterImage,
@@ -62,15 +62,56 @@ fn stats_source(counters: &Arc<PerCpuArray<MapData, u64>>, dropped: &Arc<AtomicU
     Box::new(move || CaptureStats { kernel: read_counters(&counters), writer_dropped: dropped.load(Ordering::Relaxed) })
 }
 
-fn open_output(config: &CaptureConfig, stats: StatsSource) -> Result<Box<dyn Sink>, sink::StorageError> {
-    sink::open(SinkSetup {
-        output: &config.output,
-        interfaces: &config.interfaces,
-        hooks: &config.hooks,
-        snaplen: config.snaplen,
-        filter: &config.filter.expression,
-        stats,
-    })
+/// Opens the capture's output and its consumers, as one [`sink::fanout::Fanout`].
+fn open_output(config: &CaptureConfig, stats: StatsSource) -> Result<Box<dyn Sink>, CaptureError> {
+    use sink::{
+        fanout::{Consumer, Fanout},
+        inject::InjectSink,
+        stream::{FifoSink, ServeSink},
+        suricata::SuricataDriver,
+        vxlan::VxlanSink,
+    };
+    let c = &config.consumers;
+    let (suricata, finished) = match &c.suricata_socket {
+        Some(socket) => {
+            let (driver, tx) = SuricataDriver::start(socket.clone(), c.suricata_output.clone());
+            (Some(driver), Some(tx))
+        }
+        None => (None, None),
+    };
+    let primary: Option<Box<dyn Sink>> = match &config.output.target {
+        Output::None => None,
+        // A named pipe: readers come and go, each gets its own header.
+        Output::File(path) if FifoSink::is_fifo(path) => Some(Box::new(FifoSink::new(path, config.snaplen))),
+        _ => Some(
+            sink::open(SinkSetup {
+                output: &config.output,
+                interfaces: &config.interfaces,
+                hooks: &config.hooks,
+                snaplen: config.snaplen,
+                filter: &config.filter.expression,
+                stats,
+                finished,
+            })
+            .map_err(CaptureError::Storage)?,
+        ),
+    };
+    let mut consumers = Vec::new();
+    if let Some(path) = &c.serve {
+        let serve = ServeSink::bind(path, config.snaplen)
+            .map_err(|source| CaptureError::Output { path: path.clone(), source })?;
+        consumers.push(Consumer { name: format!("serve {}", path.display()), sink: Box::new(serve) });
+    }
+    if let Some(iface) = &c.inject {
+        let inject = InjectSink::open(iface).map_err(|e| CaptureError::Consumer(e.to_string()))?;
+        consumers.push(Consumer { name: format!("inject {iface}"), sink: Box::new(inject) });
+    }
+    for target in &c.forward {
+        let name = format!("forward {}", target.collector);
+        let fwd = VxlanSink::open(target.clone()).map_err(|e| CaptureError::Consumer(e.to_string()))?;
+        consumers.push(Consumer { name, sink: Box::new(fwd) });
+    }
+    Ok(Box::new(Fanout::new(primary, consumers, c.fix_checksums, suricata)))
 }
 
 /// Feeds batches to the sink until the drain hangs up or the sink stops (a closed pipe, a full
@@ -242,7 +283,7 @@ pub async fn run_with_updates(
         writer_alive = hand_off_blocking(&tx, taken.batch, &mut summary, &mut queued);
     }
     drop(tx);
-    let report = writer
+    let mut report = writer
         .join()
         .map_err(|_| CaptureError::Write { what: "writer thread".into(), source: io::Error::other("panicked") })?;
     if let Some(e) = report.error {
@@ -256,6 +297,7 @@ pub async fn run_with_updates(
         summary.rules = filter_maps.rule_hits();
     }
     summary.filter_installs = filter_maps.installs;
+    summary.notes = std::mem::take(&mut report.notes);
     summary.written = report.written;
     summary.written_bytes = report.bytes;
     summary.output_closed = report.closed;

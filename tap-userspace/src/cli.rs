@@ -109,10 +109,13 @@ pub struct CaptureArgs {
     /// Size of the kernel ring buffer in bytes (a power of two).
     #[arg(long, value_name = "BYTES")]
     pub ring_size: Option<u64>,
-    /// Output file (a name pattern with -C/-G), or '-' for standard output. The name chooses the
-    /// format: pcapng for '.pcapng' and '.pcapng.zst', pcap otherwise; '.zst' compresses.
+    /// Output file (a name pattern with -C/-G), a named pipe, or '-' for standard output. The
+    /// name chooses the format: pcapng for '.pcapng' and '.pcapng.zst', pcap otherwise; '.zst'
+    /// compresses. Optional when another consumer (--serve, --inject, --forward) is given.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
-    pub write: PathBuf,
+    pub write: Option<PathBuf>,
+    #[command(flatten)]
+    pub consumers: ConsumerArgs,
     #[command(flatten)]
     pub output: Box<OutputArgs>,
     /// Print nothing but errors (no summary).
@@ -222,6 +225,35 @@ pub struct OutputArgs {
     pub run_as: Option<String>,
 }
 
+/// Live consumers besides the file: streams, a monitor interface, remote collectors, Suricata.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConsumerArgs {
+    /// Serve live pcap streams on a Unix socket (mode 0600): `unix:PATH`. Every client that
+    /// connects gets its own stream, starting with a pcap header; a slow client loses packets
+    /// (counted), never slows the capture or the others.
+    #[arg(long, value_name = "unix:PATH")]
+    pub serve: Option<String>,
+    /// Write captured frames into a monitor interface for an IDS in af-packet mode: an existing
+    /// TAP device, an unaddressed veth end (frames arrive on it), or a new TAP device of that name.
+    #[arg(long, value_name = "IFACE")]
+    pub inject: Option<String>,
+    /// Send each captured frame to a collector, VXLAN-encapsulated as cloud vTAPs do:
+    /// `vxlan://HOST[:PORT]?vni=N[&max_len=BYTES]`. Repeat for several collectors.
+    #[arg(long, value_name = "URL")]
+    pub forward: Vec<String>,
+    /// Recompute IPv4/TCP/UDP/ICMP checksums of the delivered copies (not of the wire traffic),
+    /// for consumers that check them (offload leaves them partial on the sending host).
+    #[arg(long)]
+    pub fix_checksums: bool,
+    /// Submit each finished file (with -C or -G) to Suricata's unix socket (`suricata
+    /// --unix-socket=PATH`); reconnects when Suricata restarts.
+    #[arg(long, value_name = "PATH")]
+    pub suricata_socket: Option<PathBuf>,
+    /// Directory where Suricata writes the results of submitted files.
+    #[arg(long, value_name = "DIR", default_value = "/var/log/suricata", requires = "suricata_socket")]
+    pub suricata_output: PathBuf,
+}
+
 /// Where the filter expression comes from: trailing words (like tcpdump), `-f`, or `-F FILE`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct FilterArgs {
@@ -252,7 +284,7 @@ mod tests {
         assert_eq!(args.interfaces, ["eth0", "eth1"]);
         assert_eq!(args.snaplen, Some(96));
         assert_eq!(args.count, Some(10));
-        assert_eq!(args.write, PathBuf::from("-"));
+        assert_eq!(args.write, Some(PathBuf::from("-")));
         assert_eq!(args.hook, HookArg::Tc);
     }
 
@@ -280,7 +312,12 @@ mod tests {
     }
 
     #[test]
-    fn write_is_required() {
-        assert!(parse(&["capture", "-i", "eth0"]).is_err());
+    fn consumers_parse() {
+        let cli = parse(&["capture", "--serve", "unix:/run/tap.sock", "--forward", "vxlan://192.0.2.9?vni=5", "--fix-checksums"]).unwrap();
+        let Command::Capture(args) = cli.command else { panic!("capture") };
+        assert_eq!(args.write, None);
+        assert_eq!(args.consumers.serve.as_deref(), Some("unix:/run/tap.sock"));
+        assert_eq!(args.consumers.forward, ["vxlan://192.0.2.9?vni=5"]);
+        assert!(args.consumers.fix_checksums);
     }
 }

@@ -53,6 +53,8 @@ pub struct Interface {
 /// Where packets go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
+    /// No file or stream: only the consumers (--serve, --inject, --forward) get packets.
+    None,
     Stdout,
     /// A file, or with rotation a name pattern (see [`crate::sink::rotate`]).
     File(PathBuf),
@@ -152,7 +154,7 @@ impl OutputConfig {
         let target = if write.as_os_str() == "-" { Output::Stdout } else { Output::File(write.to_path_buf()) };
         let name = match &target {
             Output::File(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            Output::Stdout => String::new(),
+            Output::Stdout | Output::None => String::new(),
         };
         let compressed_name = ends_with_ci(&name, ".zst") || ends_with_ci(&name, ".zstd");
         let format = match args.format {
@@ -225,6 +227,8 @@ pub struct CaptureConfig {
     /// Ring buffer size in bytes (power of two, at least a page).
     pub ring_size: u32,
     pub output: OutputConfig,
+    /// Live consumers besides the output.
+    pub consumers: Consumers,
     /// Run as this user once the programs are attached (`-Z`).
     pub run_as: Option<crate::privilege::RunAs>,
     pub quiet: bool,
@@ -240,6 +244,49 @@ pub struct CaptureConfig {
     pub decap: Decap,
     /// Drop every packet after copying it (XDP_DROP / TC_ACT_SHOT).
     pub consume: bool,
+}
+
+/// Live consumers, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Consumers {
+    /// `--serve unix:PATH`.
+    pub serve: Option<PathBuf>,
+    pub inject: Option<String>,
+    pub forward: Vec<crate::sink::vxlan::VxlanTarget>,
+    pub fix_checksums: bool,
+    pub suricata_socket: Option<PathBuf>,
+    pub suricata_output: PathBuf,
+}
+
+impl Consumers {
+    pub fn from_args(args: &crate::cli::ConsumerArgs) -> Result<Self, ConfigError> {
+        let serve = match &args.serve {
+            None => None,
+            Some(s) => match s.strip_prefix("unix:") {
+                Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+                _ => return Err(ConfigError::Serve { value: s.clone() }),
+            },
+        };
+        let forward = args
+            .forward
+            .iter()
+            .map(|u| crate::sink::vxlan::VxlanTarget::parse(u).map_err(ConfigError::Forward))
+            .collect::<Result<Vec<_>, _>>()?;
+        let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        Ok(Self {
+            serve,
+            inject: args.inject.clone(),
+            forward,
+            fix_checksums: args.fix_checksums,
+            suricata_socket: args.suricata_socket.as_ref().map(absolute),
+            suricata_output: absolute(&args.suricata_output),
+        })
+    }
+
+    /// True when a consumer besides the file output is configured.
+    pub fn any(&self) -> bool {
+        self.serve.is_some() || self.inject.is_some() || !self.forward.is_empty()
+    }
 }
 
 /// Which tunnels the programs strip, so filters and files see the inner frame.
@@ -351,7 +398,19 @@ impl CaptureConfig {
         if !ring_size.is_power_of_two() || ring_size < min_ring || ring_size > 1 << 31 {
             return Err(ConfigError::RingSize { size: ring_size, min: min_ring });
         }
-        let output = OutputConfig::from_args(&args.write, &args.output)?;
+        let consumers = Consumers::from_args(&args.consumers)?;
+        let output = match &args.write {
+            Some(write) => OutputConfig::from_args(write, &args.output)?,
+            None if consumers.any() => {
+                let mut o = OutputConfig::from_args(std::path::Path::new("-"), &args.output)?;
+                o.target = Output::None;
+                o
+            }
+            None => return Err(ConfigError::NoOutput),
+        };
+        if consumers.suricata_socket.is_some() && !output.rotation.active() {
+            return Err(ConfigError::SuricataWithoutRotation);
+        }
         let run_as = match &args.output.run_as {
             Some(user) => Some(crate::privilege::RunAs::lookup(user).map_err(OutputConfigError::User)?),
             None => None,
@@ -368,6 +427,7 @@ impl CaptureConfig {
             run_as,
             quiet: args.quiet,
             xdp_program: args.xdp_program.clone(),
+            consumers,
             filter: filter_from_args(&args.filter)?,
             filter_file: args.filter.filter_file.clone(),
             decap: match &args.decap {
@@ -417,6 +477,19 @@ mod tests {
         assert_eq!(config(&["-i", "lo", "-s", "0", "-w", "x"]).unwrap().snaplen, DEFAULT_SNAPLEN);
         assert_eq!(config(&["-i", "lo", "-s", "65535", "-w", "x"]).unwrap().snaplen, MAX_FRAME);
         assert_eq!(config(&["-i", "lo", "-s", "96", "-w", "x"]).unwrap().snaplen, 96);
+    }
+
+    #[test]
+    fn an_output_or_a_consumer_is_required() {
+        assert!(matches!(config(&["-i", "lo"]), Err(ConfigError::NoOutput)));
+        let c = config(&["-i", "lo", "--serve", "unix:/tmp/x.sock"]).unwrap();
+        assert_eq!(c.output.target, Output::None);
+        assert!(matches!(config(&["-i", "lo", "--serve", "/tmp/x.sock"]), Err(ConfigError::Serve { .. })));
+        assert!(matches!(config(&["-i", "lo", "--forward", "vxlan://192.0.2.9"]), Err(ConfigError::Forward(_))));
+        assert!(matches!(
+            config(&["-i", "lo", "-w", "x.pcap", "--suricata-socket", "/run/s.sock"]),
+            Err(ConfigError::SuricataWithoutRotation)
+        ));
     }
 
     #[test]

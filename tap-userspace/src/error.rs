@@ -29,6 +29,14 @@ pub enum ConfigError {
     Filter(#[source] crate::filter::FilterError),
     #[error("--sample must be at least 1")]
     Sample,
+    #[error("nothing to write to: give -w FILE (or -), --serve, --inject or --forward")]
+    NoOutput,
+    #[error("--serve '{value}': use unix:PATH")]
+    Serve { value: String },
+    #[error("--forward {0}")]
+    Forward(#[source] crate::sink::vxlan::VxlanError),
+    #[error("--suricata-socket submits finished files: it needs -C or -G")]
+    SuricataWithoutRotation,
     #[error(transparent)]
     Output(#[from] crate::config::OutputConfigError),
     #[error("unknown --decap item '{item}': use vxlan[:PORT], geneve, gre, erspan")]
@@ -92,6 +100,8 @@ pub enum CaptureError {
     },
     #[error(transparent)]
     Storage(#[from] crate::sink::StorageError),
+    #[error("{0}")]
+    Consumer(String),
     #[error(transparent)]
     Privileges(#[from] crate::privilege::PrivilegeError),
     #[error("ring buffer polling failed: {0}")]

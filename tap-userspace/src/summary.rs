@@ -36,6 +36,8 @@ pub struct Summary {
     pub rules: Vec<(String, u64)>,
     /// Filters installed (1 + replacements).
     pub filter_installs: u64,
+    /// Lines from the consumers (streams, forwarders, monitor interface, Suricata).
+    pub notes: Vec<String>,
     /// What went wrong with the output (a full disk), if anything.
     pub output_error: Option<String>,
     /// The capture ended early because of [`Summary::output_error`].
@@ -74,6 +76,9 @@ impl fmt::Display for Summary {
         }
         for (i, (rule, hits)) in self.rules.iter().enumerate() {
             write!(f, "\nrule {i}: {hits} packets: {rule}")?;
+        }
+        for note in &self.notes {
+            write!(f, "\n{note}")?;
         }
         if self.kernel.read_error > 0 {
             write!(f, "\n{} packets the kernel could not read", self.kernel.read_error)?;

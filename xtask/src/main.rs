@@ -116,15 +116,43 @@ pub fn build(root: &std::path::Path) -> Result<()> {
 }
 
 fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
+    use std::io::{BufRead as _, BufReader, Write as _};
     build(root)?;
     // Integration tests share the machine's two cores with the traffic they generate: two at a
     // time keeps timing-sensitive captures honest.
-    util::run(
-        util::cmd("cargo")
-            .args(["test", "--release", "--workspace", "--exclude", "tap-ebpf"])
-            .args(extra)
-            .args(["--", "--test-threads=2"])
-            .current_dir(root)
-            .env("TAP_BIN", root.join("target/release/tap")),
-    )
+    let mut child = util::cmd("cargo")
+        .args(["test", "--release", "--workspace", "--exclude", "tap-ebpf"])
+        .args(extra)
+        .args(["--", "--test-threads=2"])
+        .current_dir(root)
+        .env("TAP_BIN", root.join("target/release/tap"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
+    // Pass the output through, adding up every test binary's result line, so the run ends with
+    // one total (the last binary alone, often doc tests, says little).
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    let stdout = child.stdout.take().context("cargo test's stdout")?;
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        writeln!(out, "{line}")?;
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let number = |word: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(word).and_then(|n| n.trim().split(' ').next_back()?.parse().ok()))
+                    .unwrap_or(0)
+            };
+            passed += number(" passed");
+            failed += number(" failed");
+            ignored += number(" ignored");
+        }
+    }
+    let status = child.wait()?;
+    writeln!(out, "\nall test binaries: {passed} passed, {failed} failed, {ignored} ignored")?;
+    writeln!(out, "{passed} passed, {failed} failed")?;
+    if !status.success() || failed > 0 {
+        anyhow::bail!("cargo test failed: {status}");
+    }
+    Ok(())
 }

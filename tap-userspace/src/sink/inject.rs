@@ -59,7 +59,7 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 
-fn io_err(iface: &str, op: &'static str) -> impl Fn(io::Error) -> InjectError + '_ {
+fn io_err<'a>(iface: &'a str, op: &'static str) -> impl Fn(io::Error) -> InjectError + 'a {
     move |source| InjectError::Io { iface: iface.to_string(), op, source }
 }
 
@@ -280,7 +280,11 @@ impl Sink for InjectSink {
 
     fn finish(mut self: Box<Self>, _stats: &CaptureStats) -> SinkReport {
         self.send_packets();
-        tracing::debug!(iface = %self.iface, truncated = self.truncated, "inject finished");
-        std::mem::take(&mut self.report)
+        let mut report = std::mem::take(&mut self.report);
+        report.notes.push(format!(
+            "inject {}: {} frames written, {} truncated to the MTU, {} lost",
+            self.iface, report.written, self.truncated, report.lost
+        ));
+        report
     }
 }

@@ -5,10 +5,16 @@
 //! buffer into one zstd frame, and appends it to standard output or to files ([`file`]) that
 //! rotate by size and time into a ring ([`rotate`]).
 
+pub mod checksum;
+pub mod fanout;
 pub mod file;
+pub mod inject;
 pub mod pcap;
 pub mod pcapng;
 pub mod rotate;
+pub mod stream;
+pub mod suricata;
+pub mod vxlan;
 pub mod writer;
 
 use std::{io, path::PathBuf, time::Instant};
@@ -92,6 +98,8 @@ pub struct SinkReport {
     pub disk_full: Option<(PathBuf, bool)>,
     /// A failure that ended the output (besides a full disk or a closed pipe).
     pub error: Option<StorageError>,
+    /// Lines for the summary from consumers (streams, forwarders, the monitor interface).
+    pub notes: Vec<String>,
 }
 
 /// A consumer of packet batches. Runs on the writer thread, so it may block.
@@ -118,6 +126,8 @@ pub struct SinkSetup<'a> {
     pub filter: &'a str,
     /// The capture's counters, for files closed before the end.
     pub stats: StatsSource,
+    /// Told the path of each finished file (rotation), e.g. for the Suricata driver.
+    pub finished: Option<std::sync::mpsc::Sender<PathBuf>>,
 }
 
 /// Opens the output the configuration names (the first file, when writing files).

@@ -293,6 +293,8 @@ impl Ring {
 pub struct PostRotate {
     command: Option<String>,
     running: Vec<(Child, PathBuf)>,
+    /// Also told of each finished file (the Suricata driver listens here).
+    notify: Option<std::sync::mpsc::Sender<PathBuf>>,
 }
 
 impl PostRotate {
@@ -300,12 +302,22 @@ impl PostRotate {
         Self {
             command,
             running: Vec::new(),
+            notify: None,
         }
+    }
+
+    /// Also sends each finished file's path to `notify`.
+    pub fn notifying(mut self, notify: Option<std::sync::mpsc::Sender<PathBuf>>) -> Self {
+        self.notify = notify;
+        self
     }
 
     /// Starts `sh -c 'CMD "$1"' tap-post-rotate FILE`; a failure to start is logged.
     pub fn spawn(&mut self, file: &Path) {
         self.reap();
+        if let Some(n) = &self.notify {
+            let _ = n.send(file.to_path_buf());
+        }
         let Some(cmd) = &self.command else { return };
         let script = format!("{cmd} \"$1\"");
         let child = Command::new("/bin/sh")

@@ -11,7 +11,7 @@ use std::{
     io::{self, Write},
     os::unix::{
         fs::{FileTypeExt, OpenOptionsExt, PermissionsExt},
-        net::{UnixListener, UnixStream},
+        net::UnixListener,
     },
     path::{Path, PathBuf},
     sync::{
@@ -228,7 +228,16 @@ impl Sink for ServeSink {
             self.report.reader_drops += s.dropped.load(Ordering::Relaxed);
         }
         let _ = std::fs::remove_file(&self.path);
-        SinkReport { written: self.written, ..Default::default() }
+        let r = &self.report;
+        let note = format!(
+            "serve {}: {} readers, {} packets delivered, {} dropped by slow readers, {} with no reader",
+            self.path.display(),
+            self.accepted.load(Ordering::Relaxed),
+            r.delivered,
+            r.reader_drops,
+            r.no_reader
+        );
+        SinkReport { written: self.written, notes: vec![note], ..Default::default() }
     }
 }
 
@@ -317,6 +326,16 @@ impl Sink for FifoSink {
             self.report.delivered += stats.packets.load(Ordering::Relaxed);
             self.report.reader_drops += stats.dropped.load(Ordering::Relaxed);
         }
-        SinkReport { written: self.written, ..Default::default() }
+        let r = &self.report;
+        let note = format!(
+            "pipe {}: {} readers, {} packets delivered, {} dropped by a slow reader, {} with no reader",
+            self.path.display(),
+            r.readers,
+            r.delivered,
+            r.reader_drops,
+            r.no_reader
+        );
+        // "Written" for a pipe: what its readers got.
+        SinkReport { written: r.delivered, notes: vec![note], ..Default::default() }
     }
 }

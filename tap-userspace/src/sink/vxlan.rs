@@ -320,7 +320,12 @@ impl Sink for VxlanSink {
 
     fn finish(mut self: Box<Self>, _stats: &CaptureStats) -> SinkReport {
         self.flush_queues();
-        std::mem::take(&mut self.report)
+        let mut report = std::mem::take(&mut self.report);
+        report.notes.push(format!(
+            "forward {} (vni {}): {} packets sent, {} truncated to {} bytes, {} lost (send errors)",
+            self.target.collector, self.target.vni, report.written, self.truncated, self.target.max_inner, self.send_errors
+        ));
+        report
     }
 }
 

@@ -229,7 +229,8 @@ impl CaptureWriter {
             Compression::Zstd { level } => Some(Zstd::new(level).map_err(StorageError::Compress)?),
         };
         let target = match &out.target {
-            Output::Stdout => Target::Stdout,
+            // Callers open no writer without an output; standard output is a harmless stand-in.
+            Output::Stdout | Output::None => Target::Stdout,
             Output::File(path) => Target::Files(Box::new(Files {
                 pattern: NamePattern::new(path, out.rotation.active())?,
                 temp_names: out.rotation.active(),
@@ -237,7 +238,7 @@ impl CaptureWriter {
                 seq: 0,
                 current: None,
                 ring: Ring::new(out.rotation.max_files),
-                post: PostRotate::new(out.post_rotate.clone()),
+                post: PostRotate::new(out.post_rotate.clone()).notifying(setup.finished.clone()),
             })),
         };
         let start_ns = wall_ns();
@@ -769,6 +770,7 @@ mod tests {
             snaplen: 9216,
             filter: "icmp",
             stats: Box::new(CaptureStats::default),
+            finished: None,
         })
         .unwrap()
     }
