@@ -29,6 +29,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("xdp-tools", "xdpdump"),
     ("util-linux", "setpriv"),
+    ("zstd", "zstd"),
+    ("python3", "python3"),
+    ("kmod", "modprobe"),
 ];
 
 /// Suricata 7 comes from bookworm-backports.
