@@ -73,20 +73,19 @@ pub fn inner(w: &Window, bits: u32, vxlan_port: u32) -> Option<Inner> {
             None
         }
         47 if bits & (decap::GRE | decap::ERSPAN) != 0 => {
-            let flags = w.u16_at(l4)?;
+            let flags = u32::from(w.u16_at(l4)?);
             let gre_proto = w.u16_at(l4 + 2)?;
-            let mut end = l4 + 4;
-            if flags & 0x8000 != 0 {
-                end += 4; // checksum + reserved
-            }
-            let mut key = 0;
-            if flags & 0x2000 != 0 {
-                key = u32::from(w.u16_at(end)?) << 16 | u32::from(w.u16_at(end + 2)?);
-                end += 4;
-            }
-            if flags & 0x1000 != 0 {
-                end += 4; // sequence number
-            }
+            // The optional words (checksum and reserved, key, sequence number: 4 bytes each,
+            // present per the C, K and S bits) are sized by arithmetic, not by branches: each
+            // branch would be a path of its own through the whole filter for the verifier, and
+            // eight layouts times the tunnels' variants overran its budget (1M instructions).
+            let key_at = l4 + 4 + ((flags >> 13) & 4);
+            let end = key_at + ((flags >> 11) & 4) + ((flags >> 10) & 4);
+            let key = if flags & 0x2000 != 0 {
+                u32::from(w.u16_at(key_at)?) << 16 | u32::from(w.u16_at(key_at + 2)?)
+            } else {
+                0
+            };
             match gre_proto {
                 ETH_P_TEB if bits & decap::GRE != 0 => Some(Inner { offset: end, kind: TUNNEL_GRE, id: key }),
                 ETH_P_ERSPAN2 if bits & decap::ERSPAN != 0 => {
@@ -96,8 +95,9 @@ pub fn inner(w: &Window, bits: u32, vxlan_port: u32) -> Option<Inner> {
                 }
                 ETH_P_ERSPAN3 if bits & decap::ERSPAN != 0 => {
                     let session = u32::from(w.u16_at(end + 2)? & 0x03ff);
-                    // The O flag (last bit of the 12-byte header) adds an 8-byte platform subheader.
-                    let optional = if w.u8_at(end + 11)? & 0x01 != 0 { 8 } else { 0 };
+                    // The O flag (last bit of the 12-byte header) adds an 8-byte platform
+                    // subheader (arithmetic again, for the same reason).
+                    let optional = (u32::from(w.u8_at(end + 11)?) & 0x01) << 3;
                     Some(Inner { offset: end + 12 + optional, kind: TUNNEL_ERSPAN3, id: session })
                 }
                 _ => None,

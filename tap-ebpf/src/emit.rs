@@ -140,10 +140,12 @@ fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32
     let opaque = unsafe { core::ptr::read_volatile(&cap) };
     let len = ((opaque.wrapping_sub(1)) & (N as u32 - 1)) + 1;
     let record = entry.as_mut_ptr();
+    // SAFETY: the helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: `record` points at a reserved, writable ring slot of size_of::<Record<N>>() bytes.
     unsafe {
         (*record).header = PacketHeader {
-            ts_ns: bpf_ktime_get_ns(),
+            ts_ns: now,
             ifindex: meta.ifindex,
             orig_len,
             cap_len: len,
@@ -164,7 +166,7 @@ fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32
             return;
         }
     }
-    entry.submit(crate::wakeup_flags(core::mem::size_of::<Record<N>>() as u64));
+    entry.submit(crate::wakeup_flags(core::mem::size_of::<Record<N>>() as u64, now));
     count(counters::COPIED, 1);
     count(counters::COPIED_BYTES, u64::from(len));
 }

@@ -11,7 +11,7 @@ mod emit;
 mod filter;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
     helpers::generated::bpf_ktime_get_ns,
     macros::{classifier, map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
@@ -111,11 +111,11 @@ static TAP_WAKEUP_NS: u32 = 1_000_000;
 /// waiting or this CPU has not woken the reader for a while. The reader also polls on a timer,
 /// which bounds the latency of a lone packet.
 ///
-/// `record` is the size of the record just reserved: the byte threshold wakes the reader when
+/// `record` is the size of the record just reserved and `now` its timestamp (ns): the byte threshold wakes the reader when
 /// this record crosses it, not for every record above it (a reader that is behind is already
 /// awake; more interrupts would only slow the producer).
 #[inline(always)]
-pub(crate) fn wakeup_flags(record: u64) -> u64 {
+pub(crate) fn wakeup_flags(record: u64, now: u64) -> u64 {
     use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
     let avail = TAP_RING.query(u64::from(BPF_RB_AVAIL_DATA));
     let threshold = u64::from(global(&TAP_WAKEUP_BYTES));
@@ -124,8 +124,8 @@ pub(crate) fn wakeup_flags(record: u64) -> u64 {
         return u64::from(BPF_RB_FORCE_WAKEUP);
     }
     let Some(state) = TAP_LIMIT_STATE.get_ptr_mut(0) else { return 0 };
-    // SAFETY: per-CPU map value, this CPU's only; the helper has no preconditions.
-    let (state, now) = unsafe { (&mut *state, bpf_ktime_get_ns()) };
+    // SAFETY: per-CPU map value, this CPU's only.
+    let state = unsafe { &mut *state };
     if now.wrapping_sub(state[3]) >= u64::from(global(&TAP_WAKEUP_NS)) {
         state[3] = now;
         return u64::from(BPF_RB_FORCE_WAKEUP);
@@ -138,6 +138,28 @@ fn global(g: &u32) -> u32 {
     // SAFETY: a plain read of a loader-initialised global; volatile so the default is not folded.
     unsafe { core::ptr::read_volatile(g) }
 }
+
+/// The inner frame's offset, as a value the verifier knows only by its bounds. Every tunnel
+/// layout (VLAN tags, IP version and options, GRE words, ERSPAN type, GENEVE options) gives the
+/// offset a range of its own, and the verifier would walk the filter and the copy once per
+/// range: with all tunnels on, close to its 1M-instruction budget. Map memory is not tracked,
+/// so a round trip through this CPU's scratch value makes it one state for every layout.
+#[inline(always)]
+fn forget(offset: u32) -> Option<u32> {
+    let scratch = TAP_SCRATCH.get_ptr_mut(0)?.cast::<u32>();
+    // SAFETY: the scratch value is WINDOW bytes of this CPU's map value, aligned for u32; the
+    // window read from it is not used any more.
+    let offset = unsafe {
+        core::ptr::write_volatile(scratch, offset);
+        core::ptr::read_volatile(scratch)
+    };
+    // Far past any tunnel header (GENEVE's longest is 350 bytes): never true, but it gives the
+    // verifier its bound back.
+    (offset <= MAX_INNER_OFFSET).then_some(offset)
+}
+
+/// Bound of [`forget`]: the longest outer headers decapsulation strips, in bytes.
+const MAX_INNER_OFFSET: u32 = 511;
 
 /// Copies the packet's first bytes from `offset` on (up to [`WINDOW`]) into scratch memory.
 #[inline(always)]
@@ -200,9 +222,11 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
     let decap_bits = global(&TAP_DECAP);
     if decap_bits != 0 {
         if let Some(inner) = load_window(src, 0).and_then(|w| decap::inner(&w, decap_bits, global(&TAP_VXLAN_PORT))) {
-            meta.offset = inner.offset;
-            meta.tunnel = inner.kind;
-            meta.tunnel_id = inner.id;
+            if let Some(offset) = forget(inner.offset) {
+                meta.offset = offset;
+                meta.tunnel = inner.kind;
+                meta.tunnel_id = inner.id;
+            }
         }
     }
     let offset = meta.offset;
@@ -242,16 +266,22 @@ fn try_xdp_tap(ctx: &XdpContext) {
     tap(&XdpSource::new(ctx), meta);
 }
 
+/// A passive tap's verdict: TC_ACT_UNSPEC, which tcx reads as TCX_NEXT and clsact as "no
+/// opinion", so the programs after this one still run (another tap on the same interface and
+/// direction, a CNI's own programs); at the end of the chain the packet passes. TC_ACT_OK would
+/// end the chain here.
+const TC_VERDICT: i32 = TC_ACT_UNSPEC;
+
 #[classifier]
 pub fn tc_tap_ingress(ctx: TcContext) -> i32 {
     try_tc_tap(&ctx, HOOK_TC_INGRESS, DIR_INBOUND);
-    if global(&TAP_CONSUME) != 0 { TC_ACT_SHOT } else { TC_ACT_OK }
+    if global(&TAP_CONSUME) != 0 { TC_ACT_SHOT } else { TC_VERDICT }
 }
 
 #[classifier]
 pub fn tc_tap_egress(ctx: TcContext) -> i32 {
     try_tc_tap(&ctx, HOOK_TC_EGRESS, DIR_OUTBOUND);
-    if global(&TAP_CONSUME) != 0 { TC_ACT_SHOT } else { TC_ACT_OK }
+    if global(&TAP_CONSUME) != 0 { TC_ACT_SHOT } else { TC_VERDICT }
 }
 
 #[inline(always)]

@@ -155,6 +155,7 @@ pub fn measure(
         flush_interval: Duration::from_secs(1),
         on_disk_full: DiskFull::Stop,
         force: false,
+        resume: false,
     };
     let interfaces = [Interface {
         name: "bench0".into(),
@@ -168,7 +169,8 @@ pub fn measure(
         snaplen: tap_common::config::MAX_FRAME,
         filter: "",
         stats: Box::new(CaptureStats::default),
-            finished: None,
+        finished: None,
+        progress: None,
     })?;
     let per_batch = batch.len() as u64 * u64::from(packet_size);
     let mut written = 0;

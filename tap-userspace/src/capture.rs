@@ -20,9 +20,12 @@ use tap_common::counters;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use std::os::fd::AsFd as _;
+
 use crate::{
-    config::{CaptureConfig, Output},
-    drain::{Batch, BatchLimits, Drain},
+    config::{CaptureConfig, Interface, Output},
+    drain::{Batch, BatchLimits, Drain, RingLevel},
+    live::LiveStats,
     error::CaptureError,
     filter::maps::FilterImage,
     loader::{self, LoadSpec},
@@ -30,8 +33,9 @@ use crate::{
     summary::{KernelCounters, Summary},
 };
 
-/// Batches the writer may have queued before the drain starts dropping.
-const WRITER_QUEUE: usize = 64;
+/// Batches the writer may have queued before the drain starts dropping: with batches of at most
+/// 1 MiB (`BatchLimits`), 32 MiB at most, so memory stays bounded by the ring plus a fixed budget.
+const WRITER_QUEUE: usize = 32;
 
 /// Sums the per-CPU counters.
 pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> KernelCounters {
@@ -62,8 +66,10 @@ fn stats_source(counters: &Arc<PerCpuArray<MapData, u64>>, dropped: &Arc<AtomicU
     Box::new(move || CaptureStats { kernel: read_counters(&counters), writer_dropped: dropped.load(Ordering::Relaxed) })
 }
 
-/// Opens the capture's output and its consumers, as one [`sink::fanout::Fanout`].
-fn open_output(config: &CaptureConfig, stats: StatsSource) -> Result<Box<dyn Sink>, CaptureError> {
+/// Opens the capture's output and its consumers, as one [`sink::fanout::Fanout`]. True with it
+/// when the primary output publishes its own progress (the capture writer); otherwise the writer
+/// loop counts what it hands over.
+fn open_output(config: &CaptureConfig, stats: StatsSource, progress: Arc<sink::WriterProgress>) -> Result<(Box<dyn Sink>, bool), CaptureError> {
     use sink::{
         fanout::{Consumer, Fanout},
         inject::InjectSink,
@@ -79,11 +85,13 @@ fn open_output(config: &CaptureConfig, stats: StatsSource) -> Result<Box<dyn Sin
         }
         None => (None, None),
     };
+    let mut publishes = false;
     let primary: Option<Box<dyn Sink>> = match &config.output.target {
         Output::None => None,
         // A named pipe: readers come and go, each gets its own header.
         Output::File(path) if FifoSink::is_fifo(path) => Some(Box::new(FifoSink::new(path, config.snaplen))),
-        _ => Some(
+        _ => Some({
+            publishes = true;
             sink::open(SinkSetup {
                 output: &config.output,
                 interfaces: &config.interfaces,
@@ -92,9 +100,10 @@ fn open_output(config: &CaptureConfig, stats: StatsSource) -> Result<Box<dyn Sin
                 filter: &config.filter.expression,
                 stats,
                 finished,
+                progress: Some(progress),
             })
-            .map_err(CaptureError::Storage)?,
-        ),
+            .map_err(CaptureError::Storage)?
+        }),
     };
     let mut consumers = Vec::new();
     if let Some(path) = &c.serve {
@@ -111,18 +120,34 @@ fn open_output(config: &CaptureConfig, stats: StatsSource) -> Result<Box<dyn Sin
         let fwd = VxlanSink::open(target.clone()).map_err(|e| CaptureError::Consumer(e.to_string()))?;
         consumers.push(Consumer { name, sink: Box::new(fwd) });
     }
-    Ok(Box::new(Fanout::new(primary, consumers, c.fix_checksums, suricata)))
+    Ok((Box::new(Fanout::new(primary, consumers, c.fix_checksums, suricata)), publishes))
 }
 
 /// Feeds batches to the sink until the drain hangs up or the sink stops (a closed pipe, a full
 /// disk, a failure: the report says which), then finishes it with the final counters. Returning
 /// drops `done`, which tells the drain the writer is gone.
-fn writer_loop(mut sink: Box<dyn Sink>, rx: Receiver<Batch>, stats: StatsSource, done: tokio::sync::oneshot::Sender<()>) -> SinkReport {
+///
+/// `count`: where to count the packets handed to the sink, for outputs that publish no progress
+/// of their own (consumers only, a named pipe).
+fn writer_loop(
+    mut sink: Box<dyn Sink>,
+    rx: Receiver<Batch>,
+    stats: StatsSource,
+    done: tokio::sync::oneshot::Sender<()>,
+    count: Option<Arc<sink::WriterProgress>>,
+) -> SinkReport {
     let _done = done;
+    let handed = |n: usize| {
+        if let Some(c) = &count {
+            c.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    };
     let step = |sink: &mut Box<dyn Sink>, batch: Batch| -> Result<(), SinkStop> {
         sink.write_batch(&batch)?;
+        handed(batch.len());
         while let Ok(next) = rx.try_recv() {
             sink.write_batch(&next)?;
+            handed(next.len());
         }
         // Nothing waiting: write what is due.
         sink.idle()
@@ -170,21 +195,72 @@ fn hand_off(tx: &WriterTx, batch: Batch, summary: &mut Summary, queued: &mut u64
 /// Runs a capture until `shutdown` resolves, the count or duration is reached, or the output
 /// closes. Detaches before returning, also on error.
 pub async fn run(config: CaptureConfig, shutdown: impl Future<Output = ()>) -> Result<Summary, CaptureError> {
-    let (_keep, updates) = mpsc_filter_channel();
-    run_with_updates(config, shutdown, updates).await
+    let (_keep, control) = control_channel();
+    run_tap(config, shutdown, control, Arc::new(LiveStats::new(false))).await
 }
 
-/// A channel of filter replacements for [`run_with_updates`].
-pub fn mpsc_filter_channel() -> (tokio::sync::mpsc::Sender<FilterImage>, tokio::sync::mpsc::Receiver<FilterImage>) {
-    tokio::sync::mpsc::channel(4)
+/// What a running capture can be told.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Install this filter atomically in the running programs (no detach, no window where a
+    /// packet both filters select is lost).
+    Filter(FilterImage),
+    /// Change sampling (keep 1 in `sample`) and the per-CPU rate cap (packets per second, 0:
+    /// none) in place.
+    Limits { sample: u32, rate_per_cpu: u32 },
+    /// The interfaces to be attached to now: the others are detached, the new ones attached
+    /// (an interface that cannot be attached is logged and skipped, the capture goes on).
+    Interfaces(Vec<Interface>),
 }
 
-/// [`run`], plus filter replacements: each image received is installed atomically in the
-/// running programs (no detach, no window where a packet both filters select is lost).
-pub async fn run_with_updates(
+/// A channel of [`Control`] messages for [`run_tap`].
+pub fn control_channel() -> (tokio::sync::mpsc::Sender<Control>, tokio::sync::mpsc::Receiver<Control>) {
+    tokio::sync::mpsc::channel(16)
+}
+
+/// Loads on a worker of a multi-threaded runtime without holding up its other tasks (other
+/// taps' drains); on a current-thread runtime (`tap capture`) there is nothing else to hold up.
+fn load_blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Attachments wanted versus those in place: detaches what is no longer wanted, attaches what
+/// is new. An interface that cannot be attached is remembered with its error and not tried
+/// again until it goes away and comes back (or gets a new index).
+fn reconcile(
+    attached: &mut loader::Attached,
+    failed: &mut Vec<(Interface, String)>,
+    want: &[Interface],
+    config: &CaptureConfig,
+    live: &LiveStats,
+) {
+    let current: Vec<Interface> = attached.attachments.iter().map(|a| a.iface.clone()).collect();
+    for gone in current.iter().filter(|i| !want.contains(i)) {
+        attached.detach_interface(gone.ifindex);
+    }
+    failed.retain(|(i, _)| want.contains(i));
+    for iface in want {
+        if attached.attachments.iter().any(|a| a.iface == *iface) || failed.iter().any(|(i, _)| i == iface) {
+            continue;
+        }
+        if let Err(e) = attached.attach_interface(iface, &config.hooks, config.xdp_mode, config.xdp_program.as_deref()) {
+            warn!(iface = %iface.name, error = %e, "cannot attach; the capture goes on without it");
+            failed.push((iface.clone(), e.to_string()));
+        }
+    }
+    live.set_attachments(&attached.attachments, failed.iter().map(|(i, e)| (i.name.clone(), e.clone())).collect());
+}
+
+/// [`run`], plus control messages (filter replacements, limits, interfaces) and counters
+/// published into `live` while it runs.
+pub async fn run_tap(
     config: CaptureConfig,
     shutdown: impl Future<Output = ()>,
-    mut updates: tokio::sync::mpsc::Receiver<FilterImage>,
+    mut control: tokio::sync::mpsc::Receiver<Control>,
+    live: Arc<LiveStats>,
 ) -> Result<Summary, CaptureError> {
     let spec = LoadSpec {
         interfaces: &config.interfaces,
@@ -200,27 +276,43 @@ pub async fn run_with_updates(
         vxlan_port: config.decap.vxlan_port,
         consume: config.consume,
     };
-    let (attached, maps) = loader::load_and_attach(&spec)?;
+    let (mut attached, maps) = load_blocking(|| loader::load_and_attach(&spec))?;
     // From here on, any early return drops `attached`, which detaches.
+    let mut failed: Vec<(Interface, String)> = Vec::new();
+    live.set_attachments(&attached.attachments, Vec::new());
     if let Some(user) = &config.run_as {
         // The programs are attached and the maps open: nothing further needs root. Files are
         // created after this, so they belong to the user.
         user.switch()?;
     }
     let counters = Arc::new(maps.counters);
-    let queue_dropped = Arc::new(AtomicU64::new(0));
-    let sink = open_output(&config, stats_source(&counters, &queue_dropped))?;
+    let level = match RingLevel::new(maps.ring.as_fd(), config.ring_size) {
+        Ok(l) => Some(Arc::new(l)),
+        Err(e) => {
+            debug!(error = %e, "ring positions not readable; no fill level");
+            None
+        }
+    };
+    live.set_maps(Arc::clone(&counters), level);
+    let queue_dropped = Arc::clone(&live.queue_dropped);
+    let (sink, publishes) = open_output(&config, stats_source(&counters, &queue_dropped), Arc::clone(&live.writer))?;
+    let count = (!publishes).then(|| Arc::clone(&live.writer));
     let mut filter_maps = maps.filter;
+    live.set_filter(&filter_maps.current().expression);
+    live.filter_installs.store(filter_maps.installs, Ordering::Relaxed);
     let mut drain = Drain::new(maps.ring, BatchLimits::default()).map_err(CaptureError::Poll)?;
     let (tx, rx) = mpsc::sync_channel::<Batch>(WRITER_QUEUE);
     let tx = WriterTx { tx, dropped: Arc::clone(&queue_dropped) };
     let (done_tx, mut writer_done) = tokio::sync::oneshot::channel::<()>();
     let writer_stats = stats_source(&counters, &queue_dropped);
+    // The writer's log lines (files written, finished) carry the capture's span (a tap's name).
+    let span = tracing::Span::current();
     let writer = thread::Builder::new()
         .name("tap-writer".into())
-        .spawn(move || writer_loop(sink, rx, writer_stats, done_tx))
+        .spawn(move || span.in_scope(|| writer_loop(sink, rx, writer_stats, done_tx, count)))
         .map_err(|source| CaptureError::Write { what: "writer thread".into(), source })?;
     info!(attachments = attached.attachments.len(), "capturing");
+    live.ready.store(true, Ordering::Relaxed);
 
     let mut summary = Summary::default();
     // Packets read from the ring and meant for the writer, and those it accepted.
@@ -244,20 +336,33 @@ pub async fn run_with_updates(
             () = &mut sleep_until => break,
             // The writer stopped by itself (closed pipe, full disk, failure).
             _ = &mut writer_done => { writer_alive = false; break; }
-            Some(image) = updates.recv() => {
-                let expression = image.expression.clone();
-                match filter_maps.install(image) {
-                    Ok(()) => info!(filter = %expression, "filter replaced"),
-                    Err(e) => warn!(error = %e, "replacing the filter failed; the old one stays"),
+            Some(message) = control.recv() => match message {
+                Control::Filter(image) => {
+                    let expression = image.expression.clone();
+                    match filter_maps.install(image) {
+                        Ok(()) => {
+                            info!(filter = %expression, "filter replaced");
+                            live.set_filter(&expression);
+                            live.filter_installs.store(filter_maps.installs, Ordering::Relaxed);
+                        }
+                        Err(e) => warn!(error = %e, "replacing the filter failed; the old one stays"),
+                    }
                 }
-            }
+                Control::Limits { sample, rate_per_cpu } => match filter_maps.set_limits(sample, rate_per_cpu) {
+                    Ok(()) => info!(sample, rate_per_cpu, "limits changed"),
+                    Err(e) => warn!(error = %e, "changing the limits failed; the old ones stay"),
+                },
+                Control::Interfaces(want) => reconcile(&mut attached, &mut failed, &want, &config, &live),
+            },
             taken = drain.next_batch(remaining(delivered)) => {
                 let taken = match taken {
                     Ok(t) => t,
                     Err(e) => { poll_error = Some(e); break; }
                 };
                 summary.malformed += taken.malformed;
+                live.malformed.fetch_add(taken.malformed, Ordering::Relaxed);
                 delivered += taken.batch.len() as u64;
+                live.count_batch(&taken.batch);
                 debug!(packets = taken.batch.len(), bytes = taken.batch.byte_len(), "batch");
                 writer_alive = hand_off(&tx, taken.batch, &mut summary, &mut queued);
             }
@@ -266,14 +371,18 @@ pub async fn run_with_updates(
 
     // Detach first, so nothing new arrives, then take what the ring still holds.
     drop(attached);
+    live.set_attachments(&[], Vec::new());
+    live.ready.store(false, Ordering::Relaxed);
     loop {
         let want = if writer_alive { remaining(delivered) } else { 0 };
         let taken = drain.take_now(want.max(1));
         summary.malformed += taken.malformed;
+        live.malformed.fetch_add(taken.malformed, Ordering::Relaxed);
         let n = taken.batch.len() as u64;
         if n == 0 && taken.malformed == 0 {
             break;
         }
+        live.count_batch(&taken.batch);
         if want == 0 {
             // Past -c (or the output is gone): accounted, not written.
             if writer_alive { summary.beyond_count += n } else { summary.writer_dropped += n }
@@ -300,6 +409,7 @@ pub async fn run_with_updates(
     summary.notes = std::mem::take(&mut report.notes);
     summary.written = report.written;
     summary.written_bytes = report.bytes;
+    summary.files = report.files;
     summary.output_closed = report.closed;
     if let Some((path, stopped)) = report.disk_full {
         summary.output_error = Some(format!("disk full writing {}", path.display()));

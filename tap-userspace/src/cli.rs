@@ -12,6 +12,89 @@ pub struct Cli {
     /// Log level for tap's own messages (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", env = "TAP_LOG")]
     pub log: String,
+    /// Log format: human-readable lines, or one JSON object per line (for journald or a log
+    /// shipper).
+    #[arg(long, global = true, value_enum, default_value = "human", env = "TAP_LOG_FORMAT")]
+    pub log_format: LogFormatArg,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// One line per event: time, level, message, fields.
+    Human,
+    /// One JSON object per event.
+    Json,
+}
+
+/// `tap agent`: a long-running service of several taps from one configuration file.
+#[derive(Debug, clap::Args)]
+#[command(after_help = AGENT_HELP)]
+pub struct AgentArgs {
+    /// The configuration file (TOML): the taps, their interfaces, filters and sinks.
+    #[arg(short = 'c', long, value_name = "FILE", default_value = "/etc/tap/tap.toml")]
+    pub config: PathBuf,
+    /// Check the configuration file and exit: 0 when it is valid, 1 with the error (file, line,
+    /// key) when not. Nothing is loaded or attached.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// How `tap agent --help` explains reloads and the control socket.
+pub const AGENT_HELP: &str = "\
+Reload:
+  SIGHUP or `tap ctl reload` re-reads the file. A file that does not validate is refused and
+  logged (file:line: key: reason); the running taps go on unchanged. Otherwise a changed
+  filter, sample or max_rate is applied in place (no detach, no loss), changed interface
+  patterns attach and detach only the interfaces concerned, added and removed taps start and
+  stop, and any other change restarts only the tap it concerns.
+
+Interfaces:
+  Names or shell globs (`vm*`, `tap[0-9]*`); interfaces that appear later are attached within
+  half a second, those that disappear are released. A tap with no interface waits.
+
+Control and metrics:
+  `tap ctl status` and `tap ctl reload` talk to the control socket (agent.control_socket,
+  default /run/tap/tap.sock, mode 0600). agent.metrics_listen = \"127.0.0.1:9750\" serves
+  Prometheus metrics at /metrics (off by default).
+";
+
+/// `tap ctl`: talk to a running agent.
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// The agent's control socket.
+    #[arg(long, value_name = "PATH", default_value = crate::agent::DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// What to ask the agent.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlCommand {
+    /// Print each tap's state, interfaces and counters.
+    Status {
+        /// Print the agent's answer as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the configuration file (as SIGHUP does) and report whether it was applied.
+    Reload,
+}
+
+/// `tap generate`: shell completions and man pages from these definitions (for packagers).
+#[derive(Debug, Clone, Subcommand)]
+pub enum GenerateCommand {
+    /// Print the completion script for SHELL to standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (tap.1 and one per subcommand) into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +111,14 @@ pub enum Command {
     /// Time the programs with BPF_PROG_TEST_RUN and print one line of JSON (`cargo xtask bench`).
     #[command(hide = true)]
     BenchProg(BenchProgArgs),
+    /// Run several taps from a configuration file as a service: live reload, interfaces that
+    /// come and go, a control socket and Prometheus metrics.
+    Agent(AgentArgs),
+    /// Ask a running agent for its status, or to reload its configuration.
+    Ctl(CtlArgs),
+    /// Generate shell completions or man pages.
+    #[command(hide = true, subcommand)]
+    Generate(GenerateCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,9 +129,20 @@ pub struct BenchProgArgs {
     /// Length in bytes of the Ethernet/IPv4/UDP test frame (no FCS).
     #[arg(long, value_name = "BYTES", default_value_t = 64)]
     pub frame_len: usize,
-    /// Program runs per measurement (once with the ring having room, once with it full).
+    /// Program runs per measurement (a selected frame: once with the ring having room, once
+    /// with it full; a rejected frame: once).
     #[arg(long, value_name = "RUNS", default_value_t = 1_000_000)]
     pub repeat: u64,
+    /// IPv4 destination of a test frame (source 192.0.2.1); repeat to time several frames with
+    /// one load, one line each. Default: 192.0.2.2.
+    #[arg(long = "dst", value_name = "IPV4")]
+    pub dsts: Vec<std::net::Ipv4Addr>,
+    /// Filter the program applies (pcap-filter syntax). Default: none, every frame is selected.
+    #[arg(long, value_name = "EXPR", conflicts_with = "filter_file")]
+    pub filter: Option<String>,
+    /// Read the filter from FILE ('#' starts a comment, as with tcpdump -F).
+    #[arg(long, value_name = "FILE")]
+    pub filter_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,9 +220,12 @@ pub struct CaptureArgs {
     pub consumers: ConsumerArgs,
     #[command(flatten)]
     pub output: Box<OutputArgs>,
-    /// Print nothing but errors (no summary).
+    /// Print nothing but errors (no summary, no status line).
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Write the final summary as JSON to FILE when the capture ends.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
     /// Load this XDP program of the object instead of the tap program (tests only).
     #[arg(long, hide = true)]
     pub xdp_program: Option<String>,

@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// CPUs the programs may run on.
-fn ncpus() -> u32 {
+pub(crate) fn ncpus() -> u32 {
     aya::util::nr_cpus().map_or(1, |n| n.max(1) as u32)
 }
 
@@ -119,6 +119,10 @@ pub struct OutputConfig {
     pub on_disk_full: DiskFull,
     /// Overwrite existing files.
     pub force: bool,
+    /// With rotation, a file name already taken (by an earlier run: `tap agent` restarting a
+    /// tap) is skipped and the sequence goes on after it, instead of failing. Files of earlier
+    /// runs do not count towards `max_files`.
+    pub resume: bool,
 }
 
 /// Errors in the output options.
@@ -210,6 +214,7 @@ impl OutputConfig {
                 DiskFullArg::Drop => DiskFull::Drop,
             },
             force: args.force,
+            resume: false,
         })
     }
 }
@@ -349,7 +354,7 @@ pub fn filter_from_args(args: &FilterArgs) -> Result<FilterImage, ConfigError> {
     crate::filter::image(text.trim()).map_err(ConfigError::Filter)
 }
 
-fn page_size() -> u64 {
+pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if size > 0 { size as u64 } else { 4096 }

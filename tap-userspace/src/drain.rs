@@ -175,7 +175,7 @@ pub struct BatchLimits {
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        Self { max_packets: 8192, max_bytes: 4 << 20 }
+        Self { max_packets: 8192, max_bytes: 1 << 20 }
     }
 }
 
@@ -256,6 +256,67 @@ impl Drain {
             more = true;
         }
         Taken { batch: builder.finish(), malformed, more }
+    }
+}
+
+/// How full the ring is, read from its producer and consumer positions.
+///
+/// aya's [`RingBuf`] does not expose them, but the kernel lets anyone holding the map map its
+/// first two pages read-only: the consumer position at the start of the first, the producer
+/// position at the start of the second (kernel 5.8+, as ring buffers themselves).
+pub struct RingLevel {
+    base: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+    page: usize,
+    /// Size of the data area in bytes.
+    pub size: u64,
+}
+
+// SAFETY: a read-only shared mapping; the positions are read with atomic loads.
+unsafe impl Send for RingLevel {}
+// SAFETY: as above: nothing is written through the mapping.
+unsafe impl Sync for RingLevel {}
+
+impl RingLevel {
+    /// Maps the position pages of the ring map behind `fd`, of `size` data bytes.
+    pub fn new(fd: std::os::fd::BorrowedFd<'_>, size: u32) -> io::Result<Self> {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let len = 2 * page;
+        // SAFETY: a fresh read-only shared mapping of a valid fd; the kernel checks the range.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = std::ptr::NonNull::new(ptr).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { base, len, page, size: u64::from(size) })
+    }
+
+    fn load(&self, offset: usize) -> u64 {
+        // SAFETY: offset is 0 or one page into a live mapping of two pages; the kernel keeps the
+        // positions 8-byte aligned at the start of each page and updates them atomically.
+        unsafe { (*self.base.as_ptr().cast::<u8>().add(offset).cast::<std::sync::atomic::AtomicU64>()).load(std::sync::atomic::Ordering::Acquire) }
+    }
+
+    /// Bytes written by the programs and not yet consumed (record headers included).
+    pub fn pending(&self) -> u64 {
+        let consumer = self.load(0);
+        let producer = self.load(self.page);
+        producer.saturating_sub(consumer).min(self.size)
+    }
+}
+
+impl Drop for RingLevel {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr(), self.len) };
+    }
+}
+
+impl std::fmt::Debug for RingLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingLevel").field("size", &self.size).field("pending", &self.pending()).finish()
     }
 }
 

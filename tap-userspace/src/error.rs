@@ -113,3 +113,17 @@ pub enum CaptureError {
         source: io::Error,
     },
 }
+
+/// An error and its causes on one line, each cause once ("a: b: c").
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ").replace('\n', " ")
+}

@@ -4,8 +4,11 @@
 //! ([`loader`]), drains the ring in batches ([`drain`]), converts kernel time to wall-clock time
 //! ([`clock`]) and hands the batches to sinks ([`sink`]) that write pcap.
 //!
-//! The `tap` binary is a thin layer over [`cli`] → [`config`] → [`capture::run`].
+//! The `tap` binary is a thin layer over [`cli`] → [`config`] → [`capture::run`]; `tap agent`
+//! runs several captures from one configuration file as a service ([`agent`]), with live
+//! counters ([`live`]) for its control socket and metrics.
 
+pub mod agent;
 pub mod bench_writer;
 pub mod capture;
 pub mod cli;
@@ -15,6 +18,7 @@ pub mod drain;
 pub mod error;
 pub mod filter;
 pub mod iface;
+pub mod live;
 pub mod loader;
 pub mod privilege;
 pub mod reader;

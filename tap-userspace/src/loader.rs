@@ -54,6 +54,15 @@ pub struct Attachment {
 pub struct Attached {
     ebpf: Ebpf,
     pub attachments: Vec<Attachment>,
+    /// The program and link of each attachment, same order, to detach one interface at a time.
+    links: Vec<(String, LinkId)>,
+}
+
+/// aya's handle of one attachment.
+#[derive(Debug)]
+enum LinkId {
+    Xdp(aya::programs::xdp::XdpLinkId),
+    Tc(aya::programs::tc::SchedClassifierLinkId),
 }
 
 /// The maps user space reads, taken out of the object so they outlive the programs: on shutdown
@@ -160,14 +169,12 @@ pub fn program_name<'a>(hook: Hook, xdp_program: Option<&'a str>) -> &'a str {
 /// returning (the partly built [`Attached`] is dropped).
 pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadError> {
     let (ebpf, maps) = load(spec)?;
-    let mut attached = Attached { ebpf, attachments: Vec::new() };
+    let mut attached = Attached { ebpf, attachments: Vec::new(), links: Vec::new() };
     for hook in spec.hooks {
         let name = program_name(*hook, spec.xdp_program);
         attached.load_program(name, *hook)?;
         for iface in spec.interfaces {
-            let how = attached.attach(name, *hook, iface, spec.xdp_mode)?;
-            info!(iface = %iface.name, hook = hook.name(), how, "attached");
-            attached.attachments.push(Attachment { iface: iface.clone(), hook: *hook, how });
+            attached.attach_one(name, *hook, iface, spec.xdp_mode)?;
         }
     }
     Ok((attached, maps))
@@ -175,7 +182,7 @@ pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadErro
 
 /// Loads (verifies) the program for `hook` in an object from [`load`], without attaching it.
 pub fn load_program(ebpf: Ebpf, hook: Hook, xdp_program: Option<&str>) -> Result<Attached, LoadError> {
-    let mut attached = Attached { ebpf, attachments: Vec::new() };
+    let mut attached = Attached { ebpf, attachments: Vec::new(), links: Vec::new() };
     attached.load_program(program_name(hook, xdp_program), hook)?;
     Ok(attached)
 }
@@ -184,6 +191,53 @@ impl Attached {
     /// The loaded object (for BPF_PROG_TEST_RUN).
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
+    }
+
+    fn attach_one(&mut self, name: &str, hook: Hook, iface: &Interface, mode: XdpMode) -> Result<(), LoadError> {
+        let (how, link) = self.attach(name, hook, iface, mode)?;
+        info!(iface = %iface.name, hook = hook.name(), how, "attached");
+        self.attachments.push(Attachment { iface: iface.clone(), hook, how });
+        self.links.push((name.to_string(), link));
+        Ok(())
+    }
+
+    /// Attaches the programs of `hooks` (loaded by [`load_and_attach`]) to one more interface.
+    /// All or nothing: when one hook fails, the ones attached before it are detached again.
+    pub fn attach_interface(&mut self, iface: &Interface, hooks: &[Hook], mode: XdpMode, xdp_program: Option<&str>) -> Result<(), LoadError> {
+        let before = self.attachments.len();
+        for hook in hooks {
+            if let Err(e) = self.attach_one(program_name(*hook, xdp_program), *hook, iface, mode) {
+                while self.attachments.len() > before {
+                    self.detach_at(self.attachments.len() - 1);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches every program from the interface with index `ifindex` (which may be gone
+    /// already: the kernel then released the attachment itself, and this only drops the link).
+    pub fn detach_interface(&mut self, ifindex: u32) {
+        while let Some(i) = self.attachments.iter().position(|a| a.iface.ifindex == ifindex) {
+            let a = &self.attachments[i];
+            info!(iface = %a.iface.name, hook = a.hook.name(), "detached");
+            self.detach_at(i);
+        }
+    }
+
+    fn detach_at(&mut self, i: usize) {
+        let a = self.attachments.remove(i);
+        let (name, link) = self.links.remove(i);
+        let result = match (link, self.ebpf.program_mut(&name)) {
+            (LinkId::Xdp(id), Some(p)) => <&mut Xdp>::try_from(p).and_then(|p| p.detach(id)),
+            (LinkId::Tc(id), Some(p)) => <&mut SchedClassifier>::try_from(p).and_then(|p| p.detach(id)),
+            (_, None) => Ok(()),
+        };
+        if let Err(e) = result {
+            // An interface that went away took its attachment with it.
+            tracing::debug!(iface = %a.iface.name, error = %e, "detach");
+        }
     }
 
     fn load_program(&mut self, name: &str, hook: Hook) -> Result<(), LoadError> {
@@ -219,7 +273,7 @@ impl Attached {
         }
     }
 
-    fn attach(&mut self, name: &str, hook: Hook, iface: &Interface, mode: XdpMode) -> Result<&'static str, LoadError> {
+    fn attach(&mut self, name: &str, hook: Hook, iface: &Interface, mode: XdpMode) -> Result<(&'static str, LinkId), LoadError> {
         let program = self.ebpf.program_mut(name).expect("loaded above");
         let attach_err = |source: ProgramError| {
             if is_eperm(&source) {
@@ -233,21 +287,21 @@ impl Attached {
                 let p: &mut Xdp = program.try_into().expect("checked at load");
                 match mode {
                     XdpMode::Generic => {
-                        p.attach_to_if_index(iface.ifindex, AyaXdpMode::Skb).map_err(attach_err)?;
-                        Ok("xdp generic")
+                        let id = p.attach_to_if_index(iface.ifindex, AyaXdpMode::Skb).map_err(attach_err)?;
+                        Ok(("xdp generic", LinkId::Xdp(id)))
                     }
                     XdpMode::Native => match p.attach_to_if_index(iface.ifindex, AyaXdpMode::Driver) {
-                        Ok(_) => Ok("xdp native"),
+                        Ok(id) => Ok(("xdp native", LinkId::Xdp(id))),
                         Err(e) if is_eperm(&e) => Err(attach_err(e)),
                         Err(source) => Err(LoadError::NativeXdpUnsupported { iface: iface.name.clone(), source }),
                     },
                     XdpMode::Auto => match p.attach_to_if_index(iface.ifindex, AyaXdpMode::Driver) {
-                        Ok(_) => Ok("xdp native"),
+                        Ok(id) => Ok(("xdp native", LinkId::Xdp(id))),
                         Err(e) if is_eperm(&e) => Err(attach_err(e)),
                         Err(e) => {
                             warn!(iface = %iface.name, error = %e.source().map(ToString::to_string).unwrap_or_else(|| e.to_string()), "native XDP unavailable, using generic");
-                            p.attach_to_if_index(iface.ifindex, AyaXdpMode::Skb).map_err(attach_err)?;
-                            Ok("xdp generic")
+                            let id = p.attach_to_if_index(iface.ifindex, AyaXdpMode::Skb).map_err(attach_err)?;
+                            Ok(("xdp generic", LinkId::Xdp(id)))
                         }
                     },
                 }
@@ -265,8 +319,8 @@ impl Attached {
                         }
                     }
                 }
-                p.attach(&iface.name, direction).map_err(attach_err)?;
-                Ok(if has_tcx() { "tcx" } else { "clsact" })
+                let id = p.attach(&iface.name, direction).map_err(attach_err)?;
+                Ok((if has_tcx() { "tcx" } else { "clsact" }, LinkId::Tc(id)))
             }
         }
     }

@@ -3,7 +3,9 @@
 //! Users test a filter on a saved capture; the tests get a deterministic bed.
 //!
 //! Each packet runs once; the program either puts a record in the ring (selected) or not. The
-//! selected packets are written with their original bytes and timestamps.
+//! selected packets are written with their original bytes and timestamps; with `--decap`, a
+//! packet the program decapsulated is written as the inner frame it recorded, as a capture
+//! would write it.
 
 use std::{
     fs::File,
@@ -12,7 +14,10 @@ use std::{
 };
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
-use tap_common::{config::MAX_FRAME, event::HEADER_LEN};
+use tap_common::{
+    config::MAX_FRAME,
+    event::{HEADER_LEN, TUNNEL_NONE},
+};
 
 use crate::{
     capture::read_counters,
@@ -135,6 +140,8 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
     {
         let index = summary.read;
         summary.read += 1;
+        // The inner frame and its length, when the program stripped a tunnel.
+        let mut inner: Option<(u32, Vec<u8>)> = None;
         if packet.linktype != 1 {
             return Err(ReplayError::LinkType { path: config.input.clone(), index, linktype: packet.linktype });
         }
@@ -152,8 +159,13 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
             let mut got = false;
             while let Some(item) = maps.ring.next() {
                 // A record is the program saying "selected"; its bytes are checked for sanity.
-                if item.len() >= HEADER_LEN && parse_record(&item).is_ok() {
-                    got = true;
+                if item.len() >= HEADER_LEN {
+                    if let Ok((header, data)) = parse_record(&item) {
+                        got = true;
+                        if header.tunnel != TUNNEL_NONE {
+                            inner = Some((header.orig_len, data.to_vec()));
+                        }
+                    }
                 }
             }
             got
@@ -161,7 +173,11 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
         if selected {
             summary.matched += 1;
             if let Some(w) = writer.as_mut() {
-                w.write_packet(packet.ts_ns, packet.orig_len, &packet.data)
+                let (orig_len, data) = match &inner {
+                    Some((orig_len, data)) => (*orig_len, data.as_slice()),
+                    None => (packet.orig_len, packet.data.as_slice()),
+                };
+                w.write_packet(packet.ts_ns, orig_len, data)
                     .map_err(|source| CaptureError::Write { what: "replay output".into(), source })?;
             }
         } else {

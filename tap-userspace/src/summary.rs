@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// Per-CPU counters summed, indexed like `tap_common::counters`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KernelCounters {
     pub seen: u64,
     pub matched: u64,
@@ -17,13 +17,15 @@ pub struct KernelCounters {
 }
 
 /// What a capture did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
     pub kernel: KernelCounters,
     /// Packets written to the output.
     pub written: u64,
     /// Bytes written to the output (pcap headers included).
     pub written_bytes: u64,
+    /// Files finished (with rotation, one per file).
+    pub files: u64,
     /// Packets dropped because the writer was behind (its queue was full).
     pub writer_dropped: u64,
     /// Packets read from the ring after `-c` was reached, not written on purpose.
@@ -45,6 +47,16 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary as one JSON object (`tap capture --stats-json`), with the balance of
+    /// [`Summary::unaccounted`] added.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("unaccounted".into(), serde_json::Value::from(self.unaccounted() as i64));
+        }
+        v
+    }
+
     /// Packets the kernel copied that are neither written nor counted as dropped.
     /// Zero unless something is wrong.
     pub fn unaccounted(&self) -> i128 {

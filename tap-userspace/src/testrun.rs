@@ -93,7 +93,7 @@ impl RunnerSpec {
 /// One test run's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunResult {
-    /// The program's verdict (`XDP_PASS`, `TC_ACT_OK`, ...).
+    /// The program's verdict (`XDP_PASS`, `TC_ACT_UNSPEC`, ...).
     pub return_value: u32,
     /// The kernel's mean time of one repetition, truncated to whole nanoseconds.
     pub per_run: Duration,
@@ -114,6 +114,8 @@ pub enum RingState {
     Room,
     /// The ring is full: every run's reserve fails and counts `RING_FULL` (a kernel drop).
     Full,
+    /// The filter rejects the frame: every run classifies it and returns, the ring untouched.
+    Unused,
 }
 
 /// The cost of one program run, as the kernel's test-run timer measures it.
@@ -275,10 +277,14 @@ impl ProgRunner {
         runs: u64,
         ring: RingState,
     ) -> Result<Timing, TestRunError> {
+        if ring == RingState::Unused {
+            return self.time_miss(frame, runs);
+        }
         let slot = self.slot_len(frame)?;
         let capacity = (self.spec.ring_size as usize / slot) as u64;
         let mut total_ns = 0u128;
         let start = match ring {
+            RingState::Unused => unreachable!("handled above"),
             RingState::Room => {
                 let start = self.counters();
                 // Half the ring per call leaves a margin for anything the estimate missed; the
@@ -324,6 +330,7 @@ impl ProgRunner {
         let (want_copied, want_dropped) = match ring {
             RingState::Room => (runs, 0),
             RingState::Full => (0, runs),
+            RingState::Unused => unreachable!("handled above"),
         };
         if copied != want_copied {
             return Err(TestRunError::Unexpected {
@@ -346,28 +353,106 @@ impl ProgRunner {
             ns_per_run: mean_ns(total_ns, runs),
         })
     }
+
+    /// Whether the loaded filter selects `frame`: one run, then the ring is emptied.
+    pub fn matches(&mut self, frame: &[u8]) -> Result<bool, TestRunError> {
+        self.discard_records();
+        let before = self.counters();
+        self.run(frame, 1)?;
+        let after = self.counters();
+        self.discard_records();
+        Ok(after.matched > before.matched)
+    }
+
+    /// Times `runs` runs over a frame the filter rejects, checking with the counters that
+    /// every run saw it and none matched.
+    fn time_miss(&mut self, frame: &[u8], runs: u64) -> Result<Timing, TestRunError> {
+        self.discard_records();
+        let start = self.counters();
+        let mut total_ns = 0u128;
+        for chunk in chunks(runs, u64::from(u32::MAX)) {
+            let result = self.run(frame, chunk)?;
+            total_ns += result.per_run.as_nanos() * u128::from(chunk);
+        }
+        let after = self.counters();
+        let records = self.discard_records();
+        let checks = [
+            ("packets seen", runs, after.seen - start.seen),
+            ("packets matched", 0, after.matched - start.matched),
+            ("records", 0, records),
+        ];
+        for (what, expected, got) in checks {
+            if got != expected {
+                return Err(TestRunError::Unexpected {
+                    what,
+                    expected,
+                    got,
+                });
+            }
+        }
+        Ok(Timing {
+            ring: RingState::Unused,
+            frame_len: frame.len(),
+            runs,
+            ns_per_run: mean_ns(total_ns, runs),
+        })
+    }
 }
 
-/// What `tap bench-prog` measured: one program, one frame length, both ring states.
+/// What `tap bench-prog` times.
+#[derive(Debug, Clone)]
+pub struct BenchSpec {
+    pub hook: Hook,
+    /// Length of the test frames in bytes.
+    pub frame_len: usize,
+    /// Program runs per measurement.
+    pub repeat: u64,
+    /// The filter the program applies (none: every frame matches).
+    pub filter: FilterImage,
+    /// IPv4 destinations: one [`udp_frame_to`] frame each, timed in turn with one load.
+    pub dsts: Vec<[u8; 4]>,
+}
+
+/// What one frame cost: with the ring having room and full when the filter selects it, or the
+/// cost of rejecting it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BenchOutcome {
+    Copied { room: Timing, full: Timing },
+    Rejected(Timing),
+}
+
+/// What `tap bench-prog` measured for one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProgBench {
     pub hook: Hook,
-    pub room: Timing,
-    pub full: Timing,
+    pub frame_len: usize,
+    pub repeat: u64,
+    pub dst: [u8; 4],
+    pub outcome: BenchOutcome,
 }
 
-/// One line of JSON: `ns_per_packet_copied` is [`RingState::Room`]'s [`Timing::ns_per_run`],
-/// `ns_per_packet_ring_full` is [`RingState::Full`]'s.
+/// One line of JSON. A selected frame has `ns_per_packet_copied` ([`RingState::Room`]'s
+/// [`Timing::ns_per_run`]) and `ns_per_packet_ring_full` ([`RingState::Full`]'s); a rejected
+/// one has `ns_per_packet_rejected` ([`RingState::Unused`]'s); the others are null.
 impl std::fmt::Display for ProgBench {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = |t: Option<&Timing>| {
+            t.map_or_else(|| "null".to_string(), |t| format!("{:.2}", t.ns_per_run))
+        };
+        let (matched, room, full, rejected) = match &self.outcome {
+            BenchOutcome::Copied { room, full } => (true, Some(room), Some(full), None),
+            BenchOutcome::Rejected(t) => (false, None, None, Some(t)),
+        };
+        let [a, b, c, d] = self.dst;
         write!(
             f,
-            r#"{{"hook":"{}","frame_len":{},"repeat":{},"ns_per_packet_copied":{:.2},"ns_per_packet_ring_full":{:.2}}}"#,
+            r#"{{"hook":"{}","frame_len":{},"repeat":{},"dst":"{a}.{b}.{c}.{d}","matched":{matched},"ns_per_packet_copied":{},"ns_per_packet_ring_full":{},"ns_per_packet_rejected":{}}}"#,
             self.hook.name(),
-            self.room.frame_len,
-            self.room.runs,
-            self.room.ns_per_run,
-            self.full.ns_per_run
+            self.frame_len,
+            self.repeat,
+            ns(room),
+            ns(full),
+            ns(rejected),
         )
     }
 }
@@ -378,19 +463,37 @@ impl std::fmt::Display for ProgBench {
 /// calls, keeps the calls few.
 pub const BENCH_RING_SIZE: u32 = 128 << 20;
 
-/// `tap bench-prog`: times the program for `hook` over a [`udp_frame`] of `frame_len` bytes,
-/// `repeat` runs with the ring having room and `repeat` runs with the ring full, after a
-/// warm-up of a tenth of that.
-pub fn bench_prog(hook: Hook, frame_len: usize, repeat: u64) -> Result<ProgBench, TestRunError> {
-    let frame = udp_frame(frame_len)?;
+/// `tap bench-prog`: loads the program for `spec.hook` with `spec.filter` once, then times
+/// each frame: `repeat` runs with the ring having room and `repeat` with it full when the
+/// filter selects the frame, `repeat` runs otherwise; each after a warm-up of a tenth of that.
+pub fn bench_prog(spec: &BenchSpec) -> Result<Vec<ProgBench>, TestRunError> {
     let mut runner = ProgRunner::load(RunnerSpec {
         ring_size: BENCH_RING_SIZE,
-        ..RunnerSpec::new(hook)
+        filter: spec.filter.clone(),
+        ..RunnerSpec::new(spec.hook)
     })?;
-    runner.time(&frame, (repeat / 10).max(1), RingState::Room)?;
-    let room = runner.time(&frame, repeat.max(1), RingState::Room)?;
-    let full = runner.time(&frame, repeat.max(1), RingState::Full)?;
-    Ok(ProgBench { hook, room, full })
+    let repeat = spec.repeat.max(1);
+    let mut out = Vec::with_capacity(spec.dsts.len());
+    for &dst in &spec.dsts {
+        let frame = udp_frame_to(spec.frame_len, dst)?;
+        let outcome = if runner.matches(&frame)? {
+            runner.time(&frame, (repeat / 10).max(1), RingState::Room)?;
+            let room = runner.time(&frame, repeat, RingState::Room)?;
+            let full = runner.time(&frame, repeat, RingState::Full)?;
+            BenchOutcome::Copied { room, full }
+        } else {
+            runner.time(&frame, (repeat / 10).max(1), RingState::Unused)?;
+            BenchOutcome::Rejected(runner.time(&frame, repeat, RingState::Unused)?)
+        };
+        out.push(ProgBench {
+            hook: spec.hook,
+            frame_len: spec.frame_len,
+            repeat,
+            dst,
+            outcome,
+        });
+    }
+    Ok(out)
 }
 
 /// Splits `total` runs into test-run calls of at most `max` repetitions.
@@ -444,6 +547,11 @@ pub const FRAME_DST_PORT: u16 = 9;
 /// An Ethernet/IPv4/UDP frame of exactly `len` bytes (no FCS), with valid IPv4 and UDP
 /// checksums and a payload of `i % 251` bytes. `len` is [`MIN_UDP_FRAME`]..=[`MAX_FRAME`].
 pub fn udp_frame(len: usize) -> Result<Vec<u8>, TestRunError> {
+    udp_frame_to(len, FRAME_DST_V4)
+}
+
+/// A [`udp_frame`] to another IPv4 destination.
+pub fn udp_frame_to(len: usize, dst: [u8; 4]) -> Result<Vec<u8>, TestRunError> {
     check_frame_len(len, MIN_UDP_FRAME)?;
     let ip_len = (len - 14) as u16;
     let udp_len = ip_len - 20;
@@ -456,7 +564,7 @@ pub fn udp_frame(len: usize) -> Result<Vec<u8>, TestRunError> {
     f.extend_from_slice(&ip_len.to_be_bytes());
     f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
     f.extend_from_slice(&FRAME_SRC_V4);
-    f.extend_from_slice(&FRAME_DST_V4);
+    f.extend_from_slice(&dst);
     let ip_sum = !fold(sum16(&f[14..34]));
     f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
     f.extend_from_slice(&FRAME_SRC_PORT.to_be_bytes());
@@ -494,6 +602,50 @@ fn fold(mut sum: u64) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn udp_frame_to_sets_the_destination() {
+        let f = udp_frame_to(64, [10, 1, 2, 3]).unwrap();
+        assert_eq!(&f[30..34], &[10, 1, 2, 3]);
+        assert_eq!(fold(sum16(&f[14..34])), 0xffff, "IPv4 header checksum");
+        assert_eq!(udp_frame(64).unwrap()[30..34], FRAME_DST_V4);
+    }
+
+    #[test]
+    fn bench_lines_are_json() {
+        let t = |ring, ns| Timing {
+            ring,
+            frame_len: 64,
+            runs: 10,
+            ns_per_run: ns,
+        };
+        let copied = ProgBench {
+            hook: Hook::Xdp,
+            frame_len: 64,
+            repeat: 10,
+            dst: [192, 0, 2, 2],
+            outcome: BenchOutcome::Copied {
+                room: t(RingState::Room, 30.0),
+                full: t(RingState::Full, 12.5),
+            },
+        };
+        let v: serde_json::Value = serde_json::from_str(&copied.to_string()).unwrap();
+        assert_eq!(v["matched"], true);
+        assert_eq!(v["dst"], "192.0.2.2");
+        assert_eq!(v["ns_per_packet_copied"], 30.0);
+        assert_eq!(v["ns_per_packet_ring_full"], 12.5);
+        assert!(v["ns_per_packet_rejected"].is_null());
+        let rejected = ProgBench {
+            outcome: BenchOutcome::Rejected(t(RingState::Unused, 9.0)),
+            ..copied
+        };
+        let v: serde_json::Value = serde_json::from_str(&rejected.to_string()).unwrap();
+        assert_eq!(
+            (v["matched"].as_bool(), v["ns_per_packet_rejected"].as_f64()),
+            (Some(false), Some(9.0))
+        );
+        assert!(v["ns_per_packet_copied"].is_null());
+    }
 
     #[test]
     fn udp_frame_has_the_asked_length_and_valid_checksums() {
@@ -597,6 +749,33 @@ mod tests {
         assert_eq!(
             (args.hook, args.frame_len, args.repeat),
             (HookArg::Xdp, 64, 1_000_000)
+        );
+        assert!(args.dsts.is_empty() && args.filter.is_none() && args.filter_file.is_none());
+        let cli = Cli::try_parse_from([
+            "tap",
+            "bench-prog",
+            "--filter-file",
+            "rules.txt",
+            "--dst",
+            "10.0.0.1",
+            "--dst",
+            "192.0.2.2",
+        ])
+        .unwrap();
+        let Command::BenchProg(args) = cli.command else {
+            panic!("bench-prog")
+        };
+        assert_eq!(
+            args.dsts,
+            [[10, 0, 0, 1], [192, 0, 2, 2]].map(std::net::Ipv4Addr::from)
+        );
+        assert_eq!(
+            args.filter_file.as_deref(),
+            Some(std::path::Path::new("rules.txt"))
+        );
+        assert!(
+            Cli::try_parse_from(["tap", "bench-prog", "--filter", "udp", "--filter-file", "x"])
+                .is_err()
         );
     }
 }

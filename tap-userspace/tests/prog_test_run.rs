@@ -8,7 +8,8 @@ use tap::{
 use tap_common::event::{DIR_INBOUND, DIR_OUTBOUND, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP};
 
 const XDP_PASS: u32 = 2;
-const TC_ACT_OK: u32 = 0;
+/// TC_ACT_UNSPEC (-1): tcx's TCX_NEXT, so programs after the tap's (another tap, a CNI's) run.
+const TC_ACT_UNSPEC: u32 = -1i32 as u32;
 
 /// Privileged tests fail loudly rather than skip.
 fn require_root() {
@@ -68,12 +69,12 @@ fn xdp_frame_becomes_one_record() {
 
 #[test]
 fn tc_ingress_frame_becomes_one_record() {
-    one_frame_one_record(Hook::TcIngress, TC_ACT_OK, HOOK_TC_INGRESS, DIR_INBOUND);
+    one_frame_one_record(Hook::TcIngress, TC_ACT_UNSPEC, HOOK_TC_INGRESS, DIR_INBOUND);
 }
 
 #[test]
 fn tc_egress_frame_becomes_one_record() {
-    one_frame_one_record(Hook::TcEgress, TC_ACT_OK, HOOK_TC_EGRESS, DIR_OUTBOUND);
+    one_frame_one_record(Hook::TcEgress, TC_ACT_UNSPEC, HOOK_TC_EGRESS, DIR_OUTBOUND);
 }
 
 #[test]

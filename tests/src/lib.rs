@@ -1,19 +1,22 @@
 //! Test support for tap's integration tests: throwaway network namespaces joined by veth pairs,
-//! the tap binary, and the external oracles (tcpdump, tshark).
+//! the tap binary, and the external oracles (tcpdump, tshark, Suricata).
 //!
 //! Everything privileged fails loudly when it cannot run (not root, no netns): a test never skips.
 //! Every wait is bounded; every process and namespace is owned by a guard that cleans up on drop,
 //! also when the test panics.
 
+pub mod agent;
 pub mod bpf;
 pub mod corpus;
 pub mod oracle;
 pub mod pcap;
 pub mod process;
 pub mod storage_util;
+pub mod suricata;
 pub mod tap;
 pub mod topology;
 pub mod traffic;
+pub mod tunnels;
 
 use std::{
     path::{Path, PathBuf},

@@ -121,6 +121,8 @@ pub struct Epb {
     pub orig_len: u32,
     pub data: Vec<u8>,
     pub flags: Option<u32>,
+    /// `opt_comment` (tap: the tunnel a decapsulated packet came from).
+    pub comment: Option<String>,
 }
 
 /// A pcapng file as blocks: section options, interfaces, packets, statistics.
@@ -224,16 +226,22 @@ impl Pcapng {
                 6 => {
                     let cap = u32_at(body, 12) as usize;
                     let ts = (u64::from(u32_at(body, 4)) << 32) | u64::from(u32_at(body, 8));
-                    let flags = options(&body[20 + cap.div_ceil(4) * 4..])
-                        .into_iter()
+                    let opts = options(&body[20 + cap.div_ceil(4) * 4..]);
+                    let flags = opts
+                        .iter()
                         .find(|(c, _)| *c == 2)
                         .map(|(_, v)| u32::from_le_bytes(v[..4].try_into().unwrap()));
+                    let comment = opts
+                        .iter()
+                        .find(|(c, _)| *c == 1)
+                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
                     f.packets.push(Epb {
                         interface: u32_at(body, 0),
                         ts,
                         orig_len: u32_at(body, 16),
                         data: body[20..20 + cap].to_vec(),
                         flags,
+                        comment,
                     });
                 }
                 5 => {

@@ -147,10 +147,16 @@ impl HttpServer {
 /// An HTTP GET from `ns` to `host` (an address; IPv6 without brackets) on [`HTTP_PORT`], which
 /// must answer 200.
 pub fn http_get(ns: &Netns, host: &str) {
+    http_get_path(ns, host, "/");
+}
+
+/// An HTTP GET of `path` (starting with '/') from `ns` to `host` on [`HTTP_PORT`], which must
+/// answer 200: the file must exist in the server's directory.
+pub fn http_get_path(ns: &Netns, host: &str, path: &str) {
     let url = if host.contains(':') {
-        format!("http://[{host}]:{HTTP_PORT}/")
+        format!("http://[{host}]:{HTTP_PORT}{path}")
     } else {
-        format!("http://{host}:{HTTP_PORT}/")
+        format!("http://{host}:{HTTP_PORT}{path}")
     };
     let out = run_ok(ns.cmd("curl").args([
         "-sS",

@@ -1,276 +1,303 @@
-//! `cargo xtask bench`: tap next to tcpdump under the same offered load on a veth pair, and the
-//! programs' own cost under BPF_PROG_TEST_RUN. Prints markdown tables and writes
-//! `target/bench/bench.json`; every number in them is measured by the run.
+//! `cargo xtask bench`: the project's performance record. One invocation measures, side by side
+//! on the same machine and topology, tap next to tcpdump and xdpdump at the generator's full
+//! rate, the programs' own cost under BPF_PROG_TEST_RUN by filter size, and the writer next to
+//! `dd`; prints markdown tables, the ratios tap/tcpdump and tap/xdpdump, and a block of targets
+//! with PASS/MISS, and writes everything (each run, not only medians) to
+//! `target/bench/bench.json`. Every number comes from the run; nothing is typed in.
 //!
-//! # Capture runs
-//! Two throwaway namespaces joined by veth. trafgen in namespace a, pinned to CPU 0, sends a
-//! fixed number of UDP frames at an asked rate out of veth-a; the capture tool runs in namespace
-//! b on veth-b, pinned to CPU 1, and writes to /dev/shm. veth delivers on the sender's CPU, so
-//! veth-b's receive path (the XDP program, the TC classifier, AF_PACKET's copy for tcpdump) runs
-//! there in softirq; a tool costs its own process time plus softirq time. Per run:
-//! - offered: the frames trafgen sent;
-//! - captured: records of those frames in the file (tcpdump also records b's ICMP errors going
-//!   the other way: a record counts when its length and source MAC are the offered frame's);
-//! - lost: offered - captured;
-//! - tool CPU: the capture process's user + system time from the start of the load to its exit
-//!   (all threads: `/proc/PID/task/*/schedstat` at the start, wait4's rusage at the end), so its
-//!   start-up (for tap, loading and verifying the programs) is not counted;
-//! - softirq: the softirq time of all CPUs in `/proc/stat` over the same window (clock ticks of
-//!   10 ms; the kernel samples it at each timer tick unless built with IRQ_TIME_ACCOUNTING). It
-//!   includes the veth and IP receive work every configuration pays; the "no capture" row shows
-//!   that baseline.
+//! `--quick` (one run, smaller counts) takes about a minute and a half, the default (three runs)
+//! about six, plus the build. `--only capture|programs|writer`, `--tool`, `--frame-len` and
+//! `--matching` narrow it down while tuning (the no-capture baseline always runs).
 //!
-//! CPU per captured packet is (tool CPU + softirq) / captured. Each figure in the table is the
-//! median of its own column over the runs; bench.json has every run.
+//! # Capture runs ([`capture`])
+//! Two throwaway namespaces joined by veth. The generator ([`traffic`]: AF_PACKET TX ring,
+//! qdisc bypass, like trafgen's default mode) sends a fixed count of UDP frames out of veth-a
+//! as fast as the kernel takes them, pinned to CPU 0; the capture tool runs in namespace b on
+//! veth-b, pinned to CPU 1, and writes pcap to /dev/shm. veth delivers on the sender's CPU, so
+//! veth-b's whole receive path (XDP or TC program, AF_PACKET's copy and filter for tcpdump, the
+//! IP stack, the ICMP port-unreachable it answers with) runs on CPU 0 in softirq, inside the
+//! generator's `send()`: a costlier receive path shows as a lower rate ("sent kpps"), the
+//! back-pressure a real NIC would turn into drops. Configurations: no capture, tap with
+//! `--hook xdp`, `--hook tc-ingress` and `--hook xdp --consume` (the frames never enter the
+//! stack), tcpdump (`-B 262144`), xdpdump (XDP entry, loading its own program); 64 and
+//! 1500-byte frames; all frames matching, or 1 in 100 (frame `i` goes to port 5000 + i % 100;
+//! every tool but xdpdump, which has no filter, gets `udp dst port 5000`). Runs interleave
+//! the configurations, so a slow patch of the shared machine spreads over all of them.
 //!
-//! trafgen runs in rate mode (`-b`): one sendto per frame on a blocking socket, which waits when
-//! the receiving side holds the socket's buffer (an XDP program on veth-b makes veth queue frames
-//! in its ring). trafgen's default TX_RING mode can abort then ("Flushing TX_RING failed")
-//! unless it raises the system's socket buffer limits, which it cannot do inside a namespace
-//! (`--no-sock-mem` stops it from trying). The generator shares CPU 0 with veth-b's receive path,
-//! so a costlier path makes it fall behind the asked rate: the table shows the rate it reached.
+//! Per run:
+//! - offered: frames the generator sent; selected: those the filter selects; written: selected
+//!   frames found in the file (by length, source MAC and port); lost = selected - written.
+//! - system CPU: busy time (user + nice + system + irq + softirq) of both CPUs in /proc/stat
+//!   over the window (first frame until the tool's CPU time stops growing), per offered frame,
+//!   and "added over none", the same minus the no-capture run's. /proc/stat samples at each
+//!   timer tick (no IRQ_TIME_ACCOUNTING here): a few percent over a window of seconds.
+//! - our threads: the same from the scheduler's nanosecond accounting of the threads doing the
+//!   run's work (the generator thread, which runs the receive softirq raised in its context;
+//!   ksoftirqd; the tool's threads). On a quiet machine it agrees with /proc/stat within a few
+//!   percent (what it misses: interrupt work landing in idle or other tasks); on a busy one
+//!   /proc/stat counts others' compilers too and only this figure is usable. Target (a) uses
+//!   /proc/stat when the machine was quiet before the runs, this otherwise, and says which.
+//! - tool CPU: the capture process's user + system time from the first frame to its exit (all
+//!   threads; start-up, for tap loading and verifying its programs, not counted), per written
+//!   frame; its voluntary context switches are its wake-ups; max RSS from wait4.
+//! - tcpdump is stopped 1.3 s after the last frame, not sooner: libpcap's TPACKET_V3 ring hands
+//!   a partly filled block over only when its 1 s timeout passes, and stopping earlier would
+//!   lose that block (an artefact, not tcpdump's loss).
 //!
-//! # Program runs
+//! Everything the bench starts (generator, tools, bench-prog, bench-writer, dd) gets a session
+//! and so an autogroup of its own at nice -15 ([`own_sched_group`]): with autogroup scheduling,
+//! nice values work only within a session, and the machine is shared with others' builds. With
+//! it the generator keeps its quiet-machine rate while two compilers run.
+//!
+//! # Program runs ([`progs`])
 //! `tap bench-prog` (see `tap::testrun`): the kernel's mean time of one program run over a
-//! crafted frame, once with the ring having room (the record is reserved, filled and submitted)
-//! and once with the ring full (the reserve fails and is counted).
+//! crafted 64-byte frame (and 1500 without a filter), the program loaded as a capture loads it,
+//! with no filter and with 1, 64, 1024 and 4096 rules (`host A or host B ...`, and `net A/24 or
+//! ...`); a frame to an address of the last rule is timed with the ring having room (record
+//! reserved, filled, submitted) and full (reserve fails, counted), a frame to 192.0.2.2 as
+//! rejected. The wake-up a live submit may cause (irq_work, then a reschedule of the reader)
+//! is not part of it.
+//!
+//! # Writer runs ([`writer`])
+//! `tap bench-writer` (synthetic 1500-byte packets through the real sink, fsync at the end),
+//! pcap and pcapng, next to `dd bs=1M conv=fsync`, into /dev/shm and /var/tmp.
+//!
+//! # What the numbers said (2 vCPUs under Firecracker, kernel 6.18, November 2026)
+//! 64-byte frames, all matching, CPU of our threads added over no capture, per offered frame:
+//! tap --hook tc-ingress about 440 ns (220 on CPU 0, 220 in the tool), tcpdump 380 (250 + 130),
+//! tap --hook xdp 650 (400 + 250), xdpdump 1,240; tap --consume about 0 (it saves CPU 0 the
+//! stack). So tap's receive path already costs what AF_PACKET's does; the gap is in user space
+//! and in wake-ups.
+//! - Interrupts are expensive on this VM: the self-IPI that `bpf_ringbuf_submit` raises for a
+//!   wake-up (`irq_work_queue` -> `native_write_msr`, a VM exit) took 4-6% of CPU 0 under perf
+//!   at ~4,000 wake-ups/s (5 per 1000 packets; tcpdump's TPACKET_V3 ring wakes its reader once
+//!   per retired block, 0.6 per 1000): tens of µs each, some 80 ns per packet, more than the
+//!   ring reserve and copy together. Fewer wake-ups (a larger byte threshold, a longer
+//!   interval, leaning on the drain's poll) are the cheapest win.
+//! - In the tool, at 64 bytes, half the time is the drain (`Drain::fill`: copying records out
+//!   of the ring) and half the writer (`copy_folio_from_iter_atomic` and `shmem_write_end`:
+//!   tmpfs's page cache; pcap record building). At 1500 bytes each packet is copied three
+//!   times: ring -> batch, batch -> the writer's buffer, buffer -> page cache, plus page faults
+//!   on fresh batch memory; tap spends ~1,400 ns per 1500-byte packet written to tcpdump's
+//!   ~900. Drain and writer share the one CPU the tool has.
+//! - XDP on veth costs more than TC: with a program attached veth moves frames through its own
+//!   NAPI ring and rebuilds or copies each skb (`veth_xdp_rcv_skb`, `skb_copy_ubufs` for the
+//!   generator's zero-copy frames) before the program runs. On a NIC with native XDP the order is
+//!   the other way round; on veth, tap --hook tc-ingress is the cheaper tap.
+//! - Every frame that enters the stack costs the ICMP port-unreachable path (route lookups
+//!   before the rate limit): about a quarter of CPU 0 in every configuration but `--consume`,
+//!   which is why consume mode runs faster than no capture at all, and why 1500-byte frames
+//!   under consume are the writer's hardest case (some 700-800 kpps, over 1 GB/s).
+//! - The programs: a filter costs ~30 ns over none; host sets cost the same from 1 to 4,096
+//!   rules, /24 sets grow with the rule count (a selected frame: ~100 ns with one rule, ~155
+//!   with 4,096); a rejected frame (outside 10.0.0.0/8) costs ~42 ns (XDP) and ~55 ns (TC)
+//!   whatever the filter's size.
+
+mod capture;
+mod progs;
+mod report;
+mod stat;
+mod traffic;
+mod writer;
 
 use std::{
-    fmt::Write as _,
-    fs,
-    io::BufReader,
     path::{Path, PathBuf},
-    process::Command,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context as _, Result, bail};
-use serde_json::{Value, json};
-use tap_tests::{
-    Netns, Topology,
-    topology::{A_V4, B_V4},
-};
 
-use crate::{
-    process::{self, Background},
-    util,
+use self::{
+    capture::{Bed, FRAME_LENS, Matching, ShmDir, Tool},
+    progs::ProgConfig,
+    report::{Capture, Results},
+    writer::{PLACES, Writer},
 };
-
-/// CPU the generator runs on (and with it veth-b's receive path).
-const GENERATOR_CPU: &str = "0";
-/// CPU the capture tool runs on.
-const TOOL_CPU: &str = "1";
-/// Frame lengths offered, in bytes (the whole Ethernet frame, no FCS).
-const FRAME_LENS: [usize; 2] = [64, 1500];
+use crate::util;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Seconds of offered load per capture run.
-    #[arg(long, default_value_t = 3.0)]
-    pub seconds: f64,
     /// Runs per configuration; the tables show medians.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Offered rate of 64-byte frames, in packets per second.
-    #[arg(long, default_value_t = 300_000)]
-    pub pps_64: u64,
-    /// Offered rate of 1500-byte frames, in packets per second.
-    #[arg(long, default_value_t = 150_000)]
-    pub pps_1500: u64,
+    /// Frames per capture run with 64-byte frames.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub frames_64: u64,
+    /// Frames per capture run with 1500-byte frames.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub frames_1500: u64,
     /// Program runs per BPF_PROG_TEST_RUN measurement.
     #[arg(long, default_value_t = 1_000_000)]
     pub repeat: u64,
-    /// A quick look: 1 s per capture run, one run per configuration, fewer program runs.
+    /// Bytes each writer run writes.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    pub writer_bytes: u64,
+    /// A quick look (under 3 minutes): one run per configuration, fewer frames and program
+    /// runs, smaller writer runs.
     #[arg(long)]
     pub quick: bool,
+    /// Measure only these parts (repeatable; default: all).
+    #[arg(long, value_enum)]
+    pub only: Vec<Part>,
+    /// Capture runs with only these tools (repeatable; the no-capture baseline always runs).
+    #[arg(long, value_enum)]
+    pub tool: Vec<Tool>,
+    /// Capture runs with only these frame lengths (repeatable: 64, 1500).
+    #[arg(long, value_parser = parse_frame_len)]
+    pub frame_len: Vec<usize>,
+    /// Capture runs with only these shares of matching frames (repeatable).
+    #[arg(long, value_enum)]
+    pub matching: Vec<Matching>,
     /// Where to write the JSON results (default: target/bench/bench.json).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 }
 
-/// What captures on veth-b.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tool {
-    None,
-    TapXdp,
-    TapTcIngress,
-    Tcpdump,
+/// A part of the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Capture runs on veth.
+    Capture,
+    /// BPF_PROG_TEST_RUN by filter size.
+    Programs,
+    /// The writer next to dd.
+    Writer,
 }
 
-impl Tool {
-    const ALL: [Tool; 4] = [Tool::None, Tool::TapXdp, Tool::TapTcIngress, Tool::Tcpdump];
-
-    fn key(self) -> &'static str {
-        match self {
-            Tool::None => "none",
-            Tool::TapXdp => "tap-xdp",
-            Tool::TapTcIngress => "tap-tc-ingress",
-            Tool::Tcpdump => "tcpdump",
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Tool::None => "no capture (baseline)",
-            Tool::TapXdp => "tap --hook xdp",
-            Tool::TapTcIngress => "tap --hook tc-ingress",
-            Tool::Tcpdump => "tcpdump -B 65536",
-        }
-    }
-
-    /// The command line (run in namespace b) and what it says on standard error once it
-    /// captures.
-    fn command(self, tap: &Path, iface: &str, out: &Path) -> Option<(Vec<String>, &'static str)> {
-        let out = out.to_string_lossy().into_owned();
-        let tap = tap.to_string_lossy().into_owned();
-        let tap_args = |hook: &str| -> Vec<String> {
-            let args = [
-                "capture", "-i", iface, "--hook", hook, "-w", &out, "--log", "info",
-            ];
-            std::iter::once(tap.clone())
-                .chain(args.iter().map(ToString::to_string))
-                .collect()
-        };
-        match self {
-            Tool::None => None,
-            Tool::TapXdp => Some((tap_args("xdp"), "capturing")),
-            Tool::TapTcIngress => Some((tap_args("tc-ingress"), "capturing")),
-            Tool::Tcpdump => Some((
-                ["tcpdump", "-i", iface, "-B", "65536", "-w", &out, "-s", "0"]
-                    .map(String::from)
-                    .to_vec(),
-                "listening on",
-            )),
-        }
-    }
+/// The settings after `--quick`.
+pub struct Plan {
+    pub runs: usize,
+    pub tools: Vec<Tool>,
+    pub frame_lens: Vec<usize>,
+    pub matchings: Vec<Matching>,
+    pub count_64: u64,
+    pub count_1500: u64,
+    pub repeat: u64,
+    pub writer_bytes: u64,
+    pub parts: Vec<Part>,
 }
 
-/// One capture run's measurements.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct CaptureRun {
-    offered: u64,
-    captured: u64,
-    /// Records in the file, of any kind.
-    records: u64,
-    /// Packets veth-b received (its rx_packets counter).
-    veth_rx: u64,
-    tool_cpu: Duration,
-    softirq: Duration,
-    /// How long trafgen took to send.
-    send_time: Duration,
-    /// The tool's own summary (its standard error without log lines).
-    tool_report: String,
-}
-
-impl CaptureRun {
-    /// The rate trafgen achieved, in packets per second.
-    fn sent_pps(&self) -> f64 {
-        self.offered as f64 / self.send_time.as_secs_f64().max(1e-9)
-    }
-
-    fn lost(&self) -> i64 {
-        self.offered as i64 - self.captured as i64
-    }
-
-    /// Nanoseconds of `t` per packet: per captured packet, or per offered one when nothing was
-    /// captured (the baseline).
-    fn per_packet(&self, t: Duration) -> Option<f64> {
-        let n = if self.captured > 0 {
-            self.captured
+impl Plan {
+    fn from(args: &BenchArgs) -> Result<Self> {
+        let parts = if args.only.is_empty() {
+            vec![Part::Capture, Part::Programs, Part::Writer]
         } else {
-            self.offered
+            args.only.clone()
         };
-        (n > 0).then(|| t.as_nanos() as f64 / n as f64)
+        let mut tools: Vec<Tool> = pick(&Tool::ALL, &args.tool);
+        if !tools.contains(&Tool::None) {
+            tools.insert(0, Tool::None);
+        }
+        let (tools, frame_lens, matchings) = (
+            tools,
+            pick(&FRAME_LENS, &args.frame_len),
+            pick(&Matching::ALL, &args.matching),
+        );
+        let plan = if args.quick {
+            Plan {
+                runs: 1,
+                tools,
+                frame_lens,
+                matchings,
+                count_64: 500_000,
+                count_1500: 250_000,
+                repeat: 200_000,
+                writer_bytes: 250_000_000,
+                parts,
+            }
+        } else {
+            Plan {
+                runs: args.runs,
+                tools,
+                frame_lens,
+                matchings,
+                count_64: args.frames_64,
+                count_1500: args.frames_1500,
+                repeat: args.repeat,
+                writer_bytes: args.writer_bytes,
+                parts,
+            }
+        };
+        if plan.runs == 0 || plan.repeat == 0 || plan.count_64 == 0 || plan.count_1500 == 0 {
+            bail!("--runs, --repeat and the frame counts must be at least 1");
+        }
+        Ok(plan)
     }
 
-    fn to_json(&self) -> Value {
-        json!({
-            "offered": self.offered,
-            "captured": self.captured,
-            "lost": self.lost(),
-            "records_in_file": self.records,
-            "veth_b_rx_packets": self.veth_rx,
-            "tool_cpu_ns": self.tool_cpu.as_nanos() as u64,
-            "softirq_ns": self.softirq.as_nanos() as u64,
-            "send_seconds": self.send_time.as_secs_f64(),
-            "sent_pps": self.sent_pps(),
-            "tool_cpu_ns_per_packet": self.per_packet(self.tool_cpu),
-            "softirq_ns_per_packet": self.per_packet(self.softirq),
-            "cpu_ns_per_captured_packet": (self.captured > 0).then(|| (self.tool_cpu + self.softirq).as_nanos() as f64 / self.captured as f64),
-            "tool_report": self.tool_report,
-        })
-    }
-}
-
-/// Medians of one configuration's runs.
-#[derive(Debug, Clone, PartialEq)]
-struct CaptureMedian {
-    offered: f64,
-    sent_pps: f64,
-    captured: f64,
-    lost: f64,
-    lost_pct: f64,
-    tool_ns: Option<f64>,
-    softirq_ns: Option<f64>,
-    cpu_ns: Option<f64>,
-}
-
-impl CaptureMedian {
-    fn of(runs: &[CaptureRun]) -> Self {
-        let m =
-            |f: &dyn Fn(&CaptureRun) -> Option<f64>| median(runs.iter().filter_map(f).collect());
-        let all =
-            |f: &dyn Fn(&CaptureRun) -> f64| median(runs.iter().map(f).collect()).unwrap_or(0.0);
-        Self {
-            offered: all(&|r| r.offered as f64),
-            sent_pps: all(&|r| r.sent_pps()),
-            captured: all(&|r| r.captured as f64),
-            lost: all(&|r| r.lost() as f64),
-            lost_pct: all(&|r| {
-                if r.offered > 0 {
-                    100.0 * r.lost() as f64 / r.offered as f64
-                } else {
-                    0.0
-                }
-            }),
-            tool_ns: m(&|r| {
-                if r.captured > 0 {
-                    r.per_packet(r.tool_cpu)
-                } else {
-                    None
-                }
-            }),
-            softirq_ns: m(&|r| r.per_packet(r.softirq)),
-            cpu_ns: m(&|r| {
-                (r.captured > 0)
-                    .then(|| (r.tool_cpu + r.softirq).as_nanos() as f64 / r.captured as f64)
-            }),
+    fn count(&self, len: usize) -> u64 {
+        if len == 64 {
+            self.count_64
+        } else {
+            self.count_1500
         }
     }
 
-    fn to_json(&self) -> Value {
-        json!({
-            "offered": self.offered,
-            "sent_pps": self.sent_pps,
-            "captured": self.captured,
-            "lost": self.lost,
-            "lost_percent": self.lost_pct,
-            "tool_cpu_ns_per_packet": self.tool_ns,
-            "softirq_ns_per_packet": self.softirq_ns,
-            "cpu_ns_per_captured_packet": self.cpu_ns,
-        })
+    fn has(&self, part: Part) -> bool {
+        self.parts.contains(&part)
     }
 }
 
-/// One program measurement (`tap bench-prog`), ns per program run.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct ProgRun {
-    copied_ns: f64,
-    ring_full_ns: f64,
+/// The text written to `/proc/self/autogroup` by [`own_sched_group`]: [`capture::NICE`].
+const AUTOGROUP_NICE: &[u8] = b"-15";
+
+/// Makes `cmd` start in a session, and so a scheduling group, of its own, with the group's nice
+/// value at [`capture::NICE`].
+///
+/// With autogroup scheduling (this kernel's default), CPU time is shared fairly between
+/// sessions first and by nice value only within one: a process's own nice value does nothing
+/// against a compiler another session runs. A new session gets a new group, whose nice value
+/// `/proc/self/autogroup` sets; on a shared machine others' work then gets a few percent of a
+/// CPU while ours is busy, instead of half. The children lose the controlling terminal: a
+/// Ctrl-C reaches only xtask, which stops them.
+pub(crate) fn own_sched_group(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: between fork and exec the closure calls only async-signal-safe functions (setsid,
+    // open, write, close) on static data, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = libc::open(
+                c"/proc/self/autogroup".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, AUTOGROUP_NICE.as_ptr().cast(), AUTOGROUP_NICE.len());
+            libc::close(fd);
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `xtask bench-generator` (internal: the bench starts it).
+pub fn generator_main() -> Result<()> {
+    traffic::child_main()
+}
+
+fn parse_frame_len(s: &str) -> Result<usize, String> {
+    s.parse()
+        .ok()
+        .filter(|l| FRAME_LENS.contains(l))
+        .ok_or_else(|| format!("{s} is not one of {FRAME_LENS:?}"))
+}
+
+/// `asked`, or `all` when nothing was asked.
+fn pick<T: Clone>(all: &[T], asked: &[T]) -> Vec<T> {
+    if asked.is_empty() {
+        all.to_vec()
+    } else {
+        asked.to_vec()
+    }
 }
 
 /// The median of `values` (the mean of the middle two for an even count); `None` when empty.
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
@@ -283,42 +310,6 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// The settings after `--quick`.
-struct Plan {
-    seconds: f64,
-    runs: usize,
-    repeat: u64,
-}
-
-impl Plan {
-    fn from(args: &BenchArgs) -> Result<Self> {
-        let plan = if args.quick {
-            Plan {
-                seconds: 1.0,
-                runs: 1,
-                repeat: 200_000,
-            }
-        } else {
-            Plan {
-                seconds: args.seconds,
-                runs: args.runs,
-                repeat: args.repeat,
-            }
-        };
-        if !(plan.seconds > 0.0 && plan.seconds <= 60.0) {
-            bail!("--seconds must be above 0 and at most 60");
-        }
-        if plan.runs == 0 || plan.repeat == 0 {
-            bail!("--runs and --repeat must be at least 1");
-        }
-        Ok(plan)
-    }
-
-    fn count(&self, pps: u64) -> u64 {
-        ((pps as f64 * self.seconds) as u64).max(1)
-    }
-}
-
 pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     util::require_root("cargo xtask bench")?;
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -327,594 +318,180 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             "the bench needs two CPUs (one for the generator, one for the capture tool); this machine has {cpus}"
         );
     }
-    for tool in ["trafgen", "tcpdump", "taskset"] {
+    let plan = Plan::from(args)?;
+    let mut needed = vec!["taskset"];
+    if plan.has(Part::Capture) {
+        needed.extend(["tcpdump", "xdpdump"]);
+    }
+    if plan.has(Part::Writer) {
+        needed.push("dd");
+    }
+    for tool in needed {
         if !util::have(tool) {
             bail!("{tool} is missing: run cargo xtask setup");
         }
     }
     util::catch_interrupts();
-    let plan = Plan::from(args)?;
     let tap = root.join("target/release/tap");
     let json_path = args
         .json
         .clone()
         .unwrap_or_else(|| root.join("target/bench/bench.json"));
-    let pps = |len: usize| {
-        if len == 64 {
-            args.pps_64
-        } else {
-            args.pps_1500
-        }
-    };
-    let estimate =
-        plan.runs as f64 * FRAME_LENS.len() as f64 * Tool::ALL.len() as f64 * (plan.seconds + 1.2);
-    eprintln!(
-        "bench: {} runs x {} frame lengths x {} configurations, {} s of load each (at least {:.0} s), then the programs",
-        plan.runs,
-        FRAME_LENS.len(),
-        Tool::ALL.len(),
-        plan.seconds,
-        estimate
-    );
-
-    let shm = ShmDir::new()?;
-    let topo = util::topology()?;
-    let bed = Bed::new(&topo, &tap, &shm.0)?;
     let started = Instant::now();
+    let mut results = Results::default();
+    let shm = ShmDir::new()?;
 
+    if plan.has(Part::Capture) {
+        capture_runs(&plan, &tap, &shm.0, &mut results)?;
+    }
+    if plan.has(Part::Programs) {
+        prog_runs(&plan, &tap, &shm.0, &mut results)?;
+    }
+    if plan.has(Part::Writer) {
+        writer_runs(&plan, &tap, &mut results)?;
+    }
+
+    let targets = report::targets(&results);
+    println!("{}", report::markdown(&results, &plan));
+    println!("{}", report::targets_text(&targets));
+    let json = report::json(&results, &plan, &targets, started.elapsed());
+    if let Some(dir) = json_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    println!(
+        "JSON: {} ({:.0} s)",
+        json_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn capture_runs(plan: &Plan, tap: &Path, dir: &Path, results: &mut Results) -> Result<()> {
+    let configs: Vec<(usize, Matching, Tool)> = plan
+        .frame_lens
+        .iter()
+        .flat_map(|&len| plan.matchings.iter().map(move |&m| (len, m)))
+        .flat_map(|(len, m)| plan.tools.iter().map(move |&t| (len, m, t)))
+        .collect();
+    eprintln!(
+        "bench: {} capture configurations x {} runs ({} and {} frames per run)",
+        configs.len(),
+        plan.runs,
+        plan.count_64,
+        plan.count_1500
+    );
+    let topo = util::topology()?;
+    let bed = Bed::new(&topo, tap, dir)?;
+    results.captures = configs
+        .iter()
+        .map(|&(len, matching, tool)| Capture {
+            tool,
+            len,
+            matching,
+            runs: Vec::new(),
+        })
+        .collect();
     // Runs interleave the configurations, so a slow patch of the (shared) machine spreads over
     // all of them instead of hitting one.
-    let mut results: Vec<(Tool, usize, Vec<CaptureRun>)> = FRAME_LENS
-        .iter()
-        .flat_map(|&len| Tool::ALL.map(|t| (t, len, Vec::new())))
-        .collect();
     for run in 0..plan.runs {
-        for (tool, len, runs) in &mut results {
-            let r = bed.capture_run(*tool, *len, pps(*len), plan.count(pps(*len)), run)?;
+        for c in &mut results.captures {
+            let r = bed.run(c.tool, c.len, c.matching, plan.count(c.len), run)?;
             eprintln!(
-                "bench: run {}/{} {:>4} B {:<24} offered {:>8} captured {:>8} tool {:>7.1} ms softirq {:>7.1} ms",
+                "bench: run {}/{} {:>4} B {:<4} {:<26} {:>5.0} kpps written {:>8}/{:<8} system {:>5} ours {:>5} ns/pkt tool {:>5} ns/written{}",
                 run + 1,
                 plan.runs,
-                len,
-                tool.label(),
-                r.offered,
-                r.captured,
-                r.tool_cpu.as_secs_f64() * 1e3,
-                r.softirq.as_secs_f64() * 1e3
+                c.len,
+                c.matching.key(),
+                c.tool.label(),
+                r.send.pps() / 1e3,
+                r.written,
+                r.selected,
+                r.system_ns().map_or("-".into(), |v| format!("{v:.0}")),
+                r.ours_ns().map_or("-".into(), |v| format!("{v:.0}")),
+                r.tool_ns().map_or("-".into(), |v| format!("{v:.0}")),
+                if r.background > 0.1 {
+                    format!(" (machine {:.0}% busy before)", 100.0 * r.background)
+                } else {
+                    String::new()
+                }
+            );
+            c.runs.push(r);
+        }
+    }
+    Ok(())
+}
+
+fn prog_runs(plan: &Plan, tap: &Path, dir: &Path, results: &mut Results) -> Result<()> {
+    let configs = ProgConfig::all();
+    eprintln!(
+        "bench: {} program configurations x {} runs",
+        configs.len(),
+        plan.runs
+    );
+    let mut all: Vec<(ProgConfig, Vec<progs::ProgRun>)> =
+        configs.into_iter().map(|c| (c, Vec::new())).collect();
+    for _ in 0..plan.runs {
+        for (config, runs) in &mut all {
+            let r = progs::run(tap, dir, config, plan.repeat)?;
+            eprintln!(
+                "bench: program {:<14} {:<14} {:>4} B: copied {} ring full {} rejected {}{}",
+                config.program(),
+                config.rules.label(),
+                config.frame_len,
+                r.copied_ns.map_or("-".into(), |v| format!("{v:.1}")),
+                r.ring_full_ns.map_or("-".into(), |v| format!("{v:.1}")),
+                r.rejected_ns.map_or("-".into(), |v| format!("{v:.1}")),
+                r.refused
+                    .as_ref()
+                    .map_or(String::new(), |why| format!(" refused: {why}")),
             );
             runs.push(r);
         }
     }
-    drop(topo);
-
-    let mut progs = Vec::new();
-    for hook in ["xdp", "tc"] {
-        for len in FRAME_LENS {
-            let mut runs = Vec::new();
-            for _ in 0..plan.runs {
-                runs.push(bench_prog(&tap, hook, len, plan.repeat)?);
-            }
-            let list = |f: fn(&ProgRun) -> f64| {
-                runs.iter()
-                    .map(|r| format!("{:.1}", f(r)))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            };
-            eprintln!(
-                "bench: program {hook} {len} B: record copied {} ns, ring full {} ns",
-                list(|r| r.copied_ns),
-                list(|r| r.ring_full_ns)
-            );
-            progs.push((hook, len, runs));
-        }
-    }
-
-    let report = Report {
-        plan: &plan,
-        pps_64: args.pps_64,
-        pps_1500: args.pps_1500,
-        captures: &results,
-        progs: &progs,
-    };
-    println!("{}", report.markdown());
-    let json = report.json(started.elapsed());
-    if let Some(dir) = json_path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    fs::write(&json_path, serde_json::to_string_pretty(&json)? + "\n")
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    println!("JSON: {}", json_path.display());
+    results.progs = all;
     Ok(())
 }
 
-/// A directory under /dev/shm for the captures, removed on drop.
-struct ShmDir(PathBuf);
-
-impl ShmDir {
-    fn new() -> Result<Self> {
-        let dir = PathBuf::from(format!("/dev/shm/tap-bench-{}", std::process::id()));
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for ShmDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The topology and what every run needs of it.
-struct Bed<'a> {
-    topo: &'a Topology,
-    tap: &'a Path,
-    dir: &'a Path,
-    /// veth-a's MAC: the source of every offered frame.
-    mac_a: [u8; 6],
-    mac_b: String,
-}
-
-impl<'a> Bed<'a> {
-    fn new(topo: &'a Topology, tap: &'a Path, dir: &'a Path) -> Result<Self> {
-        let mac = |ns: &Netns, iface: &str| -> Result<String> {
-            Ok(
-                util::ns_output(ns, "cat", &[&format!("/sys/class/net/{iface}/address")])?
-                    .trim()
-                    .to_string(),
-            )
-        };
-        let mac_a_text = mac(&topo.a, &topo.a_if)?;
-        let mac_a =
-            parse_mac(&mac_a_text).with_context(|| format!("veth-a's MAC {mac_a_text:?}"))?;
-        Ok(Self {
-            topo,
-            tap,
-            dir,
-            mac_a,
-            mac_b: mac(&topo.b, &topo.b_if)?,
-        })
-    }
-
-    /// trafgen's description of a UDP frame of `len` bytes from a to b's discard port.
-    fn trafgen_config(&self, len: usize) -> Result<PathBuf> {
-        let path = self.dir.join(format!("frame-{len}.cfg"));
-        let mac_a = self.mac_a.map(|b| format!("{b:02x}")).join(":");
-        let payload = len
-            .checked_sub(14 + 20 + 8)
-            .context("frame shorter than its headers")?;
-        fs::write(
-            &path,
-            format!(
-                "{{ eth(da={}, sa={mac_a}), ipv4(saddr={A_V4}, daddr={B_V4}, ttl=64), udp(sp=40000, dp=9), fill(0x41, {payload}) }}\n",
-                self.mac_b
-            ),
-        )?;
-        Ok(path)
-    }
-
-    fn veth_b_rx(&self) -> Result<u64> {
-        let path = format!("/sys/class/net/{}/statistics/rx_packets", self.topo.b_if);
-        util::ns_output(&self.topo.b, "cat", &[&path])?
-            .trim()
-            .parse()
-            .context("veth-b rx_packets")
-    }
-
-    fn capture_run(
-        &self,
-        tool: Tool,
-        len: usize,
-        pps: u64,
-        count: u64,
-        run: usize,
-    ) -> Result<CaptureRun> {
-        util::check_interrupted()?;
-        let out = self.dir.join(format!("{}-{len}-{run}.pcap", tool.key()));
-        let config = self.trafgen_config(len)?;
-        let mut capture = match tool.command(self.tap, &self.topo.b_if, &out) {
-            None => None,
-            Some((argv, ready)) => {
-                let mut cmd = self.topo.b.cmd("taskset");
-                cmd.args(["-c", TOOL_CPU]).args(&argv).env("NO_COLOR", "1");
-                let mut p = Background::spawn(tool.label(), &mut cmd)?;
-                p.wait_for_stderr(ready, Duration::from_secs(30))?;
-                Some(p)
-            }
-        };
-        // Let the tool settle (tap's drain starts right after it reports the attachment).
-        util::sleep(Duration::from_millis(200))?;
-
-        let rx_before = self.veth_b_rx()?;
-        let cpu_before = capture.as_ref().map(Background::cpu_now).transpose()?;
-        let softirq_before = process::softirq_time()?;
-        let sent_at = Instant::now();
-        let mut generator = self.topo.a.cmd("taskset");
-        generator
-            .args([
-                "-c",
-                GENERATOR_CPU,
-                "trafgen",
-                "-P",
-                "1",
-                "--no-sock-mem",
-                "--no-cpu-stats",
-                "-o",
-            ])
-            .arg(&self.topo.a_if)
-            .arg("-i")
-            .arg(&config)
-            .args(["-n", &count.to_string(), "-b", &format!("{pps}pps")]);
-        let gen_out = generator.output().context("running trafgen")?;
-        let send_time = sent_at.elapsed();
-        let gen_text = String::from_utf8_lossy(&gen_out.stdout).into_owned()
-            + &String::from_utf8_lossy(&gen_out.stderr);
-        if !gen_out.status.success() {
-            bail!(
-                "trafgen failed ({}):\n{}",
-                gen_out.status,
-                gen_text.trim_end()
+fn writer_runs(plan: &Plan, tap: &Path, results: &mut Results) -> Result<()> {
+    eprintln!("bench: writer runs, {} bytes each", plan.writer_bytes);
+    let scratch: Vec<writer::Scratch> = PLACES
+        .iter()
+        .map(|(p, _)| writer::Scratch::new(p))
+        .collect::<Result<_>>()?;
+    let mut all: Vec<(&'static str, Writer, Vec<f64>)> = PLACES
+        .iter()
+        .flat_map(|(p, _)| Writer::ALL.map(|w| (*p, w, Vec::new())))
+        .collect();
+    for _ in 0..plan.runs {
+        for (place, w, rates) in &mut all {
+            let dir = &scratch[PLACES
+                .iter()
+                .position(|(p, _)| p == place)
+                .expect("a place")];
+            let rate = writer::run(tap, dir, *w, plan.writer_bytes)?;
+            eprintln!(
+                "bench: writer {place:<9} {:<34} {rate:>6.0} MB/s",
+                w.label()
             );
-        }
-        let offered = trafgen_sent(&gen_text)
-            .with_context(|| format!("trafgen did not say how many frames it sent:\n{gen_text}"))?;
-        // What is in flight reaches the tool.
-        util::sleep(Duration::from_millis(300))?;
-
-        let (tool_cpu, tool_report) = match capture.take() {
-            None => (Duration::ZERO, String::new()),
-            Some(p) => {
-                let exited = p.stop(libc::SIGINT, Duration::from_secs(60))?;
-                if !exited.status.success() {
-                    bail!(
-                        "{} failed ({}):\n{}",
-                        tool.label(),
-                        exited.status,
-                        exited.stderr.trim_end()
-                    );
-                }
-                (
-                    exited.cpu.saturating_sub(cpu_before.unwrap_or_default()),
-                    report_lines(&exited.stderr),
-                )
-            }
-        };
-        let softirq = process::softirq_time()?.saturating_sub(softirq_before);
-        let veth_rx = self.veth_b_rx()? - rx_before;
-        let (captured, records) = if tool == Tool::None {
-            (0, 0)
-        } else {
-            let counts = count_frames(&out, len, &self.mac_a)?;
-            fs::remove_file(&out).with_context(|| format!("removing {}", out.display()))?;
-            counts
-        };
-        Ok(CaptureRun {
-            offered,
-            captured,
-            records,
-            veth_rx,
-            tool_cpu,
-            softirq,
-            send_time,
-            tool_report,
-        })
-    }
-}
-
-/// The tool's summary lines: its standard error without log lines and tcpdump's banner.
-fn report_lines(stderr: &str) -> String {
-    stderr
-        .lines()
-        .filter(|l| {
-            let b = l.as_bytes();
-            let log = b.len() > 11
-                && b[..4].iter().all(u8::is_ascii_digit)
-                && b[4] == b'-'
-                && b[10] == b'T';
-            !log && !l.trim().is_empty() && !l.contains("listening on")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let bytes: Vec<u8> = text
-        .split(':')
-        .map(|h| u8::from_str_radix(h, 16))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    bytes.try_into().ok()
-}
-
-/// trafgen's "N packets outgoing".
-fn trafgen_sent(output: &str) -> Option<u64> {
-    output
-        .lines()
-        .find(|l| l.contains("packets outgoing"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Counts the records of a pcap file: `(offered frames, all records)`, where an offered frame is
-/// one of `len` bytes on the wire from `src_mac`.
-fn count_frames(path: &Path, len: usize, src_mac: &[u8; 6]) -> Result<(u64, u64)> {
-    let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    count_frames_in(BufReader::with_capacity(1 << 20, file), len, src_mac)
-        .with_context(|| format!("reading {}", path.display()))
-}
-
-fn count_frames_in(
-    mut r: impl std::io::BufRead,
-    len: usize,
-    src_mac: &[u8; 6],
-) -> Result<(u64, u64)> {
-    let mut global = [0u8; 24];
-    r.read_exact(&mut global).context("no pcap header")?;
-    let little = match u32::from_le_bytes(global[..4].try_into().expect("4 bytes")) {
-        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
-        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
-        magic => bail!("not a pcap file (magic {magic:#010x}; pcapng is not read here)"),
-    };
-    let u32_at = |b: &[u8]| {
-        let a = b[..4].try_into().expect("4 bytes");
-        if little {
-            u32::from_le_bytes(a)
-        } else {
-            u32::from_be_bytes(a)
-        }
-    };
-    let (mut offered, mut records) = (0u64, 0u64);
-    let mut header = [0u8; 16];
-    let mut data = Vec::new();
-    loop {
-        // A clean end of file between records ends the count; anything else is an error.
-        if r.fill_buf()?.is_empty() {
-            break;
-        }
-        r.read_exact(&mut header)
-            .context("truncated record header")?;
-        let (incl, orig) = (
-            u32_at(&header[8..]) as usize,
-            u32_at(&header[12..]) as usize,
-        );
-        data.resize(incl, 0);
-        r.read_exact(&mut data).context("truncated record")?;
-        records += 1;
-        if orig == len && data.len() >= 12 && data[6..12] == src_mac[..] {
-            offered += 1;
+            rates.push(rate);
         }
     }
-    Ok((offered, records))
-}
-
-/// `tap bench-prog`, pinned to the tool CPU.
-fn bench_prog(tap: &Path, hook: &str, len: usize, repeat: u64) -> Result<ProgRun> {
-    util::check_interrupted()?;
-    let out = util::output(
-        Command::new("taskset")
-            .args(["-c", TOOL_CPU])
-            .arg(tap)
-            .args([
-                "bench-prog",
-                "--hook",
-                hook,
-                "--frame-len",
-                &len.to_string(),
-                "--repeat",
-                &repeat.to_string(),
-            ]),
-    )?;
-    let line = out.lines().last().unwrap_or_default();
-    let v: Value =
-        serde_json::from_str(line).with_context(|| format!("tap bench-prog printed {line:?}"))?;
-    let field = |name: &str| {
-        v[name]
-            .as_f64()
-            .with_context(|| format!("no {name} in {line}"))
-    };
-    Ok(ProgRun {
-        copied_ns: field("ns_per_packet_copied")?,
-        ring_full_ns: field("ns_per_packet_ring_full")?,
-    })
-}
-
-struct Report<'a> {
-    plan: &'a Plan,
-    pps_64: u64,
-    pps_1500: u64,
-    captures: &'a [(Tool, usize, Vec<CaptureRun>)],
-    progs: &'a [(&'static str, usize, Vec<ProgRun>)],
-}
-
-impl Report<'_> {
-    fn markdown(&self) -> String {
-        let mut s = String::new();
-        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
-        for len in FRAME_LENS {
-            let pps = if len == 64 {
-                self.pps_64
-            } else {
-                self.pps_1500
-            };
-            let _ = writeln!(
-                s,
-                "\n### Capture on veth, {len}-byte frames at {pps} packets/s for {} s (median of {} run{})\n",
-                self.plan.seconds,
-                self.plan.runs,
-                if self.plan.runs == 1 { "" } else { "s" }
-            );
-            s.push_str("| capture | offered | sent at pkt/s | captured | lost | lost % | tool CPU ns/pkt | softirq ns/pkt | CPU ns per captured pkt |\n");
-            s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-            for (tool, _, runs) in self.captures.iter().filter(|(_, l, _)| *l == len) {
-                let m = CaptureMedian::of(runs);
-                if *tool == Tool::None {
-                    let _ = writeln!(
-                        s,
-                        "| {} | {:.0} | {:.0} | - | - | - | - | {} (per offered) | - |",
-                        tool.label(),
-                        m.offered,
-                        m.sent_pps,
-                        opt(m.softirq_ns)
-                    );
-                } else {
-                    let _ = writeln!(
-                        s,
-                        "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} |",
-                        tool.label(),
-                        m.offered,
-                        m.sent_pps,
-                        m.captured,
-                        m.lost,
-                        m.lost_pct,
-                        opt(m.tool_ns),
-                        opt(m.softirq_ns),
-                        opt(m.cpu_ns)
-                    );
-                }
-            }
-        }
-        s.push_str(
-            "\nPer-packet CPU figures are per captured packet: the tool's process time (CPU 1), and the softirq time of all \
-             CPUs, which includes veth's and the IP stack's own receive work (the baseline row shows that per offered packet). \
-             veth-b's receive path runs on the sender's CPU 0: when it costs more, trafgen falls behind the asked rate \
-             (\"sent at\"), the same work pushing back on the sender that would be drops on a real NIC.\n\n",
-        );
-        let _ = writeln!(
-            s,
-            "### Programs under BPF_PROG_TEST_RUN: ns per program run (median of {}, {} runs each)\n",
-            self.plan.runs, self.plan.repeat
-        );
-        s.push_str(
-            "| program | frame | ring has room (record copied) | ring full (drop counted) |\n",
-        );
-        s.push_str("|---|---:|---:|---:|\n");
-        for (hook, len, runs) in self.progs {
-            let copied = median(runs.iter().map(|r| r.copied_ns).collect());
-            let full = median(runs.iter().map(|r| r.ring_full_ns).collect());
-            let name = if *hook == "xdp" {
-                "xdp_tap"
-            } else {
-                "tc_tap_ingress"
-            };
-            let _ = writeln!(
-                s,
-                "| {name} | {len} B | {} | {} |",
-                opt1(copied),
-                opt1(full)
-            );
-        }
-        s.push_str(
-            "\nThe kernel's own timing of its test-run loop: the program plus a few ns of loop overhead, whole ns per call. \
-             The ring (128 MiB) is drained between calls, so records are written to memory that is not in cache.\n",
-        );
-        s
-    }
-
-    fn json(&self, elapsed: Duration) -> Value {
-        let captures: Vec<Value> = self
-            .captures
-            .iter()
-            .map(|(tool, len, runs)| {
-                json!({
-                    "tool": tool.key(),
-                    "label": tool.label(),
-                    "frame_len": len,
-                    "pps": if *len == 64 { self.pps_64 } else { self.pps_1500 },
-                    "median": CaptureMedian::of(runs).to_json(),
-                    "runs": runs.iter().map(CaptureRun::to_json).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let progs: Vec<Value> = self
-            .progs
-            .iter()
-            .map(|(hook, len, runs)| {
-                json!({
-                    "hook": if *hook == "xdp" { "xdp" } else { "tc-ingress" },
-                    "frame_len": len,
-                    "repeat": self.plan.repeat,
-                    "median": {
-                        "ns_per_packet_copied": median(runs.iter().map(|r| r.copied_ns).collect()),
-                        "ns_per_packet_ring_full": median(runs.iter().map(|r| r.ring_full_ns).collect()),
-                    },
-                    "runs": runs.iter().map(|r| json!({"ns_per_packet_copied": r.copied_ns, "ns_per_packet_ring_full": r.ring_full_ns})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        json!({
-            "settings": {
-                "seconds": self.plan.seconds,
-                "runs": self.plan.runs,
-                "repeat": self.plan.repeat,
-                "pps": { "64": self.pps_64, "1500": self.pps_1500 },
-                "generator": "trafgen -b (rate mode), pinned to CPU 0",
-                "tool_cpu": 1,
-                "kernel": kernel_release(),
-                "cpus": std::thread::available_parallelism().map_or(0, usize::from),
-            },
-            "elapsed_seconds": elapsed.as_secs_f64(),
-            "capture": captures,
-            "programs": progs,
-        })
-    }
-}
-
-fn opt1(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"))
-}
-
-fn kernel_release() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    results.writers = all;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pcap(little: bool, records: &[(u32, &[u8])]) -> Vec<u8> {
-        let w = |v: u32| {
-            if little {
-                v.to_le_bytes()
-            } else {
-                v.to_be_bytes()
-            }
-        };
-        let mut f = Vec::new();
-        f.extend_from_slice(&w(0xa1b2_3c4d));
-        f.extend_from_slice(&[0; 12]);
-        f.extend_from_slice(&w(262_144));
-        f.extend_from_slice(&w(1));
-        for (orig, data) in records {
-            f.extend_from_slice(&[0; 8]);
-            f.extend_from_slice(&w(data.len() as u32));
-            f.extend_from_slice(&w(*orig));
-            f.extend_from_slice(data);
-        }
-        f
-    }
-
     #[test]
-    fn counts_offered_frames_by_length_and_source() {
-        let mac = [2, 0, 0, 0, 0, 1];
-        let mut ours = vec![0xff; 12];
-        ours[6..12].copy_from_slice(&mac);
-        let theirs = vec![0xee; 20];
-        for little in [true, false] {
-            let f = pcap(
-                little,
-                &[(64, &ours), (64, &theirs), (64, &ours), (100, &ours)],
-            );
-            assert_eq!(count_frames_in(&f[..], 64, &mac).unwrap(), (2, 4));
-        }
-        let f = pcap(true, &[(64, &ours)]);
-        assert!(
-            count_frames_in(&f[..f.len() - 1], 64, &mac).is_err(),
-            "a truncated record is an error"
+    fn autogroup_nice_is_the_bench_nice() {
+        assert_eq!(
+            std::str::from_utf8(AUTOGROUP_NICE).unwrap(),
+            capture::NICE.to_string()
         );
-        assert!(count_frames_in(&b"\x0a\x0d\x0d\x0a"[..], 64, &mac).is_err());
     }
 
     #[test]
@@ -922,40 +499,5 @@ mod tests {
         assert_eq!(median(vec![]), None);
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
-    }
-
-    #[test]
-    fn trafgen_output() {
-        let out = "     1 packets to schedule\nRunning! Hang up with ^C!\n\n        3000 packets outgoing\n      180000 bytes outgoing\n";
-        assert_eq!(trafgen_sent(out), Some(3000));
-        assert_eq!(trafgen_sent("nothing"), None);
-    }
-
-    #[test]
-    fn macs() {
-        assert_eq!(
-            parse_mac("36:10:a0:c0:1d:b0"),
-            Some([0x36, 0x10, 0xa0, 0xc0, 0x1d, 0xb0])
-        );
-        assert_eq!(parse_mac("36:10"), None);
-        assert_eq!(parse_mac("zz:10:a0:c0:1d:b0"), None);
-    }
-
-    #[test]
-    fn baseline_is_per_offered_packet() {
-        let r = CaptureRun {
-            offered: 1000,
-            softirq: Duration::from_micros(100),
-            ..Default::default()
-        };
-        assert_eq!(r.per_packet(r.softirq), Some(100.0));
-        let m = CaptureMedian::of(&[r]);
-        assert_eq!((m.lost, m.cpu_ns, m.tool_ns), (1000.0, None, None));
-    }
-
-    #[test]
-    fn tool_reports_lose_logs_and_banners() {
-        let stderr = "tcpdump: listening on veth-b, link-type EN10MB\n2026-11-27T02:30:08Z  INFO attached\n5 packets captured\n";
-        assert_eq!(report_lines(stderr), "5 packets captured");
     }
 }

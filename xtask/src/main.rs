@@ -5,7 +5,8 @@
 //! - `build`: build-ebpf, then the user-space crates
 //! - `test`: setup, build, then the whole test suite (unit + integration against the kernel)
 //! - `demo`: a capture between two throwaway namespaces, summarised
-//! - `bench`: tap next to tcpdump on a veth pair, plus BPF_PROG_TEST_RUN costs
+//! - `bench`: tap next to tcpdump and xdpdump on a veth pair at full rate, BPF_PROG_TEST_RUN
+//!   costs by filter size, the writer next to dd; tables, targets and target/bench/bench.json
 //!
 //! Every command but `setup` runs setup first.
 
@@ -13,6 +14,7 @@ mod bench;
 mod demo;
 mod process;
 mod setup;
+mod soak;
 mod util;
 
 use std::path::PathBuf;
@@ -42,8 +44,15 @@ enum Command {
     },
     /// Run a demo capture between two throwaway network namespaces.
     Demo,
-    /// Benchmark tap against tcpdump on a veth pair, and the programs with BPF_PROG_TEST_RUN.
+    /// Benchmark tap against tcpdump and xdpdump on a veth pair, the programs with
+    /// BPF_PROG_TEST_RUN, and the writer against dd.
     Bench(bench::BenchArgs),
+    /// The bench's packet generator (internal: `bench` starts it).
+    #[command(hide = true)]
+    BenchGenerator,
+    /// Run `tap agent` under steady traffic and reloads for N minutes; check memory stays flat
+    /// and every matched packet is accounted for.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> Result<()> {
@@ -73,6 +82,12 @@ fn main() -> Result<()> {
             setup::run()?;
             build(&root)?;
             bench::run(&root, &args)
+        }
+        Command::BenchGenerator => bench::generator_main(),
+        Command::Soak(args) => {
+            setup::run()?;
+            build(&root)?;
+            soak::run(&root, &args)
         }
     }
 }

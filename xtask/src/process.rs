@@ -1,5 +1,5 @@
 //! Background processes (a capture tool, a server) with their standard error collected, stopped
-//! by a signal and reaped with their resource usage; and the CPU times `/proc` reports.
+//! by a signal and reaped with their resource usage.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -29,6 +29,14 @@ pub struct Exited {
     pub status: ExitStatus,
     /// User plus system CPU time of the whole process (all its threads).
     pub cpu: Duration,
+    /// The user part of `cpu`.
+    pub user: Duration,
+    /// Largest resident set size, in bytes.
+    pub max_rss: u64,
+    /// Times the process gave up the CPU to wait (voluntary context switches): its wake-ups.
+    pub voluntary_switches: u64,
+    /// Times it was preempted (involuntary context switches).
+    pub involuntary_switches: u64,
     pub stderr: String,
 }
 
@@ -99,6 +107,11 @@ impl Background {
             }
             util::sleep(Duration::from_millis(20))?;
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
     }
 
     /// CPU time the process has used so far (all its threads), from `/proc/PID/task/*/schedstat`
@@ -208,6 +221,11 @@ impl Background {
         self.exited = Some(Exited {
             status: ExitStatus::from_raw(status),
             cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+            user: tv(usage.ru_utime),
+            // Linux reports kilobytes.
+            max_rss: usage.ru_maxrss.max(0) as u64 * 1024,
+            voluntary_switches: usage.ru_nvcsw.max(0) as u64,
+            involuntary_switches: usage.ru_nivcsw.max(0) as u64,
             stderr: self.stderr(),
         });
         Ok(self.exited.as_ref())
@@ -224,32 +242,9 @@ impl Drop for Background {
     }
 }
 
-/// Softirq time of all CPUs since boot, from the `cpu` line of `/proc/stat`. The kernel counts it
-/// in clock ticks (USER_HZ); without CONFIG_IRQ_TIME_ACCOUNTING it samples it at each timer tick.
-pub fn softirq_time() -> Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let ticks = parse_softirq_ticks(&stat).context("no cpu line in /proc/stat")?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
-}
-
-/// The softirq field (the 7th number) of the aggregate `cpu` line.
-fn parse_softirq_ticks(stat: &str) -> Option<u64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    line.split_whitespace().nth(7)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn softirq_is_the_seventh_number_of_the_cpu_line() {
-        let stat = "cpu  10 1 20 300 4 5 66 0 0 0\ncpu0 5 0 10 150 2 2 33 0 0 0\nintr 1\n";
-        assert_eq!(parse_softirq_ticks(stat), Some(66));
-        assert_eq!(parse_softirq_ticks("intr 1\n"), None);
-    }
 
     #[test]
     fn background_collects_stderr_and_cpu() {

@@ -1,12 +1,14 @@
 //! The `tap` binary: parse → validate → run(config, shutdown) → summary.
 
-use std::process::ExitCode;
+use std::{io::IsTerminal as _, process::ExitCode, sync::Arc};
 
 use anyhow::Context as _;
 use clap::Parser;
 use tap::{
     capture,
-    cli::{Cli, Command, HookArg},
+    agent,
+    cli::{Cli, Command, CtlCommand, GenerateCommand, HookArg, LogFormatArg},
+    live::LiveStats,
     config::{self, CaptureConfig, Hook},
     error::{CaptureError, LoadError},
     replay::{self, ReplayConfig},
@@ -17,7 +19,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colours only for a person at a terminal: never escape codes in a journal or a file.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
+    match cli.log_format {
+        LogFormatArg::Human => logs.init(),
+        LogFormatArg::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+    }
     match real_main(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -54,9 +62,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
+            let live = Arc::new(LiveStats::new(false));
+            // The status line: only for a person watching a terminal.
+            let status_line = !quiet && std::io::stderr().is_terminal();
             let summary = runtime.block_on(async {
                 let shutdown = shutdown_signal()?;
-                let (tx, rx) = capture::mpsc_filter_channel();
+                let (tx, rx) = capture::control_channel();
                 let mut hup = signal(SignalKind::hangup())
                     .map_err(|source| CaptureError::Signal { signal: "SIGHUP", source })?;
                 // SIGHUP re-reads the -F file and swaps the filter in place.
@@ -68,7 +79,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                         match config::filter_from_args(&filter_args) {
                             Ok(image) => {
-                                if tx.send(image).await.is_err() {
+                                if tx.send(capture::Control::Filter(image)).await.is_err() {
                                     break;
                                 }
                             }
@@ -76,14 +87,93 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                     }
                 });
-                capture::run_with_updates(config, shutdown, rx).await
+                let status = status_line.then(|| tokio::spawn(status::run(Arc::clone(&live))));
+                let result = capture::run_tap(config, shutdown, rx, Arc::clone(&live)).await;
+                if let Some(task) = status {
+                    task.abort();
+                    status::clear();
+                }
+                result
             })?;
             capture::flush_stdout().context("flushing standard output")?;
+            if let Some(path) = &args.stats_json {
+                let mut text = serde_json::to_string_pretty(&summary.to_json()).context("encoding the summary")?;
+                text.push('\n');
+                std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
             if !quiet {
                 eprintln!("{summary}");
             }
             // A full disk that ended the capture early is a failure, reported after the summary.
             Ok(if summary.output_stopped { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Agent(mut args) => {
+            // Status and errors name the file in full; relative paths in it follow its directory.
+            args.config = std::path::absolute(&args.config).unwrap_or(args.config);
+            if args.check {
+                let config = agent::config::AgentConfig::load(&args.config)?;
+                println!("{}: valid, {} taps", args.config.display(), config.taps.len());
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Each tap allocates a few large buffers (batches, the writer's, zstd's) and frees
+            // them when it stops. glibc raises its mmap threshold after the first such free and
+            // then keeps them in the heap, which it rarely gives back: a service that restarts
+            // taps for months would grow. A fixed threshold serves them from mmap, returned to
+            // the system as soon as they are freed (`cargo xtask soak` watches this).
+            #[cfg(target_env = "gnu")]
+            // SAFETY: mallopt only changes allocator settings; called before other threads exist.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+            }
+            // Several taps, each with its drain: two workers so a tap loading (the verifier
+            // can take a while) never holds up the others' rings.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let shutdown = shutdown_signal()?;
+                let mut hup = signal(SignalKind::hangup())
+                    .map_err(|source| CaptureError::Signal { signal: "SIGHUP", source })?;
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        if tx.send(()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                agent::run(&args.config, shutdown, rx).await.map_err(anyhow::Error::from)
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ctl(args) => {
+            use agent::control;
+            let command = match args.command {
+                CtlCommand::Status { .. } => "status",
+                CtlCommand::Reload => "reload",
+            };
+            let answer = control::request(&args.socket, command, std::time::Duration::from_secs(120))?;
+            match args.command {
+                CtlCommand::Status { json: true } => println!("{}", serde_json::to_string_pretty(&answer["status"])?),
+                CtlCommand::Status { json: false } => print!("{}", control::format_status(&answer["status"])),
+                CtlCommand::Reload => println!("reloaded: {}", answer["reload"].as_str().unwrap_or("")),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate(what) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            match what {
+                GenerateCommand::Completions { shell } => {
+                    clap_complete::generate(shell, &mut command, "tap", &mut std::io::stdout());
+                }
+                GenerateCommand::Man { dir } => {
+                    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                    clap_mangen::generate_to(command, &dir).with_context(|| format!("writing man pages into {}", dir.display()))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::BenchWriter(args) => {
             tap::bench_writer::run(&args)?;
@@ -95,7 +185,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 HookArg::TcIngress | HookArg::Tc => Hook::TcIngress,
                 HookArg::TcEgress => Hook::TcEgress,
             };
-            println!("{}", tap::testrun::bench_prog(hook, args.frame_len, args.repeat)?);
+            let filter = config::filter_from_args(&tap::cli::FilterArgs {
+                filter: args.filter,
+                filter_file: args.filter_file,
+                expression: Vec::new(),
+            })?;
+            let dsts = if args.dsts.is_empty() {
+                vec![tap::testrun::FRAME_DST_V4]
+            } else {
+                args.dsts.iter().map(|a| a.octets()).collect()
+            };
+            let spec = tap::testrun::BenchSpec { hook, frame_len: args.frame_len, repeat: args.repeat, filter, dsts };
+            for line in tap::testrun::bench_prog(&spec)? {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => {
@@ -138,4 +241,53 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CaptureErr
             _ = term.recv() => {},
         }
     })
+}
+
+/// The live status line of `tap capture` on a terminal: packets, rate, drops, bytes, redrawn in
+/// place twice a second.
+mod status {
+    use std::{
+        io::Write as _,
+        sync::Arc,
+        time::{Duration, Instant},
+    };
+
+    use tap::{agent::control::human_bytes, live::LiveStats};
+
+    const EVERY: Duration = Duration::from_millis(500);
+
+    pub async fn run(live: Arc<LiveStats>) {
+        let mut tick = tokio::time::interval(EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last: Option<(Instant, u64)> = None;
+        loop {
+            tick.tick().await;
+            let s = live.snapshot();
+            let now = Instant::now();
+            let rate = match last {
+                Some((at, n)) => (s.read_packets.saturating_sub(n)) as f64 / now.duration_since(at).as_secs_f64().max(1e-3),
+                None => 0.0,
+            };
+            last = Some((now, s.read_packets));
+            let dropped = s.kernel.ring_full + s.writer_dropped;
+            let line = format!(
+                "{} packets, {:.0} pkt/s, {} dropped, {} captured",
+                s.read_packets,
+                rate,
+                dropped,
+                human_bytes(s.read_bytes)
+            );
+            let mut err = std::io::stderr().lock();
+            // Carriage return, the line, then clear what a longer previous line left.
+            let _ = write!(err, "\r{line}\x1b[K");
+            let _ = err.flush();
+        }
+    }
+
+    /// Removes the status line before the summary.
+    pub fn clear() {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K");
+        let _ = err.flush();
+    }
 }

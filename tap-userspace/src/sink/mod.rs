@@ -128,6 +128,22 @@ pub struct SinkSetup<'a> {
     pub stats: StatsSource,
     /// Told the path of each finished file (rotation), e.g. for the Suricata driver.
     pub finished: Option<std::sync::mpsc::Sender<PathBuf>>,
+    /// Where the writer publishes its counts while it runs (status line, metrics).
+    pub progress: Option<std::sync::Arc<WriterProgress>>,
+}
+
+/// Live counts of the capture writer for status and metrics: copies of its report, updated
+/// after each batch it takes and each idle call.
+#[derive(Debug, Default)]
+pub struct WriterProgress {
+    /// Packets that reached the output.
+    pub written: std::sync::atomic::AtomicU64,
+    /// Bytes that reached the output.
+    pub bytes: std::sync::atomic::AtomicU64,
+    /// Files finished (rotated).
+    pub files: std::sync::atomic::AtomicU64,
+    /// Packets handed to the writer that did not reach the output.
+    pub lost: std::sync::atomic::AtomicU64,
 }
 
 /// Opens the output the configuration names (the first file, when writing files).

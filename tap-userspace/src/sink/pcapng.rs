@@ -1,6 +1,9 @@
 //! pcapng (draft-ietf-opsawg-pcapng) in host byte order: one section per file, one interface
 //! description block per captured (interface, hook), each packet an enhanced packet block with
-//! its direction in `epb_flags`, and interface statistics blocks at the end of the file.
+//! its direction in `epb_flags`, and interface statistics blocks at the end of the file. A packet
+//! decapsulated from a tunnel (`--decap`) carries the tunnel and its id in its `opt_comment`
+//! ([`TunnelComment`]: "vxlan vni=42", "gre key=7", "erspan-ii session=3"), which Wireshark shows
+//! as the packet comment (`frame.comment`).
 //!
 //! Blocks are appended to a caller's `Vec<u8>` whole: the writer only ever hands complete blocks
 //! to the file, so a prefix of the file that ends at a block boundary is a valid pcapng file.
@@ -18,6 +21,7 @@ use std::fmt::Write as _;
 
 use tap_common::event::{
     DIR_INBOUND, DIR_OUTBOUND, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, Hook as HookId,
+    TUNNEL_ERSPAN2, TUNNEL_ERSPAN3, TUNNEL_GENEVE, TUNNEL_GRE, TUNNEL_VXLAN,
 };
 
 use super::{CaptureStats, pcap::LINKTYPE_ETHERNET};
@@ -60,9 +64,59 @@ pub const FLAG_OUTBOUND: u32 = 2;
 /// 4, trailing length 4.
 pub const EPB_OVERHEAD: usize = 28 + 8 + 4 + 4;
 
-/// Length of an enhanced packet block holding `cap_len` bytes.
+/// Length of an enhanced packet block holding `cap_len` bytes (and no comment).
 pub const fn epb_len(cap_len: usize) -> usize {
     EPB_OVERHEAD + pad4(cap_len)
+}
+
+/// Bytes an `opt_comment` of `len` bytes adds to a block.
+const fn comment_len(len: usize) -> usize {
+    4 + pad4(len)
+}
+
+/// The `opt_comment` of a packet decapsulated from a tunnel: the tunnel and its id, e.g.
+/// "vxlan vni=42", "geneve vni=7", "gre key=9", "erspan-ii session=3", "erspan-iii session=3".
+/// Built on the stack: no allocation per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelComment {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl TunnelComment {
+    /// The comment for a record's `tunnel` kind and `tunnel_id`; `None` when not decapsulated.
+    pub fn of(tunnel: u8, id: u32) -> Option<Self> {
+        let label: &[u8] = match tunnel {
+            TUNNEL_VXLAN => b"vxlan vni=",
+            TUNNEL_GENEVE => b"geneve vni=",
+            TUNNEL_GRE => b"gre key=",
+            TUNNEL_ERSPAN2 => b"erspan-ii session=",
+            TUNNEL_ERSPAN3 => b"erspan-iii session=",
+            _ => return None,
+        };
+        let mut c = Self { buf: [0; 32], len: label.len() };
+        c.buf[..label.len()].copy_from_slice(label);
+        let mut digits = [0u8; 10];
+        let mut n = 0;
+        let mut v = id;
+        loop {
+            digits[n] = b'0' + (v % 10) as u8;
+            n += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for d in digits[..n].iter().rev() {
+            c.buf[c.len] = *d;
+            c.len += 1;
+        }
+        Some(c)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 const fn pad4(n: usize) -> usize {
@@ -247,8 +301,9 @@ pub fn direction_flags(direction: u8) -> u32 {
     }
 }
 
-/// Appends an enhanced packet block. `ts_ns`: ns since the epoch (the interfaces say
-/// `if_tsresol` = 9). On the hot path: three copies, no per-field bounds checks.
+/// Appends an enhanced packet block, with `comment` (a tunnel's, see [`TunnelComment`]) as its
+/// `opt_comment` when given. `ts_ns`: ns since the epoch (the interfaces say `if_tsresol` = 9).
+/// On the hot path: a few copies, no per-field bounds checks.
 pub fn enhanced_packet(
     out: &mut Vec<u8>,
     interface_id: u32,
@@ -256,8 +311,9 @@ pub fn enhanced_packet(
     orig_len: u32,
     data: &[u8],
     flags: u32,
+    comment: Option<&[u8]>,
 ) {
-    let total = epb_len(data.len()) as u32;
+    let total = (epb_len(data.len()) + comment.map_or(0, |c| comment_len(c.len()))) as u32;
     let mut head = [0u8; 28];
     head[0..4].copy_from_slice(&EPB.to_ne_bytes());
     head[4..8].copy_from_slice(&total.to_ne_bytes());
@@ -265,17 +321,23 @@ pub fn enhanced_packet(
     head[12..20].copy_from_slice(&ts_words(ts_ns));
     head[20..24].copy_from_slice(&(data.len() as u32).to_ne_bytes());
     head[24..28].copy_from_slice(&orig_len.to_ne_bytes());
-    // Padding of the data (up to 3 bytes), epb_flags, end of options, trailing length.
-    let mut tail = [0u8; 19];
+    // Padding of the data (up to 3 bytes) and epb_flags; then the comment, if any; then end of
+    // options and trailing length.
+    let mut tail = [0u8; 11];
     let pad = pad4(data.len()) - data.len();
     tail[pad..pad + 2].copy_from_slice(&EPB_FLAGS.to_ne_bytes());
     tail[pad + 2..pad + 4].copy_from_slice(&4u16.to_ne_bytes());
     tail[pad + 4..pad + 8].copy_from_slice(&flags.to_ne_bytes());
-    tail[pad + 12..pad + 16].copy_from_slice(&total.to_ne_bytes());
+    let mut end = [0u8; 8];
+    end[4..8].copy_from_slice(&total.to_ne_bytes());
     out.reserve(total as usize);
     out.extend_from_slice(&head);
     out.extend_from_slice(data);
-    out.extend_from_slice(&tail[..pad + 16]);
+    out.extend_from_slice(&tail[..pad + 8]);
+    if let Some(c) = comment {
+        option(out, OPT_COMMENT, c);
+    }
+    out.extend_from_slice(&end);
 }
 
 /// Counters of one interface statistics block; `None` leaves the option out.
@@ -360,6 +422,8 @@ impl PcapngEncoder {
     /// Bytes [`PcapngEncoder::packet`] will append for `p` (an unknown interface's block aside).
     pub fn record_len(p: &Packet<'_>) -> usize {
         epb_len(p.data.len())
+            + TunnelComment::of(p.header.tunnel, p.header.tunnel_id)
+                .map_or(0, |c| comment_len(c.as_bytes().len()))
     }
 
     /// Appends `p` as an enhanced packet block and returns its interface id. A packet from an
@@ -388,6 +452,7 @@ impl PcapngEncoder {
                 id
             }
         };
+        let comment = TunnelComment::of(p.header.tunnel, p.header.tunnel_id);
         enhanced_packet(
             out,
             id,
@@ -395,6 +460,7 @@ impl PcapngEncoder {
             p.header.orig_len,
             p.data,
             direction_flags(p.header.direction),
+            comment.as_ref().map(TunnelComment::as_bytes),
         );
         id
     }
@@ -536,6 +602,7 @@ mod tests {
             60,
             &[0xde, 0xad, 0xbe],
             FLAG_OUTBOUND,
+            None,
         );
         #[rustfmt::skip]
         let expected: &[u8] = &[
@@ -550,6 +617,43 @@ mod tests {
         ];
         assert_eq!(v, expected);
         assert_eq!(v.len(), epb_len(3));
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn golden_enhanced_packet_with_tunnel_comment() {
+        let comment = TunnelComment::of(TUNNEL_VXLAN, 42).unwrap();
+        assert_eq!(comment.as_bytes(), b"vxlan vni=42");
+        let mut v = Vec::new();
+        enhanced_packet(&mut v, 0, 0, 2, &[0xab, 0xcd], FLAG_INBOUND, Some(comment.as_bytes()));
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            6, 0, 0, 0, 64, 0, 0, 0,
+            0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0,
+            2, 0, 0, 0, 2, 0, 0, 0,
+            0xab, 0xcd, 0, 0,
+            2, 0, 4, 0, 1, 0, 0, 0,
+            1, 0, 12, 0, b'v', b'x', b'l', b'a', b'n', b' ', b'v', b'n', b'i', b'=', b'4', b'2',
+            0, 0, 0, 0,
+            64, 0, 0, 0,
+        ];
+        assert_eq!(v, expected);
+    }
+
+    #[test]
+    fn tunnel_comments_name_the_tunnel_and_its_id() {
+        use tap_common::event::TUNNEL_NONE;
+        let text = |kind, id| {
+            TunnelComment::of(kind, id).map(|c| String::from_utf8(c.as_bytes().to_vec()).unwrap())
+        };
+        assert_eq!(text(TUNNEL_NONE, 5), None);
+        assert_eq!(text(TUNNEL_VXLAN, 0).as_deref(), Some("vxlan vni=0"));
+        assert_eq!(text(TUNNEL_GENEVE, 0xff_ffff).as_deref(), Some("geneve vni=16777215"));
+        assert_eq!(text(TUNNEL_GRE, u32::MAX).as_deref(), Some("gre key=4294967295"));
+        assert_eq!(text(TUNNEL_ERSPAN2, 1023).as_deref(), Some("erspan-ii session=1023"));
+        assert_eq!(text(TUNNEL_ERSPAN3, 7).as_deref(), Some("erspan-iii session=7"));
+        assert_eq!(text(99, 1), None);
     }
 
     #[cfg(target_endian = "little")]

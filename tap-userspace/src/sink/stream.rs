@@ -9,15 +9,18 @@
 use std::{
     fs::OpenOptions,
     io::{self, Write},
-    os::unix::{
-        fs::{FileTypeExt, OpenOptionsExt, PermissionsExt},
-        net::UnixListener,
+    os::{
+        fd::{AsFd, AsRawFd},
+        unix::{
+            fs::{FileTypeExt, OpenOptionsExt, PermissionsExt},
+            net::UnixListener,
+        },
     },
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::{self, SyncSender, TrySendError},
+        mpsc::{self, RecvTimeoutError, SyncSender, TrySendError},
     },
     thread,
     time::{Duration, Instant},
@@ -34,6 +37,12 @@ use crate::drain::Batch;
 /// Chunks a reader may have queued before it starts losing packets.
 const READER_QUEUE: usize = 256;
 
+/// How often a reader's thread, while no packet comes, checks that its reader is still there.
+/// A named pipe tells its writer that the reader left only on the next write (EPIPE) or through
+/// poll(): had nothing been written in between, a new reader opening the pipe would be handed the
+/// old stream, mid-way and without a header. So the window for that is this long, not unbounded.
+const HANGUP_CHECK: Duration = Duration::from_millis(10);
+
 /// Encodes a batch as pcap records (no global header), once for all readers.
 pub fn encode(batch: &Batch) -> Bytes {
     let mut out = Vec::with_capacity(batch.byte_len() + batch.len() * 16);
@@ -48,7 +57,13 @@ pub fn encode(batch: &Batch) -> Bytes {
 #[derive(Debug, Default)]
 pub struct ReaderStats {
     pub packets: AtomicU64,
+    /// Packets lost because the reader's queue was full (it did not keep up).
     pub dropped: AtomicU64,
+    /// Packets that were on their way when the reader left: they reached no reader.
+    pub left: AtomicU64,
+    /// Packets handed to the reader's queue and not written yet. What is still there when the
+    /// capture ends (a reader that stopped reading) is lost to it.
+    pub queued: AtomicU64,
     pub gone: AtomicBool,
 }
 
@@ -65,35 +80,54 @@ pub struct StreamReport {
     pub readers: u64,
     /// Packets delivered to readers (a packet counts once per reader).
     pub delivered: u64,
-    /// Packets dropped because a reader's queue was full.
+    /// Packets dropped because a reader's queue was full, or still queued for a reader that had
+    /// stopped reading when the capture ended.
     pub reader_drops: u64,
-    /// Packets captured while no reader was connected.
+    /// Packets captured while no reader was connected (or on their way to one that left).
     pub no_reader: u64,
 }
 
+/// True when the other end is gone: a pipe without readers (POLLERR), a closed socket (POLLHUP).
+fn hung_up(fd: impl AsFd) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_fd().as_raw_fd(), events: 0, revents: 0 };
+    // SAFETY: one valid pollfd, no waiting.
+    let rc = unsafe { libc::poll(&mut p, 1, 0) };
+    rc > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
 /// Starts a writer thread for one reader: header first, then chunks, until the reader goes.
-fn spawn_reader(mut out: Box<dyn Write + Send>, snaplen: u32, id: u64) -> Reader {
+fn spawn_reader<W: Write + AsFd + Send + 'static>(mut out: W, snaplen: u32, id: u64) -> Reader {
     let (tx, rx) = mpsc::sync_channel::<(Bytes, u64)>(READER_QUEUE);
     let stats = Arc::new(ReaderStats::default());
     let s = Arc::clone(&stats);
     let _ = thread::Builder::new().name(format!("tap-reader-{id}")).spawn(move || {
         let header = global_header(snaplen, LINKTYPE_ETHERNET);
-        if out.write_all(&header).and_then(|()| out.flush()).is_err() {
-            s.gone.store(true, Ordering::Relaxed);
-            return;
-        }
-        while let Ok((chunk, packets)) = rx.recv() {
-            if out.write_all(&chunk).and_then(|()| out.flush()).is_err() {
-                s.dropped.fetch_add(packets, Ordering::Relaxed);
-                break;
+        let mut up = out.write_all(&header).and_then(|()| out.flush()).is_ok();
+        while up {
+            match rx.recv_timeout(HANGUP_CHECK) {
+                Ok((chunk, packets)) => {
+                    if out.write_all(&chunk).and_then(|()| out.flush()).is_ok() {
+                        s.packets.fetch_add(packets, Ordering::Relaxed);
+                    } else {
+                        s.left.fetch_add(packets, Ordering::Relaxed);
+                        up = false;
+                    }
+                    s.queued.fetch_sub(packets, Ordering::Relaxed);
+                }
+                Err(RecvTimeoutError::Timeout) => up = !hung_up(&out),
+                Err(RecvTimeoutError::Disconnected) => up = false,
             }
-            s.packets.fetch_add(packets, Ordering::Relaxed);
         }
-        s.gone.store(true, Ordering::Relaxed);
-        // Whatever was still queued for this reader is lost to it.
+        // Whatever was still queued for this reader is lost to it; later chunks find the queue
+        // closed. The output closes before the reader counts as gone, so a pipe reopened for the
+        // next reader can never reach this stream.
         while let Ok((_, packets)) = rx.try_recv() {
-            s.dropped.fetch_add(packets, Ordering::Relaxed);
+            s.left.fetch_add(packets, Ordering::Relaxed);
+            s.queued.fetch_sub(packets, Ordering::Relaxed);
         }
+        drop(rx);
+        drop(out);
+        s.gone.store(true, Ordering::Relaxed);
     });
     Reader { tx, stats, id }
 }
@@ -106,13 +140,17 @@ fn fan_out(readers: &mut Vec<Reader>, chunk: &Bytes, packets: u64, report: &mut 
             harvest(r, report);
             return false;
         }
+        // Counted before the send: the reader's thread may take the chunk at once.
+        r.stats.queued.fetch_add(packets, Ordering::Relaxed);
         match r.tx.try_send((chunk.clone(), packets)) {
             Ok(()) => any = true,
             Err(TrySendError::Full(_)) => {
+                r.stats.queued.fetch_sub(packets, Ordering::Relaxed);
                 r.stats.dropped.fetch_add(packets, Ordering::Relaxed);
                 any = true;
             }
             Err(TrySendError::Disconnected(_)) => {
+                r.stats.queued.fetch_sub(packets, Ordering::Relaxed);
                 harvest(r, report);
                 return false;
             }
@@ -123,9 +161,16 @@ fn fan_out(readers: &mut Vec<Reader>, chunk: &Bytes, packets: u64, report: &mut 
 }
 
 fn harvest(r: &Reader, report: &mut StreamReport) {
-    report.delivered += r.stats.packets.load(Ordering::Relaxed);
-    report.reader_drops += r.stats.dropped.load(Ordering::Relaxed);
+    add_stats(&r.stats, report);
     tracing::info!(reader = r.id, "stream reader left");
+}
+
+/// Adds a reader's counts to the report, once it is gone or the capture is over: what is still
+/// queued then belongs to a reader that stopped reading, and is dropped like a full queue's.
+fn add_stats(s: &ReaderStats, report: &mut StreamReport) {
+    report.delivered += s.packets.load(Ordering::Relaxed);
+    report.reader_drops += s.dropped.load(Ordering::Relaxed) + s.queued.load(Ordering::Relaxed);
+    report.no_reader += s.left.load(Ordering::Relaxed);
 }
 
 /// `--serve unix:PATH`: every client that connects gets its own pcap stream.
@@ -171,7 +216,7 @@ impl ServeSink {
                         next_id += 1;
                         a.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(reader = next_id, "stream reader connected");
-                        let reader = spawn_reader(Box::new(stream), snaplen, next_id);
+                        let reader = spawn_reader(stream, snaplen, next_id);
                         r.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(reader);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(20)),
@@ -224,8 +269,7 @@ impl Sink for ServeSink {
             while !s.gone.load(Ordering::Relaxed) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(5));
             }
-            self.report.delivered += s.packets.load(Ordering::Relaxed);
-            self.report.reader_drops += s.dropped.load(Ordering::Relaxed);
+            add_stats(s, &mut self.report);
         }
         let _ = std::fs::remove_file(&self.path);
         let r = &self.report;
@@ -284,7 +328,8 @@ impl FifoSink {
         }
         self.next_id += 1;
         self.report.readers += 1;
-        self.reader = Some(spawn_reader(Box::new(file), self.snaplen, self.next_id));
+        tracing::info!(reader = self.next_id, path = %self.path.display(), "stream reader connected");
+        self.reader = Some(spawn_reader(file, self.snaplen, self.next_id));
     }
 
     pub fn stream_report(&self) -> StreamReport {
@@ -323,8 +368,7 @@ impl Sink for FifoSink {
             while !stats.gone.load(Ordering::Relaxed) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(5));
             }
-            self.report.delivered += stats.packets.load(Ordering::Relaxed);
-            self.report.reader_drops += stats.dropped.load(Ordering::Relaxed);
+            add_stats(&stats, &mut self.report);
         }
         let r = &self.report;
         let note = format!(
@@ -337,5 +381,49 @@ impl Sink for FifoSink {
         );
         // "Written" for a pipe: what its readers got.
         SinkReport { written: r.delivered, notes: vec![note], ..Default::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{io::Read, os::fd::FromRawFd, os::unix::net::UnixStream};
+
+    use super::*;
+
+    #[test]
+    fn a_reader_that_leaves_is_noticed_without_a_write() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        assert!(!hung_up(&ours));
+        drop(theirs);
+        assert!(hung_up(&ours));
+        // A pipe whose read end is closed: POLLERR.
+        let mut fds = [0; 2];
+        // SAFETY: a valid array of two fds for pipe(2) to fill.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both fds were just created and are owned here.
+        let (read, write) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+        assert!(!hung_up(&write));
+        drop(read);
+        assert!(hung_up(&write));
+    }
+
+    #[test]
+    fn a_reader_gets_a_header_then_packets_and_leaves_when_the_queue_closes() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let reader = spawn_reader(ours, 1500, 1);
+        reader.stats.queued.fetch_add(2, Ordering::Relaxed);
+        reader.tx.send((Bytes::from_static(b"two packets"), 2)).unwrap();
+        let stats = Arc::clone(&reader.stats);
+        drop(reader);
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).unwrap();
+        assert_eq!(&got[..24], &global_header(1500, LINKTYPE_ETHERNET));
+        assert_eq!(&got[24..], b"two packets");
+        while !stats.gone.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let mut report = StreamReport::default();
+        add_stats(&stats, &mut report);
+        assert_eq!(report, StreamReport { readers: 0, delivered: 2, reader_drops: 0, no_reader: 0 });
     }
 }

@@ -6,12 +6,18 @@
 //! with `pcap-file` and absolute paths; Suricata queues them and processes them in order, with
 //! flow state reset per file. Continuous mode is never used (it crashed Suricata 7 here).
 //!
+//! Only files Suricata can open are submitted: after one it cannot (a file without a packet, from
+//! a quiet interval under `-G`: "failed to get first packet timestamp"; a compressed file:
+//! "unknown file format"), Suricata 7 answers no further command on the socket. Paths are made
+//! absolute, since Suricata resolves them in its own working directory.
+//!
 //! The driver runs on its own thread: capture never waits for Suricata. When Suricata is down or
 //! restarts, the driver reconnects with a back-off and submits what it has not yet had accepted.
 
 use std::{
     collections::VecDeque,
-    io::{self, BufRead, BufReader, Write},
+    fs::File,
+    io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     sync::mpsc::{self, Receiver, RecvTimeoutError, Sender},
@@ -28,6 +34,8 @@ pub struct SuricataReport {
     pub refused: Vec<(PathBuf, String)>,
     /// Files never submitted (Suricata unreachable until the end).
     pub unsent: u64,
+    /// Files without a packet, not submitted.
+    pub empty: u64,
     /// Connections made (more than one: Suricata restarted or was late).
     pub connections: u64,
 }
@@ -45,6 +53,66 @@ pub fn pcap_file_command(file: &Path, output_dir: &Path) -> String {
         "arguments": { "filename": file, "output-dir": output_dir }
     })
     .to_string()
+}
+
+/// What a finished capture file holds, as far as Suricata is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileContent {
+    /// pcap or pcapng with at least one packet.
+    Packets,
+    /// pcap or pcapng without a packet (or cut short before its first).
+    Empty,
+    /// Neither pcap nor pcapng (compressed, say): Suricata cannot read it.
+    Foreign,
+}
+
+/// Looks at a finished capture file: a pcap file longer than its global header, a pcapng file
+/// with a packet block.
+pub fn file_content(path: &Path) -> io::Result<FileContent> {
+    const PCAP_HEADER: u64 = 24;
+    let mut f = File::open(path)?;
+    let mut magic = [0u8; 4];
+    if f.read_exact(&mut magic).is_err() {
+        return Ok(FileContent::Empty);
+    }
+    match u32::from_le_bytes(magic) {
+        0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 => Ok(if f.metadata()?.len() > PCAP_HEADER {
+            FileContent::Packets
+        } else {
+            FileContent::Empty
+        }),
+        0x0a0d_0d0a => {
+            // Block type and length, in the section's byte order (its magic follows the length).
+            let mut head = [0u8; 12];
+            f.seek(SeekFrom::Start(0))?;
+            if f.read_exact(&mut head).is_err() {
+                return Ok(FileContent::Empty);
+            }
+            let le = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) == 0x1a2b_3c4d;
+            let word = |b: &[u8]| {
+                let a = [b[0], b[1], b[2], b[3]];
+                if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+            };
+            let mut at = 0u64;
+            let mut block = [0u8; 8];
+            loop {
+                f.seek(SeekFrom::Start(at))?;
+                if f.read_exact(&mut block).is_err() {
+                    return Ok(FileContent::Empty);
+                }
+                // Enhanced, simple and obsolete packet blocks.
+                if matches!(word(&block[..4]), 6 | 3 | 2) {
+                    return Ok(FileContent::Packets);
+                }
+                let len = u64::from(word(&block[4..]));
+                if len < 12 {
+                    return Ok(FileContent::Empty);
+                }
+                at += len;
+            }
+        }
+        _ => Ok(FileContent::Foreign),
+    }
 }
 
 /// Reads one JSON reply (Suricata ends each with a newline).
@@ -103,8 +171,21 @@ fn run(socket: PathBuf, output_dir: PathBuf, rx: Receiver<PathBuf>) -> SuricataR
     let mut closing: Option<Instant> = None;
     loop {
         // Take new files; after the capture ended, keep trying for a bounded time.
+        let mut take = |p: PathBuf| match file_content(&p) {
+            // A file that cannot be read now: Suricata will say so.
+            Ok(FileContent::Packets) | Err(_) => pending.push_back(std::path::absolute(&p).unwrap_or(p)),
+            Ok(FileContent::Empty) => {
+                tracing::info!(file = %p.display(), "no packet in the file: not submitted to Suricata");
+                report.empty += 1;
+            }
+            Ok(FileContent::Foreign) => {
+                let message = "neither pcap nor pcapng (compressed?): Suricata cannot read it".to_string();
+                tracing::error!(file = %p.display(), %message, "not submitted to Suricata");
+                report.refused.push((p, message));
+            }
+        };
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(p) => pending.push_back(p),
+            Ok(p) => take(p),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 if closing.is_none() {
@@ -113,7 +194,7 @@ fn run(socket: PathBuf, output_dir: PathBuf, rx: Receiver<PathBuf>) -> SuricataR
             }
         }
         while let Ok(p) = rx.try_recv() {
-            pending.push_back(p);
+            take(p);
         }
         if closing.is_some_and(|deadline| pending.is_empty() || Instant::now() > deadline) {
             break;
@@ -184,10 +265,11 @@ impl SuricataDriver {
             return vec!["suricata: the driver thread failed".to_string()];
         };
         let mut lines = vec![format!(
-            "suricata: {} files submitted, {} refused, {} not submitted",
+            "suricata: {} files submitted, {} refused, {} not submitted, {} without packets skipped",
             report.accepted,
             report.refused.len(),
-            report.unsent
+            report.unsent,
+            report.empty
         )];
         for (file, message) in report.refused {
             lines.push(format!("suricata refused {}: {message}", file.display()));
@@ -209,6 +291,35 @@ mod tests {
         assert_eq!(v["command"], "pcap-file");
         assert_eq!(v["arguments"]["filename"], "/var/cap/a.pcap");
         assert_eq!(v["arguments"]["output-dir"], "/var/log/suricata");
+    }
+
+    #[test]
+    fn files_without_packets_are_told_apart() {
+        use crate::sink::{pcap, pcapng};
+        let dir = std::env::temp_dir().join(format!("tap-suri-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let check = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            file_content(&path).unwrap() == FileContent::Packets
+        };
+        let mut p = pcap::global_header(262_144, pcap::LINKTYPE_ETHERNET).to_vec();
+        assert!(!check("header-only.pcap", &p));
+        pcap::record(&mut p, 1, 3, &[1, 2, 3]);
+        assert!(check("one.pcap", &p));
+        let mut n = Vec::new();
+        pcapng::section_header(&mut n, &pcapng::SectionInfo::of_this_host());
+        let iface = pcapng::InterfaceDesc::new("eth0", 2, tap_common::event::HOOK_XDP);
+        pcapng::interface_description(&mut n, &iface, 262_144, "");
+        let mut quiet = n.clone();
+        pcapng::interface_statistics(&mut quiet, 0, &pcapng::IfStats::default(), "");
+        assert!(!check("quiet.pcapng", &quiet));
+        pcapng::enhanced_packet(&mut n, 0, 1, 3, &[1, 2, 3], 0, None);
+        assert!(check("one.pcapng", &n));
+        assert!(!check("nothing", &[]));
+        std::fs::write(dir.join("x.pcap.zst"), [0x28, 0xb5, 0x2f, 0xfd, 0, 0]).unwrap();
+        assert_eq!(file_content(&dir.join("x.pcap.zst")).unwrap(), FileContent::Foreign);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A fake Suricata: handshake, then OK for files ending in .pcap and NOK otherwise; it
@@ -256,7 +367,7 @@ mod tests {
         let lines = driver.finish();
         let seen = server.join().unwrap();
         assert_eq!(seen, ["/cap/one.pcap", "/cap/two.pcap", "/cap/three.txt"]);
-        assert_eq!(lines[0], "suricata: 2 files submitted, 1 refused, 0 not submitted");
+        assert_eq!(lines[0], "suricata: 2 files submitted, 1 refused, 0 not submitted, 0 without packets skipped");
         assert!(lines[1].contains("three.txt") && lines[1].contains("File does not exist"));
         let _ = std::fs::remove_dir_all(&dir);
     }

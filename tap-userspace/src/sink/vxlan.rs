@@ -47,6 +47,8 @@ pub const DEFAULT_PORT: u16 = 4789;
 /// Default longest inner frame: fits a 1500-byte path MTU under outer IPv4 (20) + UDP (8) +
 /// VXLAN (8) headers.
 pub const DEFAULT_MAX_INNER: usize = 1464;
+/// The same for an IPv6 collector: the outer IPv6 header takes 40 bytes, not 20.
+pub const DEFAULT_MAX_INNER_V6: usize = 1444;
 /// Sockets (distinct source ports) in the pool.
 const POOL: usize = 16;
 /// VXLAN header length.
@@ -77,7 +79,9 @@ impl VxlanTarget {
             .next()
             .ok_or_else(|| bad("the collector resolves to no address"))?;
         let mut vni = None;
-        let mut max_inner = DEFAULT_MAX_INNER;
+        // Sent with DF: a default too long for the path would turn every full-size frame into a
+        // send error.
+        let mut max_inner = if collector.is_ipv4() { DEFAULT_MAX_INNER } else { DEFAULT_MAX_INNER_V6 };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').ok_or_else(|| bad("query items are key=value"))?;
             match k {
@@ -343,6 +347,10 @@ mod tests {
         assert_eq!(t.max_inner, 9000);
         let t = VxlanTarget::parse("vxlan://[::1]?vni=1").unwrap();
         assert_eq!(t.collector, "[::1]:4789".parse().unwrap());
+        // The outer IPv6 header is 20 bytes longer: so is what the default leaves out.
+        assert_eq!(t.max_inner, DEFAULT_MAX_INNER_V6);
+        assert_eq!(DEFAULT_MAX_INNER_V6 + 40 + 8 + 8, 1500);
+        assert_eq!(VxlanTarget::parse("vxlan://[::1]?vni=1&max_len=1464").unwrap().max_inner, 1464);
         for bad in ["udp://1.2.3.4?vni=1", "vxlan://1.2.3.4", "vxlan://1.2.3.4?vni=16777216", "vxlan://?vni=1", "vxlan://1.2.3.4?vni=1&x=2"] {
             assert!(VxlanTarget::parse(bad).is_err(), "{bad}");
         }

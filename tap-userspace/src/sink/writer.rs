@@ -143,7 +143,12 @@ struct Files {
     current: Option<OutFile>,
     ring: Ring,
     post: PostRotate,
+    /// Skip names already taken (see [`crate::config::OutputConfig::resume`]).
+    resume: bool,
 }
+
+/// Largest sequence number tried when skipping taken names.
+const MAX_SEQ: u64 = 10_000_000;
 
 /// Why writing stopped, before it is turned into a [`SinkStop`].
 enum Fail {
@@ -195,6 +200,7 @@ pub struct CaptureWriter {
     /// After a full disk under `--on-disk-full drop`: packets are counted, not written.
     dropping: bool,
     report: SinkReport,
+    progress: Option<std::sync::Arc<super::WriterProgress>>,
 }
 
 impl std::fmt::Debug for CaptureWriter {
@@ -239,6 +245,7 @@ impl CaptureWriter {
                 current: None,
                 ring: Ring::new(out.rotation.max_files),
                 post: PostRotate::new(out.post_rotate.clone()).notifying(setup.finished.clone()),
+                resume: out.resume,
             })),
         };
         let start_ns = wall_ns();
@@ -261,6 +268,7 @@ impl CaptureWriter {
             scratch: Vec::with_capacity(4096),
             dropping: false,
             report: SinkReport::default(),
+            progress: setup.progress.clone(),
         };
         if let Encoder::Pcapng(e) = &w.enc {
             debug!(interfaces = %e.describe(), "pcapng interfaces");
@@ -304,12 +312,25 @@ impl CaptureWriter {
                 Ring::delete(&old);
             }
             files.seq += 1;
-            let path = files
-                .pattern
-                .name(files.seq, &t)
-                .map_err(StorageError::from)?;
-            let temp = files.temp_names.then(|| rotate::temp_name(&path));
-            files.current = Some(OutFile::create(&path, temp, files.force)?);
+            let path = loop {
+                let path = files
+                    .pattern
+                    .name(files.seq, &t)
+                    .map_err(StorageError::from)?;
+                let temp = files.temp_names.then(|| rotate::temp_name(&path));
+                match OutFile::create(&path, temp, files.force) {
+                    // An earlier run's file: go on after it.
+                    Err(StorageError::Exists { .. })
+                        if files.resume && files.temp_names && files.seq < MAX_SEQ =>
+                    {
+                        files.seq += 1;
+                    }
+                    created => {
+                        files.current = Some(created?);
+                        break path;
+                    }
+                }
+            };
             info!(path = %path.display(), "writing");
         }
         if let Err(f) = self.write_raw(header) {
@@ -601,8 +622,20 @@ fn write_target(
     }
 }
 
-impl Sink for CaptureWriter {
-    fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkStop> {
+impl CaptureWriter {
+    /// Copies the report's counts where status and metrics read them (once per call of the
+    /// writer, not per packet).
+    fn publish(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(p) = &self.progress {
+            p.written.store(self.report.written, Relaxed);
+            p.bytes.store(self.report.bytes, Relaxed);
+            p.files.store(self.report.files, Relaxed);
+            p.lost.store(self.report.lost, Relaxed);
+        }
+    }
+
+    fn take_batch(&mut self, batch: &Batch) -> Result<(), SinkStop> {
         if self.dropping {
             self.report.lost += batch.len() as u64;
             return self.retry_after_disk_full(wall_ns());
@@ -636,7 +669,7 @@ impl Sink for CaptureWriter {
         Ok(())
     }
 
-    fn idle(&mut self) -> Result<(), SinkStop> {
+    fn on_idle(&mut self) -> Result<(), SinkStop> {
         let now_ns = wall_ns();
         if let Target::Files(files) = &mut self.target {
             files.post.reap();
@@ -656,6 +689,20 @@ impl Sink for CaptureWriter {
             }
         }
         Ok(())
+    }
+}
+
+impl Sink for CaptureWriter {
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkStop> {
+        let result = self.take_batch(batch);
+        self.publish();
+        result
+    }
+
+    fn idle(&mut self) -> Result<(), SinkStop> {
+        let result = self.on_idle();
+        self.publish();
+        result
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -698,6 +745,7 @@ impl Sink for CaptureWriter {
         if let Target::Files(files) = &mut self.target {
             files.post.finish(POST_ROTATE_WAIT);
         }
+        self.publish();
         std::mem::take(&mut self.report)
     }
 }
@@ -755,6 +803,7 @@ mod tests {
             flush_interval: Duration::from_secs(1),
             on_disk_full: DiskFull::Stop,
             force: false,
+            resume: false,
         }
     }
 
@@ -771,6 +820,7 @@ mod tests {
             filter: "icmp",
             stats: Box::new(CaptureStats::default),
             finished: None,
+            progress: None,
         })
         .unwrap()
     }
@@ -913,6 +963,54 @@ mod tests {
                 .unwrap();
             assert_eq!(secs % 900, 0, "{name}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_resumed_rotation_goes_on_after_the_files_there() {
+        let dir = scratch("resume");
+        let rotation = Rotation {
+            max_bytes: Some(10_000),
+            interval_secs: None,
+            max_files: None,
+        };
+        let mut out = output(
+            &dir.join("r.pcap"),
+            Format::Pcap,
+            Compression::None,
+            rotation,
+        );
+        let mut sink = open(&out);
+        sink.write_batch(&batch(2, 100, 1_700_000_000_000_000_000))
+            .unwrap();
+        sink.finish(&CaptureStats::default());
+        // A second run without resume refuses to overwrite; with it, it numbers on.
+        let refused = super::super::open(SinkSetup {
+            output: &out,
+            interfaces: &[],
+            hooks: &[Hook::TcIngress],
+            snaplen: 9216,
+            filter: "",
+            stats: Box::new(CaptureStats::default),
+            finished: None,
+            progress: None,
+        });
+        assert!(matches!(refused, Err(StorageError::Exists { .. })));
+        out.resume = true;
+        let mut sink = open(&out);
+        sink.write_batch(&batch(3, 100, 1_700_000_000_000_000_000))
+            .unwrap();
+        sink.finish(&CaptureStats::default());
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["r_00001.pcap", "r_00002.pcap"]);
+        assert_eq!(
+            read_packets(&std::fs::read(dir.join("r_00002.pcap")).unwrap()).len(),
+            3
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,0 +1,386 @@
+//! Prometheus metrics: `GET /metrics` on `agent.metrics_listen`, in the OpenMetrics text format
+//! (which Prometheus scrapes natively).
+//!
+//! Everything is read at scrape time from the taps' [`crate::live::LiveStats`]: the kernel
+//! counters (per loaded object, so per tap: the programs cannot tell interfaces apart without
+//! extra per-packet work), the writer's counts, and the packets and bytes read from the ring per
+//! interface and hook (from each record's header). A tap restarted by a reload starts its
+//! counters over, which Prometheus' `rate()` handles as a counter reset.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+use tracing::{debug, info, warn};
+
+use super::{AgentError, AgentShared, TapState};
+
+type Labels = Vec<(String, String)>;
+
+/// The content type of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Longest request head read.
+const MAX_REQUEST: usize = 8192;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn tap_label(name: &str) -> Labels {
+    vec![("tap".to_string(), name.to_string())]
+}
+
+/// A family of counters, one per label set, registered under `name` (`_total` is appended).
+struct Counters<'r> {
+    registry: &'r mut Registry,
+}
+
+impl Counters<'_> {
+    fn counter(&mut self, name: &str, help: &str) -> Family<Labels, Counter> {
+        let f = Family::<Labels, Counter>::default();
+        self.registry.register(name, help, f.clone());
+        f
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> Family<Labels, Gauge> {
+        let f = Family::<Labels, Gauge>::default();
+        self.registry.register(name, help, f.clone());
+        f
+    }
+}
+
+/// The metrics of the agent now, as OpenMetrics text.
+pub fn render(shared: &AgentShared) -> String {
+    let mut registry = Registry::with_prefix("tap");
+    let mut r = Counters {
+        registry: &mut registry,
+    };
+    let reloads = r.counter(
+        "agent_reloads",
+        "Configuration reloads, by result (applied, refused)",
+    );
+    let up = r.gauge(
+        "up",
+        "1 when the tap is capturing or waiting for an interface, 0 when it failed or is starting",
+    );
+    let state = r.gauge("state", "The tap's state: 1 for the current one");
+    let restarts = r.counter("restarts", "Restarts of the tap by configuration reloads");
+    let attached = r.gauge(
+        "interfaces_attached",
+        "Interfaces the tap's programs are attached to now",
+    );
+    let attachment = r.gauge(
+        "attachment_info",
+        "One per program attached: interface, hook and how",
+    );
+    let seen = r.counter(
+        "packets_seen",
+        "Packets the tap's programs ran on (kernel, all interfaces and hooks)",
+    );
+    let matched = r.counter("packets_matched", "Packets the filter selected (kernel)");
+    let captured = r.counter("packets_captured", "Packets copied into the ring (kernel)");
+    let captured_bytes = r.counter(
+        "captured_bytes",
+        "Packet bytes copied into the ring, at most the snap length each (kernel)",
+    );
+    let ring_drops = r.counter(
+        "ring_drops",
+        "Matched packets lost because the ring was full (kernel)",
+    );
+    let sampled = r.counter(
+        "packets_sampled_out",
+        "Matched packets skipped by sampling (kernel)",
+    );
+    let limited = r.counter(
+        "packets_rate_limited",
+        "Matched packets skipped by the rate cap (kernel)",
+    );
+    let filter_errors = r.counter(
+        "filter_errors",
+        "Packets the filter could not evaluate (kernel)",
+    );
+    let read_errors = r.counter("read_errors", "Packets the kernel could not read (kernel)");
+    let read = r.counter("packets_read", "Packets taken from the ring by the agent");
+    let per_if = r.counter(
+        "interface_packets",
+        "Packets taken from the ring, by interface and hook",
+    );
+    let per_if_bytes = r.counter(
+        "interface_bytes",
+        "Packet bytes taken from the ring, by interface and hook",
+    );
+    let written = r.counter(
+        "packets_written",
+        "Packets written to the tap's file output (or handed to its consumers when it has no file)",
+    );
+    let written_bytes = r.counter(
+        "written_bytes",
+        "Bytes written to the tap's files (compressed bytes when compressing)",
+    );
+    let sink_drops = r.counter(
+        "sink_drops",
+        "Packets taken from the ring that did not reach the output (writer behind, output failed)",
+    );
+    let files = r.counter(
+        "files_rotated",
+        "Files finished (renamed to their final names)",
+    );
+    let swaps = r.counter(
+        "filter_installs",
+        "Filters installed in the running programs (the first one and each reload's)",
+    );
+    let malformed = r.counter("malformed_records", "Ring records refused as malformed");
+    let fill = r.gauge("ring_fill_bytes", "Bytes waiting in the ring now");
+    let size = r.gauge("ring_size_bytes", "Size of the ring in bytes");
+
+    reloads
+        .get_or_create(&vec![("result".into(), "applied".into())])
+        .inc_by(shared.reloads.load(std::sync::atomic::Ordering::Relaxed));
+    reloads
+        .get_or_create(&vec![("result".into(), "refused".into())])
+        .inc_by(
+            shared
+                .reload_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+    for tap in shared.taps() {
+        let s = tap.live.snapshot();
+        let (current, _) = tap.state(&s);
+        let l = tap_label(&tap.name);
+        up.get_or_create(&l).set(i64::from(matches!(
+            current,
+            TapState::Running | TapState::Waiting
+        )));
+        for st in [
+            TapState::Starting,
+            TapState::Running,
+            TapState::Waiting,
+            TapState::Failed,
+            TapState::Stopping,
+        ] {
+            let name = serde_json::to_value(&st)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let mut labels = l.clone();
+            labels.push(("state".into(), name));
+            state.get_or_create(&labels).set(i64::from(st == current));
+        }
+        restarts.get_or_create(&l).inc_by(tap.restarts);
+        let mut ifaces: Vec<&str> = s.attachments.iter().map(|a| a.interface.as_str()).collect();
+        ifaces.dedup();
+        attached.get_or_create(&l).set(ifaces.len() as i64);
+        for a in &s.attachments {
+            let mut labels = l.clone();
+            labels.extend([
+                ("interface".into(), a.interface.clone()),
+                ("hook".into(), a.hook.to_string()),
+                ("how".into(), a.how.to_string()),
+            ]);
+            attachment.get_or_create(&labels).set(1);
+        }
+        let k = &s.kernel;
+        for (family, value) in [
+            (&seen, k.seen),
+            (&matched, k.matched),
+            (&captured, k.copied),
+            (&captured_bytes, k.copied_bytes),
+            (&ring_drops, k.ring_full),
+            (&sampled, k.sampled_out),
+            (&limited, k.rate_limited),
+            (&filter_errors, k.filter_error),
+            (&read_errors, k.read_error),
+            (&read, s.read_packets),
+            (&written, s.written),
+            (&written_bytes, s.written_bytes),
+            (&sink_drops, s.writer_dropped),
+            (&files, s.files),
+            (&swaps, s.filter_installs),
+            (&malformed, s.malformed),
+        ] {
+            family.get_or_create(&l).inc_by(value);
+        }
+        for i in &s.interfaces {
+            let mut labels = l.clone();
+            labels.extend([
+                ("interface".into(), i.interface.clone()),
+                ("hook".into(), i.hook.to_string()),
+            ]);
+            per_if.get_or_create(&labels).inc_by(i.count.packets);
+            per_if_bytes.get_or_create(&labels).inc_by(i.count.bytes);
+        }
+        if let (Some(pending), Some(total)) = (s.ring_pending, s.ring_size) {
+            fill.get_or_create(&l).set(pending as i64);
+            size.get_or_create(&l).set(total as i64);
+        }
+    }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
+
+/// The listening socket and its task.
+#[derive(Debug)]
+pub struct Server {
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start(addr: SocketAddr, shared: Arc<AgentShared>) -> Result<Self, AgentError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AgentError::Metrics { addr, source })?;
+        info!(%addr, "metrics at /metrics");
+        let task = tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let shared = Arc::clone(&shared);
+                        tokio::spawn(async move {
+                            if let Err(e) = serve(stream, &shared).await {
+                                debug!(error = %e, "metrics connection");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "metrics accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        Ok(Self { task })
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Answers one HTTP/1 request: `GET /metrics`, or 404; then closes.
+async fn serve(mut stream: TcpStream, shared: &AgentShared) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, read)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request"))??;
+    let text = String::from_utf8_lossy(&head);
+    let mut words = text.lines().next().unwrap_or("").split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => ("200 OK", CONTENT_TYPE, render(shared)),
+        ("GET" | "HEAD", "/") => (
+            "200 OK",
+            "text/plain; charset=utf-8",
+            "tap agent: metrics at /metrics\n".to_string(),
+        ),
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: try /metrics\n".to_string(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "use GET\n".to_string(),
+        ),
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        response.push_str(&body);
+    }
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Mutex, atomic::Ordering::Relaxed};
+
+    use super::*;
+    use crate::{agent::TapShared, live::LiveStats};
+
+    /// `name{labels} value` lines, the `# EOF` and comments left out.
+    fn samples(text: &str) -> Vec<(String, f64)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| {
+                let (name, value) = l.rsplit_once(' ').unwrap();
+                (name.to_string(), value.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn per_tap_counters_and_agent_reloads() {
+        let shared = AgentShared::new("/etc/tap/tap.toml".into());
+        shared.reloads.store(3, Relaxed);
+        shared.reload_failures.store(1, Relaxed);
+        let live = Arc::new(LiveStats::new(true));
+        live.read_packets.store(42, Relaxed);
+        live.writer.written.store(40, Relaxed);
+        live.writer.bytes.store(4096, Relaxed);
+        live.writer.files.store(2, Relaxed);
+        live.queue_dropped.store(2, Relaxed);
+        live.filter_installs.store(1, Relaxed);
+        live.ready.store(true, Relaxed);
+        let tap = Arc::new(TapShared {
+            name: "vms".into(),
+            patterns: vec!["vm*".into()],
+            hooks: vec!["tc-ingress"],
+            live,
+            state: Mutex::new((TapState::Starting, None)),
+            restarts: 1,
+            started: std::time::Instant::now(),
+        });
+        shared.taps.lock().unwrap().push(tap);
+        let text = render(&shared);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            text.contains("# TYPE tap_packets_written counter\n"),
+            "{text}"
+        );
+        let s = samples(&text);
+        let get = |name: &str| {
+            s.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+        };
+        assert_eq!(get("tap_agent_reloads_total{result=\"applied\"}"), 3.0);
+        assert_eq!(get("tap_agent_reloads_total{result=\"refused\"}"), 1.0);
+        assert_eq!(get("tap_packets_read_total{tap=\"vms\"}"), 42.0);
+        assert_eq!(get("tap_packets_written_total{tap=\"vms\"}"), 40.0);
+        assert_eq!(get("tap_written_bytes_total{tap=\"vms\"}"), 4096.0);
+        assert_eq!(get("tap_files_rotated_total{tap=\"vms\"}"), 2.0);
+        assert_eq!(get("tap_sink_drops_total{tap=\"vms\"}"), 2.0);
+        assert_eq!(get("tap_restarts_total{tap=\"vms\"}"), 1.0);
+        assert_eq!(get("tap_packets_matched_total{tap=\"vms\"}"), 0.0);
+        // Ready and attached nowhere: waiting for an interface, which counts as up.
+        assert_eq!(get("tap_up{tap=\"vms\"}"), 1.0);
+        assert_eq!(get("tap_state{tap=\"vms\",state=\"waiting\"}"), 1.0);
+        assert_eq!(get("tap_state{tap=\"vms\",state=\"running\"}"), 0.0);
+        assert_eq!(get("tap_interfaces_attached{tap=\"vms\"}"), 0.0);
+    }
+}

@@ -1,0 +1,648 @@
+//! `tap agent`: several named taps from one configuration file, as a long-running service.
+//!
+//! Each tap is a capture of its own ([`crate::capture::run_tap`]: its loaded object, ring,
+//! programs and writer), started with its validated [`config::TapConfig`] and stopped by its own
+//! shutdown future. The agent's loop owns the set of taps and does what changes it:
+//!
+//! - every [`INTERFACE_POLL`] it lists the interfaces and tells each tap the ones its names and
+//!   globs match now ([`Control::Interfaces`]): new ones are attached, vanished ones released,
+//!   without touching the ring, the writer or the other interfaces;
+//! - SIGHUP and `tap ctl reload` re-read the file: an invalid file is refused and logged, the old
+//!   configuration runs on; otherwise filters and limits are swapped in place, taps are added and
+//!   removed, and a tap whose other settings changed is restarted alone;
+//! - a tap that fails (its output failed, it could not load) is marked failed; the next reload
+//!   starts it again.
+//!
+//! Alongside run the control socket ([`control`]) and the metrics endpoint ([`metrics`]), which
+//! read the taps' [`LiveStats`] directly.
+
+pub mod config;
+pub mod control;
+pub mod metrics;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+pub use config::DEFAULT_CONTROL_SOCKET;
+use config::{AgentConfig, AgentConfigError, TapConfig};
+use serde::Serialize;
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+use tracing::{Instrument as _, error, info, info_span, warn};
+
+use crate::{
+    capture::{self, Control},
+    config::Interface,
+    live::{LiveStats, Snapshot},
+};
+
+/// How often the interfaces are listed to follow those that come and go.
+pub const INTERFACE_POLL: Duration = Duration::from_millis(500);
+
+/// Errors that keep the agent from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] AgentConfigError),
+    #[error("control socket {path}: {source}")]
+    Control {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where a tap is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TapState {
+    /// Loading its programs and opening its sinks.
+    Starting,
+    /// Capturing: attached to at least one interface.
+    Running,
+    /// Loaded and ready, but no interface matches now.
+    Waiting,
+    /// It stopped on an error (kept until the next reload, which starts it again).
+    Failed,
+    /// Being stopped (removed or restarted by a reload, or the agent is exiting).
+    Stopping,
+}
+
+/// What the status and metrics readers see of one tap.
+#[derive(Debug)]
+pub struct TapShared {
+    pub name: String,
+    pub patterns: Vec<String>,
+    pub hooks: Vec<&'static str>,
+    pub live: Arc<LiveStats>,
+    state: Mutex<(TapState, Option<String>)>,
+    /// Restarts by reloads since the agent started (counters start over at each).
+    pub restarts: u64,
+    pub started: Instant,
+}
+
+impl TapShared {
+    /// The state, with [`TapState::Running`] and [`TapState::Waiting`] told apart by the
+    /// attachments in place, and the error of a failed tap.
+    pub fn state(&self, snapshot: &Snapshot) -> (TapState, Option<String>) {
+        let (state, error) = self.state.lock().expect("tap state lock").clone();
+        match state {
+            TapState::Starting if snapshot.ready && snapshot.attachments.is_empty() => {
+                (TapState::Waiting, error)
+            }
+            TapState::Starting if snapshot.ready => (TapState::Running, error),
+            other => (other, error),
+        }
+    }
+
+    fn set_state(&self, state: TapState, error: Option<String>) {
+        *self.state.lock().expect("tap state lock") = (state, error);
+    }
+}
+
+/// What the control socket and metrics read: the taps in file order and the agent's counters.
+#[derive(Debug)]
+pub struct AgentShared {
+    pub config_path: PathBuf,
+    pub taps: Mutex<Vec<Arc<TapShared>>>,
+    /// Reloads applied.
+    pub reloads: AtomicU64,
+    /// Reloads refused (the file did not validate).
+    pub reload_failures: AtomicU64,
+    pub last_reload_error: Mutex<Option<String>>,
+    pub started: Instant,
+}
+
+impl AgentShared {
+    pub fn new(config_path: PathBuf) -> Self {
+        Self {
+            config_path,
+            taps: Mutex::default(),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+            last_reload_error: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The taps now, in file order.
+    pub fn taps(&self) -> Vec<Arc<TapShared>> {
+        self.taps.lock().expect("agent taps lock").clone()
+    }
+}
+
+/// A request from the control socket to the agent's loop.
+#[derive(Debug)]
+pub enum Request {
+    /// Re-read the file; answered with what was done, or why the file was refused.
+    Reload(oneshot::Sender<Result<String, String>>),
+}
+
+/// One tap as the loop holds it.
+struct Running {
+    config: TapConfig,
+    shared: Arc<TapShared>,
+    control: mpsc::Sender<Control>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    generation: u64,
+    /// The interface set last sent: only a change is sent again.
+    sent: Option<Vec<Interface>>,
+}
+
+/// A tap task's end, reported to the loop.
+struct Ended {
+    name: String,
+    generation: u64,
+    error: Option<String>,
+}
+
+/// The interfaces of this network namespace, by name and index.
+pub fn list_interfaces() -> Vec<Interface> {
+    let mut out = Vec::new();
+    // SAFETY: if_nameindex returns a list ending with a zero entry, freed below; the names are
+    // NUL-terminated strings owned by the list.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return out;
+        }
+        let mut p = list;
+        while (*p).if_index != 0 && !(*p).if_name.is_null() {
+            let name = std::ffi::CStr::from_ptr((*p).if_name)
+                .to_string_lossy()
+                .into_owned();
+            out.push(Interface {
+                name,
+                ifindex: (*p).if_index,
+            });
+            p = p.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    out
+}
+
+/// The agent's loop and its state.
+struct Agent {
+    config: AgentConfig,
+    shared: Arc<AgentShared>,
+    taps: HashMap<String, Running>,
+    restarts: HashMap<String, u64>,
+    next_generation: u64,
+    ended_tx: mpsc::Sender<Ended>,
+    interfaces: Vec<Interface>,
+    control_server: Option<control::Server>,
+    metrics_server: Option<metrics::Server>,
+    requests_tx: mpsc::Sender<Request>,
+}
+
+/// Tells systemd (Type=notify) how the service is doing; nothing without $NOTIFY_SOCKET.
+pub fn sd_notify(state: &str) {
+    use std::os::{linux::net::SocketAddrExt as _, unix::net::UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let result = match path.strip_prefix('@') {
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a)),
+        None => sock.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = result {
+        warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// Runs the agent from the file at `path` until `shutdown` resolves; each message on `hangups`
+/// (SIGHUP) reloads. The file must validate for the agent to start.
+pub async fn run(
+    path: &Path,
+    shutdown: impl Future<Output = ()>,
+    mut hangups: mpsc::Receiver<()>,
+) -> Result<(), AgentError> {
+    let config = AgentConfig::load(path)?;
+    let shared = Arc::new(AgentShared::new(path.to_path_buf()));
+    let (requests_tx, mut requests) = mpsc::channel::<Request>(8);
+    let (ended_tx, mut ended) = mpsc::channel::<Ended>(64);
+    let control_server = Some(control::Server::start(
+        &config.control_socket,
+        Arc::clone(&shared),
+        requests_tx.clone(),
+    )?);
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => Some(metrics::Server::start(addr, Arc::clone(&shared)).await?),
+        None => None,
+    };
+    let mut agent = Agent {
+        config,
+        shared,
+        taps: HashMap::new(),
+        restarts: HashMap::new(),
+        next_generation: 0,
+        ended_tx,
+        interfaces: list_interfaces(),
+        control_server,
+        metrics_server,
+        requests_tx,
+    };
+    if agent.config.taps.is_empty() {
+        warn!(config = %path.display(), "no [[tap]] in the configuration: nothing to capture until a reload adds one");
+    }
+    for tap in agent.config.taps.clone() {
+        agent.start(tap);
+    }
+    agent.publish();
+    info!(config = %path.display(), taps = agent.taps.len(), "agent ready");
+    sd_notify("READY=1");
+
+    let mut poll = tokio::time::interval(INTERFACE_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = hangups.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                let _ = agent.reload().await;
+            }
+            Some(request) = requests.recv() => match request {
+                Request::Reload(reply) => {
+                    info!("control socket: reloading the configuration");
+                    let _ = reply.send(agent.reload().await);
+                }
+            },
+            Some(end) = ended.recv() => agent.ended(end),
+            _ = poll.tick() => {
+                agent.interfaces = list_interfaces();
+                agent.follow_interfaces();
+            }
+        }
+    }
+    sd_notify("STOPPING=1");
+    info!("agent stopping");
+    let names: Vec<String> = agent.config.taps.iter().map(|t| t.name.clone()).collect();
+    for name in names {
+        agent.stop(&name).await;
+    }
+    if let Some(s) = agent.control_server.take() {
+        s.stop();
+    }
+    if let Some(s) = agent.metrics_server.take() {
+        s.stop();
+    }
+    info!("agent stopped");
+    Ok(())
+}
+
+impl Agent {
+    fn start(&mut self, tap: TapConfig) {
+        let live = Arc::new(LiveStats::new(true));
+        let restarts = self.restarts.get(&tap.name).copied().unwrap_or(0);
+        let shared = Arc::new(TapShared {
+            name: tap.name.clone(),
+            patterns: tap.patterns.clone(),
+            hooks: tap.capture.hooks.iter().map(|h| h.name()).collect(),
+            live: Arc::clone(&live),
+            state: Mutex::new((TapState::Starting, None)),
+            restarts,
+            started: Instant::now(),
+        });
+        let (control, control_rx) = capture::control_channel();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let ended = self.ended_tx.clone();
+        let name = tap.name.clone();
+        let capture = tap.capture.clone();
+        let span = info_span!("tap", name = %tap.name);
+        let task = tokio::spawn(
+            async move {
+                info!("starting");
+                let result = capture::run_tap(
+                    capture,
+                    async move {
+                        let _ = stop_rx.await;
+                    },
+                    control_rx,
+                    live,
+                )
+                .await;
+                let error = match result {
+                    Ok(summary) => {
+                        info!(
+                            matched = summary.kernel.matched,
+                            captured = summary.kernel.copied,
+                            written = summary.written,
+                            ring_dropped = summary.kernel.ring_full,
+                            writer_dropped = summary.writer_dropped,
+                            sampled_out = summary.kernel.sampled_out,
+                            rate_limited = summary.kernel.rate_limited,
+                            files = summary.files,
+                            unaccounted = summary.unaccounted() as i64,
+                            "stopped"
+                        );
+                        for note in &summary.notes {
+                            info!("{note}");
+                        }
+                        summary
+                            .output_error
+                            .clone()
+                            .or_else(|| summary.output_closed.then(|| "output closed".to_string()))
+                    }
+                    Err(e) => {
+                        let text = crate::error::one_line(&e);
+                        error!(error = %text, "failed");
+                        Some(text)
+                    }
+                };
+                let _ = ended
+                    .send(Ended {
+                        name,
+                        generation,
+                        error,
+                    })
+                    .await;
+            }
+            .instrument(span),
+        );
+        self.taps.insert(
+            tap.name.clone(),
+            Running {
+                config: tap,
+                shared,
+                control,
+                stop: Some(stop),
+                task,
+                generation,
+                sent: None,
+            },
+        );
+        self.follow_interfaces();
+    }
+
+    /// Stops a tap and waits until its files are finished.
+    async fn stop(&mut self, name: &str) {
+        let Some(mut tap) = self.taps.remove(name) else {
+            return;
+        };
+        tap.shared.set_state(TapState::Stopping, None);
+        if let Some(stop) = tap.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(e) = (&mut tap.task).await {
+            error!(tap = name, error = %e, "tap task ended abnormally");
+        }
+    }
+
+    /// A tap task ended by itself (a failure, its output gone): mark it.
+    fn ended(&mut self, end: Ended) {
+        let Some(tap) = self.taps.get_mut(&end.name) else {
+            return;
+        };
+        if tap.generation != end.generation {
+            return;
+        }
+        let error = end.error.unwrap_or_else(|| "stopped".to_string());
+        warn!(tap = %end.name, error = %error, "tap is down until the next reload");
+        tap.shared.set_state(TapState::Failed, Some(error));
+        tap.stop = None;
+    }
+
+    /// Sends each tap the interfaces it matches now, when that changed.
+    fn follow_interfaces(&mut self) {
+        for tap in self.taps.values_mut() {
+            let want: Vec<Interface> = self
+                .interfaces
+                .iter()
+                .filter(|i| tap.config.matches(&i.name))
+                .cloned()
+                .collect();
+            if tap.sent.as_ref() == Some(&want) {
+                continue;
+            }
+            // A full queue (the tap still loading) is tried again at the next poll.
+            if tap
+                .control
+                .try_send(Control::Interfaces(want.clone()))
+                .is_ok()
+            {
+                tap.sent = Some(want);
+            }
+        }
+    }
+
+    /// Mirrors the taps into the shared view, in file order.
+    fn publish(&self) {
+        let taps = self
+            .config
+            .taps
+            .iter()
+            .filter_map(|t| self.taps.get(&t.name))
+            .map(|r| Arc::clone(&r.shared))
+            .collect();
+        *self.shared.taps.lock().expect("agent taps lock") = taps;
+    }
+
+    /// Re-reads the file and applies it; on error nothing changes.
+    async fn reload(&mut self) -> Result<String, String> {
+        let new = match AgentConfig::load(&self.config.path) {
+            Ok(c) => c,
+            Err(e) => {
+                let text = e.to_string();
+                error!(error = %text, "reload refused; the running configuration stays");
+                self.shared.reload_failures.fetch_add(1, Relaxed);
+                *self.shared.last_reload_error.lock().expect("lock") = Some(text.clone());
+                sd_notify(&format!("STATUS=reload refused: {text}"));
+                return Err(text);
+            }
+        };
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec to fill.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        sd_notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
+        ));
+        let mut done: Vec<String> = Vec::new();
+        // Agent-wide settings first: a control socket or metrics address that changed moves.
+        if new.control_socket != self.config.control_socket {
+            match control::Server::start(
+                &new.control_socket,
+                Arc::clone(&self.shared),
+                self.requests_tx.clone(),
+            ) {
+                Ok(server) => {
+                    if let Some(old) = self.control_server.replace(server) {
+                        old.stop();
+                    }
+                    done.push(format!("control socket {}", new.control_socket.display()));
+                }
+                Err(e) => {
+                    error!(error = %e, "the new control socket cannot be opened; the old one stays")
+                }
+            }
+        }
+        if new.metrics_listen != self.config.metrics_listen {
+            if let Some(old) = self.metrics_server.take() {
+                old.stop();
+            }
+            if let Some(addr) = new.metrics_listen {
+                match metrics::Server::start(addr, Arc::clone(&self.shared)).await {
+                    Ok(server) => self.metrics_server = Some(server),
+                    Err(e) => error!(error = %e, "the metrics endpoint cannot be opened"),
+                }
+            }
+            done.push(format!(
+                "metrics {}",
+                new.metrics_listen
+                    .map_or("off".to_string(), |a| a.to_string())
+            ));
+        }
+        let gone: Vec<String> = self
+            .config
+            .taps
+            .iter()
+            .filter(|o| !new.taps.iter().any(|n| n.name == o.name))
+            .map(|o| o.name.clone())
+            .collect();
+        for name in gone {
+            info!(tap = %name, "removed by reload");
+            self.stop(&name).await;
+            self.restarts.remove(&name);
+            done.push(format!("removed {name}"));
+        }
+        for tap in &new.taps {
+            let Some(running) = self.taps.get(&tap.name) else {
+                info!(tap = %tap.name, "added by reload");
+                self.start(tap.clone());
+                done.push(format!("added {}", tap.name));
+                continue;
+            };
+            let change = running.config.change_to(tap);
+            let failed = running.shared.state.lock().expect("tap state lock").0 == TapState::Failed;
+            if change.restart || failed {
+                info!(tap = %tap.name, "restarting: {}", if failed { "it had failed" } else { "its settings changed" });
+                self.stop(&tap.name).await;
+                *self.restarts.entry(tap.name.clone()).or_default() += 1;
+                self.start(tap.clone());
+                done.push(format!("restarted {}", tap.name));
+                continue;
+            }
+            let running = self.taps.get_mut(&tap.name).expect("present above");
+            if change.filter {
+                // Installed in place by the tap; the old filter stays if the kernel refuses it.
+                let _ = running
+                    .control
+                    .send(Control::Filter(tap.capture.filter.clone()))
+                    .await;
+                done.push(format!("filter of {}", tap.name));
+            }
+            if change.limits {
+                let _ = running
+                    .control
+                    .send(Control::Limits {
+                        sample: tap.capture.sample,
+                        rate_per_cpu: tap.capture.rate_per_cpu,
+                    })
+                    .await;
+                done.push(format!("limits of {}", tap.name));
+            }
+            if change.interfaces {
+                done.push(format!("interfaces of {}", tap.name));
+                running.sent = None;
+            }
+            running.config = tap.clone();
+        }
+        self.config = new;
+        self.follow_interfaces();
+        self.publish();
+        self.shared.reloads.fetch_add(1, Relaxed);
+        *self.shared.last_reload_error.lock().expect("lock") = None;
+        let summary = if done.is_empty() {
+            "no change".to_string()
+        } else {
+            done.join(", ")
+        };
+        info!(changes = %summary, "configuration reloaded");
+        sd_notify(&format!("READY=1\nSTATUS=reloaded: {summary}"));
+        Ok(summary)
+    }
+}
+
+/// Status of the agent, as `tap ctl status` receives it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub config: PathBuf,
+    pub uptime_secs: u64,
+    pub reloads: u64,
+    pub reload_failures: u64,
+    pub last_reload_error: Option<String>,
+    pub taps: Vec<TapStatus>,
+}
+
+/// One tap in [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TapStatus {
+    pub name: String,
+    pub state: TapState,
+    pub error: Option<String>,
+    pub patterns: Vec<String>,
+    pub hooks: Vec<&'static str>,
+    pub restarts: u64,
+    pub uptime_secs: u64,
+    pub stats: Snapshot,
+}
+
+impl AgentShared {
+    /// Everything `tap ctl status` shows.
+    pub fn status(&self) -> Status {
+        Status {
+            config: self.config_path.clone(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            reloads: self.reloads.load(Relaxed),
+            reload_failures: self.reload_failures.load(Relaxed),
+            last_reload_error: self.last_reload_error.lock().expect("lock").clone(),
+            taps: self
+                .taps()
+                .iter()
+                .map(|t| {
+                    let stats = t.live.snapshot();
+                    let (state, error) = t.state(&stats);
+                    TapStatus {
+                        name: t.name.clone(),
+                        state,
+                        error,
+                        patterns: t.patterns.clone(),
+                        hooks: t.hooks.clone(),
+                        restarts: t.restarts,
+                        uptime_secs: t.started.elapsed().as_secs(),
+                        stats,
+                    }
+                })
+                .collect(),
+        }
+    }
+}

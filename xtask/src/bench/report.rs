@@ -1,0 +1,501 @@
+//! The bench's tables, targets and JSON, all from one run's results.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::{
+    Plan,
+    capture::{self, CaptureMedian, CaptureRun, FRAME_LENS, Matching, TAP_RING_SIZE, Tool},
+    progs::{self, ProgConfig, ProgRun, Rules},
+    writer::{self, PLACES, Writer},
+};
+
+/// What tap may hold beyond its ring for target (d), in bytes: the binary, the runtime, the
+/// batch being built and the writer's buffers.
+pub const RSS_BUDGET: u64 = 64 << 20;
+
+/// Target (a) compares system CPU (/proc/stat) when the machine was at most this busy (in
+/// CPUs, median over the runs involved) just before the runs, our threads' CPU otherwise.
+pub const QUIET_MACHINE: f64 = 0.25;
+
+/// Everything one `cargo xtask bench` measured.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub captures: Vec<Capture>,
+    pub progs: Vec<(ProgConfig, Vec<ProgRun>)>,
+    /// `(place, writer, MB/s of each run)`.
+    pub writers: Vec<(&'static str, Writer, Vec<f64>)>,
+}
+
+/// One capture configuration and its runs.
+#[derive(Debug)]
+pub struct Capture {
+    pub tool: Tool,
+    pub len: usize,
+    pub matching: Matching,
+    pub runs: Vec<CaptureRun>,
+}
+
+impl Results {
+    fn capture(&self, tool: Tool, len: usize, matching: Matching) -> Option<CaptureMedian> {
+        self.captures
+            .iter()
+            .find(|c| {
+                c.tool == tool && c.len == len && c.matching == matching && !c.runs.is_empty()
+            })
+            .map(|c| CaptureMedian::of(&c.runs))
+    }
+
+    /// System CPU per offered frame that `tool` adds over the no-capture run, in ns.
+    fn added(&self, tool: Tool, len: usize, matching: Matching) -> Option<f64> {
+        let base = self.capture(Tool::None, len, matching)?.system_ns?;
+        Some(self.capture(tool, len, matching)?.system_ns? - base)
+    }
+
+    /// Our threads' CPU per offered frame that `tool` adds over the no-capture run, in ns.
+    fn added_ours(&self, tool: Tool, len: usize, matching: Matching) -> Option<f64> {
+        let base = self.capture(Tool::None, len, matching)?.ours_ns?;
+        Some(self.capture(tool, len, matching)?.ours_ns? - base)
+    }
+
+    fn prog(&self, hook: &str, rules: Rules, len: usize) -> Option<ProgRun> {
+        self.progs
+            .iter()
+            .find(|(c, _)| c.hook == hook && c.rules == rules && c.frame_len == len)
+            .map(|(_, runs)| progs::medians(runs))
+    }
+
+    fn writer(&self, place: &str, w: Writer) -> Option<f64> {
+        self.writers
+            .iter()
+            .find(|(p, x, _)| *p == place && *x == w)
+            .and_then(|(_, _, rates)| super::median(rates.clone()))
+    }
+}
+
+fn n0(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.0}"))
+}
+
+fn n1(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn r2(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
+}
+
+const TAPS: [Tool; 3] = [Tool::TapXdp, Tool::TapTc, Tool::TapConsume];
+
+pub fn markdown(r: &Results, plan: &Plan) -> String {
+    let mut s = String::new();
+    if !r.captures.is_empty() {
+        capture_tables(&mut s, r, plan);
+    }
+    if !r.progs.is_empty() {
+        prog_table(&mut s, r, plan);
+    }
+    if !r.writers.is_empty() {
+        writer_table(&mut s, r, plan);
+    }
+    s
+}
+
+fn capture_tables(s: &mut String, r: &Results, plan: &Plan) {
+    let plural = if plan.runs == 1 { "" } else { "s" };
+    for len in FRAME_LENS {
+        for matching in Matching::ALL {
+            let _ = writeln!(
+                s,
+                "\n### veth, {len}-byte frames at the generator's full rate, {}, filter `{}` (median of {} run{plural})\n",
+                matching.label(),
+                capture::filter(),
+                plan.runs
+            );
+            s.push_str("| capture | offered | sent kpps | selected | written | lost | lost % | system CPU ns/offered | added over none | our threads ns/offered | added over none | of which CPU 0: send + receive path | of which CPU 1: tool | tool CPU ns/written | tool user % | tool wake-ups /1000 written | tool max RSS MiB |\n");
+            s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            for tool in Tool::ALL {
+                let Some(m) = r.capture(tool, len, matching) else {
+                    continue;
+                };
+                let none = tool == Tool::None;
+                let dash = |v: String| if none { "-".to_string() } else { v };
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    tool.label(),
+                    m.offered,
+                    m.sent_pps / 1e3,
+                    dash(format!("{:.0}", m.selected)),
+                    dash(format!("{:.0}", m.written)),
+                    dash(format!("{:.0}", m.lost)),
+                    dash(format!("{:.2}", m.lost_pct)),
+                    n0(m.system_ns),
+                    dash(n0(r.added(tool, len, matching))),
+                    n0(m.ours_ns),
+                    dash(n0(r.added_ours(tool, len, matching))),
+                    n0(m.receive_path_ns),
+                    dash(n0(m.tool_window_ns)),
+                    dash(n0(m.tool_ns)),
+                    dash(n0(m.tool_user_share.map(|u| 100.0 * u))),
+                    dash(n1(m.wakeups_per_k)),
+                    dash(n0(m.max_rss.map(|b| b as f64 / (1 << 20) as f64))),
+                );
+            }
+        }
+    }
+    s.push_str(
+        "\nThe generator (CPU 0) sends a fixed count as fast as the kernel takes the frames; veth delivers on \
+         the sender's CPU, so veth-b's receive path (XDP, TC, AF_PACKET's copy for tcpdump, the IP stack) runs \
+         in softirq on CPU 0 and a costlier receive path lowers the rate (\"sent kpps\"). System CPU is the \
+         busy time (user + nice + system + irq + softirq) of both CPUs from /proc/stat over the run, per \
+         offered frame; \"added over none\" subtracts the no-capture run of the same table. \"Our threads\" is \
+         the same from the scheduler's nanosecond accounting of the threads doing the run's work only (the \
+         sending thread, which also runs the receive softirq work raised in its context, ksoftirqd and the \
+         tool): on a shared machine it leaves out others' work, which /proc/stat counts; it splits into CPU 0's \
+         part (sending and veth-b's receive path in softirq) and CPU 1's (the tool). Tool CPU is the capture process's user + system time from the first frame to its exit, \
+         per selected frame written. Wake-ups are its voluntary context switches. xdpdump 1.3 has no filter: \
+         it writes every frame, so with 1% matching it writes a hundred times what the others write.\n",
+    );
+    let _ = writeln!(
+        s,
+        "\n### Ratios: tap / tcpdump and tap / xdpdump (same table, same run)\n"
+    );
+    s.push_str("| frames | matching | tap | added system CPU ÷ tcpdump's | ÷ xdpdump's | added CPU of our threads ÷ tcpdump's | ÷ xdpdump's | tool CPU per written ÷ tcpdump's | ÷ xdpdump's | lost % tap / tcpdump / xdpdump |\n");
+    s.push_str("|---:|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+    for len in FRAME_LENS {
+        for matching in Matching::ALL {
+            for tap in TAPS {
+                let Some(t) = r.capture(tap, len, matching) else {
+                    continue;
+                };
+                let tcpdump = r.capture(Tool::Tcpdump, len, matching);
+                let xdpdump = r.capture(Tool::Xdpdump, len, matching);
+                let added = |tool| r.added(tool, len, matching);
+                let ours = |tool| r.added_ours(tool, len, matching);
+                let lost = |m: &Option<CaptureMedian>| {
+                    m.as_ref()
+                        .map_or_else(|| "-".into(), |m| format!("{:.1}", m.lost_pct))
+                };
+                let _ = writeln!(
+                    s,
+                    "| {len} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} |",
+                    matching.key(),
+                    tap.label(),
+                    r2(ratio(added(tap), added(Tool::Tcpdump))),
+                    r2(ratio(added(tap), added(Tool::Xdpdump))),
+                    r2(ratio(ours(tap), ours(Tool::Tcpdump))),
+                    r2(ratio(ours(tap), ours(Tool::Xdpdump))),
+                    r2(ratio(t.tool_ns, tcpdump.as_ref().and_then(|m| m.tool_ns))),
+                    r2(ratio(t.tool_ns, xdpdump.as_ref().and_then(|m| m.tool_ns))),
+                    lost(&Some(t.clone())),
+                    lost(&tcpdump),
+                    lost(&xdpdump),
+                );
+            }
+        }
+    }
+    s.push_str("\nBelow 1 is tap cheaper. A negative added CPU (tap --consume) means the capture costs less than letting the frames into the stack.\n");
+}
+
+fn prog_table(s: &mut String, r: &Results, plan: &Plan) {
+    let _ = writeln!(
+        s,
+        "\n### Programs under BPF_PROG_TEST_RUN: ns per program run (median of {}, {} runs each)\n",
+        plan.runs, plan.repeat
+    );
+    s.push_str("| program | filter | frame | selected, ring has room (record copied) | selected, ring full (drop counted) | rejected by the filter |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|\n");
+    for (config, _) in &r.progs {
+        let Some(m) = r.prog(config.hook, config.rules, config.frame_len) else {
+            continue;
+        };
+        if let Some(why) = &m.refused {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} B | refused: {} | | |",
+                config.program(),
+                config.rules.label(),
+                config.frame_len,
+                why.lines().last().unwrap_or_default().replace('|', "/")
+            );
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} B | {} | {} | {} |",
+            config.program(),
+            config.rules.label(),
+            config.frame_len,
+            n1(m.copied_ns),
+            n1(m.ring_full_ns),
+            n1(m.rejected_ns),
+        );
+    }
+    s.push_str(
+        "\nThe kernel's own timing of its test-run loop (whole ns per call, averaged over calls): the program plus a few ns \
+         of loop overhead. Selected frames go to an address in the filter's last rule, rejected ones to 192.0.2.2. The \
+         ring (128 MiB) is drained between calls, so records are written to memory that is not in cache.\n",
+    );
+}
+
+fn writer_table(s: &mut String, r: &Results, plan: &Plan) {
+    let _ = writeln!(
+        s,
+        "\n### Writer throughput, MB/s of packets (1500-byte packets, {} MB, fsync at the end; median of {})\n",
+        plan.writer_bytes / 1_000_000,
+        plan.runs
+    );
+    s.push_str("| place | tap pcap | tap pcapng | dd bs=1M | pcap ÷ dd | pcapng ÷ dd |\n|---|---:|---:|---:|---:|---:|\n");
+    for (place, kind) in PLACES {
+        let (p, png, dd) = (
+            r.writer(place, Writer::TapPcap),
+            r.writer(place, Writer::TapPcapng),
+            r.writer(place, Writer::Dd),
+        );
+        if p.is_none() && dd.is_none() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| {place} ({kind}) | {} | {} | {} | {} | {} |",
+            n0(p),
+            n0(png),
+            n0(dd),
+            r2(ratio(p, dd)),
+            r2(ratio(png, dd))
+        );
+    }
+    if let Some(m) = r.capture(Tool::TapXdp, 1500, Matching::All) {
+        let _ = writeln!(
+            s,
+            "\nThe 1500-byte, all-matching capture above was offered {:.0} kpps: writing all of it takes {:.0} MB/s of packets.",
+            m.sent_pps / 1e3,
+            m.sent_pps * 1500.0 / 1e6
+        );
+    }
+}
+
+/// One evaluated target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub id: &'static str,
+    pub what: String,
+    pub measured: String,
+    /// `None`: not measured in this run.
+    pub pass: Option<bool>,
+}
+
+pub fn targets(r: &Results) -> Vec<Target> {
+    let mut t = Vec::new();
+    // Others' work lands in /proc/stat's figure: on a busy machine the comparison is made on
+    // our threads' CPU instead (they agree within a few percent on a quiet one).
+    let involved = [Tool::None, Tool::Tcpdump, Tool::TapXdp, Tool::TapTc];
+    let background = super::median(
+        r.captures
+            .iter()
+            .filter(|c| c.len == 64 && c.matching == Matching::All && involved.contains(&c.tool))
+            .flat_map(|c| c.runs.iter().map(|run| run.background))
+            .collect(),
+    );
+    let quiet = background.is_some_and(|b| b <= QUIET_MACHINE);
+    for tap in [Tool::TapXdp, Tool::TapTc] {
+        let m = r.capture(tap, 64, Matching::All);
+        let system = (
+            r.added(tap, 64, Matching::All),
+            r.added(Tool::Tcpdump, 64, Matching::All),
+        );
+        let ours = (
+            r.added_ours(tap, 64, Matching::All),
+            r.added_ours(Tool::Tcpdump, 64, Matching::All),
+        );
+        let (tap_adds, tcpdump_adds) = if quiet { system } else { ours };
+        let pass = match (&m, tap_adds, tcpdump_adds) {
+            (Some(m), Some(a), Some(b)) => Some(m.lost_max <= 0 && a <= 0.5 * b),
+            _ => None,
+        };
+        t.push(Target {
+            id: "a",
+            what: format!(
+                "64 B, all matching, {}: loses nothing, adds at most half the CPU per packet tcpdump adds",
+                tap.label()
+            ),
+            measured: match &m {
+                Some(m) => format!(
+                    "largest loss of any run {} of {:.0}; {}: adds {} ns/pkt, tcpdump {} ns/pkt, ratio {} \
+                     ({}: {} vs {}, ratio {}; machine {:.0}% busy before the runs)",
+                    m.lost_max,
+                    m.selected,
+                    if quiet { "system CPU" } else { "our threads' CPU" },
+                    n0(tap_adds),
+                    n0(tcpdump_adds),
+                    r2(ratio(tap_adds, tcpdump_adds)),
+                    if quiet { "our threads' CPU" } else { "system CPU, others' work included" },
+                    n0(if quiet { ours.0 } else { system.0 }),
+                    n0(if quiet { ours.1 } else { system.1 }),
+                    r2(if quiet { ratio(ours.0, ours.1) } else { ratio(system.0, system.1) }),
+                    100.0 * background.unwrap_or(0.0),
+                ),
+                None => "not measured".into(),
+            },
+            pass,
+        });
+    }
+    // The generator's full rate depends on the receive path it pays for: with --consume the
+    // frames skip the stack and it runs fastest, the hardest case for the writer.
+    for tap in TAPS {
+        let m = r.capture(tap, 1500, Matching::All);
+        t.push(Target {
+            id: "b",
+            what: format!(
+                "1500 B, all matching, to /dev/shm, {}: at most 5% lost at full rate",
+                tap.label()
+            ),
+            measured: m.as_ref().map_or_else(
+                || "not measured".into(),
+                |m| {
+                    format!(
+                        "{:.2}% lost (median; largest loss of any run {} of {:.0}) at {:.0} kpps",
+                        m.lost_pct,
+                        m.lost_max,
+                        m.selected,
+                        m.sent_pps / 1e3
+                    )
+                },
+            ),
+            pass: m.map(|m| m.lost_pct <= 5.0),
+        });
+    }
+    for rules in [Rules::Hosts(4096), Rules::Nets(4096)] {
+        let m = r.prog("xdp", rules, 64);
+        let ns = m.as_ref().and_then(|m| m.rejected_ns);
+        t.push(Target {
+            id: "c",
+            what: format!("xdp_tap, {}: a rejected packet under 50 ns", rules.label()),
+            measured: match (&m, ns) {
+                (Some(m), _) if m.refused.is_some() => "filter refused by the loader".into(),
+                (_, Some(ns)) => format!("{ns:.1} ns"),
+                _ => "not measured".into(),
+            },
+            pass: match &m {
+                Some(m) if m.refused.is_some() => Some(false),
+                _ => ns.map(|ns| ns < 50.0),
+            },
+        });
+    }
+    let rss = r
+        .captures
+        .iter()
+        .filter(|c| c.tool.is_tap())
+        .flat_map(|c| {
+            c.runs
+                .iter()
+                .filter_map(move |run| run.tool.map(|u| (u.max_rss, c)))
+        })
+        .max_by_key(|(rss, _)| *rss);
+    let bound = 2 * TAP_RING_SIZE + RSS_BUDGET;
+    t.push(Target {
+        id: "d",
+        what: format!(
+            "tap's max RSS at most 2 × ring ({} MiB, its data pages are mapped twice) + {} MiB",
+            TAP_RING_SIZE >> 20,
+            RSS_BUDGET >> 20
+        ),
+        measured: rss.map_or_else(
+            || "not measured".into(),
+            |(rss, c)| {
+                format!(
+                    "largest {:.1} MiB ({}, {} B, {}), bound {} MiB",
+                    rss as f64 / (1 << 20) as f64,
+                    c.tool.label(),
+                    c.len,
+                    c.matching.key(),
+                    bound >> 20
+                )
+            },
+        ),
+        pass: rss.map(|(rss, _)| rss <= bound),
+    });
+    t
+}
+
+pub fn targets_text(targets: &[Target]) -> String {
+    let mut s = String::from("\n### Targets (from this run)\n\n");
+    for t in targets {
+        let verdict = match t.pass {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "----",
+        };
+        let _ = writeln!(s, "- {verdict} ({}) {}: {}", t.id, t.what, t.measured);
+    }
+    s
+}
+
+pub fn json(r: &Results, plan: &Plan, targets: &[Target], elapsed: std::time::Duration) -> Value {
+    let captures: Vec<Value> = r
+        .captures
+        .iter()
+        .map(|c| {
+            json!({
+                "tool": c.tool.key(),
+                "label": c.tool.label(),
+                "frame_len": c.len,
+                "matching": c.matching.key(),
+                "filter": if c.tool.filters() { Some(capture::filter()) } else { None },
+                "median": CaptureMedian::of(&c.runs).to_json(),
+                "added_system_cpu_ns_per_offered": r.added(c.tool, c.len, c.matching),
+                "runs": c.runs.iter().map(CaptureRun::to_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let programs: Vec<Value> = r
+        .progs
+        .iter()
+        .map(|(c, runs)| {
+            json!({
+                "program": c.program(),
+                "filter": c.rules.kind(),
+                "rules": c.rules.count(),
+                "frame_len": c.frame_len,
+                "repeat": plan.repeat,
+                "median": progs::medians(runs).to_json(),
+                "runs": runs.iter().map(ProgRun::to_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let writers: Vec<Value> = r
+        .writers
+        .iter()
+        .map(|(place, w, rates)| writer::to_json(place, *w, rates))
+        .collect();
+    json!({
+        "settings": {
+            "runs": plan.runs,
+            "frames_per_run": { "64": plan.count_64, "1500": plan.count_1500 },
+            "repeat": plan.repeat,
+            "writer_bytes": plan.writer_bytes,
+            "generator": "AF_PACKET TX_RING (TPACKET_V2, qdisc bypass), full rate",
+            "generator_cpu": capture::GENERATOR_CPU,
+            "tool_cpu": capture::TOOL_CPU,
+            "tap_ring_size": TAP_RING_SIZE,
+            "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default(),
+            "cpus": std::thread::available_parallelism().map_or(0, usize::from),
+        },
+        "elapsed_seconds": elapsed.as_secs_f64(),
+        "capture": captures,
+        "programs": programs,
+        "writer": writers,
+        "targets": targets.iter().map(|t| json!({
+            "id": t.id, "what": t.what, "measured": t.measured, "pass": t.pass,
+        })).collect::<Vec<_>>(),
+    })
+}
