@@ -121,9 +121,11 @@ pub fn verifier_reason(log: &str) -> String {
 /// filter. Nothing is attached yet.
 pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
     let vxlan_port = u32::from(spec.vxlan_port);
-    // Wake the reader per 64 KiB waiting (a quarter of a small ring), or per millisecond.
-    let wakeup_bytes: u32 = (spec.ring_size / 4).clamp(1, 64 << 10);
-    let wakeup_ns: u32 = 1_000_000;
+    // Wake the reader only when a quarter of the ring waits (at most 8 MiB), or 100 ms after the
+    // last wake-up: each wake-up is an interrupt on the producing CPU (a VM exit on this kind of
+    // machine, tens of µs), and the drain polls every 10 ms anyway (`drain::POLL_INTERVAL`).
+    let wakeup_bytes: u32 = (spec.ring_size / 4).clamp(1, 8 << 20);
+    let wakeup_ns: u32 = 100_000_000;
     let consume = u32::from(spec.consume);
     let mut ebpf = EbpfLoader::new()
         .override_global(maps::GLOBAL_SNAPLEN, &spec.snaplen, true)
