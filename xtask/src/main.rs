@@ -136,7 +136,7 @@ fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
     // Integration tests share the machine's two cores with the traffic they generate: two at a
     // time keeps timing-sensitive captures honest.
     let mut child = util::cmd("cargo")
-        .args(["test", "--release", "--workspace", "--exclude", "tap-ebpf"])
+        .args(["test", "--release", "--no-fail-fast", "--workspace", "--exclude", "tap-ebpf"])
         .args(extra)
         .args(["--", "--test-threads=2"])
         .current_dir(root)
