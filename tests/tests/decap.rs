@@ -82,7 +82,9 @@ fn decap_of_a_linux_vxlan_link_records_the_inner_frames() {
     let www = TempDir::new();
     let _http = HttpServer::start(&t.b, www.path());
     let dir = TempDir::new();
-    let inner = Tcpdump::start(&t.b, "vx0", dir.join("vx0.pcap"), &[]);
+    // A snap length above the frames: with `-s 0`, immediate mode leaves libpcap's ring only a
+    // few slots, too few for a burst.
+    let inner = Tcpdump::start(&t.b, "vx0", dir.join("vx0.pcap"), &["-s", "2048"]);
     let file = dir.join("tap.pcapng");
     let decap = format!("vxlan:{VXLAN_PORT}");
     let tap = tap::start(&t.b, &["-i", &t.b_if, "--decap", &decap, "-w", arg(&file)]);
