@@ -205,40 +205,10 @@ impl InjectSink {
 
     fn send_packets(&mut self) {
         let Out::Packet(sock) = &self.out else { return };
-        let mut offsets = Vec::with_capacity(self.lens.len());
-        let mut off = 0;
-        for l in &self.lens {
-            offsets.push(off);
-            off += l;
-        }
-        let mut i = 0;
-        while i < self.lens.len() {
-            let n = (self.lens.len() - i).min(64);
-            let mut iovs: Vec<libc::iovec> = (0..n)
-                .map(|k| libc::iovec { iov_base: self.batch[offsets[i + k]..].as_ptr() as *mut _, iov_len: self.lens[i + k] })
-                .collect();
-            let mut msgs: Vec<libc::mmsghdr> = (0..n)
-                .map(|k| {
-                    // SAFETY: mmsghdr is plain data; zero is "no name, no control".
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = &mut iovs[k];
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
-            // SAFETY: n valid headers pointing into self.batch.
-            let rc = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), n as u32, 0) };
-            if rc <= 0 {
-                self.report.lost += 1;
-                i += 1;
-                continue;
-            }
-            for m in &msgs[..rc as usize] {
-                self.report.written += 1;
-                self.report.bytes += u64::from(m.msg_len);
-            }
-            i += rc as usize;
-        }
+        let ((sent, bytes), failed) = super::mmsg::send_packed(sock.as_raw_fd(), &self.batch, &self.lens);
+        self.report.written += sent;
+        self.report.bytes += bytes;
+        self.report.lost += failed;
         self.batch.clear();
         self.lens.clear();
     }

@@ -9,6 +9,7 @@ pub mod checksum;
 pub mod fanout;
 pub mod file;
 pub mod inject;
+mod mmsg;
 pub mod pcap;
 pub mod pcapng;
 pub mod rotate;

@@ -218,7 +218,7 @@ impl VxlanSink {
             if self.lengths[i].is_empty() {
                 continue;
             }
-            let (sent, failed) = send_all(&self.sockets[i], &self.queues[i], &self.lengths[i]);
+            let (sent, failed) = super::mmsg::send_packed(self.sockets[i].as_raw_fd(), &self.queues[i], &self.lengths[i]);
             self.report.written += sent.0;
             self.report.bytes += sent.1;
             self.report.lost += failed;
@@ -246,54 +246,6 @@ fn set_dont_fragment(socket: &UdpSocket, v4: bool) -> io::Result<()> {
         )
     };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
-/// Sends the datagrams packed in `buf` (lengths in `lens`) with sendmmsg, 64 at a time.
-/// Returns ((datagrams sent, bytes sent), datagrams that failed).
-fn send_all(socket: &UdpSocket, buf: &[u8], lens: &[usize]) -> ((u64, u64), u64) {
-    const CHUNK: usize = 64;
-    let mut sent = (0u64, 0u64);
-    let mut failed = 0u64;
-    let mut offsets = Vec::with_capacity(lens.len());
-    let mut off = 0;
-    for l in lens {
-        offsets.push(off);
-        off += l;
-    }
-    let mut i = 0;
-    while i < lens.len() {
-        let n = (lens.len() - i).min(CHUNK);
-        let mut iovs: Vec<libc::iovec> = (0..n)
-            .map(|k| libc::iovec { iov_base: buf[offsets[i + k]..].as_ptr() as *mut _, iov_len: lens[i + k] })
-            .collect();
-        // SAFETY: mmsghdr is plain data; zero is a valid "no name, no control" header.
-        let mut msgs: Vec<libc::mmsghdr> = (0..n)
-            .map(|k| {
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_iov = &mut iovs[k];
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
-        // SAFETY: msgs points at n initialised headers whose iovecs point into `buf`.
-        let rc = unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), n as u32, 0) };
-        if rc < 0 {
-            // The first datagram failed (EMSGSIZE, ECONNREFUSED, ENOBUFS, ...): count it, go on.
-            failed += 1;
-            i += 1;
-            continue;
-        }
-        let done = rc as usize;
-        for k in 0..done {
-            sent.0 += 1;
-            sent.1 += u64::from(msgs[k].msg_len);
-        }
-        i += done.max(1);
-        if done == 0 {
-            failed += 1;
-        }
-    }
-    (sent, failed)
 }
 
 impl Sink for VxlanSink {
