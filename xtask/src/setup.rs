@@ -38,9 +38,6 @@ const PACKAGES: &[(&str, &str)] = &[
 const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/tap-bookworm-backports.list";
 
 pub fn run() -> Result<()> {
-    if std::env::var_os("TAP_SKIP_SETUP").is_some() {
-        return Ok(());
-    }
     debian_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;

@@ -15,7 +15,6 @@ use std::{
     fs::{File, OpenOptions},
     io::{self, Write},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    time::Instant,
 };
 
 use super::{CaptureStats, Sink, SinkReport, SinkStop};
@@ -238,14 +237,6 @@ impl Sink for InjectSink {
         }
         self.send_packets();
         Ok(())
-    }
-
-    fn idle(&mut self) -> Result<(), SinkStop> {
-        Ok(())
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        None
     }
 
     fn finish(mut self: Box<Self>, _stats: &CaptureStats) -> SinkReport {

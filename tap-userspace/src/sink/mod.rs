@@ -109,9 +109,13 @@ pub trait Sink: Send {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkStop>;
     /// Called when no batch is waiting and when [`Sink::deadline`] passes: writes what is due,
     /// starts the next file when its time has come.
-    fn idle(&mut self) -> Result<(), SinkStop>;
+    fn idle(&mut self) -> Result<(), SinkStop> {
+        Ok(())
+    }
     /// When [`Sink::idle`] must run even if no batch arrives.
-    fn deadline(&self) -> Option<Instant>;
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
     /// Writes what is left and the final statistics, closes the output.
     fn finish(self: Box<Self>, stats: &CaptureStats) -> SinkReport;
 }

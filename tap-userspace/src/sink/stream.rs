@@ -250,14 +250,6 @@ impl Sink for ServeSink {
         Ok(())
     }
 
-    fn idle(&mut self) -> Result<(), SinkStop> {
-        Ok(())
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        None
-    }
-
     fn finish(mut self: Box<Self>, _stats: &CaptureStats) -> SinkReport {
         self.stop.store(true, Ordering::Relaxed);
         let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner));

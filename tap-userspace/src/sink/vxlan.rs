@@ -13,7 +13,6 @@ use std::{
     io,
     net::{SocketAddr, ToSocketAddrs, UdpSocket},
     os::fd::AsRawFd,
-    time::Instant,
 };
 
 use super::{CaptureStats, Sink, SinkReport, SinkStop};
@@ -264,14 +263,6 @@ impl Sink for VxlanSink {
         }
         self.flush_queues();
         Ok(())
-    }
-
-    fn idle(&mut self) -> Result<(), SinkStop> {
-        Ok(())
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        None
     }
 
     fn finish(mut self: Box<Self>, _stats: &CaptureStats) -> SinkReport {
