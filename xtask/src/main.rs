@@ -117,9 +117,16 @@ pub fn build_ebpf(root: &std::path::Path) -> Result<()> {
     let dest_dir = root.join("target/bpf");
     std::fs::create_dir_all(&dest_dir)?;
     let dest = dest_dir.join("tap.bpf.o");
-    std::fs::copy(&built, &dest).with_context(|| format!("copying {}", built.display()))?;
-    // Fresh mtime, so the user-space build script sees an up-to-date object.
-    std::fs::File::options().append(true).open(&dest)?.set_modified(std::time::SystemTime::now())?;
+    // An object cargo did not relink since the last copy is left alone, so the user-space crate
+    // (which embeds it) is not rebuilt for nothing.
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let unchanged = matches!((modified(&dest), modified(&built)), (Some(d), Some(b)) if d >= b)
+        && std::fs::read(&dest).ok() == Some(std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?);
+    if !unchanged {
+        std::fs::copy(&built, &dest).with_context(|| format!("copying {}", built.display()))?;
+        // Fresh mtime, so the user-space build script sees an up-to-date object.
+        std::fs::File::options().append(true).open(&dest)?.set_modified(std::time::SystemTime::now())?;
+    }
     println!("BPF object: {}", dest.display());
     Ok(())
 }
