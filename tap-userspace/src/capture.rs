@@ -20,11 +20,9 @@ use tap_common::counters;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use std::os::fd::AsFd as _;
-
 use crate::{
     config::{CaptureConfig, Interface, Output},
-    drain::{Batch, BatchLimits, Drain, RingLevel},
+    drain::{Batch, BatchLimits, Drain},
     live::LiveStats,
     error::CaptureError,
     filter::maps::FilterImage,
@@ -286,21 +284,14 @@ pub async fn run_tap(
         user.switch()?;
     }
     let counters = Arc::new(maps.counters);
-    let level = match RingLevel::new(maps.ring.as_fd(), config.ring_size) {
-        Ok(l) => Some(Arc::new(l)),
-        Err(e) => {
-            debug!(error = %e, "ring positions not readable; no fill level");
-            None
-        }
-    };
-    live.set_maps(Arc::clone(&counters), level);
+    let mut drain = Drain::new(maps.ring, BatchLimits::default()).map_err(CaptureError::Poll)?;
+    live.set_maps(Arc::clone(&counters), Some(drain.ring()));
     let queue_dropped = Arc::clone(&live.queue_dropped);
     let (sink, publishes) = open_output(&config, stats_source(&counters, &queue_dropped), Arc::clone(&live.writer))?;
     let count = (!publishes).then(|| Arc::clone(&live.writer));
     let mut filter_maps = maps.filter;
     live.set_filter(&filter_maps.current().expression);
     live.filter_installs.store(filter_maps.installs, Ordering::Relaxed);
-    let mut drain = Drain::new(maps.ring, BatchLimits::default()).map_err(CaptureError::Poll)?;
     let (tx, rx) = mpsc::sync_channel::<Batch>(WRITER_QUEUE);
     let tx = WriterTx { tx, dropped: Arc::clone(&queue_dropped) };
     let (done_tx, mut writer_done) = tokio::sync::oneshot::channel::<()>();

@@ -7,7 +7,8 @@
 
 use std::io;
 
-use aya::maps::{MapData, RingBuf};
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use tap_common::{
     config::MAX_FRAME,
@@ -15,7 +16,11 @@ use tap_common::{
 };
 use tokio::io::unix::AsyncFd;
 
-use crate::clock;
+use crate::{
+    clock,
+    loader::RingMap,
+    ring::{self, Ring, View},
+};
 
 /// Why a ring record was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -53,13 +58,27 @@ pub fn parse_record(record: &[u8]) -> Result<(PacketHeader, &[u8]), RecordError>
 }
 
 /// A run of packets taken from the ring in one go.
-#[derive(Debug, Clone)]
+///
+/// Packets taken by the drain stay in the ring's memory (a [`View`], given back to the kernel
+/// when the batch drops); batches built in user space (checksums fixed, synthetic ones) hold
+/// packed copies.
+#[derive(Debug)]
 pub struct Batch {
-    /// Packed `[PacketHeader][cap_len bytes]` entries, already validated.
-    buf: Bytes,
+    storage: Storage,
     len: usize,
+    /// Header and packet bytes of the valid records.
+    bytes: usize,
     /// CLOCK_MONOTONIC → CLOCK_REALTIME offset for this batch, in ns.
     offset_ns: i64,
+}
+
+#[derive(Debug)]
+enum Storage {
+    /// Packed `[PacketHeader][cap_len bytes]` entries, already validated.
+    Packed(Bytes),
+    /// Ring records as the programs wrote them; the malformed ones (counted when walked) are
+    /// skipped again when read.
+    Ring(View),
 }
 
 /// One packet of a [`Batch`].
@@ -69,6 +88,22 @@ pub struct Packet<'a> {
     /// Wall-clock time, ns since the Unix epoch.
     pub ts_ns: u64,
     pub data: &'a [u8],
+}
+
+impl Clone for Batch {
+    /// A copy that holds no ring memory (a clone kept around must not hold the ring's space).
+    fn clone(&self) -> Self {
+        match &self.storage {
+            Storage::Packed(buf) => Self { storage: Storage::Packed(buf.clone()), ..*self },
+            Storage::Ring(_) => {
+                let mut builder = BatchBuilder::with_capacity(self.bytes);
+                for p in self.packets() {
+                    builder.push_parts(&p.header, p.data);
+                }
+                builder.finish_with_offset(self.offset_ns)
+            }
+        }
+    }
 }
 
 impl Batch {
@@ -81,9 +116,9 @@ impl Batch {
         self.len == 0
     }
 
-    /// Packet bytes plus headers held, in bytes.
+    /// Packet bytes plus headers ([`HEADER_LEN`] each) held, in bytes.
     pub fn byte_len(&self) -> usize {
-        self.buf.len()
+        self.bytes
     }
 
     /// CLOCK_MONOTONIC → CLOCK_REALTIME offset of this batch, in ns.
@@ -92,14 +127,25 @@ impl Batch {
     }
 
     pub fn packets(&self) -> impl Iterator<Item = Packet<'_>> {
-        let mut rest: &[u8] = &self.buf;
         let offset = self.offset_ns;
-        std::iter::from_fn(move || {
-            // Entries were validated when the batch was built.
-            let (header, data) = parse_record(rest).ok()?;
-            rest = &rest[HEADER_LEN + data.len()..];
-            Some(Packet { header, ts_ns: clock::to_realtime_ns(header.ts_ns, offset), data })
-        })
+        let (packed, ring) = match &self.storage {
+            Storage::Packed(buf) => {
+                let mut rest: &[u8] = buf;
+                let packed = std::iter::from_fn(move || {
+                    // Entries were validated when the batch was built.
+                    let (header, data) = parse_record(rest).ok()?;
+                    rest = &rest[HEADER_LEN + data.len()..];
+                    Some((header, data))
+                });
+                (Some(packed), None)
+            }
+            Storage::Ring(view) => (None, Some(ring::records(view.bytes()).filter_map(|r| parse_record(r).ok()))),
+        };
+        packed
+            .into_iter()
+            .flatten()
+            .chain(ring.into_iter().flatten())
+            .map(move |(header, data)| Packet { header, ts_ns: clock::to_realtime_ns(header.ts_ns, offset), data })
     }
 }
 
@@ -158,7 +204,7 @@ impl BatchBuilder {
     pub fn finish_with_offset(&mut self, offset_ns: i64) -> Batch {
         let buf = self.buf.split().freeze();
         let len = std::mem::take(&mut self.len);
-        Batch { buf, len, offset_ns }
+        Batch { bytes: buf.len(), storage: Storage::Packed(buf), len, offset_ns }
     }
 }
 
@@ -189,33 +235,44 @@ pub struct Taken {
     pub more: bool,
 }
 
-/// The ring, registered with epoll.
+/// The ring, registered with epoll, read in place.
 pub struct Drain {
-    ring: AsyncFd<RingBuf<MapData>>,
+    /// Registered for the kernel's wake-ups.
+    fd: AsyncFd<RingMap>,
+    ring: Arc<Ring>,
+    /// Where the next walk starts: ahead of the consumer position by the views still alive.
+    read_pos: u64,
     limits: BatchLimits,
-    builder: BatchBuilder,
 }
 
 impl Drain {
-    pub fn new(ring: RingBuf<MapData>, limits: BatchLimits) -> io::Result<Self> {
-        // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd holds it, and the AsyncFd
-        // deregisters before dropping it.
-        let ring = unsafe { AsyncFd::register(ring) }.map_err(io::Error::from)?;
-        Ok(Self { ring, limits, builder: BatchBuilder::with_capacity(limits.max_bytes) })
+    /// Registers the ring map with epoll.
+    pub fn new(map: RingMap, limits: BatchLimits) -> io::Result<Self> {
+        let ring = Arc::clone(&map.ring);
+        // SAFETY: the RingMap owns the map's fd for as long as the AsyncFd holds it, and the
+        // AsyncFd deregisters before dropping it.
+        let fd = unsafe { AsyncFd::register(map) }.map_err(io::Error::from)?;
+        let read_pos = ring.consumer_pos();
+        Ok(Self { fd, ring, read_pos, limits })
+    }
+
+    /// The mapped ring (its fill level).
+    pub fn ring(&self) -> Arc<Ring> {
+        Arc::clone(&self.ring)
     }
 
     /// Waits until the kernel signals records (or the poll interval passes), then takes a batch
     /// of at most `max_packets`.
     ///
-    /// The programs wake the reader only once enough bytes wait or a millisecond passed since
-    /// the last wake-up (see `wakeup_flags` in tap-ebpf), so a lone packet may arrive without a
+    /// The programs wake the reader only once enough bytes wait or a while passed since the
+    /// last wake-up (see `wakeup_flags` in tap-ebpf), so a lone packet may arrive without a
     /// wake-up: the poll interval bounds how long it waits.
     pub async fn next_batch(&mut self, max_packets: usize) -> io::Result<Taken> {
         loop {
-            match tokio::time::timeout(POLL_INTERVAL, self.ring.readable_mut()).await {
+            match tokio::time::timeout(POLL_INTERVAL, self.fd.readable()).await {
                 Ok(guard) => {
                     let mut guard = guard?;
-                    let taken = Self::fill(guard.get_inner_mut(), &mut self.builder, self.limits, max_packets);
+                    let taken = Self::fill(&self.ring, &mut self.read_pos, self.limits, max_packets);
                     if !taken.more {
                         guard.clear_ready();
                     }
@@ -224,7 +281,7 @@ impl Drain {
                     }
                 }
                 Err(_elapsed) => {
-                    let taken = Self::fill(self.ring.get_mut(), &mut self.builder, self.limits, max_packets);
+                    let taken = Self::fill(&self.ring, &mut self.read_pos, self.limits, max_packets);
                     if !taken.batch.is_empty() || taken.malformed > 0 {
                         return Ok(taken);
                     }
@@ -235,90 +292,36 @@ impl Drain {
 
     /// Takes what the ring holds now without waiting (used at shutdown).
     pub fn take_now(&mut self, max_packets: usize) -> Taken {
-        Self::fill(self.ring.get_mut(), &mut self.builder, self.limits, max_packets)
+        Self::fill(&self.ring, &mut self.read_pos, self.limits, max_packets)
     }
 
-    fn fill(ring: &mut RingBuf<MapData>, builder: &mut BatchBuilder, limits: BatchLimits, max_packets: usize) -> Taken {
+    /// Walks the committed records after `read_pos` into a batch that views them in place.
+    fn fill(ring: &Arc<Ring>, read_pos: &mut u64, limits: BatchLimits, max_packets: usize) -> Taken {
         let max_packets = max_packets.min(limits.max_packets);
-        let mut malformed = 0;
-        let mut more = false;
-        while builder.len() < max_packets {
-            if builder.byte_len() + HEADER_LEN + MAX_FRAME as usize > limits.max_bytes {
-                more = true;
-                break;
+        let (mut len, mut bytes, mut malformed) = (0, 0, 0);
+        let from = *read_pos;
+        let walked = ring.walk(from, max_packets, limits.max_bytes as u64, |record| match parse_record(record) {
+            Ok((_, data)) => {
+                len += 1;
+                bytes += HEADER_LEN + data.len();
             }
-            let Some(item) = ring.next() else { break };
-            if builder.push(&item).is_err() {
-                malformed += 1;
-            }
-        }
-        if builder.len() >= max_packets {
-            more = true;
-        }
-        Taken { batch: builder.finish(), malformed, more }
+            Err(_) => malformed += 1,
+        });
+        *read_pos = walked.end;
+        // A range of discarded or malformed records only is given back when its (empty) batch
+        // drops; an empty range needs no view.
+        let storage = if walked.end == from {
+            Storage::Packed(Bytes::new())
+        } else {
+            Storage::Ring(View::new(Arc::clone(ring), from, walked.end))
+        };
+        let batch = Batch { storage, len, bytes, offset_ns: clock::realtime_offset_ns() };
+        Taken { batch, malformed, more: walked.full }
     }
 }
 
-/// How full the ring is, read from its producer and consumer positions.
-///
-/// aya's [`RingBuf`] does not expose them, but the kernel lets anyone holding the map map its
-/// first two pages read-only: the consumer position at the start of the first, the producer
-/// position at the start of the second (kernel 5.8+, as ring buffers themselves).
-pub struct RingLevel {
-    base: std::ptr::NonNull<libc::c_void>,
-    len: usize,
-    page: usize,
-    /// Size of the data area in bytes.
-    pub size: u64,
-}
-
-// SAFETY: a read-only shared mapping; the positions are read with atomic loads.
-unsafe impl Send for RingLevel {}
-// SAFETY: as above: nothing is written through the mapping.
-unsafe impl Sync for RingLevel {}
-
-impl RingLevel {
-    /// Maps the position pages of the ring map behind `fd`, of `size` data bytes.
-    pub fn new(fd: std::os::fd::BorrowedFd<'_>, size: u32) -> io::Result<Self> {
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let len = 2 * page;
-        // SAFETY: a fresh read-only shared mapping of a valid fd; the kernel checks the range.
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = std::ptr::NonNull::new(ptr).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Self { base, len, page, size: u64::from(size) })
-    }
-
-    fn load(&self, offset: usize) -> u64 {
-        // SAFETY: offset is 0 or one page into a live mapping of two pages; the kernel keeps the
-        // positions 8-byte aligned at the start of each page and updates them atomically.
-        unsafe { (*self.base.as_ptr().cast::<u8>().add(offset).cast::<std::sync::atomic::AtomicU64>()).load(std::sync::atomic::Ordering::Acquire) }
-    }
-
-    /// Bytes written by the programs and not yet consumed (record headers included).
-    pub fn pending(&self) -> u64 {
-        let consumer = self.load(0);
-        let producer = self.load(self.page);
-        producer.saturating_sub(consumer).min(self.size)
-    }
-}
-
-impl Drop for RingLevel {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr(), self.len) };
-    }
-}
-
-impl std::fmt::Debug for RingLevel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RingLevel").field("size", &self.size).field("pending", &self.pending()).finish()
-    }
-}
+/// How full the ring is: bytes the programs wrote that tap has not finished with.
+pub type RingLevel = Ring;
 
 #[cfg(test)]
 mod tests {

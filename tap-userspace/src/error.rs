@@ -71,6 +71,11 @@ pub enum LoadError {
     Missing { kind: &'static str, name: String },
     #[error("installing the filter failed: {0}")]
     Filter(#[source] crate::filter::maps::FilterMapError),
+    #[error("mapping the ring buffer failed: {source}")]
+    RingMap {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("BPF map {name}: {source}")]
     Map {
         name: &'static str,

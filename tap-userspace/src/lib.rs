@@ -23,6 +23,7 @@ pub mod loader;
 pub mod privilege;
 pub mod reader;
 pub mod replay;
+pub mod ring;
 pub mod sink;
 pub mod summary;
 pub mod testrun;

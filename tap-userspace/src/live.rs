@@ -244,7 +244,7 @@ impl LiveStats {
             files: self.writer.files.load(Relaxed),
             malformed: self.malformed.load(Relaxed),
             ring_pending: ring.as_ref().map(|r| r.pending()),
-            ring_size: ring.as_ref().map(|r| r.size),
+            ring_size: ring.as_ref().map(|r| r.size()),
             filter_installs: self.filter_installs.load(Relaxed),
             filter: self.filter.lock().expect("live stats lock").clone(),
             attachments: self

@@ -6,7 +6,7 @@ use std::{error::Error as _, io};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray},
     programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode},
 };
 use tap_common::maps;
@@ -65,10 +65,31 @@ enum LinkId {
     Tc(aya::programs::tc::SchedClassifierLinkId),
 }
 
+/// The ring buffer map: its descriptor (for epoll) and its memory, mapped once.
+pub struct RingMap {
+    data: MapData,
+    pub ring: std::sync::Arc<crate::ring::Ring>,
+}
+
+impl RingMap {
+    fn new(data: MapData, size: u32) -> std::io::Result<Self> {
+        use std::os::fd::AsFd as _;
+        let ring = crate::ring::Ring::new(data.fd().as_fd(), size)?;
+        Ok(Self { data, ring: std::sync::Arc::new(ring) })
+    }
+}
+
+impl std::os::fd::AsRawFd for RingMap {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd as _;
+        self.data.fd().as_fd().as_raw_fd()
+    }
+}
+
 /// The maps user space reads, taken out of the object so they outlive the programs: on shutdown
 /// the programs are detached first and the ring is drained after, so nothing copied is left behind.
 pub struct Maps {
-    pub ring: RingBuf<MapData>,
+    pub ring: RingMap,
     pub counters: PerCpuArray<MapData, u64>,
     pub filter: FilterMaps,
 }
@@ -145,7 +166,10 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
         })?;
 
     let ring = ebpf.take_map(maps::RING).ok_or(LoadError::Missing { kind: "map", name: maps::RING.into() })?;
-    let ring = RingBuf::try_from(ring).map_err(|source| LoadError::Map { name: maps::RING, source })?;
+    let ring = match ring {
+        aya::maps::Map::RingBuf(data) => RingMap::new(data, spec.ring_size).map_err(|source| LoadError::RingMap { source })?,
+        _ => return Err(LoadError::Missing { kind: "ring buffer map", name: maps::RING.into() }),
+    };
     let counters = ebpf
         .take_map(maps::COUNTERS)
         .ok_or(LoadError::Missing { kind: "map", name: maps::COUNTERS.into() })?;

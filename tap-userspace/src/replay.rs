@@ -124,7 +124,7 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
         vxlan_port: config.vxlan_port,
         consume: false,
     };
-    let (ebpf, mut maps) = loader::load(&spec)?;
+    let (ebpf, maps) = loader::load(&spec)?;
     let loaded = loader::load_program(ebpf, config.hook, None)?;
     let name = loader::program_name(config.hook, None);
     let program = loaded.ebpf().program(name).ok_or(LoadError::Missing { kind: "program", name: name.into() })?;
@@ -157,17 +157,17 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
             };
             result.map_err(|source| ReplayError::TestRun { index, source })?;
             let mut got = false;
-            while let Some(item) = maps.ring.next() {
+            maps.ring.ring.consume(|item| {
                 // A record is the program saying "selected"; its bytes are checked for sanity.
                 if item.len() >= HEADER_LEN {
-                    if let Ok((header, data)) = parse_record(&item) {
+                    if let Ok((header, data)) = parse_record(item) {
                         got = true;
                         if header.tunnel != TUNNEL_NONE {
                             inner = Some((header.orig_len, data.to_vec()));
                         }
                     }
                 }
-            }
+            });
             got
         };
         if selected {

@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use aya::{
-    maps::{MapData, RingBuf},
     programs::{Program, ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use tap_common::{
@@ -214,8 +213,8 @@ impl ProgRunner {
     }
 
     /// The ring, to read records directly.
-    pub fn ring(&mut self) -> &mut RingBuf<MapData> {
-        &mut self.maps.ring
+    pub fn ring(&self) -> &crate::ring::Ring {
+        &self.maps.ring.ring
     }
 
     /// The per-CPU counters, summed.
@@ -228,17 +227,15 @@ impl ProgRunner {
     pub fn take_records(&mut self) -> Result<Vec<Record>, TestRunError> {
         let mut records = Vec::new();
         let mut first_error = None;
-        while let Some(item) = self.maps.ring.next() {
-            match parse_record(&item) {
-                Ok((header, data)) => records.push(Record {
-                    header,
-                    data: data.to_vec(),
-                }),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+        self.maps.ring.ring.consume(|item| match parse_record(item) {
+            Ok((header, data)) => records.push(Record {
+                header,
+                data: data.to_vec(),
+            }),
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
-        }
+        });
         match first_error {
             Some(e) => Err(TestRunError::Record(e)),
             None => Ok(records),
@@ -247,11 +244,7 @@ impl ProgRunner {
 
     /// Consumes every record in the ring; returns how many there were.
     pub fn discard_records(&mut self) -> u64 {
-        let mut n = 0;
-        while self.maps.ring.next().is_some() {
-            n += 1;
-        }
-        n
+        self.maps.ring.ring.consume(|_| ()) as u64
     }
 
     /// Size in bytes of the ring slot one record of `frame` takes (record plus the kernel's
@@ -259,7 +252,10 @@ impl ProgRunner {
     fn slot_len(&mut self, frame: &[u8]) -> Result<usize, TestRunError> {
         self.discard_records();
         self.run(frame, 1)?;
-        let len = self.maps.ring.next().map(|item| item.len());
+        let mut len = None;
+        self.maps.ring.ring.consume(|item| {
+            len.get_or_insert(item.len());
+        });
         self.discard_records();
         let len = len.ok_or(TestRunError::Unexpected {
             what: "records after one run",
