@@ -32,7 +32,7 @@ pub fn realtime_offset_ns() -> i64 {
 
 /// Converts a kernel monotonic timestamp to wall-clock nanoseconds since the Unix epoch.
 pub fn to_realtime_ns(mono_ns: u64, offset_ns: i64) -> u64 {
-    (i128::from(mono_ns) + i128::from(offset_ns)).clamp(0, i128::from(u64::MAX)) as u64
+    mono_ns.saturating_add_signed(offset_ns)
 }
 
 #[cfg(test)]

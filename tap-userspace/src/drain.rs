@@ -126,26 +126,43 @@ impl Batch {
         self.offset_ns
     }
 
-    pub fn packets(&self) -> impl Iterator<Item = Packet<'_>> {
-        let offset = self.offset_ns;
-        let (packed, ring) = match &self.storage {
-            Storage::Packed(buf) => {
-                let mut rest: &[u8] = buf;
-                let packed = std::iter::from_fn(move || {
-                    // Entries were validated when the batch was built.
-                    let (header, data) = parse_record(rest).ok()?;
-                    rest = &rest[HEADER_LEN + data.len()..];
-                    Some((header, data))
-                });
-                (Some(packed), None)
-            }
-            Storage::Ring(view) => (None, Some(ring::records(view.bytes()).filter_map(|r| parse_record(r).ok()))),
+    pub fn packets(&self) -> Packets<'_> {
+        let (rest, ring): (&[u8], bool) = match &self.storage {
+            Storage::Packed(buf) => (buf, false),
+            Storage::Ring(view) => (view.bytes(), true),
         };
-        packed
-            .into_iter()
-            .flatten()
-            .chain(ring.into_iter().flatten())
-            .map(move |(header, data)| Packet { header, ts_ns: clock::to_realtime_ns(header.ts_ns, offset), data })
+        Packets { rest, ring, offset: self.offset_ns }
+    }
+}
+
+/// The packets of a [`Batch`], in order.
+#[derive(Debug)]
+pub struct Packets<'a> {
+    rest: &'a [u8],
+    /// Ring records (each behind the ring's header, malformed ones to skip) rather than packed
+    /// entries.
+    ring: bool,
+    offset: i64,
+}
+
+impl<'a> Iterator for Packets<'a> {
+    type Item = Packet<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Packet<'a>> {
+        let (header, data) = if self.ring {
+            loop {
+                if let Ok(parsed) = parse_record(ring::next_record(&mut self.rest)?) {
+                    break parsed;
+                }
+            }
+        } else {
+            // Entries were validated when the batch was built.
+            let (header, data) = parse_record(self.rest).ok()?;
+            self.rest = &self.rest[HEADER_LEN + data.len()..];
+            (header, data)
+        };
+        Some(Packet { header, ts_ns: clock::to_realtime_ns(header.ts_ns, self.offset), data })
     }
 }
 

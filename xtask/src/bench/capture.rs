@@ -186,7 +186,7 @@ impl Tool {
                 "-w".into(),
                 out.clone(),
                 "--ring-size".into(),
-                TAP_RING_SIZE.to_string(),
+                std::env::var("TAP_BENCH_RING").unwrap_or(TAP_RING_SIZE.to_string()),
                 "--log".into(),
                 "info".into(),
             ];
