@@ -13,7 +13,11 @@ use aya_ebpf::{
 };
 use tap_common::{config::MAX_FRAME, counters, event::PacketHeader};
 
-use crate::{count, TAP_RING};
+use crate::{
+    count,
+    filter::{Window, WINDOW},
+    TAP_RING,
+};
 
 /// Where the packet bytes come from.
 pub(crate) trait Source {
@@ -93,7 +97,10 @@ struct Record<const N: usize> {
 
 /// Copies the packet into the ring, truncated to `snaplen`, counting the outcome.
 #[inline(always)]
-pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32) {
+///
+/// `window`: the packet's first bytes from `meta.offset` on, when the filter loaded them; a
+/// short capture is copied from there rather than read from the packet a second time.
+pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32, window: Option<Window>) {
     let orig_len = src.len().saturating_sub(meta.offset);
     let mut cap = orig_len;
     if cap > snaplen {
@@ -108,28 +115,30 @@ pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32) {
         return;
     }
     if cap <= 64 {
-        emit::<S, 64>(src, meta, orig_len, cap);
+        emit::<S, 64>(src, meta, orig_len, cap, window);
     } else if cap <= 128 {
-        emit::<S, 128>(src, meta, orig_len, cap);
+        emit::<S, 128>(src, meta, orig_len, cap, window);
     } else if cap <= 256 {
-        emit::<S, 256>(src, meta, orig_len, cap);
+        emit::<S, 256>(src, meta, orig_len, cap, window);
     } else if cap <= 512 {
-        emit::<S, 512>(src, meta, orig_len, cap);
+        emit::<S, 512>(src, meta, orig_len, cap, window);
     } else if cap <= 1024 {
-        emit::<S, 1024>(src, meta, orig_len, cap);
+        emit::<S, 1024>(src, meta, orig_len, cap, window);
     } else if cap <= 2048 {
-        emit::<S, 2048>(src, meta, orig_len, cap);
+        emit::<S, 2048>(src, meta, orig_len, cap, window);
     } else if cap <= 4096 {
-        emit::<S, 4096>(src, meta, orig_len, cap);
+        emit::<S, 4096>(src, meta, orig_len, cap, window);
     } else if cap <= 8192 {
-        emit::<S, 8192>(src, meta, orig_len, cap);
+        emit::<S, 8192>(src, meta, orig_len, cap, window);
     } else {
-        emit::<S, 16384>(src, meta, orig_len, cap);
+        emit::<S, 16384>(src, meta, orig_len, cap, window);
     }
 }
 
 #[inline(always)]
-fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32) {
+fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32, window: Option<Window>) {
+    // SAFETY: the helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     let Some(mut entry) = TAP_RING.reserve::<Record<N>>(0) else {
         count(counters::RING_FULL, 1);
         return;
@@ -140,8 +149,6 @@ fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32
     let opaque = unsafe { core::ptr::read_volatile(&cap) };
     let len = ((opaque.wrapping_sub(1)) & (N as u32 - 1)) + 1;
     let record = entry.as_mut_ptr();
-    // SAFETY: the helper has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: `record` points at a reserved, writable ring slot of size_of::<Record<N>>() bytes.
     unsafe {
         (*record).header = PacketHeader {
@@ -159,8 +166,20 @@ fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32
             outer_len: meta.offset as u16,
             _pad2: 0,
         };
-        let data = core::ptr::addr_of_mut!((*record).data).cast::<u8>();
-        if src.load(meta.offset, data, len) != 0 {
+        let data = core::ptr::addr_of_mut!((*record).data);
+        if N <= WINDOW && window.is_some_and(|w| cap <= w.len) {
+            if let Some(w) = window {
+                // The whole capture is in the window: copy the record's N bytes from there (the
+                // ones past `cap` are padding nobody reads). Whole words, a constant count.
+                let from = w.bytes.cast::<u64>();
+                let to = data.cast::<u64>();
+                let mut i = 0;
+                while i < N / 8 {
+                    *to.add(i) = *from.add(i);
+                    i += 1;
+                }
+            }
+        } else if src.load(meta.offset, data.cast::<u8>(), len) != 0 {
             entry.discard(0);
             count(counters::READ_ERROR, 1);
             return;

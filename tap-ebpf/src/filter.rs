@@ -23,6 +23,7 @@ use crate::{
 pub const WINDOW: usize = 128;
 
 /// The packet's first bytes, in scratch memory.
+#[derive(Clone, Copy)]
 pub struct Window {
     pub bytes: *const [u8; WINDOW],
     /// Bytes valid in `bytes` (the packet may be shorter than the window).
@@ -78,9 +79,10 @@ pub enum Verdict {
     Error,
 }
 
-/// Evaluates the active filter; `window` loads the header window (only when a filter is set).
+/// Evaluates the active filter; `window` loads the header window (only when a filter is set),
+/// and is left in `loaded` for the copy that follows a match.
 #[inline(always)]
-pub fn classify(window: impl FnOnce() -> Option<Window>) -> Verdict {
+pub fn classify(window: impl FnOnce() -> Option<Window>, loaded: &mut Option<Window>) -> Verdict {
     let Some(ctl) = TAP_FILTER_CTL.get(0) else { return Verdict::Error };
     // SAFETY: a u32 read of a map value; user space flips it with one map update.
     let slot = unsafe { core::ptr::read_volatile(&ctl.active) } & 1;
@@ -91,6 +93,7 @@ pub fn classify(window: impl FnOnce() -> Option<Window>) -> Verdict {
         return Verdict::Match(0);
     }
     let Some(window) = window() else { return Verdict::Error };
+    *loaded = Some(window);
     let mut walk = Walk { window, slot, target: info.entry, rejected: 0, error: 0 };
     // bpf_loop (5.17+) has the verifier check one step once, instead of unrolling MAX_STEPS
     // copies of the whole atom switch.
@@ -135,15 +138,18 @@ extern "C" fn step(_index: u32, ctx: *mut c_void) -> i64 {
         walk.error = 1;
         return 1;
     };
-    match test(node, slot as u8, &walk.window) {
-        Truth::True => walk.target = node.jt,
-        Truth::False => walk.target = node.jf,
+    let next = match test(node, slot as u8, &walk.window) {
+        Truth::True => node.jt,
+        Truth::False => node.jf,
         Truth::Reject => {
             walk.rejected = 1;
             return 1;
         }
-    }
-    0
+    };
+    walk.target = next;
+    // Accept and reject targets both carry TARGET_ACCEPT's bit: stop here rather than spend a
+    // step finding out.
+    i64::from(next & TARGET_ACCEPT != 0)
 }
 
 #[inline(always)]

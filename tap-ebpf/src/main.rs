@@ -230,7 +230,8 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
         }
     }
     let offset = meta.offset;
-    match filter::classify(|| load_window(src, offset)) {
+    let mut window = None;
+    match filter::classify(|| load_window(src, offset), &mut window) {
         Verdict::Match(rule) => meta.rule = rule,
         Verdict::NoMatch => return,
         Verdict::Error => {
@@ -242,7 +243,7 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
     if !within_limits() {
         return;
     }
-    emit::copy_to_ring(src, &meta, snaplen());
+    emit::copy_to_ring(src, &meta, snaplen(), window);
 }
 
 #[xdp(frags)]

@@ -29,8 +29,7 @@ const BUSY_BIT: u32 = 1 << 31;
 /// Set for a record the producer gave up on: skipped.
 const DISCARD_BIT: u32 = 1 << 30;
 
-/// How far ahead of the record being read the walk prefetches, in bytes. Reading past the end
-/// of what was written is harmless: the data area is mapped twice, and a prefetch never faults.
+/// How far ahead of the record being read the walk prefetches, in bytes.
 const PREFETCH_AHEAD: u64 = 512;
 
 #[inline(always)]
@@ -190,8 +189,12 @@ impl Ring {
                 break;
             }
             // Each header says where the next one is: without help the walk waits on one
-            // cache miss after another. Ask for the lines a few records ahead.
-            prefetch(self.data_at(pos + PREFETCH_AHEAD));
+            // cache miss after another. Ask for the lines a few records ahead, but only those
+            // already reserved: pulling a line the producer is about to write would cost it a
+            // cache miss.
+            if pos + PREFETCH_AHEAD < producer {
+                prefetch(self.data_at(pos + PREFETCH_AHEAD));
+            }
             let header = self.header_at(pos);
             if header & BUSY_BIT != 0 {
                 break;
