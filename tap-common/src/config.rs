@@ -6,10 +6,11 @@ pub const MAX_FRAME: u32 = 9216;
 /// Default snap length, as tcpdump's (262,144 bytes) clamped to what we can carry.
 pub const DEFAULT_SNAPLEN: u32 = MAX_FRAME;
 
-/// Ring record payload size classes, in bytes: powers of two from 64 to 16 KiB. A record for a
-/// packet of `n` captured bytes is `size_of::<PacketHeader>() + class(n)` long, so small frames
-/// take small slots. The largest class holds [`MAX_FRAME`].
-pub const SIZE_CLASSES: [u32; 9] = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
+/// Ring record payload size classes, in bytes: powers of two from 64 to 8 KiB, plus 1,536 for
+/// the frames of a 1500-byte MTU (a quarter less ring than 2 KiB) and [`MAX_FRAME`] for jumbo
+/// frames. A record for a packet of `n` captured bytes is `size_of::<PacketHeader>() + class(n)`
+/// long, so small frames take small slots.
+pub const SIZE_CLASSES: [u32; 10] = [64, 128, 256, 512, 1024, 1536, 2048, 4096, 8192, MAX_FRAME];
 
 /// Default ring size in bytes (a power of two and a multiple of the page size).
 pub const DEFAULT_RING_SIZE: u32 = 32 << 20;

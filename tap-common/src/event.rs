@@ -89,10 +89,14 @@ mod tests {
         assert_eq!(size_class(1), Some(64));
         assert_eq!(size_class(64), Some(64));
         assert_eq!(size_class(65), Some(128));
-        assert_eq!(size_class(MAX_FRAME), Some(16384));
-        assert_eq!(size_class(16385), None);
+        assert_eq!(size_class(1514), Some(1536));
+        assert_eq!(size_class(1537), Some(2048));
+        assert_eq!(size_class(MAX_FRAME), Some(MAX_FRAME));
+        assert_eq!(size_class(MAX_FRAME + 1), None);
+        // Each class is a power of two or a multiple of 512 (the programs mask a length by the
+        // next power of two, then bound it by the class).
         for c in SIZE_CLASSES {
-            assert!(c.is_power_of_two());
+            assert!(c.is_power_of_two() || c % 512 == 0);
         }
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! The verifier wants a constant size for `bpf_ringbuf_reserve`, and a copy length that is
 //! provably non-zero and bounded in the very register handed to the load helper. So a record is
-//! reserved in one of a few power-of-two size classes (`tap_common::config::SIZE_CLASSES`), each a
-//! separate code path with its own constant, and the length is masked into `1..=N` right before
-//! the helper call. A 64-byte frame takes a 96-byte slot, a jumbo frame a 16 KiB one.
+//! reserved in one of a few size classes (`tap_common::config::SIZE_CLASSES`), each a separate
+//! code path with its own constant, and the length is masked into `1..=N` right before the
+//! helper call. A 64-byte frame takes a 104-byte slot, a 1500-byte MTU's frame 1,576 bytes.
 
 use aya_ebpf::{
     helpers::generated::{bpf_ktime_get_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
@@ -124,6 +124,9 @@ pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32, window
         emit::<S, 512>(src, meta, orig_len, cap, window);
     } else if cap <= 1024 {
         emit::<S, 1024>(src, meta, orig_len, cap, window);
+    } else if cap <= 1536 {
+        // Ethernet frames of a 1500-byte MTU: a quarter less ring than the 2 KiB class.
+        emit::<S, 1536>(src, meta, orig_len, cap, window);
     } else if cap <= 2048 {
         emit::<S, 2048>(src, meta, orig_len, cap, window);
     } else if cap <= 4096 {
@@ -131,7 +134,8 @@ pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32, window
     } else if cap <= 8192 {
         emit::<S, 8192>(src, meta, orig_len, cap, window);
     } else {
-        emit::<S, 16384>(src, meta, orig_len, cap, window);
+        // MAX_FRAME: jumbo frames of a 9,000-byte MTU and more.
+        emit::<S, 9216>(src, meta, orig_len, cap, window);
     }
 }
 
@@ -147,7 +151,12 @@ fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32
     // bounds the register the helper receives: 1..=N.
     // SAFETY: reading a local through a valid reference.
     let opaque = unsafe { core::ptr::read_volatile(&cap) };
-    let len = ((opaque.wrapping_sub(1)) & (N as u32 - 1)) + 1;
+    let mut len = ((opaque.wrapping_sub(1)) & (N.next_power_of_two() as u32 - 1)) + 1;
+    if !N.is_power_of_two() && len > N as u32 {
+        // Never taken (cap <= N picked the class), but it bounds the register by N for the
+        // verifier: the mask alone bounds it by the next power of two.
+        len = N as u32;
+    }
     let record = entry.as_mut_ptr();
     // SAFETY: `record` points at a reserved, writable ring slot of size_of::<Record<N>>() bytes.
     unsafe {

@@ -96,9 +96,10 @@ static TAP_VXLAN_PORT: u32 = tap_common::config::VXLAN_PORT as u32;
 #[unsafe(no_mangle)]
 static TAP_CONSUME: u32 = 0;
 
-/// Wake the reader once this many bytes wait in the ring, set by the loader.
+/// Wake the reader each time this many bytes (a power of two) have been written to the ring,
+/// set by the loader.
 #[unsafe(no_mangle)]
-static TAP_WAKEUP_BYTES: u32 = 64 << 10;
+static TAP_WAKEUP_BYTES: u32 = 4 << 20;
 /// ... or once this many ns passed since this CPU last woke it.
 #[unsafe(no_mangle)]
 static TAP_WAKEUP_NS: u32 = 1_000_000;
@@ -107,20 +108,23 @@ static TAP_WAKEUP_NS: u32 = 1_000_000;
 ///
 /// The ring's default wakes the reader whenever it had caught up, which, with a reader fast
 /// enough to keep catching up, means a wake-up (an IRQ-work interrupt and a reschedule) per
-/// packet: that dominated tap's CPU cost per packet. Instead: no wake-up, unless enough bytes are
-/// waiting or this CPU has not woken the reader for a while. The reader also polls on a timer,
-/// which bounds the latency of a lone packet.
+/// packet: that dominated tap's CPU cost per packet. Instead: no wake-up, unless the producer
+/// position just crossed a multiple of `TAP_WAKEUP_BYTES`, or this CPU has not woken the reader
+/// for a while. The reader also polls on a timer, which bounds the latency of a lone packet.
 ///
-/// `record` is the size of the record just reserved and `now` its timestamp (ns): the byte threshold wakes the reader when
-/// this record crosses it, not for every record above it (a reader that is behind is already
-/// awake; more interrupts would only slow the producer).
+/// Counting what was written, not what waits: the reader gives ring space back only once the
+/// output took the records, so the bytes waiting stay high while it writes, and a threshold on
+/// them would fire once and leave the reader asleep with the writer starved.
+///
+/// `record` is the size of the record just reserved and `now` its timestamp (ns).
 #[inline(always)]
 pub(crate) fn wakeup_flags(record: u64, now: u64) -> u64 {
-    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-    let avail = TAP_RING.query(u64::from(BPF_RB_AVAIL_DATA));
-    let threshold = u64::from(global(&TAP_WAKEUP_BYTES));
-    // The ring's own 8-byte record header counts too.
-    if avail >= threshold && avail < threshold + record + 8 {
+    use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS};
+    let produced = TAP_RING.query(u64::from(BPF_RB_PROD_POS));
+    // The ring's own 8-byte record header counts too. Another CPU's reserve since ours may move
+    // the position further: a crossing is then seen twice or not at all, which the timer covers.
+    let before = produced.wrapping_sub(record + 8);
+    if (produced ^ before) >= u64::from(global(&TAP_WAKEUP_BYTES)) {
         return u64::from(BPF_RB_FORCE_WAKEUP);
     }
     let Some(state) = TAP_LIMIT_STATE.get_ptr_mut(0) else { return 0 };

@@ -31,9 +31,10 @@ use crate::{
     summary::{KernelCounters, Summary},
 };
 
-/// Batches the writer may have queued before the drain starts dropping: with batches of at most
-/// 1 MiB (`BatchLimits`), 32 MiB at most, so memory stays bounded by the ring plus a fixed budget.
-const WRITER_QUEUE: usize = 32;
+/// Batches the writer may have queued before the drain starts dropping. A batch is a range of the
+/// ring, not a copy, so what it holds is bounded by the ring: the bound is on their number, and
+/// high enough that the ring (the batches' space) fills before the queue does.
+const WRITER_QUEUE: usize = 1024;
 
 /// Sums the per-CPU counters.
 pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> KernelCounters {
@@ -140,12 +141,16 @@ fn writer_loop(
             c.written.fetch_add(n as u64, Ordering::Relaxed);
         }
     };
-    let step = |sink: &mut Box<dyn Sink>, batch: Batch| -> Result<(), SinkStop> {
+    // Each batch is dropped as soon as it is written: that gives its ring space back.
+    let take = |sink: &mut Box<dyn Sink>, batch: Batch| -> Result<(), SinkStop> {
         sink.write_batch(&batch)?;
         handed(batch.len());
+        Ok(())
+    };
+    let step = |sink: &mut Box<dyn Sink>, batch: Batch| -> Result<(), SinkStop> {
+        take(sink, batch)?;
         while let Ok(next) = rx.try_recv() {
-            sink.write_batch(&next)?;
-            handed(next.len());
+            take(sink, next)?;
         }
         // Nothing waiting: write what is due.
         sink.idle()

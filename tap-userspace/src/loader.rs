@@ -125,6 +125,9 @@ fn is_eperm(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The kernel's ring records are 8-byte aligned: the smallest wake-up step.
+const RING_RECORD_ALIGN: u32 = 8;
+
 /// The verifier's reason for refusing a program: the lines after the last instruction it
 /// printed, without the statistics at the end, joined into one line.
 pub fn verifier_reason(log: &str) -> String {
@@ -142,10 +145,11 @@ pub fn verifier_reason(log: &str) -> String {
 /// filter. Nothing is attached yet.
 pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
     let vxlan_port = u32::from(spec.vxlan_port);
-    // Wake the reader only when a quarter of the ring waits (at most 8 MiB), or 100 ms after the
-    // last wake-up: each wake-up is an interrupt on the producing CPU (a VM exit on this kind of
-    // machine, tens of µs), and the drain polls every 10 ms anyway (`drain::POLL_INTERVAL`).
-    let wakeup_bytes: u32 = (spec.ring_size / 4).clamp(1, 8 << 20);
+    // Wake the reader each time an eighth of the ring (a power of two, as the ring's size; at
+    // most 4 MiB) has been written, or 100 ms after the last wake-up: each wake-up is an
+    // interrupt on the producing CPU (a VM exit on this kind of machine, tens of µs), and the
+    // drain polls every 10 ms anyway (`drain::POLL_INTERVAL`).
+    let wakeup_bytes: u32 = (spec.ring_size / 8).clamp(RING_RECORD_ALIGN, 4 << 20);
     let wakeup_ns: u32 = 100_000_000;
     let consume = u32::from(spec.consume);
     let mut ebpf = EbpfLoader::new()

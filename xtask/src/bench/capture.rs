@@ -41,7 +41,7 @@ pub const PORT: u16 = 5000;
 const SRC_PORT: u16 = 40000;
 /// tap's ring for the capture runs, in bytes: tap's default (`DEFAULT_RING_SIZE`), passed
 /// explicitly so the memory target knows it.
-pub const TAP_RING_SIZE: u64 = 32 << 20;
+pub const TAP_RING_SIZE: u64 = tap_common::config::DEFAULT_RING_SIZE as u64;
 /// tcpdump's buffer (`-B`), in KiB.
 const TCPDUMP_BUFFER_KIB: u64 = 262_144;
 /// After the last frame, the tool counts as done once its CPU time grew by less than this in
@@ -186,7 +186,7 @@ impl Tool {
                 "-w".into(),
                 out.clone(),
                 "--ring-size".into(),
-                std::env::var("TAP_BENCH_RING").unwrap_or(TAP_RING_SIZE.to_string()),
+                TAP_RING_SIZE.to_string(),
                 "--log".into(),
                 "info".into(),
             ];
