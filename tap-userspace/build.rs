@@ -8,7 +8,9 @@ use std::{
 };
 
 fn newest(dir: &Path, newest_time: &mut SystemTime, newest_path: &mut PathBuf) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -26,7 +28,11 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
     let object = root.join("target/bpf/tap.bpf.o");
-    let sources = [root.join("tap-ebpf/src"), root.join("tap-ebpf/Cargo.toml"), root.join("tap-common/src")];
+    let sources = [
+        root.join("tap-ebpf/src"),
+        root.join("tap-ebpf/Cargo.toml"),
+        root.join("tap-common/src"),
+    ];
     for s in &sources {
         println!("cargo:rerun-if-changed={}", s.display());
     }

@@ -61,14 +61,22 @@ pub fn inner(w: &Window, bits: u32, vxlan_port: u32) -> Option<Inner> {
                 if w.u8_at(hdr)? & 0x08 == 0 {
                     return None;
                 }
-                return Some(Inner { offset: hdr + 8, kind: TUNNEL_VXLAN, id: u24(w, hdr + 4)? });
+                return Some(Inner {
+                    offset: hdr + 8,
+                    kind: TUNNEL_VXLAN,
+                    id: u24(w, hdr + 4)?,
+                });
             }
             if bits & decap::GENEVE != 0 && dport == u32::from(GENEVE_PORT) {
                 let opt_len = u32::from(w.u8_at(hdr)? & 0x3f) * 4;
                 if w.u16_at(hdr + 2)? != ETH_P_TEB {
                     return None;
                 }
-                return Some(Inner { offset: hdr + 8 + opt_len, kind: TUNNEL_GENEVE, id: u24(w, hdr + 4)? });
+                return Some(Inner {
+                    offset: hdr + 8 + opt_len,
+                    kind: TUNNEL_GENEVE,
+                    id: u24(w, hdr + 4)?,
+                });
             }
             None
         }
@@ -87,18 +95,30 @@ pub fn inner(w: &Window, bits: u32, vxlan_port: u32) -> Option<Inner> {
                 0
             };
             match gre_proto {
-                ETH_P_TEB if bits & decap::GRE != 0 => Some(Inner { offset: end, kind: TUNNEL_GRE, id: key }),
+                ETH_P_TEB if bits & decap::GRE != 0 => Some(Inner {
+                    offset: end,
+                    kind: TUNNEL_GRE,
+                    id: key,
+                }),
                 ETH_P_ERSPAN2 if bits & decap::ERSPAN != 0 => {
                     // Version 1; session id: low 10 bits of bytes 2..4.
                     let session = u32::from(w.u16_at(end + 2)? & 0x03ff);
-                    Some(Inner { offset: end + 8, kind: TUNNEL_ERSPAN2, id: session })
+                    Some(Inner {
+                        offset: end + 8,
+                        kind: TUNNEL_ERSPAN2,
+                        id: session,
+                    })
                 }
                 ETH_P_ERSPAN3 if bits & decap::ERSPAN != 0 => {
                     let session = u32::from(w.u16_at(end + 2)? & 0x03ff);
                     // The O flag (last bit of the 12-byte header) adds an 8-byte platform
                     // subheader (arithmetic again, for the same reason).
                     let optional = (u32::from(w.u8_at(end + 11)?) & 0x01) << 3;
-                    Some(Inner { offset: end + 12 + optional, kind: TUNNEL_ERSPAN3, id: session })
+                    Some(Inner {
+                        offset: end + 12 + optional,
+                        kind: TUNNEL_ERSPAN3,
+                        id: session,
+                    })
                 }
                 _ => None,
             }

@@ -7,16 +7,17 @@
 //! helper call. A 64-byte frame takes a 104-byte slot, a 1500-byte MTU's frame 1,576 bytes.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_ktime_get_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
-    programs::{TcContext, XdpContext},
     EbpfContext,
+    helpers::generated::{
+        bpf_ktime_get_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
+    },
+    programs::{TcContext, XdpContext},
 };
 use tap_common::{config::MAX_FRAME, counters, event::PacketHeader};
 
 use crate::{
-    count,
-    filter::{Window, WINDOW},
-    TAP_RING,
+    TAP_RING, count,
+    filter::{WINDOW, Window},
 };
 
 /// Where the packet bytes come from.
@@ -140,7 +141,13 @@ pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32, window
 }
 
 #[inline(always)]
-fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32, window: Option<Window>) {
+fn emit<S: Source, const N: usize>(
+    src: &S,
+    meta: &Meta,
+    orig_len: u32,
+    cap: u32,
+    window: Option<Window>,
+) {
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(mut entry) = TAP_RING.reserve::<Record<N>>(0) else {
@@ -194,7 +201,10 @@ fn emit<S: Source, const N: usize>(src: &S, meta: &Meta, orig_len: u32, cap: u32
             return;
         }
     }
-    entry.submit(crate::wakeup_flags(core::mem::size_of::<Record<N>>() as u64, now));
+    entry.submit(crate::wakeup_flags(
+        core::mem::size_of::<Record<N>>() as u64,
+        now,
+    ));
     count(counters::COPIED, 1);
     count(counters::COPIED_BYTES, u64::from(len));
 }

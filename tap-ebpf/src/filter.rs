@@ -9,13 +9,13 @@ use core::ffi::c_void;
 
 use aya_ebpf::{helpers::generated::bpf_loop, maps::lpm_trie::Key};
 use tap_common::filter::{
-    Addr4Data, Addr6Data, FilterNode, FilterSlot, MAX_NODES, MAX_RULES, MAX_STEPS, MacKey, TARGET_ACCEPT,
-    TARGET_REJECT, dir, l4, op,
+    Addr4Data, Addr6Data, FilterNode, FilterSlot, MAX_NODES, MAX_RULES, MAX_STEPS, MacKey,
+    TARGET_ACCEPT, TARGET_REJECT, dir, l4, op,
 };
 
 use crate::{
-    TAP_FILTER_ADDR4, TAP_FILTER_ADDR6, TAP_FILTER_CTL, TAP_FILTER_MACS, TAP_FILTER_NODES, TAP_FILTER_PORTS,
-    TAP_FILTER_SLOTS, TAP_RULE_HITS,
+    TAP_FILTER_ADDR4, TAP_FILTER_ADDR6, TAP_FILTER_CTL, TAP_FILTER_MACS, TAP_FILTER_NODES,
+    TAP_FILTER_PORTS, TAP_FILTER_SLOTS, TAP_RULE_HITS,
 };
 
 /// Bytes of the packet the filter can see. Every offset libpcap reads for our atoms lies below
@@ -83,18 +83,30 @@ pub enum Verdict {
 /// and is left in `loaded` for the copy that follows a match.
 #[inline(always)]
 pub fn classify(window: impl FnOnce() -> Option<Window>, loaded: &mut Option<Window>) -> Verdict {
-    let Some(ctl) = TAP_FILTER_CTL.get(0) else { return Verdict::Error };
+    let Some(ctl) = TAP_FILTER_CTL.get(0) else {
+        return Verdict::Error;
+    };
     // SAFETY: a u32 read of a map value; user space flips it with one map update.
     let slot = unsafe { core::ptr::read_volatile(&ctl.active) } & 1;
-    let Some(info) = TAP_FILTER_SLOTS.get(slot) else { return Verdict::Error };
+    let Some(info) = TAP_FILTER_SLOTS.get(slot) else {
+        return Verdict::Error;
+    };
     let info: &FilterSlot = info;
     if info.enabled == 0 {
         hit(slot, 0);
         return Verdict::Match(0);
     }
-    let Some(window) = window() else { return Verdict::Error };
+    let Some(window) = window() else {
+        return Verdict::Error;
+    };
     *loaded = Some(window);
-    let mut walk = Walk { window, slot, target: info.entry, rejected: 0, error: 0 };
+    let mut walk = Walk {
+        window,
+        slot,
+        target: info.entry,
+        rejected: 0,
+        error: 0,
+    };
     // bpf_loop (5.17+) has the verifier check one step once, instead of unrolling MAX_STEPS
     // copies of the whole atom switch.
     // SAFETY: `step` has the callback signature bpf_loop expects and `walk` outlives the call.
@@ -134,7 +146,8 @@ extern "C" fn step(_index: u32, ctx: *mut c_void) -> i64 {
         return 1;
     }
     let slot = walk.slot & 1;
-    let Some(node) = TAP_FILTER_NODES.get(slot * MAX_NODES + (u32::from(target) & (MAX_NODES - 1))) else {
+    let Some(node) = TAP_FILTER_NODES.get(slot * MAX_NODES + (u32::from(target) & (MAX_NODES - 1)))
+    else {
         walk.error = 1;
         return 1;
     };
@@ -190,14 +203,32 @@ fn ethertype_is(w: &Window, l2: u32, value: u16) -> Option<bool> {
 
 #[inline(always)]
 fn lookup4(slot: u8, addr: [u8; 4], set: u8) -> bool {
-    let key = Key::new(40, Addr4Data { slot, addr, _pad: [0; 3] });
-    TAP_FILTER_ADDR4.get(&key).is_some_and(|m| m & (1u64 << (set & 63)) != 0)
+    let key = Key::new(
+        40,
+        Addr4Data {
+            slot,
+            addr,
+            _pad: [0; 3],
+        },
+    );
+    TAP_FILTER_ADDR4
+        .get(&key)
+        .is_some_and(|m| m & (1u64 << (set & 63)) != 0)
 }
 
 #[inline(always)]
 fn lookup6(slot: u8, addr: [u8; 16], set: u8) -> bool {
-    let key = Key::new(136, Addr6Data { slot, addr, _pad: [0; 3] });
-    TAP_FILTER_ADDR6.get(&key).is_some_and(|m| m & (1u64 << (set & 63)) != 0)
+    let key = Key::new(
+        136,
+        Addr6Data {
+            slot,
+            addr,
+            _pad: [0; 3],
+        },
+    );
+    TAP_FILTER_ADDR6
+        .get(&key)
+        .is_some_and(|m| m & (1u64 << (set & 63)) != 0)
 }
 
 #[inline(always)]
@@ -248,16 +279,23 @@ fn test(node: &FilterNode, slot: u8, w: &Window) -> Truth {
         op::TRUE => Truth::True,
         op::ETHERTYPE => tri(ethertype_is(w, l2, node.arg as u16)),
         op::VLAN => {
-            let Some(tpid) = w.u16_at(l2 + 12) else { return Truth::Reject };
+            let Some(tpid) = w.u16_at(l2 + 12) else {
+                return Truth::Reject;
+            };
             if tpid != 0x8100 && tpid != 0x88a8 && tpid != 0x9100 {
                 return Truth::False;
             }
             if node.arg == tap_common::filter::VLAN_ANY {
                 return Truth::True;
             }
-            tri(w.u16_at(l2 + 14).map(|tci| u32::from(tci & 0x0fff) == node.arg))
+            tri(w
+                .u16_at(l2 + 14)
+                .map(|tci| u32::from(tci & 0x0fff) == node.arg))
         }
-        op::IP4_PROTO => when_ethertype!(0x0800, tri(w.u8_at(l3 + 9).map(|p| u32::from(p) == node.arg))),
+        op::IP4_PROTO => when_ethertype!(
+            0x0800,
+            tri(w.u8_at(l3 + 9).map(|p| u32::from(p) == node.arg))
+        ),
         op::IP6_PROTO => when_ethertype!(0x86dd, {
             match w.u8_at(l3 + 6) {
                 None => Truth::Reject,
@@ -291,15 +329,21 @@ fn test(node: &FilterNode, slot: u8, w: &Window) -> Truth {
             )
         ),
         op::PORT4 => when_ethertype!(0x0800, {
-            let Some(proto) = w.u8_at(l3 + 9) else { return Truth::Reject };
+            let Some(proto) = w.u8_at(l3 + 9) else {
+                return Truth::Reject;
+            };
             if l4_bit(proto) & node.arg == 0 {
                 return Truth::False;
             }
-            let Some(frag) = w.u16_at(l3 + 6) else { return Truth::Reject };
+            let Some(frag) = w.u16_at(l3 + 6) else {
+                return Truth::Reject;
+            };
             if frag & 0x1fff != 0 {
                 return Truth::False;
             }
-            let Some(vihl) = w.u8_at(l3) else { return Truth::Reject };
+            let Some(vihl) = w.u8_at(l3) else {
+                return Truth::Reject;
+            };
             let l4 = l3 + u32::from(vihl & 0x0f) * 4;
             by_dir(
                 node.dir,
@@ -308,7 +352,9 @@ fn test(node: &FilterNode, slot: u8, w: &Window) -> Truth {
             )
         }),
         op::PORT6 => when_ethertype!(0x86dd, {
-            let Some(nh) = w.u8_at(l3 + 6) else { return Truth::Reject };
+            let Some(nh) = w.u8_at(l3 + 6) else {
+                return Truth::Reject;
+            };
             if l4_bit(nh) & node.arg == 0 {
                 return Truth::False;
             }
@@ -338,7 +384,9 @@ fn protochain(w: &Window, l2: u32, want: u32) -> Truth {
     let (mut nh, mut off) = match w.u16_at(l2 + 12) {
         None => return Truth::Reject,
         Some(0x0800) => {
-            let (Some(vihl), Some(p)) = (w.u8_at(l3), w.u8_at(l3 + 9)) else { return Truth::Reject };
+            let (Some(vihl), Some(p)) = (w.u8_at(l3), w.u8_at(l3 + 9)) else {
+                return Truth::Reject;
+            };
             (p, l3 + u32::from(vihl & 0x0f) * 4)
         }
         Some(0x86dd) => match w.u8_at(l3 + 6) {

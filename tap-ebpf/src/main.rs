@@ -22,8 +22,8 @@ use tap_common::{
     counters,
     event::{DIR_INBOUND, DIR_OUTBOUND, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP},
     filter::{
-        Addr4Data, Addr6Data, FilterCtl, FilterNode, FilterSlot, MAX_ADDRS, MAX_MACS, MAX_NODES, MAX_RULES, MacKey,
-        PORT_ENTRIES, SLOTS,
+        Addr4Data, Addr6Data, FilterCtl, FilterNode, FilterSlot, MAX_ADDRS, MAX_MACS, MAX_NODES,
+        MAX_RULES, MacKey, PORT_ENTRIES, SLOTS,
     },
 };
 
@@ -127,7 +127,9 @@ pub(crate) fn wakeup_flags(record: u64, now: u64) -> u64 {
     if (produced ^ before) >= u64::from(global(&TAP_WAKEUP_BYTES)) {
         return u64::from(BPF_RB_FORCE_WAKEUP);
     }
-    let Some(state) = TAP_LIMIT_STATE.get_ptr_mut(0) else { return 0 };
+    let Some(state) = TAP_LIMIT_STATE.get_ptr_mut(0) else {
+        return 0;
+    };
     // SAFETY: per-CPU map value, this CPU's only.
     let state = unsafe { &mut *state };
     if now.wrapping_sub(state[3]) >= u64::from(global(&TAP_WAKEUP_NS)) {
@@ -173,7 +175,11 @@ pub(crate) fn load_window<S: Source>(src: &S, offset: u32) -> Option<Window> {
         return None;
     }
     let scratch = TAP_SCRATCH.get_ptr_mut(0)?;
-    let want = if len as usize > WINDOW { WINDOW as u32 } else { len };
+    let want = if len as usize > WINDOW {
+        WINDOW as u32
+    } else {
+        len
+    };
     // SAFETY: a local read; volatile hides the bound from the optimiser so the mask below stays
     // in the very register given to the helper (the verifier needs 1..=WINDOW there).
     let opaque = unsafe { core::ptr::read_volatile(&want) };
@@ -182,18 +188,25 @@ pub(crate) fn load_window<S: Source>(src: &S, offset: u32) -> Option<Window> {
     if unsafe { src.load(offset, scratch.cast(), n) } != 0 {
         return None;
     }
-    Some(Window { bytes: scratch.cast_const(), len: n })
+    Some(Window {
+        bytes: scratch.cast_const(),
+        len: n,
+    })
 }
 
 /// Applies `--sample` and the rate cap to a matched packet; false when it is skipped on purpose.
 #[inline(always)]
 fn within_limits() -> bool {
-    let Some(ctl) = TAP_FILTER_CTL.get(0) else { return true };
+    let Some(ctl) = TAP_FILTER_CTL.get(0) else {
+        return true;
+    };
     let (sample, rate) = (ctl.sample, ctl.rate_per_cpu);
     if sample <= 1 && rate == 0 {
         return true;
     }
-    let Some(state) = TAP_LIMIT_STATE.get_ptr_mut(0) else { return true };
+    let Some(state) = TAP_LIMIT_STATE.get_ptr_mut(0) else {
+        return true;
+    };
     // SAFETY: per-CPU map value, this CPU's only.
     let state = unsafe { &mut *state };
     if sample > 1 {
@@ -225,7 +238,9 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
     count(counters::SEEN, 1);
     let decap_bits = global(&TAP_DECAP);
     if decap_bits != 0 {
-        if let Some(inner) = load_window(src, 0).and_then(|w| decap::inner(&w, decap_bits, global(&TAP_VXLAN_PORT))) {
+        if let Some(inner) =
+            load_window(src, 0).and_then(|w| decap::inner(&w, decap_bits, global(&TAP_VXLAN_PORT)))
+        {
             if let Some(offset) = forget(inner.offset) {
                 meta.offset = offset;
                 meta.tunnel = inner.kind;
@@ -253,7 +268,11 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
 #[xdp(frags)]
 pub fn xdp_tap(ctx: XdpContext) -> u32 {
     try_xdp_tap(&ctx);
-    if global(&TAP_CONSUME) != 0 { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS }
+    if global(&TAP_CONSUME) != 0 {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
 }
 
 #[inline(always)]
@@ -280,20 +299,40 @@ const TC_VERDICT: i32 = TC_ACT_UNSPEC;
 #[classifier]
 pub fn tc_tap_ingress(ctx: TcContext) -> i32 {
     try_tc_tap(&ctx, HOOK_TC_INGRESS, DIR_INBOUND);
-    if global(&TAP_CONSUME) != 0 { TC_ACT_SHOT } else { TC_VERDICT }
+    if global(&TAP_CONSUME) != 0 {
+        TC_ACT_SHOT
+    } else {
+        TC_VERDICT
+    }
 }
 
 #[classifier]
 pub fn tc_tap_egress(ctx: TcContext) -> i32 {
     try_tc_tap(&ctx, HOOK_TC_EGRESS, DIR_OUTBOUND);
-    if global(&TAP_CONSUME) != 0 { TC_ACT_SHOT } else { TC_VERDICT }
+    if global(&TAP_CONSUME) != 0 {
+        TC_ACT_SHOT
+    } else {
+        TC_VERDICT
+    }
 }
 
 #[inline(always)]
 fn try_tc_tap(ctx: &TcContext, hook: u8, direction: u8) {
     // SAFETY: the context pointer is the kernel's __sk_buff for this run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    tap(&SkbSource::new(ctx), Meta { ifindex, queue: 0, hook, direction, rule: 0, offset: 0, tunnel: 0, tunnel_id: 0 });
+    tap(
+        &SkbSource::new(ctx),
+        Meta {
+            ifindex,
+            queue: 0,
+            hook,
+            direction,
+            rule: 0,
+            offset: 0,
+            tunnel: 0,
+            tunnel_id: 0,
+        },
+    );
 }
 
 /// Deliberately refused by the verifier (reads the packet without a bounds check). Used only by
@@ -302,7 +341,11 @@ fn try_tc_tap(ctx: &TcContext, hook: u8, direction: u8) {
 pub fn xdp_tap_rejected(ctx: XdpContext) -> u32 {
     // SAFETY: not safe at all, on purpose: the verifier must refuse this load.
     let first = unsafe { core::ptr::read_volatile(ctx.data() as *const u8) };
-    if first == 0 { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS }
+    if first == 0 {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
 }
 
 #[cfg(not(test))]

@@ -23,9 +23,9 @@ use tracing::{debug, info, warn};
 use crate::{
     config::{CaptureConfig, Interface, Output},
     drain::{Batch, BatchLimits, Drain},
-    live::LiveStats,
     error::CaptureError,
     filter::maps::FilterImage,
+    live::LiveStats,
     loader::{self, LoadSpec},
     sink::{self, CaptureStats, Sink, SinkReport, SinkSetup, SinkStop, StatsSource},
     summary::{KernelCounters, Summary},
@@ -38,7 +38,11 @@ const WRITER_QUEUE: usize = 1024;
 
 /// Sums the per-CPU counters.
 pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> KernelCounters {
-    let get = |index: u32| map.get(&index, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
+    let get = |index: u32| {
+        map.get(&index, 0)
+            .map(|v| v.iter().sum::<u64>())
+            .unwrap_or(0)
+    };
     KernelCounters {
         seen: get(counters::SEEN),
         matched: get(counters::MATCHED),
@@ -60,15 +64,25 @@ struct WriterTx {
 }
 
 /// Reads the capture's counters for the writer: the kernel's, and the queue's drops.
-fn stats_source(counters: &Arc<PerCpuArray<MapData, u64>>, dropped: &Arc<AtomicU64>) -> StatsSource {
+fn stats_source(
+    counters: &Arc<PerCpuArray<MapData, u64>>,
+    dropped: &Arc<AtomicU64>,
+) -> StatsSource {
     let (counters, dropped) = (Arc::clone(counters), Arc::clone(dropped));
-    Box::new(move || CaptureStats { kernel: read_counters(&counters), writer_dropped: dropped.load(Ordering::Relaxed) })
+    Box::new(move || CaptureStats {
+        kernel: read_counters(&counters),
+        writer_dropped: dropped.load(Ordering::Relaxed),
+    })
 }
 
 /// Opens the capture's output and its consumers, as one [`sink::fanout::Fanout`]. True with it
 /// when the primary output publishes its own progress (the capture writer); otherwise the writer
 /// loop counts what it hands over.
-fn open_output(config: &CaptureConfig, stats: StatsSource, progress: Arc<sink::WriterProgress>) -> Result<(Box<dyn Sink>, bool), CaptureError> {
+fn open_output(
+    config: &CaptureConfig,
+    stats: StatsSource,
+    progress: Arc<sink::WriterProgress>,
+) -> Result<(Box<dyn Sink>, bool), CaptureError> {
     use sink::{
         fanout::{Consumer, Fanout},
         inject::InjectSink,
@@ -88,7 +102,9 @@ fn open_output(config: &CaptureConfig, stats: StatsSource, progress: Arc<sink::W
     let primary: Option<Box<dyn Sink>> = match &config.output.target {
         Output::None => None,
         // A named pipe: readers come and go, each gets its own header.
-        Output::File(path) if FifoSink::is_fifo(path) => Some(Box::new(FifoSink::new(path, config.snaplen))),
+        Output::File(path) if FifoSink::is_fifo(path) => {
+            Some(Box::new(FifoSink::new(path, config.snaplen)))
+        }
         _ => Some({
             publishes = true;
             sink::open(SinkSetup {
@@ -106,20 +122,36 @@ fn open_output(config: &CaptureConfig, stats: StatsSource, progress: Arc<sink::W
     };
     let mut consumers = Vec::new();
     if let Some(path) = &c.serve {
-        let serve = ServeSink::bind(path, config.snaplen)
-            .map_err(|source| CaptureError::Output { path: path.clone(), source })?;
-        consumers.push(Consumer { name: format!("serve {}", path.display()), sink: Box::new(serve) });
+        let serve =
+            ServeSink::bind(path, config.snaplen).map_err(|source| CaptureError::Output {
+                path: path.clone(),
+                source,
+            })?;
+        consumers.push(Consumer {
+            name: format!("serve {}", path.display()),
+            sink: Box::new(serve),
+        });
     }
     if let Some(iface) = &c.inject {
         let inject = InjectSink::open(iface).map_err(|e| CaptureError::Consumer(e.to_string()))?;
-        consumers.push(Consumer { name: format!("inject {iface}"), sink: Box::new(inject) });
+        consumers.push(Consumer {
+            name: format!("inject {iface}"),
+            sink: Box::new(inject),
+        });
     }
     for target in &c.forward {
         let name = format!("forward {}", target.collector);
-        let fwd = VxlanSink::open(target.clone()).map_err(|e| CaptureError::Consumer(e.to_string()))?;
-        consumers.push(Consumer { name, sink: Box::new(fwd) });
+        let fwd =
+            VxlanSink::open(target.clone()).map_err(|e| CaptureError::Consumer(e.to_string()))?;
+        consumers.push(Consumer {
+            name,
+            sink: Box::new(fwd),
+        });
     }
-    Ok((Box::new(Fanout::new(primary, consumers, c.fix_checksums, suricata)), publishes))
+    Ok((
+        Box::new(Fanout::new(primary, consumers, c.fix_checksums, suricata)),
+        publishes,
+    ))
 }
 
 /// Feeds batches to the sink until the drain hangs up or the sink stops (a closed pipe, a full
@@ -197,7 +229,10 @@ fn hand_off(tx: &WriterTx, batch: Batch, summary: &mut Summary, queued: &mut u64
 
 /// Runs a capture until `shutdown` resolves, the count or duration is reached, or the output
 /// closes. Detaches before returning, also on error.
-pub async fn run(config: CaptureConfig, shutdown: impl Future<Output = ()>) -> Result<Summary, CaptureError> {
+pub async fn run(
+    config: CaptureConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Summary, CaptureError> {
     let (_keep, control) = control_channel();
     run_tap(config, shutdown, control, Arc::new(LiveStats::new(false))).await
 }
@@ -217,7 +252,10 @@ pub enum Control {
 }
 
 /// A channel of [`Control`] messages for [`run_tap`].
-pub fn control_channel() -> (tokio::sync::mpsc::Sender<Control>, tokio::sync::mpsc::Receiver<Control>) {
+pub fn control_channel() -> (
+    tokio::sync::mpsc::Sender<Control>,
+    tokio::sync::mpsc::Receiver<Control>,
+) {
     tokio::sync::mpsc::channel(16)
 }
 
@@ -240,21 +278,38 @@ fn reconcile(
     config: &CaptureConfig,
     live: &LiveStats,
 ) {
-    let current: Vec<Interface> = attached.attachments.iter().map(|a| a.iface.clone()).collect();
+    let current: Vec<Interface> = attached
+        .attachments
+        .iter()
+        .map(|a| a.iface.clone())
+        .collect();
     for gone in current.iter().filter(|i| !want.contains(i)) {
         attached.detach_interface(gone.ifindex);
     }
     failed.retain(|(i, _)| want.contains(i));
     for iface in want {
-        if attached.attachments.iter().any(|a| a.iface == *iface) || failed.iter().any(|(i, _)| i == iface) {
+        if attached.attachments.iter().any(|a| a.iface == *iface)
+            || failed.iter().any(|(i, _)| i == iface)
+        {
             continue;
         }
-        if let Err(e) = attached.attach_interface(iface, &config.hooks, config.xdp_mode, config.xdp_program.as_deref()) {
+        if let Err(e) = attached.attach_interface(
+            iface,
+            &config.hooks,
+            config.xdp_mode,
+            config.xdp_program.as_deref(),
+        ) {
             warn!(iface = %iface.name, error = %e, "cannot attach; the capture goes on without it");
             failed.push((iface.clone(), e.to_string()));
         }
     }
-    live.set_attachments(&attached.attachments, failed.iter().map(|(i, e)| (i.name.clone(), e.clone())).collect());
+    live.set_attachments(
+        &attached.attachments,
+        failed
+            .iter()
+            .map(|(i, e)| (i.name.clone(), e.clone()))
+            .collect(),
+    );
 }
 
 /// [`run`], plus control messages (filter replacements, limits, interfaces) and counters
@@ -292,13 +347,21 @@ pub async fn run_tap(
     let mut drain = Drain::new(maps.ring, BatchLimits::default()).map_err(CaptureError::Poll)?;
     live.set_maps(Arc::clone(&counters), Some(drain.ring()));
     let queue_dropped = Arc::clone(&live.queue_dropped);
-    let (sink, publishes) = open_output(&config, stats_source(&counters, &queue_dropped), Arc::clone(&live.writer))?;
+    let (sink, publishes) = open_output(
+        &config,
+        stats_source(&counters, &queue_dropped),
+        Arc::clone(&live.writer),
+    )?;
     let count = (!publishes).then(|| Arc::clone(&live.writer));
     let mut filter_maps = maps.filter;
     live.set_filter(&filter_maps.current().expression);
-    live.filter_installs.store(filter_maps.installs, Ordering::Relaxed);
+    live.filter_installs
+        .store(filter_maps.installs, Ordering::Relaxed);
     let (tx, rx) = mpsc::sync_channel::<Batch>(WRITER_QUEUE);
-    let tx = WriterTx { tx, dropped: Arc::clone(&queue_dropped) };
+    let tx = WriterTx {
+        tx,
+        dropped: Arc::clone(&queue_dropped),
+    };
     let (done_tx, mut writer_done) = tokio::sync::oneshot::channel::<()>();
     let writer_stats = stats_source(&counters, &queue_dropped);
     // The writer's log lines (files written, finished) carry the capture's span (a tap's name).
@@ -306,7 +369,10 @@ pub async fn run_tap(
     let writer = thread::Builder::new()
         .name("tap-writer".into())
         .spawn(move || span.in_scope(|| writer_loop(sink, rx, writer_stats, done_tx, count)))
-        .map_err(|source| CaptureError::Write { what: "writer thread".into(), source })?;
+        .map_err(|source| CaptureError::Write {
+            what: "writer thread".into(),
+            source,
+        })?;
     info!(attachments = attached.attachments.len(), "capturing");
     live.ready.store(true, Ordering::Relaxed);
 
@@ -314,7 +380,11 @@ pub async fn run_tap(
     // Packets read from the ring and meant for the writer, and those it accepted.
     let mut delivered: u64 = 0;
     let mut queued: u64 = 0;
-    let remaining = |delivered: u64| config.count.map_or(usize::MAX, |c| c.saturating_sub(delivered) as usize);
+    let remaining = |delivered: u64| {
+        config
+            .count
+            .map_or(usize::MAX, |c| c.saturating_sub(delivered) as usize)
+    };
     let deadline = config.duration.map(|d| Instant::now() + d);
     let sleep_until = async {
         match deadline {
@@ -370,7 +440,11 @@ pub async fn run_tap(
     live.set_attachments(&[], Vec::new());
     live.ready.store(false, Ordering::Relaxed);
     loop {
-        let want = if writer_alive { remaining(delivered) } else { 0 };
+        let want = if writer_alive {
+            remaining(delivered)
+        } else {
+            0
+        };
         let taken = drain.take_now(want.max(1));
         summary.malformed += taken.malformed;
         live.malformed.fetch_add(taken.malformed, Ordering::Relaxed);
@@ -381,16 +455,21 @@ pub async fn run_tap(
         live.count_batch(&taken.batch);
         if want == 0 {
             // Past -c (or the output is gone): accounted, not written.
-            if writer_alive { summary.beyond_count += n } else { summary.writer_dropped += n }
+            if writer_alive {
+                summary.beyond_count += n
+            } else {
+                summary.writer_dropped += n
+            }
             continue;
         }
         delivered += n;
         writer_alive = hand_off_blocking(&tx, taken.batch, &mut summary, &mut queued);
     }
     drop(tx);
-    let mut report = writer
-        .join()
-        .map_err(|_| CaptureError::Write { what: "writer thread".into(), source: io::Error::other("panicked") })?;
+    let mut report = writer.join().map_err(|_| CaptureError::Write {
+        what: "writer thread".into(),
+        source: io::Error::other("panicked"),
+    })?;
     if let Some(e) = report.error {
         return Err(CaptureError::Storage(e));
     }

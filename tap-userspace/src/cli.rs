@@ -14,7 +14,13 @@ pub struct Cli {
     pub log: String,
     /// Log format: human-readable lines, or one JSON object per line (for journald or a log
     /// shipper).
-    #[arg(long, global = true, value_enum, default_value = "human", env = "TAP_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "human",
+        env = "TAP_LOG_FORMAT"
+    )]
     pub log_format: LogFormatArg,
 }
 
@@ -32,7 +38,12 @@ pub enum LogFormatArg {
 #[command(after_help = AGENT_HELP)]
 pub struct AgentArgs {
     /// The configuration file (TOML): the taps, their interfaces, filters and sinks.
-    #[arg(short = 'c', long, value_name = "FILE", default_value = "/etc/tap/tap.toml")]
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "FILE",
+        default_value = "/etc/tap/tap.toml"
+    )]
     pub config: PathBuf,
     /// Check the configuration file and exit: 0 when it is valid, 1 with the error (file, line,
     /// key) when not. Nothing is loaded or attached.
@@ -355,7 +366,12 @@ pub struct ConsumerArgs {
     #[arg(long, value_name = "PATH")]
     pub suricata_socket: Option<PathBuf>,
     /// Directory where Suricata writes the results of submitted files.
-    #[arg(long, value_name = "DIR", default_value = "/var/log/suricata", requires = "suricata_socket")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/log/suricata",
+        requires = "suricata_socket"
+    )]
     pub suricata_output: PathBuf,
 }
 
@@ -366,7 +382,12 @@ pub struct FilterArgs {
     #[arg(short = 'f', long = "filter", value_name = "EXPR", conflicts_with_all = ["filter_file", "expression"])]
     pub filter: Option<String>,
     /// Read the filter expression from FILE (like tcpdump -F).
-    #[arg(short = 'F', long = "filter-file", value_name = "FILE", conflicts_with = "expression")]
+    #[arg(
+        short = 'F',
+        long = "filter-file",
+        value_name = "FILE",
+        conflicts_with = "expression"
+    )]
     pub filter_file: Option<PathBuf>,
     /// Filter expression as trailing words: `tap capture -i eth0 -w x.pcap tcp and port 443`.
     #[arg(value_name = "EXPR", trailing_var_arg = true)]
@@ -383,9 +404,13 @@ mod tests {
 
     #[test]
     fn tcpdump_style_flags() {
-        let cli = parse(&["capture", "-i", "eth0", "-i", "eth1", "-s", "96", "-c", "10", "-w", "-"])
-            .unwrap();
-        let Command::Capture(args) = cli.command else { panic!("capture") };
+        let cli = parse(&[
+            "capture", "-i", "eth0", "-i", "eth1", "-s", "96", "-c", "10", "-w", "-",
+        ])
+        .unwrap();
+        let Command::Capture(args) = cli.command else {
+            panic!("capture")
+        };
         assert_eq!(args.interfaces, ["eth0", "eth1"]);
         assert_eq!(args.snaplen, Some(96));
         assert_eq!(args.count, Some(10));
@@ -395,8 +420,19 @@ mod tests {
 
     #[test]
     fn hooks_and_modes() {
-        let cli = parse(&["capture", "--hook", "xdp", "--xdp-mode", "generic", "-w", "x"]).unwrap();
-        let Command::Capture(args) = cli.command else { panic!("capture") };
+        let cli = parse(&[
+            "capture",
+            "--hook",
+            "xdp",
+            "--xdp-mode",
+            "generic",
+            "-w",
+            "x",
+        ])
+        .unwrap();
+        let Command::Capture(args) = cli.command else {
+            panic!("capture")
+        };
         assert_eq!(args.hook, HookArg::Xdp);
         assert_eq!(args.xdp_mode, Some(XdpModeArg::Generic));
         assert!(parse(&["capture", "--hook", "bogus", "-w", "x"]).is_err());
@@ -404,22 +440,41 @@ mod tests {
 
     #[test]
     fn filter_from_trailing_words_or_flags() {
-        let cli = parse(&["capture", "-i", "lo", "-w", "x", "tcp", "and", "port", "443"]).unwrap();
-        let Command::Capture(args) = cli.command else { panic!("capture") };
+        let cli = parse(&[
+            "capture", "-i", "lo", "-w", "x", "tcp", "and", "port", "443",
+        ])
+        .unwrap();
+        let Command::Capture(args) = cli.command else {
+            panic!("capture")
+        };
         assert_eq!(args.filter.expression, ["tcp", "and", "port", "443"]);
         let cli = parse(&["capture", "-w", "x", "-f", "udp"]).unwrap();
-        let Command::Capture(args) = cli.command else { panic!("capture") };
+        let Command::Capture(args) = cli.command else {
+            panic!("capture")
+        };
         assert_eq!(args.filter.filter.as_deref(), Some("udp"));
         assert!(parse(&["capture", "-w", "x", "-f", "udp", "tcp"]).is_err());
         let cli = parse(&["replay", "-r", "in.pcap", "-w", "out.pcap", "icmp"]).unwrap();
-        let Command::Replay(args) = cli.command else { panic!("replay") };
+        let Command::Replay(args) = cli.command else {
+            panic!("replay")
+        };
         assert_eq!(args.filter.expression, ["icmp"]);
     }
 
     #[test]
     fn consumers_parse() {
-        let cli = parse(&["capture", "--serve", "unix:/run/tap.sock", "--forward", "vxlan://192.0.2.9?vni=5", "--fix-checksums"]).unwrap();
-        let Command::Capture(args) = cli.command else { panic!("capture") };
+        let cli = parse(&[
+            "capture",
+            "--serve",
+            "unix:/run/tap.sock",
+            "--forward",
+            "vxlan://192.0.2.9?vni=5",
+            "--fix-checksums",
+        ])
+        .unwrap();
+        let Command::Capture(args) = cli.command else {
+            panic!("capture")
+        };
         assert_eq!(args.write, None);
         assert_eq!(args.consumers.serve.as_deref(), Some("unix:/run/tap.sock"));
         assert_eq!(args.consumers.forward, ["vxlan://192.0.2.9?vni=5"]);

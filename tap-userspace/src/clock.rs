@@ -5,7 +5,10 @@
 
 /// Reads a clock in nanoseconds.
 fn now_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec; these clocks always exist on Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -45,7 +48,11 @@ mod tests {
         let mono = now_ns(libc::CLOCK_MONOTONIC) as u64;
         let real = now_ns(libc::CLOCK_REALTIME);
         let converted = i128::from(to_realtime_ns(mono, offset));
-        assert!((converted - real).abs() < 1_000_000, "off by {} ns", converted - real);
+        assert!(
+            (converted - real).abs() < 1_000_000,
+            "off by {} ns",
+            converted - real
+        );
     }
 
     #[test]

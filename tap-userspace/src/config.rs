@@ -72,7 +72,9 @@ pub enum Format {
 pub enum Compression {
     None,
     /// zstd at this level (1..=19); each write is a whole frame.
-    Zstd { level: i32 },
+    Zstd {
+        level: i32,
+    },
 }
 
 /// zstd level when none is given: the fastest, so the writer keeps up (level 1 compresses about
@@ -154,10 +156,20 @@ fn ends_with_ci(name: &str, suffix: &str) -> bool {
 
 impl OutputConfig {
     /// Validates the output options; the format and compression default from the file name.
-    pub fn from_args(write: &std::path::Path, args: &OutputArgs) -> Result<Self, OutputConfigError> {
-        let target = if write.as_os_str() == "-" { Output::Stdout } else { Output::File(write.to_path_buf()) };
+    pub fn from_args(
+        write: &std::path::Path,
+        args: &OutputArgs,
+    ) -> Result<Self, OutputConfigError> {
+        let target = if write.as_os_str() == "-" {
+            Output::Stdout
+        } else {
+            Output::File(write.to_path_buf())
+        };
         let name = match &target {
-            Output::File(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            Output::File(p) => p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             Output::Stdout | Output::None => String::new(),
         };
         let compressed_name = ends_with_ci(&name, ".zst") || ends_with_ci(&name, ".zstd");
@@ -165,15 +177,30 @@ impl OutputConfig {
             Some(FormatArg::Pcap) => Format::Pcap,
             Some(FormatArg::Pcapng) => Format::Pcapng,
             None => {
-                let base = if compressed_name { &name[..name.rfind('.').unwrap_or(name.len())] } else { &name[..] };
-                if ends_with_ci(base, ".pcapng") { Format::Pcapng } else { Format::Pcap }
+                let base = if compressed_name {
+                    &name[..name.rfind('.').unwrap_or(name.len())]
+                } else {
+                    &name[..]
+                };
+                if ends_with_ci(base, ".pcapng") {
+                    Format::Pcapng
+                } else {
+                    Format::Pcap
+                }
             }
         };
         let compression = match args.compress.as_deref() {
-            None if compressed_name => Compression::Zstd { level: ZSTD_DEFAULT_LEVEL },
+            None if compressed_name => Compression::Zstd {
+                level: ZSTD_DEFAULT_LEVEL,
+            },
             None | Some("none") => Compression::None,
-            Some("zstd") => Compression::Zstd { level: ZSTD_DEFAULT_LEVEL },
-            Some(other) => match other.strip_prefix("zstd:").and_then(|l| l.parse::<i32>().ok()) {
+            Some("zstd") => Compression::Zstd {
+                level: ZSTD_DEFAULT_LEVEL,
+            },
+            Some(other) => match other
+                .strip_prefix("zstd:")
+                .and_then(|l| l.parse::<i32>().ok())
+            {
                 Some(level) if (1..=19).contains(&level) => Compression::Zstd { level },
                 _ => return Err(OutputConfigError::Compress(other.to_string())),
             },
@@ -191,7 +218,11 @@ impl OutputConfig {
             Some(0) => return Err(OutputConfigError::RingFiles),
             other => other,
         };
-        let rotation = Rotation { max_bytes, interval_secs, max_files };
+        let rotation = Rotation {
+            max_bytes,
+            interval_secs,
+            max_files,
+        };
         if max_files.is_some() && !rotation.active() {
             return Err(OutputConfigError::RingWithoutRotation);
         }
@@ -305,7 +336,10 @@ pub struct Decap {
 
 impl Default for Decap {
     fn default() -> Self {
-        Self { bits: 0, vxlan_port: tap_common::config::VXLAN_PORT }
+        Self {
+            bits: 0,
+            vxlan_port: tap_common::config::VXLAN_PORT,
+        }
     }
 }
 
@@ -321,7 +355,9 @@ impl std::str::FromStr for Decap {
                 Some((n, p)) => (n, Some(p)),
                 None => (item, None),
             };
-            let bad = || ConfigError::Decap { item: item.to_string() };
+            let bad = || ConfigError::Decap {
+                item: item.to_string(),
+            };
             match (name, port) {
                 ("vxlan", None) => out.bits |= decap::VXLAN,
                 ("vxlan", Some(p)) => {
@@ -344,10 +380,15 @@ pub fn filter_from_args(args: &FilterArgs) -> Result<FilterImage, ConfigError> {
     let text = if let Some(f) = &args.filter {
         f.clone()
     } else if let Some(path) = &args.filter_file {
-        let raw = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::FilterFile { path: path.clone(), source })?;
+        let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::FilterFile {
+            path: path.clone(),
+            source,
+        })?;
         // tcpdump -F: '#' starts a comment to the end of the line.
-        raw.lines().map(|l| l.split('#').next().unwrap_or("")).collect::<Vec<_>>().join(" ")
+        raw.lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ")
     } else {
         args.expression.join(" ")
     };
@@ -371,8 +412,9 @@ impl CaptureConfig {
         };
         let mut interfaces: Vec<Interface> = Vec::with_capacity(names.len());
         for name in names {
-            let ifindex = iface::ifindex(&name)
-                .ok_or_else(|| ConfigError::UnknownInterface { iface: name.clone() })?;
+            let ifindex = iface::ifindex(&name).ok_or_else(|| ConfigError::UnknownInterface {
+                iface: name.clone(),
+            })?;
             if interfaces.iter().any(|i| i.ifindex == ifindex) {
                 return Err(ConfigError::DuplicateInterface { iface: name });
             }
@@ -401,7 +443,10 @@ impl CaptureConfig {
         let min_ring = page_size();
         let ring_size = args.ring_size.unwrap_or(u64::from(DEFAULT_RING_SIZE));
         if !ring_size.is_power_of_two() || ring_size < min_ring || ring_size > 1 << 31 {
-            return Err(ConfigError::RingSize { size: ring_size, min: min_ring });
+            return Err(ConfigError::RingSize {
+                size: ring_size,
+                min: min_ring,
+            });
         }
         let consumers = Consumers::from_args(&args.consumers)?;
         let output = match &args.write {
@@ -417,7 +462,9 @@ impl CaptureConfig {
             return Err(ConfigError::SuricataWithoutRotation);
         }
         let run_as = match &args.output.run_as {
-            Some(user) => Some(crate::privilege::RunAs::lookup(user).map_err(OutputConfigError::User)?),
+            Some(user) => {
+                Some(crate::privilege::RunAs::lookup(user).map_err(OutputConfigError::User)?)
+            }
             None => None,
         };
         Ok(Self {
@@ -463,14 +510,22 @@ mod tests {
 
     fn config(args: &[&str]) -> Result<CaptureConfig, ConfigError> {
         let cli = Cli::try_parse_from(["tap", "capture"].iter().chain(args.iter())).unwrap();
-        let Command::Capture(args) = cli.command else { panic!("capture") };
+        let Command::Capture(args) = cli.command else {
+            panic!("capture")
+        };
         CaptureConfig::from_args(&args)
     }
 
     #[test]
     fn loopback_resolves_with_defaults() {
         let c = config(&["-i", "lo", "-w", "-"]).unwrap();
-        assert_eq!(c.interfaces, [Interface { name: "lo".into(), ifindex: 1 }]);
+        assert_eq!(
+            c.interfaces,
+            [Interface {
+                name: "lo".into(),
+                ifindex: 1
+            }]
+        );
         assert_eq!(c.hooks, [Hook::TcIngress, Hook::TcEgress]);
         assert_eq!(c.snaplen, DEFAULT_SNAPLEN);
         assert_eq!(c.output.target, Output::Stdout);
@@ -479,9 +534,22 @@ mod tests {
 
     #[test]
     fn snaplen_zero_means_whole_packet_and_large_is_clamped() {
-        assert_eq!(config(&["-i", "lo", "-s", "0", "-w", "x"]).unwrap().snaplen, DEFAULT_SNAPLEN);
-        assert_eq!(config(&["-i", "lo", "-s", "65535", "-w", "x"]).unwrap().snaplen, MAX_FRAME);
-        assert_eq!(config(&["-i", "lo", "-s", "96", "-w", "x"]).unwrap().snaplen, 96);
+        assert_eq!(
+            config(&["-i", "lo", "-s", "0", "-w", "x"]).unwrap().snaplen,
+            DEFAULT_SNAPLEN
+        );
+        assert_eq!(
+            config(&["-i", "lo", "-s", "65535", "-w", "x"])
+                .unwrap()
+                .snaplen,
+            MAX_FRAME
+        );
+        assert_eq!(
+            config(&["-i", "lo", "-s", "96", "-w", "x"])
+                .unwrap()
+                .snaplen,
+            96
+        );
     }
 
     #[test]
@@ -489,10 +557,23 @@ mod tests {
         assert!(matches!(config(&["-i", "lo"]), Err(ConfigError::NoOutput)));
         let c = config(&["-i", "lo", "--serve", "unix:/tmp/x.sock"]).unwrap();
         assert_eq!(c.output.target, Output::None);
-        assert!(matches!(config(&["-i", "lo", "--serve", "/tmp/x.sock"]), Err(ConfigError::Serve { .. })));
-        assert!(matches!(config(&["-i", "lo", "--forward", "vxlan://192.0.2.9"]), Err(ConfigError::Forward(_))));
         assert!(matches!(
-            config(&["-i", "lo", "-w", "x.pcap", "--suricata-socket", "/run/s.sock"]),
+            config(&["-i", "lo", "--serve", "/tmp/x.sock"]),
+            Err(ConfigError::Serve { .. })
+        ));
+        assert!(matches!(
+            config(&["-i", "lo", "--forward", "vxlan://192.0.2.9"]),
+            Err(ConfigError::Forward(_))
+        ));
+        assert!(matches!(
+            config(&[
+                "-i",
+                "lo",
+                "-w",
+                "x.pcap",
+                "--suricata-socket",
+                "/run/s.sock"
+            ]),
             Err(ConfigError::SuricataWithoutRotation)
         ));
     }
@@ -501,7 +582,10 @@ mod tests {
     fn decap_lists() {
         use tap_common::config::decap;
         let d: Decap = "vxlan:8472,geneve,gre,erspan".parse().unwrap();
-        assert_eq!(d.bits, decap::VXLAN | decap::GENEVE | decap::GRE | decap::ERSPAN);
+        assert_eq!(
+            d.bits,
+            decap::VXLAN | decap::GENEVE | decap::GRE | decap::ERSPAN
+        );
         assert_eq!(d.vxlan_port, 8472);
         assert_eq!("vxlan".parse::<Decap>().unwrap().vxlan_port, 4789);
         assert!("vxlan:0".parse::<Decap>().is_err());
@@ -512,32 +596,89 @@ mod tests {
     fn output_format_and_compression_follow_the_name() {
         let out = |args: &[&str]| config(&[&["-i", "lo"][..], args].concat()).unwrap().output;
         let o = out(&["-w", "/d/x.pcapng.zst"]);
-        assert_eq!((o.format, o.compression), (Format::Pcapng, Compression::Zstd { level: ZSTD_DEFAULT_LEVEL }));
+        assert_eq!(
+            (o.format, o.compression),
+            (
+                Format::Pcapng,
+                Compression::Zstd {
+                    level: ZSTD_DEFAULT_LEVEL
+                }
+            )
+        );
         let o = out(&["-w", "/d/x.PCAPNG"]);
-        assert_eq!((o.format, o.compression), (Format::Pcapng, Compression::None));
+        assert_eq!(
+            (o.format, o.compression),
+            (Format::Pcapng, Compression::None)
+        );
         let o = out(&["-w", "/d/x.pcap.zst"]);
-        assert_eq!((o.format, o.compression), (Format::Pcap, Compression::Zstd { level: ZSTD_DEFAULT_LEVEL }));
+        assert_eq!(
+            (o.format, o.compression),
+            (
+                Format::Pcap,
+                Compression::Zstd {
+                    level: ZSTD_DEFAULT_LEVEL
+                }
+            )
+        );
         let o = out(&["-w", "x.pcap", "--format", "pcapng", "--compress", "zstd:7"]);
-        assert_eq!((o.format, o.compression), (Format::Pcapng, Compression::Zstd { level: 7 }));
+        assert_eq!(
+            (o.format, o.compression),
+            (Format::Pcapng, Compression::Zstd { level: 7 })
+        );
         let o = out(&["-w", "x.pcap.zst", "--compress", "none"]);
         assert_eq!(o.compression, Compression::None);
         let o = out(&["-w", "-"]);
-        assert_eq!((o.target, o.format, o.flush_interval), (Output::Stdout, Format::Pcap, Duration::from_secs(1)));
+        assert_eq!(
+            (o.target, o.format, o.flush_interval),
+            (Output::Stdout, Format::Pcap, Duration::from_secs(1))
+        );
         assert!(!o.force && o.on_disk_full == DiskFull::Stop && o.rotation == Rotation::default());
     }
 
     #[test]
     fn rotation_options() {
         let c = config(&[
-            "-i", "lo", "-w", "cap.pcap", "-C", "2.5", "-G", "60", "-W", "4", "--flush-interval", "250", "--on-disk-full",
-            "drop", "--force", "--post-rotate", "gzip",
+            "-i",
+            "lo",
+            "-w",
+            "cap.pcap",
+            "-C",
+            "2.5",
+            "-G",
+            "60",
+            "-W",
+            "4",
+            "--flush-interval",
+            "250",
+            "--on-disk-full",
+            "drop",
+            "--force",
+            "--post-rotate",
+            "gzip",
         ])
         .unwrap();
         let o = c.output;
-        assert_eq!(o.rotation, Rotation { max_bytes: Some(2_500_000), interval_secs: Some(60), max_files: Some(4) });
-        assert_eq!((o.flush_interval, o.on_disk_full, o.force), (Duration::from_millis(250), DiskFull::Drop, true));
+        assert_eq!(
+            o.rotation,
+            Rotation {
+                max_bytes: Some(2_500_000),
+                interval_secs: Some(60),
+                max_files: Some(4)
+            }
+        );
+        assert_eq!(
+            (o.flush_interval, o.on_disk_full, o.force),
+            (Duration::from_millis(250), DiskFull::Drop, true)
+        );
         assert_eq!(o.post_rotate.as_deref(), Some("gzip"));
-        assert_eq!(config(&["-i", "lo", "-w", "x", "-Z", "root"]).unwrap().run_as.unwrap().uid, 0);
+        assert_eq!(
+            config(&["-i", "lo", "-w", "x", "-Z", "root"])
+                .unwrap()
+                .run_as
+                .unwrap()
+                .uid,
+            0
+        );
     }
 
     #[test]
@@ -548,16 +689,37 @@ mod tests {
             other => panic!("{args:?}: {other:?}"),
         };
         assert!(matches!(err(&["-w", "-", "-C", "1"]), E::RotationToStdout));
-        assert!(matches!(err(&["-w", "-", "--post-rotate", "true"]), E::PostRotateToStdout));
-        assert!(matches!(err(&["-w", "x", "-W", "3"]), E::RingWithoutRotation));
+        assert!(matches!(
+            err(&["-w", "-", "--post-rotate", "true"]),
+            E::PostRotateToStdout
+        ));
+        assert!(matches!(
+            err(&["-w", "x", "-W", "3"]),
+            E::RingWithoutRotation
+        ));
         assert!(matches!(err(&["-w", "x", "-C", "0"]), E::FileSize));
         assert!(matches!(err(&["-w", "x", "-C", "1e-9"]), E::FileSize));
         assert!(matches!(err(&["-w", "x", "-G", "0"]), E::Interval));
-        assert!(matches!(err(&["-w", "x", "-G", "1", "-W", "0"]), E::RingFiles));
-        assert!(matches!(err(&["-w", "x", "--compress", "lz4"]), E::Compress(_)));
-        assert!(matches!(err(&["-w", "x", "--compress", "zstd:30"]), E::Compress(_)));
-        assert!(matches!(err(&["-w", "x-%Q.pcap", "-G", "5"]), E::Pattern(_)));
-        assert!(matches!(err(&["-w", "x", "-Z", "no-such-user-tap"]), E::User(_)));
+        assert!(matches!(
+            err(&["-w", "x", "-G", "1", "-W", "0"]),
+            E::RingFiles
+        ));
+        assert!(matches!(
+            err(&["-w", "x", "--compress", "lz4"]),
+            E::Compress(_)
+        ));
+        assert!(matches!(
+            err(&["-w", "x", "--compress", "zstd:30"]),
+            E::Compress(_)
+        ));
+        assert!(matches!(
+            err(&["-w", "x-%Q.pcap", "-G", "5"]),
+            E::Pattern(_)
+        ));
+        assert!(matches!(
+            err(&["-w", "x", "-Z", "no-such-user-tap"]),
+            E::User(_)
+        ));
         // Without rotation the name is literal.
         assert!(config(&["-i", "lo", "-w", "x-%Q.pcap"]).is_ok());
     }

@@ -52,7 +52,10 @@ pub fn parse_record(record: &[u8]) -> Result<(PacketHeader, &[u8]), RecordError>
         return Err(RecordError::CapBeyondRecord { cap, avail });
     }
     if cap > header.orig_len {
-        return Err(RecordError::CapBeyondOrig { cap, orig: header.orig_len });
+        return Err(RecordError::CapBeyondOrig {
+            cap,
+            orig: header.orig_len,
+        });
     }
     Ok((header, &record[HEADER_LEN..HEADER_LEN + cap as usize]))
 }
@@ -94,7 +97,10 @@ impl Clone for Batch {
     /// A copy that holds no ring memory (a clone kept around must not hold the ring's space).
     fn clone(&self) -> Self {
         match &self.storage {
-            Storage::Packed(buf) => Self { storage: Storage::Packed(buf.clone()), ..*self },
+            Storage::Packed(buf) => Self {
+                storage: Storage::Packed(buf.clone()),
+                ..*self
+            },
             Storage::Ring(_) => {
                 let mut builder = BatchBuilder::with_capacity(self.bytes);
                 for p in self.packets() {
@@ -131,7 +137,11 @@ impl Batch {
             Storage::Packed(buf) => (buf, false),
             Storage::Ring(view) => (view.bytes(), true),
         };
-        Packets { rest, ring, offset: self.offset_ns }
+        Packets {
+            rest,
+            ring,
+            offset: self.offset_ns,
+        }
     }
 }
 
@@ -162,7 +172,11 @@ impl<'a> Iterator for Packets<'a> {
             self.rest = &self.rest[HEADER_LEN + data.len()..];
             (header, data)
         };
-        Some(Packet { header, ts_ns: clock::to_realtime_ns(header.ts_ns, self.offset), data })
+        Some(Packet {
+            header,
+            ts_ns: clock::to_realtime_ns(header.ts_ns, self.offset),
+            data,
+        })
     }
 }
 
@@ -175,7 +189,10 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     pub fn with_capacity(bytes: usize) -> Self {
-        Self { buf: BytesMut::with_capacity(bytes), len: 0 }
+        Self {
+            buf: BytesMut::with_capacity(bytes),
+            len: 0,
+        }
     }
 
     /// Appends a ring record after checking it.
@@ -194,7 +211,9 @@ impl BatchBuilder {
         h.cap_len = data.len() as u32;
         h.orig_len = h.orig_len.max(h.cap_len);
         // SAFETY: PacketHeader is plain old data of HEADER_LEN bytes.
-        let bytes = unsafe { std::slice::from_raw_parts((&h as *const PacketHeader).cast::<u8>(), HEADER_LEN) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&h as *const PacketHeader).cast::<u8>(), HEADER_LEN)
+        };
         self.buf.extend_from_slice(bytes);
         self.buf.extend_from_slice(data);
         self.len += 1;
@@ -221,7 +240,12 @@ impl BatchBuilder {
     pub fn finish_with_offset(&mut self, offset_ns: i64) -> Batch {
         let buf = self.buf.split().freeze();
         let len = std::mem::take(&mut self.len);
-        Batch { bytes: buf.len(), storage: Storage::Packed(buf), len, offset_ns }
+        Batch {
+            bytes: buf.len(),
+            storage: Storage::Packed(buf),
+            len,
+            offset_ns,
+        }
     }
 }
 
@@ -238,7 +262,10 @@ pub struct BatchLimits {
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        Self { max_packets: 8192, max_bytes: 1 << 20 }
+        Self {
+            max_packets: 8192,
+            max_bytes: 1 << 20,
+        }
     }
 }
 
@@ -270,7 +297,12 @@ impl Drain {
         // AsyncFd deregisters before dropping it.
         let fd = unsafe { AsyncFd::register(map) }.map_err(io::Error::from)?;
         let read_pos = ring.consumer_pos();
-        Ok(Self { fd, ring, read_pos, limits })
+        Ok(Self {
+            fd,
+            ring,
+            read_pos,
+            limits,
+        })
     }
 
     /// The mapped ring (its fill level).
@@ -289,7 +321,8 @@ impl Drain {
             match tokio::time::timeout(POLL_INTERVAL, self.fd.readable()).await {
                 Ok(guard) => {
                     let mut guard = guard?;
-                    let taken = Self::fill(&self.ring, &mut self.read_pos, self.limits, max_packets);
+                    let taken =
+                        Self::fill(&self.ring, &mut self.read_pos, self.limits, max_packets);
                     if !taken.more {
                         guard.clear_ready();
                     }
@@ -298,7 +331,8 @@ impl Drain {
                     }
                 }
                 Err(_elapsed) => {
-                    let taken = Self::fill(&self.ring, &mut self.read_pos, self.limits, max_packets);
+                    let taken =
+                        Self::fill(&self.ring, &mut self.read_pos, self.limits, max_packets);
                     if !taken.batch.is_empty() || taken.malformed > 0 {
                         return Ok(taken);
                     }
@@ -313,17 +347,28 @@ impl Drain {
     }
 
     /// Walks the committed records after `read_pos` into a batch that views them in place.
-    fn fill(ring: &Arc<Ring>, read_pos: &mut u64, limits: BatchLimits, max_packets: usize) -> Taken {
+    fn fill(
+        ring: &Arc<Ring>,
+        read_pos: &mut u64,
+        limits: BatchLimits,
+        max_packets: usize,
+    ) -> Taken {
         let max_packets = max_packets.min(limits.max_packets);
         let (mut len, mut bytes, mut malformed) = (0, 0, 0);
         let from = *read_pos;
-        let walked = ring.walk(from, max_packets, limits.max_bytes as u64, |record| match parse_record(record) {
-            Ok((_, data)) => {
-                len += 1;
-                bytes += HEADER_LEN + data.len();
-            }
-            Err(_) => malformed += 1,
-        });
+        let walked =
+            ring.walk(
+                from,
+                max_packets,
+                limits.max_bytes as u64,
+                |record| match parse_record(record) {
+                    Ok((_, data)) => {
+                        len += 1;
+                        bytes += HEADER_LEN + data.len();
+                    }
+                    Err(_) => malformed += 1,
+                },
+            );
         *read_pos = walked.end;
         // A range of discarded or malformed records only is given back when its (empty) batch
         // drops; an empty range needs no view.
@@ -332,8 +377,17 @@ impl Drain {
         } else {
             Storage::Ring(View::new(Arc::clone(ring), from, walked.end))
         };
-        let batch = Batch { storage, len, bytes, offset_ns: clock::realtime_offset_ns() };
-        Taken { batch, malformed, more: walked.full }
+        let batch = Batch {
+            storage,
+            len,
+            bytes,
+            offset_ns: clock::realtime_offset_ns(),
+        };
+        Taken {
+            batch,
+            malformed,
+            more: walked.full,
+        }
     }
 }
 
@@ -345,7 +399,15 @@ mod tests {
     use super::*;
 
     fn record(cap: u32, orig: u32, payload: &[u8]) -> Vec<u8> {
-        let header = PacketHeader { ts_ns: 1_000, ifindex: 3, orig_len: orig, cap_len: cap, hook: 1, direction: 1, ..Default::default() };
+        let header = PacketHeader {
+            ts_ns: 1_000,
+            ifindex: 3,
+            orig_len: orig,
+            cap_len: cap,
+            hook: 1,
+            direction: 1,
+            ..Default::default()
+        };
         // SAFETY: PacketHeader is plain old data.
         let bytes: [u8; HEADER_LEN] = unsafe { std::mem::transmute(header) };
         let mut v = bytes.to_vec();
@@ -364,10 +426,22 @@ mod tests {
     #[test]
     fn hostile_records_are_refused() {
         assert_eq!(parse_record(&[0; 5]), Err(RecordError::Short(5)));
-        assert!(matches!(parse_record(&record(10, 60, &[0; 4])), Err(RecordError::CapBeyondRecord { .. })));
-        assert!(matches!(parse_record(&record(8, 4, &[0; 8])), Err(RecordError::CapBeyondOrig { .. })));
-        assert!(matches!(parse_record(&record(0, 4, &[0; 8])), Err(RecordError::CapOutOfRange(0))));
-        assert!(matches!(parse_record(&record(u32::MAX, u32::MAX, &[0; 8])), Err(RecordError::CapOutOfRange(_))));
+        assert!(matches!(
+            parse_record(&record(10, 60, &[0; 4])),
+            Err(RecordError::CapBeyondRecord { .. })
+        ));
+        assert!(matches!(
+            parse_record(&record(8, 4, &[0; 8])),
+            Err(RecordError::CapBeyondOrig { .. })
+        ));
+        assert!(matches!(
+            parse_record(&record(0, 4, &[0; 8])),
+            Err(RecordError::CapOutOfRange(0))
+        ));
+        assert!(matches!(
+            parse_record(&record(u32::MAX, u32::MAX, &[0; 8])),
+            Err(RecordError::CapOutOfRange(_))
+        ));
     }
 
     #[test]

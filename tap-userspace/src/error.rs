@@ -51,7 +51,11 @@ pub enum LoadError {
     )]
     NotPermitted { op: &'static str },
     #[error("the kernel refused program {program}: {message}")]
-    Rejected { program: String, message: String, verifier_log: String },
+    Rejected {
+        program: String,
+        message: String,
+        verifier_log: String,
+    },
     #[error("interface {iface} does not support native XDP: use --xdp-mode generic or auto")]
     NativeXdpUnsupported {
         iface: String,

@@ -21,7 +21,11 @@ pub fn ifname(index: u32) -> Option<String> {
         return None;
     }
     // SAFETY: if_indextoname wrote a NUL-terminated string into buf.
-    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// The interface of the IPv4 default route (lowest metric), else of the IPv6 one, as tcpdump
@@ -47,7 +51,8 @@ fn default_v4(table: &str) -> Option<String> {
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let (iface, dest, flags, metric, mask) = (f.first()?, f.get(1)?, f.get(3)?, f.get(6)?, f.get(7)?);
+            let (iface, dest, flags, metric, mask) =
+                (f.first()?, f.get(1)?, f.get(3)?, f.get(6)?, f.get(7)?);
             let flags = u32::from_str_radix(flags, 16).ok()?;
             let metric: u32 = metric.parse().ok()?;
             (*dest == "00000000" && *mask == "00000000" && flags & RTF_UP != 0)

@@ -75,7 +75,10 @@ impl RingMap {
     fn new(data: MapData, size: u32) -> std::io::Result<Self> {
         use std::os::fd::AsFd as _;
         let ring = crate::ring::Ring::new(data.fd().as_fd(), size)?;
-        Ok(Self { data, ring: std::sync::Arc::new(ring) })
+        Ok(Self {
+            data,
+            ring: std::sync::Arc::new(ring),
+        })
     }
 }
 
@@ -96,14 +99,15 @@ pub struct Maps {
 
 impl std::fmt::Debug for Attached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Attached").field("attachments", &self.attachments).finish()
+        f.debug_struct("Attached")
+            .field("attachments", &self.attachments)
+            .finish()
     }
 }
 
 /// tcx links exist from kernel 6.6 on; aya picks them there.
 fn has_tcx() -> bool {
-    aya::util::KernelVersion::current()
-        .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
 }
 
 /// True when an EPERM sits anywhere in the error's chain.
@@ -115,7 +119,8 @@ fn is_eperm(err: &(dyn std::error::Error + 'static)) -> bool {
                 return true;
             }
         }
-        if let Some(aya::programs::ProgramError::SyscallError(s)) = e.downcast_ref::<ProgramError>() {
+        if let Some(aya::programs::ProgramError::SyscallError(s)) = e.downcast_ref::<ProgramError>()
+        {
             if s.io_error.raw_os_error() == Some(libc::EPERM) {
                 return true;
             }
@@ -132,13 +137,28 @@ const RING_RECORD_ALIGN: u32 = 8;
 /// printed, without the statistics at the end, joined into one line.
 pub fn verifier_reason(log: &str) -> String {
     let is_stat = |l: &str| {
-        l.starts_with("processed ") || l.starts_with("verification time") || l.starts_with("stack depth")
+        l.starts_with("processed ")
+            || l.starts_with("verification time")
+            || l.starts_with("stack depth")
     };
-    let is_insn = |l: &str| l.split_once(": ").is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty() && !is_stat(l)).collect();
+    let is_insn = |l: &str| {
+        l.split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_stat(l))
+        .collect();
     let start = lines.iter().rposition(|l| is_insn(l)).map_or(0, |i| i + 1);
     let reason = lines[start..].join("; ");
-    if reason.is_empty() { lines.last().map_or_else(|| "no verifier output".to_string(), ToString::to_string) } else { reason }
+    if reason.is_empty() {
+        lines
+            .last()
+            .map_or_else(|| "no verifier output".to_string(), ToString::to_string)
+    } else {
+        reason
+    }
 }
 
 /// Loads the object with the given settings, takes the maps user space reads, and installs the
@@ -163,26 +183,52 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
         .load(crate::BPF_OBJECT)
         .map_err(|e| {
             if is_eperm(&e) {
-                LoadError::NotPermitted { op: "creating BPF maps" }
+                LoadError::NotPermitted {
+                    op: "creating BPF maps",
+                }
             } else {
                 LoadError::Object(e)
             }
         })?;
 
-    let ring = ebpf.take_map(maps::RING).ok_or(LoadError::Missing { kind: "map", name: maps::RING.into() })?;
+    let ring = ebpf.take_map(maps::RING).ok_or(LoadError::Missing {
+        kind: "map",
+        name: maps::RING.into(),
+    })?;
     let ring = match ring {
-        aya::maps::Map::RingBuf(data) => RingMap::new(data, spec.ring_size).map_err(|source| LoadError::RingMap { source })?,
-        _ => return Err(LoadError::Missing { kind: "ring buffer map", name: maps::RING.into() }),
+        aya::maps::Map::RingBuf(data) => {
+            RingMap::new(data, spec.ring_size).map_err(|source| LoadError::RingMap { source })?
+        }
+        _ => {
+            return Err(LoadError::Missing {
+                kind: "ring buffer map",
+                name: maps::RING.into(),
+            });
+        }
     };
-    let counters = ebpf
-        .take_map(maps::COUNTERS)
-        .ok_or(LoadError::Missing { kind: "map", name: maps::COUNTERS.into() })?;
-    let counters = PerCpuArray::try_from(counters)
-        .map_err(|source| LoadError::Map { name: maps::COUNTERS, source })?;
+    let counters = ebpf.take_map(maps::COUNTERS).ok_or(LoadError::Missing {
+        kind: "map",
+        name: maps::COUNTERS.into(),
+    })?;
+    let counters = PerCpuArray::try_from(counters).map_err(|source| LoadError::Map {
+        name: maps::COUNTERS,
+        source,
+    })?;
     let mut filter = FilterMaps::take(&mut ebpf).map_err(LoadError::Filter)?;
-    filter.install(spec.filter.clone()).map_err(LoadError::Filter)?;
-    filter.set_limits(spec.sample, spec.rate_per_cpu).map_err(LoadError::Filter)?;
-    Ok((ebpf, Maps { ring, counters, filter }))
+    filter
+        .install(spec.filter.clone())
+        .map_err(LoadError::Filter)?;
+    filter
+        .set_limits(spec.sample, spec.rate_per_cpu)
+        .map_err(LoadError::Filter)?;
+    Ok((
+        ebpf,
+        Maps {
+            ring,
+            counters,
+            filter,
+        },
+    ))
 }
 
 /// Name of the program serving `hook`.
@@ -199,7 +245,11 @@ pub fn program_name<'a>(hook: Hook, xdp_program: Option<&'a str>) -> &'a str {
 /// returning (the partly built [`Attached`] is dropped).
 pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadError> {
     let (ebpf, maps) = load(spec)?;
-    let mut attached = Attached { ebpf, attachments: Vec::new(), links: Vec::new() };
+    let mut attached = Attached {
+        ebpf,
+        attachments: Vec::new(),
+        links: Vec::new(),
+    };
     for hook in spec.hooks {
         let name = program_name(*hook, spec.xdp_program);
         attached.load_program(name, *hook)?;
@@ -211,8 +261,16 @@ pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadErro
 }
 
 /// Loads (verifies) the program for `hook` in an object from [`load`], without attaching it.
-pub fn load_program(ebpf: Ebpf, hook: Hook, xdp_program: Option<&str>) -> Result<Attached, LoadError> {
-    let mut attached = Attached { ebpf, attachments: Vec::new(), links: Vec::new() };
+pub fn load_program(
+    ebpf: Ebpf,
+    hook: Hook,
+    xdp_program: Option<&str>,
+) -> Result<Attached, LoadError> {
+    let mut attached = Attached {
+        ebpf,
+        attachments: Vec::new(),
+        links: Vec::new(),
+    };
     attached.load_program(program_name(hook, xdp_program), hook)?;
     Ok(attached)
 }
@@ -223,17 +281,33 @@ impl Attached {
         &self.ebpf
     }
 
-    fn attach_one(&mut self, name: &str, hook: Hook, iface: &Interface, mode: XdpMode) -> Result<(), LoadError> {
+    fn attach_one(
+        &mut self,
+        name: &str,
+        hook: Hook,
+        iface: &Interface,
+        mode: XdpMode,
+    ) -> Result<(), LoadError> {
         let (how, link) = self.attach(name, hook, iface, mode)?;
         info!(iface = %iface.name, hook = hook.name(), how, "attached");
-        self.attachments.push(Attachment { iface: iface.clone(), hook, how });
+        self.attachments.push(Attachment {
+            iface: iface.clone(),
+            hook,
+            how,
+        });
         self.links.push((name.to_string(), link));
         Ok(())
     }
 
     /// Attaches the programs of `hooks` (loaded by [`load_and_attach`]) to one more interface.
     /// All or nothing: when one hook fails, the ones attached before it are detached again.
-    pub fn attach_interface(&mut self, iface: &Interface, hooks: &[Hook], mode: XdpMode, xdp_program: Option<&str>) -> Result<(), LoadError> {
+    pub fn attach_interface(
+        &mut self,
+        iface: &Interface,
+        hooks: &[Hook],
+        mode: XdpMode,
+        xdp_program: Option<&str>,
+    ) -> Result<(), LoadError> {
         let before = self.attachments.len();
         for hook in hooks {
             if let Err(e) = self.attach_one(program_name(*hook, xdp_program), *hook, iface, mode) {
@@ -249,7 +323,11 @@ impl Attached {
     /// Detaches every program from the interface with index `ifindex` (which may be gone
     /// already: the kernel then released the attachment itself, and this only drops the link).
     pub fn detach_interface(&mut self, ifindex: u32) {
-        while let Some(i) = self.attachments.iter().position(|a| a.iface.ifindex == ifindex) {
+        while let Some(i) = self
+            .attachments
+            .iter()
+            .position(|a| a.iface.ifindex == ifindex)
+        {
             let a = &self.attachments[i];
             info!(iface = %a.iface.name, hook = a.hook.name(), "detached");
             self.detach_at(i);
@@ -261,7 +339,9 @@ impl Attached {
         let (name, link) = self.links.remove(i);
         let result = match (link, self.ebpf.program_mut(&name)) {
             (LinkId::Xdp(id), Some(p)) => <&mut Xdp>::try_from(p).and_then(|p| p.detach(id)),
-            (LinkId::Tc(id), Some(p)) => <&mut SchedClassifier>::try_from(p).and_then(|p| p.detach(id)),
+            (LinkId::Tc(id), Some(p)) => {
+                <&mut SchedClassifier>::try_from(p).and_then(|p| p.detach(id))
+            }
             (_, None) => Ok(()),
         };
         if let Err(e) = result {
@@ -274,42 +354,79 @@ impl Attached {
         let program = self
             .ebpf
             .program_mut(name)
-            .ok_or_else(|| LoadError::Missing { kind: "program", name: name.into() })?;
+            .ok_or_else(|| LoadError::Missing {
+                kind: "program",
+                name: name.into(),
+            })?;
         let result = match hook {
             Hook::Xdp => {
-                let p: &mut Xdp = program.try_into().map_err(|_| LoadError::Missing { kind: "XDP program", name: name.into() })?;
+                let p: &mut Xdp = program.try_into().map_err(|_| LoadError::Missing {
+                    kind: "XDP program",
+                    name: name.into(),
+                })?;
                 p.load()
             }
             Hook::TcIngress | Hook::TcEgress => {
-                let p: &mut SchedClassifier = program
-                    .try_into()
-                    .map_err(|_| LoadError::Missing { kind: "TC program", name: name.into() })?;
+                let p: &mut SchedClassifier =
+                    program.try_into().map_err(|_| LoadError::Missing {
+                        kind: "TC program",
+                        name: name.into(),
+                    })?;
                 p.load()
             }
         };
         match result {
             Ok(()) => Ok(()),
-            Err(ProgramError::LoadError { io_error, verifier_log }) => {
-                if io_error.raw_os_error() == Some(libc::EPERM) && verifier_log.to_string().trim().is_empty() {
-                    return Err(LoadError::NotPermitted { op: "loading BPF programs" });
+            Err(ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            }) => {
+                if io_error.raw_os_error() == Some(libc::EPERM)
+                    && verifier_log.to_string().trim().is_empty()
+                {
+                    return Err(LoadError::NotPermitted {
+                        op: "loading BPF programs",
+                    });
                 }
                 let log = verifier_log.to_string();
-                Err(LoadError::Rejected { program: name.into(), message: verifier_reason(&log), verifier_log: log })
+                Err(LoadError::Rejected {
+                    program: name.into(),
+                    message: verifier_reason(&log),
+                    verifier_log: log,
+                })
             }
-            Err(e) if is_eperm(&e) => Err(LoadError::NotPermitted { op: "loading BPF programs" }),
+            Err(e) if is_eperm(&e) => Err(LoadError::NotPermitted {
+                op: "loading BPF programs",
+            }),
             // Loading a second hook's program of the same name is not an error.
             Err(ProgramError::AlreadyLoaded) => Ok(()),
-            Err(e) => Err(LoadError::Rejected { program: name.into(), message: e.to_string(), verifier_log: String::new() }),
+            Err(e) => Err(LoadError::Rejected {
+                program: name.into(),
+                message: e.to_string(),
+                verifier_log: String::new(),
+            }),
         }
     }
 
-    fn attach(&mut self, name: &str, hook: Hook, iface: &Interface, mode: XdpMode) -> Result<(&'static str, LinkId), LoadError> {
+    fn attach(
+        &mut self,
+        name: &str,
+        hook: Hook,
+        iface: &Interface,
+        mode: XdpMode,
+    ) -> Result<(&'static str, LinkId), LoadError> {
         let program = self.ebpf.program_mut(name).expect("loaded above");
         let attach_err = |source: ProgramError| {
             if is_eperm(&source) {
-                LoadError::NotPermitted { op: "attaching programs" }
+                LoadError::NotPermitted {
+                    op: "attaching programs",
+                }
             } else {
-                LoadError::Attach { program: name.into(), iface: iface.name.clone(), source }
+                LoadError::Attach {
+                    program: name.into(),
+                    iface: iface.name.clone(),
+                    source,
+                }
             }
         };
         match hook {
@@ -317,32 +434,50 @@ impl Attached {
                 let p: &mut Xdp = program.try_into().expect("checked at load");
                 match mode {
                     XdpMode::Generic => {
-                        let id = p.attach_to_if_index(iface.ifindex, AyaXdpMode::Skb).map_err(attach_err)?;
+                        let id = p
+                            .attach_to_if_index(iface.ifindex, AyaXdpMode::Skb)
+                            .map_err(attach_err)?;
                         Ok(("xdp generic", LinkId::Xdp(id)))
                     }
-                    XdpMode::Native => match p.attach_to_if_index(iface.ifindex, AyaXdpMode::Driver) {
-                        Ok(id) => Ok(("xdp native", LinkId::Xdp(id))),
-                        Err(e) if is_eperm(&e) => Err(attach_err(e)),
-                        Err(source) => Err(LoadError::NativeXdpUnsupported { iface: iface.name.clone(), source }),
-                    },
-                    XdpMode::Auto => match p.attach_to_if_index(iface.ifindex, AyaXdpMode::Driver) {
-                        Ok(id) => Ok(("xdp native", LinkId::Xdp(id))),
-                        Err(e) if is_eperm(&e) => Err(attach_err(e)),
-                        Err(e) => {
-                            warn!(iface = %iface.name, error = %e.source().map(ToString::to_string).unwrap_or_else(|| e.to_string()), "native XDP unavailable, using generic");
-                            let id = p.attach_to_if_index(iface.ifindex, AyaXdpMode::Skb).map_err(attach_err)?;
-                            Ok(("xdp generic", LinkId::Xdp(id)))
+                    XdpMode::Native => {
+                        match p.attach_to_if_index(iface.ifindex, AyaXdpMode::Driver) {
+                            Ok(id) => Ok(("xdp native", LinkId::Xdp(id))),
+                            Err(e) if is_eperm(&e) => Err(attach_err(e)),
+                            Err(source) => Err(LoadError::NativeXdpUnsupported {
+                                iface: iface.name.clone(),
+                                source,
+                            }),
                         }
-                    },
+                    }
+                    XdpMode::Auto => {
+                        match p.attach_to_if_index(iface.ifindex, AyaXdpMode::Driver) {
+                            Ok(id) => Ok(("xdp native", LinkId::Xdp(id))),
+                            Err(e) if is_eperm(&e) => Err(attach_err(e)),
+                            Err(e) => {
+                                warn!(iface = %iface.name, error = %e.source().map(ToString::to_string).unwrap_or_else(|| e.to_string()), "native XDP unavailable, using generic");
+                                let id = p
+                                    .attach_to_if_index(iface.ifindex, AyaXdpMode::Skb)
+                                    .map_err(attach_err)?;
+                                Ok(("xdp generic", LinkId::Xdp(id)))
+                            }
+                        }
+                    }
                 }
             }
             Hook::TcIngress | Hook::TcEgress => {
                 let p: &mut SchedClassifier = program.try_into().expect("checked at load");
-                let direction = if hook == Hook::TcIngress { TcAttachType::Ingress } else { TcAttachType::Egress };
+                let direction = if hook == Hook::TcIngress {
+                    TcAttachType::Ingress
+                } else {
+                    TcAttachType::Egress
+                };
                 if !has_tcx() {
                     // Before tcx, classifiers hang off a clsact qdisc; it may already exist.
                     if let Err(e) = aya::programs::tc::qdisc_add_clsact(&iface.name) {
-                        let exists = e.source().and_then(|s| s.downcast_ref::<io::Error>()).and_then(io::Error::raw_os_error)
+                        let exists = e
+                            .source()
+                            .and_then(|s| s.downcast_ref::<io::Error>())
+                            .and_then(io::Error::raw_os_error)
                             == Some(libc::EEXIST);
                         if !exists {
                             warn!(iface = %iface.name, error = %e, "adding clsact qdisc failed");

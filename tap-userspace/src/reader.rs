@@ -34,8 +34,15 @@ pub enum ReadError {
 const MAX_RECORD: usize = 256 << 20;
 
 enum Format {
-    Pcap { big: bool, nanos: bool, linktype: u32 },
-    PcapNg { big: bool, interfaces: Vec<(u32, u64)> },
+    Pcap {
+        big: bool,
+        nanos: bool,
+        linktype: u32,
+    },
+    PcapNg {
+        big: bool,
+        interfaces: Vec<(u32, u64)>,
+    },
 }
 
 /// A pcap or pcapng reader over any [`Read`].
@@ -47,12 +54,20 @@ pub struct CaptureReader<R: Read> {
 
 fn u32_of(b: &[u8], big: bool) -> u32 {
     let a = [b[0], b[1], b[2], b[3]];
-    if big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+    if big {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
 }
 
 fn u16_of(b: &[u8], big: bool) -> u16 {
     let a = [b[0], b[1]];
-    if big { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
+    if big {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
 }
 
 impl<R: Read> CaptureReader<R> {
@@ -60,7 +75,15 @@ impl<R: Read> CaptureReader<R> {
         let mut magic = [0u8; 4];
         input.read_exact(&mut magic)?;
         let le = u32::from_le_bytes(magic);
-        let mut reader = Self { input, format: Format::Pcap { big: false, nanos: false, linktype: 1 }, offset: 4 };
+        let mut reader = Self {
+            input,
+            format: Format::Pcap {
+                big: false,
+                nanos: false,
+                linktype: 1,
+            },
+            offset: 4,
+        };
         match le {
             0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 => {
                 let big = matches!(le, 0xd4c3_b2a1 | 0x4d3c_b2a1);
@@ -68,10 +91,17 @@ impl<R: Read> CaptureReader<R> {
                 let mut rest = [0u8; 20];
                 reader.read_exact(&mut rest)?;
                 let linktype = u32_of(&rest[16..20], big) & 0x0fff_ffff;
-                reader.format = Format::Pcap { big, nanos, linktype };
+                reader.format = Format::Pcap {
+                    big,
+                    nanos,
+                    linktype,
+                };
             }
             0x0a0d_0d0a => {
-                reader.format = Format::PcapNg { big: false, interfaces: Vec::new() };
+                reader.format = Format::PcapNg {
+                    big: false,
+                    interfaces: Vec::new(),
+                };
                 reader.section_header()?;
             }
             other => return Err(ReadError::Magic(other)),
@@ -82,7 +112,10 @@ impl<R: Read> CaptureReader<R> {
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ReadError> {
         self.input.read_exact(buf).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                ReadError::Damaged { offset: self.offset, what: "truncated" }
+                ReadError::Damaged {
+                    offset: self.offset,
+                    what: "truncated",
+                }
             } else {
                 ReadError::Io(e)
             }
@@ -97,7 +130,12 @@ impl<R: Read> CaptureReader<R> {
         while got < buf.len() {
             match self.input.read(&mut buf[got..]) {
                 Ok(0) if got == 0 => return Ok(false),
-                Ok(0) => return Err(ReadError::Damaged { offset: self.offset, what: "truncated record" }),
+                Ok(0) => {
+                    return Err(ReadError::Damaged {
+                        offset: self.offset,
+                        what: "truncated record",
+                    });
+                }
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
@@ -115,37 +153,63 @@ impl<R: Read> CaptureReader<R> {
         let big = match u32::from_le_bytes([head[4], head[5], head[6], head[7]]) {
             0x1a2b_3c4d => false,
             0x4d3c_2b1a => true,
-            _ => return Err(ReadError::Damaged { offset: start, what: "bad byte-order magic" }),
+            _ => {
+                return Err(ReadError::Damaged {
+                    offset: start,
+                    what: "bad byte-order magic",
+                });
+            }
         };
         let total = u32_of(&head[0..4], big) as usize;
         if !(28..=MAX_RECORD).contains(&total) || total % 4 != 0 {
-            return Err(ReadError::Damaged { offset: start, what: "bad section header length" });
+            return Err(ReadError::Damaged {
+                offset: start,
+                what: "bad section header length",
+            });
         }
         let mut rest = vec![0u8; total - 12];
         self.read_exact(&mut rest)?;
-        self.format = Format::PcapNg { big, interfaces: Vec::new() };
+        self.format = Format::PcapNg {
+            big,
+            interfaces: Vec::new(),
+        };
         Ok(())
     }
 
     /// The next packet, or `None` at the end.
     pub fn next_packet(&mut self) -> Result<Option<FilePacket>, ReadError> {
         match self.format {
-            Format::Pcap { big, nanos, linktype } => {
+            Format::Pcap {
+                big,
+                nanos,
+                linktype,
+            } => {
                 let mut h = [0u8; 16];
                 let at = self.offset;
                 if !self.read_or_eof(&mut h)? {
                     return Ok(None);
                 }
-                let (sec, frac) = (u64::from(u32_of(&h[0..4], big)), u64::from(u32_of(&h[4..8], big)));
+                let (sec, frac) = (
+                    u64::from(u32_of(&h[0..4], big)),
+                    u64::from(u32_of(&h[4..8], big)),
+                );
                 let incl = u32_of(&h[8..12], big) as usize;
                 let orig_len = u32_of(&h[12..16], big);
                 if incl > MAX_RECORD {
-                    return Err(ReadError::Damaged { offset: at, what: "record longer than 256 MiB" });
+                    return Err(ReadError::Damaged {
+                        offset: at,
+                        what: "record longer than 256 MiB",
+                    });
                 }
                 let mut data = vec![0u8; incl];
                 self.read_exact(&mut data)?;
                 let ts_ns = sec * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
-                Ok(Some(FilePacket { ts_ns, orig_len: orig_len.max(incl as u32), linktype, data }))
+                Ok(Some(FilePacket {
+                    ts_ns,
+                    orig_len: orig_len.max(incl as u32),
+                    linktype,
+                    data,
+                }))
             }
             Format::PcapNg { .. } => self.next_ng(),
         }
@@ -162,24 +226,38 @@ impl<R: Read> CaptureReader<R> {
                 self.section_header()?;
                 continue;
             }
-            let Format::PcapNg { big, .. } = self.format else { unreachable!("pcapng state") };
+            let Format::PcapNg { big, .. } = self.format else {
+                unreachable!("pcapng state")
+            };
             let block_type = u32_of(&ty, big);
             let mut len = [0u8; 4];
             self.read_exact(&mut len)?;
             let total = u32_of(&len, big) as usize;
             if !(12..=MAX_RECORD).contains(&total) || total % 4 != 0 {
-                return Err(ReadError::Damaged { offset: at, what: "bad block length" });
+                return Err(ReadError::Damaged {
+                    offset: at,
+                    what: "bad block length",
+                });
             }
             let mut body = vec![0u8; total - 12];
             self.read_exact(&mut body)?;
             let mut trailer = [0u8; 4];
             self.read_exact(&mut trailer)?;
-            let Format::PcapNg { big, ref mut interfaces } = self.format else { unreachable!("pcapng state") };
+            let Format::PcapNg {
+                big,
+                ref mut interfaces,
+            } = self.format
+            else {
+                unreachable!("pcapng state")
+            };
             match block_type {
                 // Interface description: link type, then options (if_tsresol = 9).
                 1 => {
                     if body.len() < 8 {
-                        return Err(ReadError::Damaged { offset: at, what: "short interface block" });
+                        return Err(ReadError::Damaged {
+                            offset: at,
+                            what: "short interface block",
+                        });
                     }
                     let linktype = u32::from(u16_of(&body[0..2], big));
                     let mut units_per_sec = 1_000_000u64;
@@ -194,8 +272,15 @@ impl<R: Read> CaptureReader<R> {
                         if code == 9 && olen >= 1 {
                             let v = opts[4];
                             let exp = u32::from(v & 0x7f);
-                            units_per_sec = if v & 0x80 != 0 { 2u64.checked_pow(exp) } else { 10u64.checked_pow(exp) }
-                                .ok_or(ReadError::Damaged { offset: at, what: "bad if_tsresol" })?;
+                            units_per_sec = if v & 0x80 != 0 {
+                                2u64.checked_pow(exp)
+                            } else {
+                                10u64.checked_pow(exp)
+                            }
+                            .ok_or(ReadError::Damaged {
+                                offset: at,
+                                what: "bad if_tsresol",
+                            })?;
                         }
                         if code == 0 {
                             break;
@@ -207,31 +292,55 @@ impl<R: Read> CaptureReader<R> {
                 // Enhanced packet.
                 6 => {
                     if body.len() < 20 {
-                        return Err(ReadError::Damaged { offset: at, what: "short packet block" });
+                        return Err(ReadError::Damaged {
+                            offset: at,
+                            what: "short packet block",
+                        });
                     }
                     let iface = u32_of(&body[0..4], big) as usize;
-                    let &(linktype, units) =
-                        interfaces.get(iface).ok_or(ReadError::Damaged { offset: at, what: "unknown interface" })?;
-                    let ts = (u64::from(u32_of(&body[4..8], big)) << 32) | u64::from(u32_of(&body[8..12], big));
+                    let &(linktype, units) = interfaces.get(iface).ok_or(ReadError::Damaged {
+                        offset: at,
+                        what: "unknown interface",
+                    })?;
+                    let ts = (u64::from(u32_of(&body[4..8], big)) << 32)
+                        | u64::from(u32_of(&body[8..12], big));
                     let cap = u32_of(&body[12..16], big) as usize;
                     let orig_len = u32_of(&body[16..20], big);
                     if cap > body.len() - 20 {
-                        return Err(ReadError::Damaged { offset: at, what: "packet longer than its block" });
+                        return Err(ReadError::Damaged {
+                            offset: at,
+                            what: "packet longer than its block",
+                        });
                     }
                     let ts_ns = (u128::from(ts) * 1_000_000_000 / u128::from(units)) as u64;
                     let data = body[20..20 + cap].to_vec();
-                    return Ok(Some(FilePacket { ts_ns, orig_len: orig_len.max(cap as u32), linktype, data }));
+                    return Ok(Some(FilePacket {
+                        ts_ns,
+                        orig_len: orig_len.max(cap as u32),
+                        linktype,
+                        data,
+                    }));
                 }
                 // Simple packet: interface 0, no timestamp.
                 3 => {
                     if body.len() < 4 {
-                        return Err(ReadError::Damaged { offset: at, what: "short simple packet block" });
+                        return Err(ReadError::Damaged {
+                            offset: at,
+                            what: "short simple packet block",
+                        });
                     }
-                    let &(linktype, _) =
-                        interfaces.first().ok_or(ReadError::Damaged { offset: at, what: "no interface" })?;
+                    let &(linktype, _) = interfaces.first().ok_or(ReadError::Damaged {
+                        offset: at,
+                        what: "no interface",
+                    })?;
                     let orig_len = u32_of(&body[0..4], big);
                     let cap = (orig_len as usize).min(body.len() - 4);
-                    return Ok(Some(FilePacket { ts_ns: 0, orig_len, linktype, data: body[4..4 + cap].to_vec() }));
+                    return Ok(Some(FilePacket {
+                        ts_ns: 0,
+                        orig_len,
+                        linktype,
+                        data: body[4..4 + cap].to_vec(),
+                    }));
                 }
                 _ => {}
             }
@@ -247,12 +356,17 @@ mod tests {
     #[test]
     fn reads_back_what_the_pcap_writer_wrote() {
         let mut w = PcapWriter::new(Vec::new(), 100).unwrap();
-        w.write_packet(1_700_000_000_000_000_001, 200, &[1, 2, 3]).unwrap();
-        w.write_packet(1_700_000_001_000_000_000, 4, &[4, 5, 6, 7]).unwrap();
+        w.write_packet(1_700_000_000_000_000_001, 200, &[1, 2, 3])
+            .unwrap();
+        w.write_packet(1_700_000_001_000_000_000, 4, &[4, 5, 6, 7])
+            .unwrap();
         let bytes = w.into_inner().unwrap();
         let mut r = CaptureReader::new(&bytes[..]).unwrap();
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.ts_ns, p.orig_len, p.data.as_slice()), (1_700_000_000_000_000_001, 200, &[1, 2, 3][..]));
+        assert_eq!(
+            (p.ts_ns, p.orig_len, p.data.as_slice()),
+            (1_700_000_000_000_000_001, 200, &[1, 2, 3][..])
+        );
         let p = r.next_packet().unwrap().unwrap();
         assert_eq!(p.data, [4, 5, 6, 7]);
         assert!(r.next_packet().unwrap().is_none());
@@ -260,7 +374,10 @@ mod tests {
 
     #[test]
     fn microsecond_big_endian_pcap() {
-        let mut f = vec![0xa1, 0xb2, 0xc3, 0xd4, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 1];
+        let mut f = vec![
+            0xa1, 0xb2, 0xc3, 0xd4, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0,
+            1,
+        ];
         f.extend_from_slice(&[0, 0, 0, 10, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 2, 0xaa, 0xbb]);
         let mut r = CaptureReader::new(&f[..]).unwrap();
         let p = r.next_packet().unwrap().unwrap();
@@ -270,7 +387,10 @@ mod tests {
 
     #[test]
     fn damaged_files_are_errors_not_panics() {
-        assert!(matches!(CaptureReader::new(&[1, 2, 3, 4][..]), Err(ReadError::Magic(_))));
+        assert!(matches!(
+            CaptureReader::new(&[1, 2, 3, 4][..]),
+            Err(ReadError::Magic(_))
+        ));
         let mut w = PcapWriter::new(Vec::new(), 100).unwrap();
         w.write_packet(1, 10, &[1, 2, 3]).unwrap();
         let bytes = w.into_inner().unwrap();
@@ -327,7 +447,10 @@ mod tests {
         f.extend_from_slice(&(epb_len as u32).to_le_bytes());
         let mut r = CaptureReader::new(&f[..]).unwrap();
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.ts_ns, p.orig_len, p.data.as_slice()), (1_500_000_000, 60, &[7, 8, 9][..]));
+        assert_eq!(
+            (p.ts_ns, p.orig_len, p.data.as_slice()),
+            (1_500_000_000, 60, &[7, 8, 9][..])
+        );
         assert!(r.next_packet().unwrap().is_none());
     }
 }

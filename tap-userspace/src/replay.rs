@@ -67,7 +67,11 @@ impl std::fmt::Display for ReplaySummary {
         writeln!(f, "{} packets matched", self.matched)?;
         write!(f, "{} packets not matched", self.not_matched)?;
         if self.too_short > 0 {
-            write!(f, "\n{} packets shorter than an Ethernet header", self.too_short)?;
+            write!(
+                f,
+                "\n{} packets shorter than an Ethernet header",
+                self.too_short
+            )?;
         }
         for (i, (rule, hits)) in self.rules.iter().enumerate() {
             write!(f, "\nrule {i}: {hits} hits: {rule}")?;
@@ -92,7 +96,11 @@ pub enum ReplayError {
         source: ReadError,
     },
     #[error("{path}: packet {index} has link type {linktype}; only Ethernet (1) is supported")]
-    LinkType { path: PathBuf, index: u64, linktype: u32 },
+    LinkType {
+        path: PathBuf,
+        index: u64,
+        linktype: u32,
+    },
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("BPF_PROG_TEST_RUN failed on packet {index}: {source}")]
@@ -106,9 +114,15 @@ pub enum ReplayError {
 }
 
 pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
-    let file = File::open(&config.input).map_err(|source| ReplayError::Open { path: config.input.clone(), source })?;
-    let mut reader = CaptureReader::new(BufReader::new(file))
-        .map_err(|source| ReplayError::Read { path: config.input.clone(), source })?;
+    let file = File::open(&config.input).map_err(|source| ReplayError::Open {
+        path: config.input.clone(),
+        source,
+    })?;
+    let mut reader =
+        CaptureReader::new(BufReader::new(file)).map_err(|source| ReplayError::Read {
+            path: config.input.clone(),
+            source,
+        })?;
     let spec = LoadSpec {
         interfaces: &[],
         hooks: &[config.hook],
@@ -127,7 +141,10 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
     let (ebpf, maps) = loader::load(&spec)?;
     let loaded = loader::load_program(ebpf, config.hook, None)?;
     let name = loader::program_name(config.hook, None);
-    let program = loaded.ebpf().program(name).ok_or(LoadError::Missing { kind: "program", name: name.into() })?;
+    let program = loaded.ebpf().program(name).ok_or(LoadError::Missing {
+        kind: "program",
+        name: name.into(),
+    })?;
     let no_filter = config.filter.graph.is_none();
 
     let mut writer = match &config.output {
@@ -135,24 +152,34 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
         Some(path) => Some(open_writer(path)?),
     };
     let mut summary = ReplaySummary::default();
-    while let Some(packet) =
-        reader.next_packet().map_err(|source| ReplayError::Read { path: config.input.clone(), source })?
-    {
+    while let Some(packet) = reader.next_packet().map_err(|source| ReplayError::Read {
+        path: config.input.clone(),
+        source,
+    })? {
         let index = summary.read;
         summary.read += 1;
         // The inner frame and its length, when the program stripped a tunnel.
         let mut inner: Option<(u32, Vec<u8>)> = None;
         if packet.linktype != 1 {
-            return Err(ReplayError::LinkType { path: config.input.clone(), index, linktype: packet.linktype });
+            return Err(ReplayError::LinkType {
+                path: config.input.clone(),
+                index,
+                linktype: packet.linktype,
+            });
         }
         let selected = if packet.data.len() < MIN_FRAME {
             summary.too_short += 1;
             no_filter
         } else {
-            let opts = TestRunOptions { data_in: Some(&packet.data), ..Default::default() };
+            let opts = TestRunOptions {
+                data_in: Some(&packet.data),
+                ..Default::default()
+            };
             let result = match program {
                 aya::programs::Program::Xdp(p) => <Xdp as TestRun>::test_run(p, opts),
-                aya::programs::Program::SchedClassifier(p) => <SchedClassifier as TestRun>::test_run(p, opts),
+                aya::programs::Program::SchedClassifier(p) => {
+                    <SchedClassifier as TestRun>::test_run(p, opts)
+                }
                 _ => unreachable!("replay loads XDP or TC programs only"),
             };
             result.map_err(|source| ReplayError::TestRun { index, source })?;
@@ -178,18 +205,31 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
                     None => (packet.orig_len, packet.data.as_slice()),
                 };
                 w.write_packet(packet.ts_ns, orig_len, data)
-                    .map_err(|source| CaptureError::Write { what: "replay output".into(), source })?;
+                    .map_err(|source| CaptureError::Write {
+                        what: "replay output".into(),
+                        source,
+                    })?;
             }
         } else {
             summary.not_matched += 1;
         }
     }
     if let Some(w) = writer {
-        let mut out = w.into_inner().map_err(|source| CaptureError::Write { what: "replay output".into(), source })?;
-        io::Write::flush(&mut out).map_err(|source| CaptureError::Write { what: "replay output".into(), source })?;
+        let mut out = w.into_inner().map_err(|source| CaptureError::Write {
+            what: "replay output".into(),
+            source,
+        })?;
+        io::Write::flush(&mut out).map_err(|source| CaptureError::Write {
+            what: "replay output".into(),
+            source,
+        })?;
     }
     summary.kernel = read_counters(&maps.counters);
-    summary.rules = if no_filter { Vec::new() } else { maps.filter.rule_hits() };
+    summary.rules = if no_filter {
+        Vec::new()
+    } else {
+        maps.filter.rule_hits()
+    };
     Ok(summary)
 }
 
@@ -197,9 +237,15 @@ fn open_writer(path: &PathBuf) -> Result<PcapWriter<Box<dyn io::Write>>, ReplayE
     let out: Box<dyn io::Write> = if path.as_os_str() == "-" {
         Box::new(io::stdout())
     } else {
-        Box::new(
-            File::create(path).map_err(|source| CaptureError::Output { path: path.clone(), source })?,
-        )
+        Box::new(File::create(path).map_err(|source| CaptureError::Output {
+            path: path.clone(),
+            source,
+        })?)
     };
-    Ok(PcapWriter::new(out, MAX_FRAME).map_err(|source| CaptureError::Write { what: path.display().to_string(), source })?)
+    Ok(
+        PcapWriter::new(out, MAX_FRAME).map_err(|source| CaptureError::Write {
+            what: path.display().to_string(),
+            source,
+        })?,
+    )
 }

@@ -30,7 +30,7 @@ const BUSY_BIT: u32 = 1 << 31;
 const DISCARD_BIT: u32 = 1 << 30;
 
 /// How far ahead of the record being read the walk prefetches, in bytes.
-const PREFETCH_AHEAD: u64 = 512;
+const PREFETCH_AHEAD: u64 = 1024;
 
 #[inline(always)]
 fn prefetch(p: *const u8) {
@@ -51,10 +51,20 @@ struct Mapping {
 
 impl Mapping {
     fn new(fd: BorrowedFd<'_>, len: usize, prot: libc::c_int, offset: usize) -> io::Result<Self> {
-        let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::other("ring offset out of range"))?;
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::other("ring offset out of range"))?;
         // SAFETY: a fresh shared mapping of a valid fd; the kernel checks the range and the
         // protection against the map.
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), offset) };
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                offset,
+            )
+        };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
@@ -123,13 +133,24 @@ impl Ring {
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         if !size.is_power_of_two() || (size as usize) % page != 0 {
-            return Err(io::Error::other(format!("ring size {size} is not a power-of-two number of pages")));
+            return Err(io::Error::other(format!(
+                "ring size {size} is not a power-of-two number of pages"
+            )));
         }
         let consumer = Mapping::new(fd, page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
         let data = Mapping::new(fd, page + 2 * size as usize, libc::PROT_READ, page)?;
-        let ring = Self { consumer, data, page, size: u64::from(size), releases: Mutex::default() };
+        let ring = Self {
+            consumer,
+            data,
+            page,
+            size: u64::from(size),
+            releases: Mutex::default(),
+        };
         let start = ring.consumer_pos();
-        ring.releases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).released = start;
+        ring.releases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .released = start;
         Ok(ring)
     }
 
@@ -157,13 +178,17 @@ impl Ring {
 
     /// Bytes reserved by the programs and not yet given back (record headers included).
     pub fn pending(&self) -> u64 {
-        self.producer_pos().saturating_sub(self.consumer_pos()).min(self.size)
+        self.producer_pos()
+            .saturating_sub(self.consumer_pos())
+            .min(self.size)
     }
 
     /// The data at position `pos`, valid for `size` bytes on (the second mapping follows the
     /// first).
     fn data_at(&self, pos: u64) -> *const u8 {
-        self.data.at(self.page + (pos & (self.size - 1)) as usize).cast_const()
+        self.data
+            .at(self.page + (pos & (self.size - 1)) as usize)
+            .cast_const()
     }
 
     /// The record header at `pos`: its length and flags, read with acquire ordering so that
@@ -178,7 +203,13 @@ impl Ring {
     /// walk takes at least one record), at a record still being filled, or at the producer
     /// position. Calls `record` with each committed, not discarded record's bytes (which stay
     /// valid until the walked range is given back).
-    pub fn walk(&self, from: u64, limit: usize, max_bytes: u64, mut record: impl FnMut(&[u8])) -> Walked {
+    pub fn walk(
+        &self,
+        from: u64,
+        limit: usize,
+        max_bytes: u64,
+        mut record: impl FnMut(&[u8]),
+    ) -> Walked {
         let producer = self.producer_pos();
         let mut pos = from;
         let mut taken = 0;
@@ -192,8 +223,10 @@ impl Ring {
             // cache miss after another. Ask for the lines a few records ahead, but only those
             // already reserved: pulling a line the producer is about to write would cost it a
             // cache miss.
-            if pos + PREFETCH_AHEAD < producer {
+            // Two lines: a small record takes up to two (the walk moves a record at a time).
+            if pos + PREFETCH_AHEAD + 64 < producer {
                 prefetch(self.data_at(pos + PREFETCH_AHEAD));
+                prefetch(self.data_at(pos + PREFETCH_AHEAD + 64));
             }
             let header = self.header_at(pos);
             if header & BUSY_BIT != 0 {
@@ -213,7 +246,9 @@ impl Ring {
             if header & DISCARD_BIT == 0 {
                 // SAFETY: a committed record of `len` bytes after its header, inside the doubly
                 // mapped data area (total <= size), not given back while the caller holds it.
-                let bytes = unsafe { std::slice::from_raw_parts(self.data_at(pos + RECORD_HEADER), len as usize) };
+                let bytes = unsafe {
+                    std::slice::from_raw_parts(self.data_at(pos + RECORD_HEADER), len as usize)
+                };
                 record(bytes);
                 taken += 1;
             }
@@ -248,7 +283,10 @@ impl Ring {
 
     /// Gives `[start, end)` back to the kernel once every range before it is back.
     pub fn release(&self, start: u64, end: u64) {
-        let mut r = self.releases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut r = self
+            .releases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(pos) = r.give_back(start, end) {
             self.consumer_atomic().store(pos, Ordering::Release);
         }
@@ -257,7 +295,10 @@ impl Ring {
 
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ring").field("size", &self.size).field("pending", &self.pending()).finish()
+        f.debug_struct("Ring")
+            .field("size", &self.size)
+            .field("pending", &self.pending())
+            .finish()
     }
 }
 
@@ -298,7 +339,10 @@ impl Drop for View {
 
 impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("View").field("start", &self.start).field("end", &self.end).finish()
+        f.debug_struct("View")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .finish()
     }
 }
 
@@ -344,14 +388,22 @@ mod tests {
 
     #[test]
     fn records_skip_discarded_and_padding() {
-        let bytes = ring_bytes(&[(b"abc", false), (b"discarded", true), (b"12345678", false), (b"x", false)]);
+        let bytes = ring_bytes(&[
+            (b"abc", false),
+            (b"discarded", true),
+            (b"12345678", false),
+            (b"x", false),
+        ]);
         let got: Vec<&[u8]> = records(&bytes).collect();
         assert_eq!(got, vec![&b"abc"[..], b"12345678", b"x"]);
     }
 
     #[test]
     fn ranges_go_back_in_order() {
-        let mut r = Releases { released: 100, early: Vec::new() };
+        let mut r = Releases {
+            released: 100,
+            early: Vec::new(),
+        };
         // The second and third ranges come back before the first: the position waits for it.
         assert_eq!(r.give_back(200, 300), None);
         assert_eq!(r.give_back(300, 350), None);

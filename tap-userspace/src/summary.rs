@@ -52,7 +52,10 @@ impl Summary {
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = v.as_object_mut() {
-            map.insert("unaccounted".into(), serde_json::Value::from(self.unaccounted() as i64));
+            map.insert(
+                "unaccounted".into(),
+                serde_json::Value::from(self.unaccounted() as i64),
+            );
         }
         v
     }
@@ -72,19 +75,39 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{} packets captured", self.written)?;
         writeln!(f, "{} packets received by filter", self.kernel.matched)?;
-        writeln!(f, "{} packets dropped by kernel (ring buffer full)", self.kernel.ring_full)?;
+        writeln!(
+            f,
+            "{} packets dropped by kernel (ring buffer full)",
+            self.kernel.ring_full
+        )?;
         write!(f, "{} packets dropped by writer", self.writer_dropped)?;
         if self.beyond_count > 0 {
-            write!(f, "\n{} packets not written after the -c limit", self.beyond_count)?;
+            write!(
+                f,
+                "\n{} packets not written after the -c limit",
+                self.beyond_count
+            )?;
         }
         if self.kernel.sampled_out > 0 {
-            write!(f, "\n{} matched packets skipped by sampling", self.kernel.sampled_out)?;
+            write!(
+                f,
+                "\n{} matched packets skipped by sampling",
+                self.kernel.sampled_out
+            )?;
         }
         if self.kernel.rate_limited > 0 {
-            write!(f, "\n{} matched packets skipped by the rate cap", self.kernel.rate_limited)?;
+            write!(
+                f,
+                "\n{} matched packets skipped by the rate cap",
+                self.kernel.rate_limited
+            )?;
         }
         if self.kernel.filter_error > 0 {
-            write!(f, "\n{} packets the filter could not evaluate", self.kernel.filter_error)?;
+            write!(
+                f,
+                "\n{} packets the filter could not evaluate",
+                self.kernel.filter_error
+            )?;
         }
         for (i, (rule, hits)) in self.rules.iter().enumerate() {
             write!(f, "\nrule {i}: {hits} packets: {rule}")?;
@@ -93,7 +116,11 @@ impl fmt::Display for Summary {
             write!(f, "\n{note}")?;
         }
         if self.kernel.read_error > 0 {
-            write!(f, "\n{} packets the kernel could not read", self.kernel.read_error)?;
+            write!(
+                f,
+                "\n{} packets the kernel could not read",
+                self.kernel.read_error
+            )?;
         }
         if self.malformed > 0 {
             write!(f, "\n{} malformed ring records", self.malformed)?;
@@ -119,13 +146,21 @@ mod tests {
     #[test]
     fn tcpdump_like_lines() {
         let s = Summary {
-            kernel: KernelCounters { seen: 12, matched: 12, copied: 10, ring_full: 2, ..Default::default() },
+            kernel: KernelCounters {
+                seen: 12,
+                matched: 12,
+                copied: 10,
+                ring_full: 2,
+                ..Default::default()
+            },
             written: 9,
             writer_dropped: 1,
             ..Default::default()
         };
         let text = s.to_string();
-        assert!(text.starts_with("9 packets captured\n12 packets received by filter\n2 packets dropped by kernel"));
+        assert!(text.starts_with(
+            "9 packets captured\n12 packets received by filter\n2 packets dropped by kernel"
+        ));
         assert!(text.ends_with("1 packets dropped by writer"));
         assert_eq!(s.unaccounted(), 0);
     }

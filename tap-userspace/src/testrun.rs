@@ -10,9 +10,7 @@
 
 use std::time::Duration;
 
-use aya::{
-    programs::{Program, ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
-};
+use aya::programs::{Program, ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
 use tap_common::{
     config::{DEFAULT_SNAPLEN, MAX_FRAME},
     event::PacketHeader,
@@ -227,15 +225,18 @@ impl ProgRunner {
     pub fn take_records(&mut self) -> Result<Vec<Record>, TestRunError> {
         let mut records = Vec::new();
         let mut first_error = None;
-        self.maps.ring.ring.consume(|item| match parse_record(item) {
-            Ok((header, data)) => records.push(Record {
-                header,
-                data: data.to_vec(),
-            }),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        });
+        self.maps
+            .ring
+            .ring
+            .consume(|item| match parse_record(item) {
+                Ok((header, data)) => records.push(Record {
+                    header,
+                    data: data.to_vec(),
+                }),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            });
         match first_error {
             Some(e) => Err(TestRunError::Record(e)),
             None => Ok(records),

@@ -152,7 +152,12 @@ flush_interval_ms = 50
         assert_eq!(m.tap("tap_up", tap), 1, "{}", m.text);
         assert_eq!(m.tap("tap_interfaces_attached", tap), 1, "{}", m.text);
         assert_eq!(m.tap("tap_filter_installs_total", tap), 1, "{}", m.text);
-        assert_eq!(m.tap("tap_ring_size_bytes", tap), u64::from(tap_common::config::DEFAULT_RING_SIZE), "{}", m.text);
+        assert_eq!(
+            m.tap("tap_ring_size_bytes", tap),
+            u64::from(tap_common::config::DEFAULT_RING_SIZE),
+            "{}",
+            m.text
+        );
     }
     assert_eq!(
         m.get(

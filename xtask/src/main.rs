@@ -93,7 +93,10 @@ fn main() -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Builds the eBPF crate for bpfel-unknown-none and copies the object to `target/bpf/tap.bpf.o`.
@@ -101,7 +104,18 @@ pub fn build_ebpf(root: &std::path::Path) -> Result<()> {
     let target_dir = root.join("target/ebpf");
     util::run(
         util::cmd("cargo")
-            .args(["+nightly", "build", "--package", "tap-ebpf", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core", "--target-dir"])
+            .args([
+                "+nightly",
+                "build",
+                "--package",
+                "tap-ebpf",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--target-dir",
+            ])
             .arg(&target_dir)
             .current_dir(root)
             // The user-space toolchain's settings must not leak into the nightly build.
@@ -110,7 +124,10 @@ pub fn build_ebpf(root: &std::path::Path) -> Result<()> {
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_LINKER", "bpf-linker")
-            .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS", "-C debuginfo=2 -C link-arg=--btf"),
+            .env(
+                "CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS",
+                "-C debuginfo=2 -C link-arg=--btf",
+            ),
     )
     .context("building the eBPF object (cargo xtask setup installs what it needs)")?;
     let built = target_dir.join("bpfel-unknown-none/release/tap-ebpf");
@@ -121,11 +138,15 @@ pub fn build_ebpf(root: &std::path::Path) -> Result<()> {
     // (which embeds it) is not rebuilt for nothing.
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let unchanged = matches!((modified(&dest), modified(&built)), (Some(d), Some(b)) if d >= b)
-        && std::fs::read(&dest).ok() == Some(std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?);
+        && std::fs::read(&dest).ok()
+            == Some(std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?);
     if !unchanged {
         std::fs::copy(&built, &dest).with_context(|| format!("copying {}", built.display()))?;
         // Fresh mtime, so the user-space build script sees an up-to-date object.
-        std::fs::File::options().append(true).open(&dest)?.set_modified(std::time::SystemTime::now())?;
+        std::fs::File::options()
+            .append(true)
+            .open(&dest)?
+            .set_modified(std::time::SystemTime::now())?;
     }
     println!("BPF object: {}", dest.display());
     Ok(())
@@ -134,7 +155,18 @@ pub fn build_ebpf(root: &std::path::Path) -> Result<()> {
 /// build-ebpf, then the user-space crates in release mode (the binary the tests and bench run).
 pub fn build(root: &std::path::Path) -> Result<()> {
     build_ebpf(root)?;
-    util::run(util::cmd("cargo").args(["build", "--release", "--workspace", "--exclude", "tap-ebpf", "--all-targets"]).current_dir(root))
+    util::run(
+        util::cmd("cargo")
+            .args([
+                "build",
+                "--release",
+                "--workspace",
+                "--exclude",
+                "tap-ebpf",
+                "--all-targets",
+            ])
+            .current_dir(root),
+    )
 }
 
 fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
@@ -143,7 +175,14 @@ fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
     // Integration tests share the machine's two cores with the traffic they generate: two at a
     // time keeps timing-sensitive captures honest.
     let mut child = util::cmd("cargo")
-        .args(["test", "--release", "--no-fail-fast", "--workspace", "--exclude", "tap-ebpf"])
+        .args([
+            "test",
+            "--release",
+            "--no-fail-fast",
+            "--workspace",
+            "--exclude",
+            "tap-ebpf",
+        ])
         .args(extra)
         .args(["--", "--test-threads=2"])
         .current_dir(root)
@@ -162,7 +201,11 @@ fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
         if let Some(rest) = line.strip_prefix("test result: ") {
             let number = |word: &str| -> u64 {
                 rest.split(';')
-                    .find_map(|part| part.trim().strip_suffix(word).and_then(|n| n.trim().split(' ').next_back()?.parse().ok()))
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(word)
+                            .and_then(|n| n.trim().split(' ').next_back()?.parse().ok())
+                    })
                     .unwrap_or(0)
             };
             passed += number(" passed");
@@ -171,7 +214,10 @@ fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
         }
     }
     let status = child.wait()?;
-    writeln!(out, "\nall test binaries: {passed} passed, {failed} failed, {ignored} ignored")?;
+    writeln!(
+        out,
+        "\nall test binaries: {passed} passed, {failed} failed, {ignored} ignored"
+    )?;
     writeln!(out, "{passed} passed, {failed} failed")?;
     if !status.success() || failed > 0 {
         anyhow::bail!("cargo test failed: {status}");

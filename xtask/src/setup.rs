@@ -45,19 +45,38 @@ pub fn run() -> Result<()> {
 }
 
 fn apt(args: &[&str]) -> Result<()> {
-    util::run(Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive"))
+    util::run(
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 fn debian_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().filter(|(_, bin)| !have(bin)).map(|(pkg, _)| *pkg).collect();
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(_, bin)| !have(bin))
+        .map(|(pkg, _)| *pkg)
+        .collect();
     let need_suricata = !have("suricata");
     if missing.is_empty() && !need_suricata {
         return Ok(());
     }
-    eprintln!("setup: installing {} {}", missing.join(" "), if need_suricata { "suricata (backports)" } else { "" });
+    eprintln!(
+        "setup: installing {} {}",
+        missing.join(" "),
+        if need_suricata {
+            "suricata (backports)"
+        } else {
+            ""
+        }
+    );
     if need_suricata && !backports_configured() {
-        std::fs::write(BACKPORTS_LIST, "deb http://deb.debian.org/debian bookworm-backports main\n")
-            .with_context(|| format!("writing {BACKPORTS_LIST}"))?;
+        std::fs::write(
+            BACKPORTS_LIST,
+            "deb http://deb.debian.org/debian bookworm-backports main\n",
+        )
+        .with_context(|| format!("writing {BACKPORTS_LIST}"))?;
     }
     apt(&["update", "-q"])?;
     if !missing.is_empty() {
@@ -66,9 +85,18 @@ fn debian_packages() -> Result<()> {
         apt(&args)?;
     }
     if need_suricata {
-        apt(&["install", "-y", "-q", "-t", "bookworm-backports", "suricata"])?;
+        apt(&[
+            "install",
+            "-y",
+            "-q",
+            "-t",
+            "bookworm-backports",
+            "suricata",
+        ])?;
         // The package starts a system service; tests run their own instances.
-        let _ = Command::new("systemctl").args(["disable", "--now", "suricata"]).status();
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "suricata"])
+            .status();
     }
     Ok(())
 }
@@ -78,7 +106,9 @@ fn backports_configured() -> bool {
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
         files.extend(dir.flatten().map(|e| e.path()));
     }
-    files.iter().any(|f| std::fs::read_to_string(f).is_ok_and(|s| s.contains("bookworm-backports")))
+    files
+        .iter()
+        .any(|f| std::fs::read_to_string(f).is_ok_and(|s| s.contains("bookworm-backports")))
 }
 
 fn nightly_sysroot() -> Result<PathBuf> {
@@ -93,11 +123,20 @@ fn nightly_rust_src() -> Result<()> {
         return Ok(());
     }
     eprintln!("setup: adding rust-src to the nightly toolchain");
-    util::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    util::run(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))
 }
 
 fn bpf_linker_works() -> bool {
-    Command::new("bpf-linker").arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// bpf-linker must use the same LLVM as the nightly rustc that emits the bitcode: build it against
@@ -113,7 +152,10 @@ fn bpf_linker() -> Result<()> {
         .flatten()
         .map(|e| e.path())
         .find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM")) && is_elf(p)
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM"))
+                && is_elf(p)
         })
         .with_context(|| format!("no shared libLLVM under {}", libdir.display()))?;
     let version = util::output(Command::new("rustc").args(["+nightly", "-vV"]))?;
@@ -126,19 +168,34 @@ fn bpf_linker() -> Result<()> {
     // A stable place: the installed bpf-linker finds libLLVM through this folder (rpath).
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        });
     let prefix = home.join(format!("tap-llvm-{major}"));
     let lib = prefix.join("lib");
     std::fs::create_dir_all(&lib)?;
-    for name in ["libLLVM.so".to_string(), real.file_name().unwrap().to_string_lossy().into_owned()] {
+    for name in [
+        "libLLVM.so".to_string(),
+        real.file_name().unwrap().to_string_lossy().into_owned(),
+    ] {
         let link = lib.join(name);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&real, &link).with_context(|| format!("linking {}", link.display()))?;
+        std::os::unix::fs::symlink(&real, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
     }
-    eprintln!("setup: building bpf-linker against LLVM {major} from {}", real.display());
+    eprintln!(
+        "setup: building bpf-linker against LLVM {major} from {}",
+        real.display()
+    );
     util::run(
         Command::new("cargo")
-            .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--no-default-features",
+                "--features",
+            ])
             .arg(format!("llvm-{major}"))
             .env("LLVM_PREFIX", &prefix)
             .env_remove("RUSTC")
@@ -153,5 +210,8 @@ fn bpf_linker() -> Result<()> {
 fn is_elf(path: &Path) -> bool {
     use std::io::Read as _;
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF"
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
 }

@@ -21,7 +21,10 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs a command and returns its standard output; fails on a non-zero exit.
 pub fn output(cmd: &mut Command) -> Result<String> {
     let desc = format!("{cmd:?}");
-    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("starting {desc}"))?;
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("starting {desc}"))?;
     if !out.status.success() {
         bail!("{desc} failed: {}", out.status);
     }
@@ -52,7 +55,12 @@ extern "C" fn on_interrupt(_signal: libc::c_int) {
 pub fn catch_interrupts() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(signal, on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+        unsafe {
+            libc::signal(
+                signal,
+                on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
     }
 }
 
@@ -90,8 +98,9 @@ pub fn require_root(what: &str) -> Result<()> {
 /// dropped, also on an error or a panic. The topology reports its failures by panicking (it is
 /// test support): that becomes an error here, after the panic message.
 pub fn topology() -> Result<tap_tests::Topology> {
-    std::panic::catch_unwind(tap_tests::Topology::new)
-        .map_err(|_| anyhow::anyhow!("creating the network namespaces failed (see the message above)"))
+    std::panic::catch_unwind(tap_tests::Topology::new).map_err(|_| {
+        anyhow::anyhow!("creating the network namespaces failed (see the message above)")
+    })
 }
 
 /// Runs `program` inside `ns` and returns its standard output; fails on a non-zero exit.

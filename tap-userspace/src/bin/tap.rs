@@ -5,12 +5,11 @@ use std::{io::IsTerminal as _, process::ExitCode, sync::Arc};
 use anyhow::Context as _;
 use clap::Parser;
 use tap::{
-    capture,
-    agent,
+    agent, capture,
     cli::{Cli, Command, CtlCommand, GenerateCommand, HookArg, LogFormatArg},
-    live::LiveStats,
     config::{self, CaptureConfig, Hook},
     error::{CaptureError, LoadError},
+    live::LiveStats,
     replay::{self, ReplayConfig},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -21,17 +20,28 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Colours only for a person at a terminal: never escape codes in a journal or a file.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi);
     match cli.log_format {
         LogFormatArg::Human => logs.init(),
-        LogFormatArg::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+        LogFormatArg::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
     }
     match real_main(cli) {
         Ok(code) => code,
         Err(err) => {
             // One line: the error and its causes.
             eprintln!("tap: {}", chain(&err));
-            if let Some(CaptureError::Load(LoadError::Rejected { verifier_log, .. })) = err.downcast_ref::<CaptureError>() {
+            if let Some(CaptureError::Load(LoadError::Rejected { verifier_log, .. })) =
+                err.downcast_ref::<CaptureError>()
+            {
                 if !verifier_log.is_empty() && std::env::var_os("TAP_VERIFIER_LOG").is_some() {
                     eprintln!("{verifier_log}");
                 }
@@ -97,22 +107,32 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             capture::flush_stdout().context("flushing standard output")?;
             if let Some(path) = &args.stats_json {
-                let mut text = serde_json::to_string_pretty(&summary.to_json()).context("encoding the summary")?;
+                let mut text = serde_json::to_string_pretty(&summary.to_json())
+                    .context("encoding the summary")?;
                 text.push('\n');
-                std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             if !quiet {
                 eprintln!("{summary}");
             }
             // A full disk that ended the capture early is a failure, reported after the summary.
-            Ok(if summary.output_stopped { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if summary.output_stopped {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Agent(mut args) => {
             // Status and errors name the file in full; relative paths in it follow its directory.
             args.config = std::path::absolute(&args.config).unwrap_or(args.config);
             if args.check {
                 let config = agent::config::AgentConfig::load(&args.config)?;
-                println!("{}: valid, {} taps", args.config.display(), config.taps.len());
+                println!(
+                    "{}: valid, {} taps",
+                    args.config.display(),
+                    config.taps.len()
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             // Each tap allocates a few large buffers (batches, the writer's, zstd's) and frees
@@ -134,8 +154,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?;
             runtime.block_on(async {
                 let shutdown = shutdown_signal()?;
-                let mut hup = signal(SignalKind::hangup())
-                    .map_err(|source| CaptureError::Signal { signal: "SIGHUP", source })?;
+                let mut hup =
+                    signal(SignalKind::hangup()).map_err(|source| CaptureError::Signal {
+                        signal: "SIGHUP",
+                        source,
+                    })?;
                 let (tx, rx) = tokio::sync::mpsc::channel(4);
                 tokio::spawn(async move {
                     while hup.recv().await.is_some() {
@@ -144,7 +167,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                     }
                 });
-                agent::run(&args.config, shutdown, rx).await.map_err(anyhow::Error::from)
+                agent::run(&args.config, shutdown, rx)
+                    .await
+                    .map_err(anyhow::Error::from)
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -154,11 +179,18 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 CtlCommand::Status { .. } => "status",
                 CtlCommand::Reload => "reload",
             };
-            let answer = control::request(&args.socket, command, std::time::Duration::from_secs(120))?;
+            let answer =
+                control::request(&args.socket, command, std::time::Duration::from_secs(120))?;
             match args.command {
-                CtlCommand::Status { json: true } => println!("{}", serde_json::to_string_pretty(&answer["status"])?),
-                CtlCommand::Status { json: false } => print!("{}", control::format_status(&answer["status"])),
-                CtlCommand::Reload => println!("reloaded: {}", answer["reload"].as_str().unwrap_or("")),
+                CtlCommand::Status { json: true } => {
+                    println!("{}", serde_json::to_string_pretty(&answer["status"])?)
+                }
+                CtlCommand::Status { json: false } => {
+                    print!("{}", control::format_status(&answer["status"]))
+                }
+                CtlCommand::Reload => {
+                    println!("reloaded: {}", answer["reload"].as_str().unwrap_or(""))
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -169,8 +201,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     clap_complete::generate(shell, &mut command, "tap", &mut std::io::stdout());
                 }
                 GenerateCommand::Man { dir } => {
-                    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                    clap_mangen::generate_to(command, &dir).with_context(|| format!("writing man pages into {}", dir.display()))?;
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    clap_mangen::generate_to(command, &dir)
+                        .with_context(|| format!("writing man pages into {}", dir.display()))?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -195,7 +229,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 args.dsts.iter().map(|a| a.octets()).collect()
             };
-            let spec = tap::testrun::BenchSpec { hook, frame_len: args.frame_len, repeat: args.repeat, filter, dsts };
+            let spec = tap::testrun::BenchSpec {
+                hook,
+                frame_len: args.frame_len,
+                repeat: args.repeat,
+                filter,
+                dsts,
+            };
             for line in tap::testrun::bench_prog(&spec)? {
                 println!("{line}");
             }
@@ -231,10 +271,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Resolves on the first SIGINT or SIGTERM.
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CaptureError> {
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|source| CaptureError::Signal { signal: "SIGINT", source })?;
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|source| CaptureError::Signal { signal: "SIGTERM", source })?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|source| CaptureError::Signal {
+        signal: "SIGINT",
+        source,
+    })?;
+    let mut term = signal(SignalKind::terminate()).map_err(|source| CaptureError::Signal {
+        signal: "SIGTERM",
+        source,
+    })?;
     Ok(async move {
         tokio::select! {
             _ = int.recv() => {},
@@ -265,7 +309,10 @@ mod status {
             let s = live.snapshot();
             let now = Instant::now();
             let rate = match last {
-                Some((at, n)) => (s.read_packets.saturating_sub(n)) as f64 / now.duration_since(at).as_secs_f64().max(1e-3),
+                Some((at, n)) => {
+                    (s.read_packets.saturating_sub(n)) as f64
+                        / now.duration_since(at).as_secs_f64().max(1e-3)
+                }
                 None => 0.0,
             };
             last = Some((now, s.read_packets));

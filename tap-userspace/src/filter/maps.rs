@@ -1,10 +1,13 @@
 //! The kernel side of a filter: writes a compiled filter into the inactive slot of the filter
 //! maps and flips the active slot in one update (see `tap_common::filter` for why that is atomic).
 
-use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key};
+use aya::maps::{
+    Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key,
+};
 use tap_common::{
     filter::{
-        Addr4Data, Addr6Data, FilterCtl, FilterNode, FilterSlot, MAX_NODES, MAX_RULES, MacKey, SLOTS,
+        Addr4Data, Addr6Data, FilterCtl, FilterNode, FilterSlot, MAX_NODES, MAX_RULES, MacKey,
+        SLOTS,
     },
     maps,
 };
@@ -77,7 +80,10 @@ pub struct FilterMaps {
 
 impl std::fmt::Debug for FilterMaps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FilterMaps").field("active", &self.active).field("installs", &self.installs).finish()
+        f.debug_struct("FilterMaps")
+            .field("active", &self.active)
+            .field("installs", &self.installs)
+            .finish()
     }
 }
 
@@ -92,7 +98,8 @@ where
 impl FilterMaps {
     /// Takes the filter maps out of a loaded (not necessarily attached) object.
     pub fn take(ebpf: &mut aya::Ebpf) -> Result<Self, FilterMapError> {
-        let ncpus = aya::util::nr_cpus().map_err(|(what, e)| FilterMapError::Cpus(format!("{what}: {e}")))?;
+        let ncpus = aya::util::nr_cpus()
+            .map_err(|(what, e)| FilterMapError::Cpus(format!("{what}: {e}")))?;
         Ok(Self {
             ctl: take(ebpf, maps::FILTER_CTL)?,
             slots: take(ebpf, maps::FILTER_SLOTS)?,
@@ -116,7 +123,12 @@ impl FilterMaps {
 
     /// Sets sampling (keep 1 in `sample`) and the per-CPU rate cap (packets per second, 0: none).
     pub fn set_limits(&mut self, sample: u32, rate_per_cpu: u32) -> Result<(), FilterMapError> {
-        let ctl = FilterCtl { active: self.active, sample, rate_per_cpu, _pad: 0 };
+        let ctl = FilterCtl {
+            active: self.active,
+            sample,
+            rate_per_cpu,
+            _pad: 0,
+        };
         self.ctl.set(0, ctl, 0).map_err(map_err(maps::FILTER_CTL))
     }
 
@@ -125,10 +137,16 @@ impl FilterMaps {
     pub fn install(&mut self, image: FilterImage) -> Result<(), FilterMapError> {
         if let Some(g) = &image.graph {
             if g.nodes.len() > MAX_NODES as usize {
-                return Err(FilterMapError::TooManyNodes { nodes: g.nodes.len() });
+                return Err(FilterMapError::TooManyNodes {
+                    nodes: g.nodes.len(),
+                });
             }
         }
-        let slot = if self.installs == 0 { self.active } else { 1 - self.active };
+        let slot = if self.installs == 0 {
+            self.active
+        } else {
+            1 - self.active
+        };
         self.clear_slot(slot)?;
         self.write_slot(slot, &image)?;
         let mut ctl = self.ctl.get(&0, 0).map_err(map_err(maps::FILTER_CTL))?;
@@ -145,21 +163,43 @@ impl FilterMaps {
         let old = std::mem::take(&mut self.images[slot as usize]);
         for (addr, len, _) in &old.addr4 {
             // Missing keys are fine: the slot may never have been written.
-            let _ = self.addr4.remove(&Key::new(8 + u32::from(*len), Addr4Data { slot: s, addr: *addr, _pad: [0; 3] }));
+            let _ = self.addr4.remove(&Key::new(
+                8 + u32::from(*len),
+                Addr4Data {
+                    slot: s,
+                    addr: *addr,
+                    _pad: [0; 3],
+                },
+            ));
         }
         for (addr, len, _) in &old.addr6 {
-            let _ = self.addr6.remove(&Key::new(8 + u32::from(*len), Addr6Data { slot: s, addr: *addr, _pad: [0; 3] }));
+            let _ = self.addr6.remove(&Key::new(
+                8 + u32::from(*len),
+                Addr6Data {
+                    slot: s,
+                    addr: *addr,
+                    _pad: [0; 3],
+                },
+            ));
         }
         for (port, _) in &old.ports {
-            self.ports.set(slot * 65536 + u32::from(*port), 0, 0).map_err(map_err(maps::FILTER_PORTS))?;
+            self.ports
+                .set(slot * 65536 + u32::from(*port), 0, 0)
+                .map_err(map_err(maps::FILTER_PORTS))?;
         }
         for (mac, _) in &old.macs {
-            let _ = self.macs.remove(&MacKey { slot: s, _pad: 0, mac: *mac });
+            let _ = self.macs.remove(&MacKey {
+                slot: s,
+                _pad: 0,
+                mac: *mac,
+            });
         }
         for rule in 0..MAX_RULES {
             let zeros = PerCpuValues::try_from(vec![0u64; self.ncpus])
                 .map_err(|e| FilterMapError::Cpus(e.to_string()))?;
-            self.hits.set(slot * MAX_RULES + rule, zeros, 0).map_err(map_err(maps::RULE_HITS))?;
+            self.hits
+                .set(slot * MAX_RULES + rule, zeros, 0)
+                .map_err(map_err(maps::RULE_HITS))?;
         }
         Ok(())
     }
@@ -167,29 +207,69 @@ impl FilterMaps {
     fn write_slot(&mut self, slot: u32, image: &FilterImage) -> Result<(), FilterMapError> {
         let s = slot as u8;
         for (addr, len, mask) in &image.addr4 {
-            let key = Key::new(8 + u32::from(*len), Addr4Data { slot: s, addr: *addr, _pad: [0; 3] });
-            self.addr4.insert(&key, mask, 0).map_err(map_err(maps::FILTER_ADDR4))?;
+            let key = Key::new(
+                8 + u32::from(*len),
+                Addr4Data {
+                    slot: s,
+                    addr: *addr,
+                    _pad: [0; 3],
+                },
+            );
+            self.addr4
+                .insert(&key, mask, 0)
+                .map_err(map_err(maps::FILTER_ADDR4))?;
         }
         for (addr, len, mask) in &image.addr6 {
-            let key = Key::new(8 + u32::from(*len), Addr6Data { slot: s, addr: *addr, _pad: [0; 3] });
-            self.addr6.insert(&key, mask, 0).map_err(map_err(maps::FILTER_ADDR6))?;
+            let key = Key::new(
+                8 + u32::from(*len),
+                Addr6Data {
+                    slot: s,
+                    addr: *addr,
+                    _pad: [0; 3],
+                },
+            );
+            self.addr6
+                .insert(&key, mask, 0)
+                .map_err(map_err(maps::FILTER_ADDR6))?;
         }
         for (port, mask) in &image.ports {
-            self.ports.set(slot * 65536 + u32::from(*port), mask, 0).map_err(map_err(maps::FILTER_PORTS))?;
+            self.ports
+                .set(slot * 65536 + u32::from(*port), mask, 0)
+                .map_err(map_err(maps::FILTER_PORTS))?;
         }
         for (mac, mask) in &image.macs {
-            self.macs.insert(MacKey { slot: s, _pad: 0, mac: *mac }, mask, 0).map_err(map_err(maps::FILTER_MACS))?;
+            self.macs
+                .insert(
+                    MacKey {
+                        slot: s,
+                        _pad: 0,
+                        mac: *mac,
+                    },
+                    mask,
+                    0,
+                )
+                .map_err(map_err(maps::FILTER_MACS))?;
         }
         let info = match &image.graph {
             None => FilterSlot::default(),
             Some(g) => {
                 for (i, node) in g.nodes.iter().enumerate() {
-                    self.nodes.set(slot * MAX_NODES + i as u32, node, 0).map_err(map_err(maps::FILTER_NODES))?;
+                    self.nodes
+                        .set(slot * MAX_NODES + i as u32, node, 0)
+                        .map_err(map_err(maps::FILTER_NODES))?;
                 }
-                FilterSlot { enabled: 1, entry: g.entry, _pad: 0, uses: g.uses, _pad2: 0 }
+                FilterSlot {
+                    enabled: 1,
+                    entry: g.entry,
+                    _pad: 0,
+                    uses: g.uses,
+                    _pad2: 0,
+                }
             }
         };
-        self.slots.set(slot, info, 0).map_err(map_err(maps::FILTER_SLOTS))
+        self.slots
+            .set(slot, info, 0)
+            .map_err(map_err(maps::FILTER_SLOTS))
     }
 
     /// Hits per rule of the active filter, summed over CPUs: `(rule text, packets)`.
@@ -203,7 +283,11 @@ impl FilterMaps {
                     .get(&(self.active * MAX_RULES + rule as u32), 0)
                     .map(|v| v.iter().sum())
                     .unwrap_or(0);
-                let name = image.rules.get(rule).cloned().unwrap_or_else(|| "(all packets)".to_string());
+                let name = image
+                    .rules
+                    .get(rule)
+                    .cloned()
+                    .unwrap_or_else(|| "(all packets)".to_string());
                 (name, hits)
             })
             .collect()

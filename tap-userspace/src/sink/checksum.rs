@@ -139,7 +139,28 @@ mod tests {
         let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
         let payload = b"hello";
         let total = 20 + 8 + payload.len();
-        f.extend_from_slice(&[0x45, 0, 0, total as u8, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2]);
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            0,
+            total as u8,
+            0x12,
+            0x34,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+            192,
+            0,
+            2,
+            1,
+            192,
+            0,
+            2,
+            2,
+        ]);
         f.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, (8 + payload.len()) as u8, 0, 0]);
         f.extend_from_slice(payload);
         f

@@ -28,8 +28,20 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    pub fn new(primary: Option<Box<dyn Sink>>, consumers: Vec<Consumer>, fix_checksums: bool, suricata: Option<SuricataDriver>) -> Self {
-        Self { primary, consumers, fix_checksums, suricata, packets: 0, notes: Vec::new() }
+    pub fn new(
+        primary: Option<Box<dyn Sink>>,
+        consumers: Vec<Consumer>,
+        fix_checksums: bool,
+        suricata: Option<SuricataDriver>,
+    ) -> Self {
+        Self {
+            primary,
+            consumers,
+            fix_checksums,
+            suricata,
+            packets: 0,
+            notes: Vec::new(),
+        }
     }
 }
 
@@ -71,14 +83,29 @@ impl Sink for Fanout {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.primary.iter().map(|p| p.deadline()).chain(self.consumers.iter().map(|c| c.sink.deadline())).flatten().min()
+        self.primary
+            .iter()
+            .map(|p| p.deadline())
+            .chain(self.consumers.iter().map(|c| c.sink.deadline()))
+            .flatten()
+            .min()
     }
 
     fn finish(self: Box<Self>, stats: &CaptureStats) -> SinkReport {
-        let Self { primary, consumers, suricata, packets, mut notes, .. } = *self;
+        let Self {
+            primary,
+            consumers,
+            suricata,
+            packets,
+            mut notes,
+            ..
+        } = *self;
         let mut report = match primary {
             Some(p) => p.finish(stats),
-            None => SinkReport { written: packets, ..Default::default() },
+            None => SinkReport {
+                written: packets,
+                ..Default::default()
+            },
         };
         for c in consumers {
             notes.extend(c.sink.finish(stats).notes);

@@ -59,11 +59,17 @@ const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 
 fn io_err<'a>(iface: &'a str, op: &'static str) -> impl Fn(io::Error) -> InjectError + 'a {
-    move |source| InjectError::Io { iface: iface.to_string(), op, source }
+    move |source| InjectError::Io {
+        iface: iface.to_string(),
+        op,
+        source,
+    }
 }
 
 fn read_sys(iface: &str, what: &str) -> Option<String> {
-    std::fs::read_to_string(format!("/sys/class/net/{iface}/{what}")).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/{what}"))
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// A request for interface ioctls: name + 16 bytes of union.
@@ -75,7 +81,10 @@ struct IfReq {
 
 impl IfReq {
     fn new(name: &str) -> Self {
-        let mut r = IfReq { name: [0; libc::IFNAMSIZ], data: [0; 24] };
+        let mut r = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            data: [0; 24],
+        };
         for (d, s) in r.name.iter_mut().zip(name.bytes()) {
             *d = s as libc::c_char;
         }
@@ -86,7 +95,11 @@ impl IfReq {
 fn ioctl(fd: i32, request: libc::c_ulong, req: &mut IfReq) -> io::Result<()> {
     // SAFETY: req is a valid, writable ifreq-sized buffer for these requests.
     let rc = unsafe { libc::ioctl(fd, request as _, req as *mut IfReq) };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Sets an interface up with the given MTU (through an AF_INET datagram socket's ioctls).
@@ -111,10 +124,15 @@ fn set_up(iface: &str, mtu: Option<i32>) -> io::Result<()> {
 }
 
 fn open_tap(iface: &str) -> Result<File, InjectError> {
-    let file = OpenOptions::new().read(true).write(true).open("/dev/net/tun").map_err(io_err(iface, "opening /dev/net/tun"))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(io_err(iface, "opening /dev/net/tun"))?;
     let mut req = IfReq::new(iface);
     req.data[..2].copy_from_slice(&(IFF_TAP | IFF_NO_PI).to_ne_bytes());
-    ioctl(file.as_raw_fd(), TUNSETIFF, &mut req).map_err(io_err(iface, "attaching to the TAP device"))?;
+    ioctl(file.as_raw_fd(), TUNSETIFF, &mut req)
+        .map_err(io_err(iface, "attaching to the TAP device"))?;
     Ok(file)
 }
 
@@ -123,7 +141,9 @@ fn packet_socket(iface: &str, ifindex: u32) -> Result<OwnedFd, InjectError> {
     // SAFETY: plain socket creation.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(io_err(iface, "opening an AF_PACKET socket")(io::Error::last_os_error()));
+        return Err(io_err(iface, "opening an AF_PACKET socket")(
+            io::Error::last_os_error(),
+        ));
     }
     // SAFETY: fd was just created and is owned here.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -141,7 +161,9 @@ fn packet_socket(iface: &str, ifindex: u32) -> Result<OwnedFd, InjectError> {
         )
     };
     if rc < 0 {
-        return Err(io_err(iface, "binding the AF_PACKET socket")(io::Error::last_os_error()));
+        return Err(io_err(iface, "binding the AF_PACKET socket")(
+            io::Error::last_os_error(),
+        ));
     }
     // A large send buffer: bursts queue in the kernel instead of failing.
     let size: libc::c_int = 8 << 20;
@@ -161,7 +183,9 @@ fn packet_socket(iface: &str, ifindex: u32) -> Result<OwnedFd, InjectError> {
 impl InjectSink {
     pub fn open(iface: &str) -> Result<Self, InjectError> {
         if iface.is_empty() || iface.len() >= libc::IFNAMSIZ || CString::new(iface).is_err() {
-            return Err(InjectError::Name { iface: iface.to_string() });
+            return Err(InjectError::Name {
+                iface: iface.to_string(),
+            });
         }
         let out = match iface::ifindex(iface) {
             None => {
@@ -177,10 +201,15 @@ impl InjectSink {
                     Out::Tap(file)
                 } else {
                     // A veth end: send out of its peer so frames arrive on this end.
-                    let peer = read_sys(iface, "iflink").and_then(|s| s.parse::<u32>().ok()).filter(|p| *p != index);
+                    let peer = read_sys(iface, "iflink")
+                        .and_then(|s| s.parse::<u32>().ok())
+                        .filter(|p| *p != index);
                     let target = peer.unwrap_or(index);
                     if peer.is_none() {
-                        tracing::warn!(iface, "not a veth end or TAP device: sending out of it directly");
+                        tracing::warn!(
+                            iface,
+                            "not a veth end or TAP device: sending out of it directly"
+                        );
                     }
                     if let Some(name) = iface::ifname(target) {
                         let _ = set_up(&name, None);
@@ -190,7 +219,9 @@ impl InjectSink {
                 }
             }
         };
-        let mtu: usize = read_sys(iface, "mtu").and_then(|m| m.parse().ok()).unwrap_or(1500);
+        let mtu: usize = read_sys(iface, "mtu")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(1500);
         Ok(Self {
             iface: iface.to_string(),
             out,
@@ -204,7 +235,8 @@ impl InjectSink {
 
     fn send_packets(&mut self) {
         let Out::Packet(sock) = &self.out else { return };
-        let ((sent, bytes), failed) = super::mmsg::send_packed(sock.as_raw_fd(), &self.batch, &self.lens);
+        let ((sent, bytes), failed) =
+            super::mmsg::send_packed(sock.as_raw_fd(), &self.batch, &self.lens);
         self.report.written += sent;
         self.report.bytes += bytes;
         self.report.lost += failed;

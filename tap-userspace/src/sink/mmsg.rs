@@ -22,7 +22,10 @@ pub fn send_packed(fd: RawFd, buf: &[u8], lens: &[usize]) -> ((u64, u64), u64) {
     while i < lens.len() {
         let n = (lens.len() - i).min(CHUNK);
         let mut iovs: Vec<libc::iovec> = (0..n)
-            .map(|k| libc::iovec { iov_base: buf[offsets[i + k]..].as_ptr() as *mut _, iov_len: lens[i + k] })
+            .map(|k| libc::iovec {
+                iov_base: buf[offsets[i + k]..].as_ptr() as *mut _,
+                iov_len: lens[i + k],
+            })
             .collect();
         let mut msgs: Vec<libc::mmsghdr> = (0..n)
             .map(|k| {

@@ -94,7 +94,10 @@ impl TunnelComment {
             TUNNEL_ERSPAN3 => b"erspan-iii session=",
             _ => return None,
         };
-        let mut c = Self { buf: [0; 32], len: label.len() };
+        let mut c = Self {
+            buf: [0; 32],
+            len: label.len(),
+        };
         c.buf[..label.len()].copy_from_slice(label);
         let mut digits = [0u8; 10];
         let mut n = 0;
@@ -625,7 +628,15 @@ mod tests {
         let comment = TunnelComment::of(TUNNEL_VXLAN, 42).unwrap();
         assert_eq!(comment.as_bytes(), b"vxlan vni=42");
         let mut v = Vec::new();
-        enhanced_packet(&mut v, 0, 0, 2, &[0xab, 0xcd], FLAG_INBOUND, Some(comment.as_bytes()));
+        enhanced_packet(
+            &mut v,
+            0,
+            0,
+            2,
+            &[0xab, 0xcd],
+            FLAG_INBOUND,
+            Some(comment.as_bytes()),
+        );
         #[rustfmt::skip]
         let expected: &[u8] = &[
             6, 0, 0, 0, 64, 0, 0, 0,
@@ -649,10 +660,22 @@ mod tests {
         };
         assert_eq!(text(TUNNEL_NONE, 5), None);
         assert_eq!(text(TUNNEL_VXLAN, 0).as_deref(), Some("vxlan vni=0"));
-        assert_eq!(text(TUNNEL_GENEVE, 0xff_ffff).as_deref(), Some("geneve vni=16777215"));
-        assert_eq!(text(TUNNEL_GRE, u32::MAX).as_deref(), Some("gre key=4294967295"));
-        assert_eq!(text(TUNNEL_ERSPAN2, 1023).as_deref(), Some("erspan-ii session=1023"));
-        assert_eq!(text(TUNNEL_ERSPAN3, 7).as_deref(), Some("erspan-iii session=7"));
+        assert_eq!(
+            text(TUNNEL_GENEVE, 0xff_ffff).as_deref(),
+            Some("geneve vni=16777215")
+        );
+        assert_eq!(
+            text(TUNNEL_GRE, u32::MAX).as_deref(),
+            Some("gre key=4294967295")
+        );
+        assert_eq!(
+            text(TUNNEL_ERSPAN2, 1023).as_deref(),
+            Some("erspan-ii session=1023")
+        );
+        assert_eq!(
+            text(TUNNEL_ERSPAN3, 7).as_deref(),
+            Some("erspan-iii session=7")
+        );
         assert_eq!(text(99, 1), None);
     }
 

@@ -47,7 +47,11 @@ const HANGUP_CHECK: Duration = Duration::from_millis(10);
 pub fn encode(batch: &Batch) -> Bytes {
     let mut out = Vec::with_capacity(batch.byte_len() + batch.len() * 16);
     for p in batch.packets() {
-        out.extend_from_slice(&record_header(p.ts_ns, p.data.len() as u32, p.header.orig_len));
+        out.extend_from_slice(&record_header(
+            p.ts_ns,
+            p.data.len() as u32,
+            p.header.orig_len,
+        ));
         out.extend_from_slice(p.data);
     }
     Bytes::from(out)
@@ -89,7 +93,11 @@ pub struct StreamReport {
 
 /// True when the other end is gone: a pipe without readers (POLLERR), a closed socket (POLLHUP).
 fn hung_up(fd: impl AsFd) -> bool {
-    let mut p = libc::pollfd { fd: fd.as_fd().as_raw_fd(), events: 0, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: fd.as_fd().as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd, no waiting.
     let rc = unsafe { libc::poll(&mut p, 1, 0) };
     rc > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
@@ -100,40 +108,47 @@ fn spawn_reader<W: Write + AsFd + Send + 'static>(mut out: W, snaplen: u32, id: 
     let (tx, rx) = mpsc::sync_channel::<(Bytes, u64)>(READER_QUEUE);
     let stats = Arc::new(ReaderStats::default());
     let s = Arc::clone(&stats);
-    let _ = thread::Builder::new().name(format!("tap-reader-{id}")).spawn(move || {
-        let header = global_header(snaplen, LINKTYPE_ETHERNET);
-        let mut up = out.write_all(&header).and_then(|()| out.flush()).is_ok();
-        while up {
-            match rx.recv_timeout(HANGUP_CHECK) {
-                Ok((chunk, packets)) => {
-                    if out.write_all(&chunk).and_then(|()| out.flush()).is_ok() {
-                        s.packets.fetch_add(packets, Ordering::Relaxed);
-                    } else {
-                        s.left.fetch_add(packets, Ordering::Relaxed);
-                        up = false;
+    let _ = thread::Builder::new()
+        .name(format!("tap-reader-{id}"))
+        .spawn(move || {
+            let header = global_header(snaplen, LINKTYPE_ETHERNET);
+            let mut up = out.write_all(&header).and_then(|()| out.flush()).is_ok();
+            while up {
+                match rx.recv_timeout(HANGUP_CHECK) {
+                    Ok((chunk, packets)) => {
+                        if out.write_all(&chunk).and_then(|()| out.flush()).is_ok() {
+                            s.packets.fetch_add(packets, Ordering::Relaxed);
+                        } else {
+                            s.left.fetch_add(packets, Ordering::Relaxed);
+                            up = false;
+                        }
+                        s.queued.fetch_sub(packets, Ordering::Relaxed);
                     }
-                    s.queued.fetch_sub(packets, Ordering::Relaxed);
+                    Err(RecvTimeoutError::Timeout) => up = !hung_up(&out),
+                    Err(RecvTimeoutError::Disconnected) => up = false,
                 }
-                Err(RecvTimeoutError::Timeout) => up = !hung_up(&out),
-                Err(RecvTimeoutError::Disconnected) => up = false,
             }
-        }
-        // Whatever was still queued for this reader is lost to it; later chunks find the queue
-        // closed. The output closes before the reader counts as gone, so a pipe reopened for the
-        // next reader can never reach this stream.
-        while let Ok((_, packets)) = rx.try_recv() {
-            s.left.fetch_add(packets, Ordering::Relaxed);
-            s.queued.fetch_sub(packets, Ordering::Relaxed);
-        }
-        drop(rx);
-        drop(out);
-        s.gone.store(true, Ordering::Relaxed);
-    });
+            // Whatever was still queued for this reader is lost to it; later chunks find the queue
+            // closed. The output closes before the reader counts as gone, so a pipe reopened for the
+            // next reader can never reach this stream.
+            while let Ok((_, packets)) = rx.try_recv() {
+                s.left.fetch_add(packets, Ordering::Relaxed);
+                s.queued.fetch_sub(packets, Ordering::Relaxed);
+            }
+            drop(rx);
+            drop(out);
+            s.gone.store(true, Ordering::Relaxed);
+        });
     Reader { tx, stats, id }
 }
 
 /// Fans a chunk out to readers; full queues drop and count; returns false if no reader took it.
-fn fan_out(readers: &mut Vec<Reader>, chunk: &Bytes, packets: u64, report: &mut StreamReport) -> bool {
+fn fan_out(
+    readers: &mut Vec<Reader>,
+    chunk: &Bytes,
+    packets: u64,
+    report: &mut StreamReport,
+) -> bool {
     let mut any = false;
     readers.retain(|r| {
         if r.stats.gone.load(Ordering::Relaxed) {
@@ -191,7 +206,10 @@ impl ServeSink {
             if meta.file_type().is_socket() {
                 std::fs::remove_file(path)?;
             } else {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a socket"));
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a socket",
+                ));
             }
         }
         // The socket file takes its mode from the umask at bind time: make it 0600 from birth.
@@ -206,28 +224,45 @@ impl ServeSink {
         let readers: Arc<Mutex<Vec<Reader>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
-        let (r, s, a) = (Arc::clone(&readers), Arc::clone(&stop), Arc::clone(&accepted));
-        thread::Builder::new().name("tap-serve".into()).spawn(move || {
-            let mut next_id = 0;
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        next_id += 1;
-                        a.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(reader = next_id, "stream reader connected");
-                        let reader = spawn_reader(stream, snaplen, next_id);
-                        r.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(reader);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(20)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a stream reader failed");
-                        thread::sleep(Duration::from_millis(100));
+        let (r, s, a) = (
+            Arc::clone(&readers),
+            Arc::clone(&stop),
+            Arc::clone(&accepted),
+        );
+        thread::Builder::new()
+            .name("tap-serve".into())
+            .spawn(move || {
+                let mut next_id = 0;
+                while !s.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nonblocking(false);
+                            next_id += 1;
+                            a.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(reader = next_id, "stream reader connected");
+                            let reader = spawn_reader(stream, snaplen, next_id);
+                            r.lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(reader);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(20))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accepting a stream reader failed");
+                            thread::sleep(Duration::from_millis(100));
+                        }
                     }
                 }
-            }
-        })?;
-        Ok(Self { path: path.to_path_buf(), readers, stop, accepted, report: StreamReport::default(), written: 0 })
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            readers,
+            stop,
+            accepted,
+            report: StreamReport::default(),
+            written: 0,
+        })
     }
 
     /// Counters so far.
@@ -242,7 +277,10 @@ impl Sink for ServeSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkStop> {
         let chunk = encode(batch);
         let packets = batch.len() as u64;
-        let mut readers = self.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut readers = self
+            .readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !fan_out(&mut readers, &chunk, packets, &mut self.report) {
             self.report.no_reader += packets;
         }
@@ -252,7 +290,12 @@ impl Sink for ServeSink {
 
     fn finish(mut self: Box<Self>, _stats: &CaptureStats) -> SinkReport {
         self.stop.store(true, Ordering::Relaxed);
-        let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let readers = std::mem::take(
+            &mut *self
+                .readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         // Closing the queues lets each reader thread drain and end.
         let waiting: Vec<Arc<ReaderStats>> = readers.iter().map(|r| Arc::clone(&r.stats)).collect();
         drop(readers);
@@ -273,7 +316,11 @@ impl Sink for ServeSink {
             r.reader_drops,
             r.no_reader
         );
-        SinkReport { written: self.written, notes: vec![note], ..Default::default() }
+        SinkReport {
+            written: self.written,
+            notes: vec![note],
+            ..Default::default()
+        }
     }
 }
 
@@ -290,7 +337,14 @@ pub struct FifoSink {
 
 impl FifoSink {
     pub fn new(path: &Path, snaplen: u32) -> Self {
-        Self { path: path.to_path_buf(), snaplen, reader: None, next_id: 0, report: StreamReport::default(), written: 0 }
+        Self {
+            path: path.to_path_buf(),
+            snaplen,
+            reader: None,
+            next_id: 0,
+            report: StreamReport::default(),
+            written: 0,
+        }
     }
 
     /// True when `path` is a named pipe.
@@ -300,13 +354,20 @@ impl FifoSink {
 
     /// Opens the pipe if a reader waits on it (O_NONBLOCK fails with ENXIO otherwise).
     fn try_connect(&mut self) {
-        if self.reader.as_ref().is_some_and(|r| !r.stats.gone.load(Ordering::Relaxed)) {
+        if self
+            .reader
+            .as_ref()
+            .is_some_and(|r| !r.stats.gone.load(Ordering::Relaxed))
+        {
             return;
         }
         if let Some(old) = self.reader.take() {
             harvest(&old, &mut self.report);
         }
-        let Ok(file) = OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&self.path)
+        let Ok(file) = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&self.path)
         else {
             return;
         };
@@ -372,7 +433,11 @@ impl Sink for FifoSink {
             r.no_reader
         );
         // "Written" for a pipe: what its readers got.
-        SinkReport { written: r.delivered, notes: vec![note], ..Default::default() }
+        SinkReport {
+            written: r.delivered,
+            notes: vec![note],
+            ..Default::default()
+        }
     }
 }
 
@@ -393,7 +458,12 @@ mod tests {
         // SAFETY: a valid array of two fds for pipe(2) to fill.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         // SAFETY: both fds were just created and are owned here.
-        let (read, write) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+        let (read, write) = unsafe {
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        };
         assert!(!hung_up(&write));
         drop(read);
         assert!(hung_up(&write));
@@ -404,7 +474,10 @@ mod tests {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let reader = spawn_reader(ours, 1500, 1);
         reader.stats.queued.fetch_add(2, Ordering::Relaxed);
-        reader.tx.send((Bytes::from_static(b"two packets"), 2)).unwrap();
+        reader
+            .tx
+            .send((Bytes::from_static(b"two packets"), 2))
+            .unwrap();
         let stats = Arc::clone(&reader.stats);
         drop(reader);
         let mut got = Vec::new();
@@ -416,6 +489,14 @@ mod tests {
         }
         let mut report = StreamReport::default();
         add_stats(&stats, &mut report);
-        assert_eq!(report, StreamReport { readers: 0, delivered: 2, reader_drops: 0, no_reader: 0 });
+        assert_eq!(
+            report,
+            StreamReport {
+                readers: 0,
+                delivered: 2,
+                reader_drops: 0,
+                no_reader: 0
+            }
+        );
     }
 }

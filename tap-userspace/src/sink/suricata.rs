@@ -76,11 +76,13 @@ pub fn file_content(path: &Path) -> io::Result<FileContent> {
         return Ok(FileContent::Empty);
     }
     match u32::from_le_bytes(magic) {
-        0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 => Ok(if f.metadata()?.len() > PCAP_HEADER {
-            FileContent::Packets
-        } else {
-            FileContent::Empty
-        }),
+        0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 => {
+            Ok(if f.metadata()?.len() > PCAP_HEADER {
+                FileContent::Packets
+            } else {
+                FileContent::Empty
+            })
+        }
         0x0a0d_0d0a => {
             // Block type and length, in the section's byte order (its magic follows the length).
             let mut head = [0u8; 12];
@@ -91,7 +93,11 @@ pub fn file_content(path: &Path) -> io::Result<FileContent> {
             let le = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) == 0x1a2b_3c4d;
             let word = |b: &[u8]| {
                 let a = [b[0], b[1], b[2], b[3]];
-                if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+                if le {
+                    u32::from_le_bytes(a)
+                } else {
+                    u32::from_be_bytes(a)
+                }
             };
             let mut at = 0u64;
             let mut block = [0u8; 8];
@@ -121,7 +127,10 @@ fn read_reply(reader: &mut BufReader<UnixStream>) -> io::Result<serde_json::Valu
     loop {
         let n = reader.read_line(&mut line)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Suricata closed the socket"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "Suricata closed the socket",
+            ));
         }
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) {
             return Ok(v);
@@ -145,7 +154,9 @@ fn connect(socket: &Path) -> io::Result<Connection> {
     writer.write_all(b"{\"version\": \"0.2\"}\n")?;
     let reply = read_reply(&mut reader)?;
     if reply.get("return").and_then(|r| r.as_str()) != Some("OK") {
-        return Err(io::Error::other(format!("Suricata refused the handshake: {reply}")));
+        return Err(io::Error::other(format!(
+            "Suricata refused the handshake: {reply}"
+        )));
     }
     Ok(Connection { writer, reader })
 }
@@ -158,7 +169,9 @@ fn submit(conn: &mut Connection, file: &Path, output_dir: &Path) -> io::Result<R
     let reply = read_reply(&mut conn.reader)?;
     match reply.get("return").and_then(|r| r.as_str()) {
         Some("OK") => Ok(Ok(())),
-        _ => Ok(Err(reply.get("message").map_or_else(|| reply.to_string(), ToString::to_string))),
+        _ => Ok(Err(reply
+            .get("message")
+            .map_or_else(|| reply.to_string(), ToString::to_string))),
     }
 }
 
@@ -173,13 +186,16 @@ fn run(socket: PathBuf, output_dir: PathBuf, rx: Receiver<PathBuf>) -> SuricataR
         // Take new files; after the capture ended, keep trying for a bounded time.
         let mut take = |p: PathBuf| match file_content(&p) {
             // A file that cannot be read now: Suricata will say so.
-            Ok(FileContent::Packets) | Err(_) => pending.push_back(std::path::absolute(&p).unwrap_or(p)),
+            Ok(FileContent::Packets) | Err(_) => {
+                pending.push_back(std::path::absolute(&p).unwrap_or(p))
+            }
             Ok(FileContent::Empty) => {
                 tracing::info!(file = %p.display(), "no packet in the file: not submitted to Suricata");
                 report.empty += 1;
             }
             Ok(FileContent::Foreign) => {
-                let message = "neither pcap nor pcapng (compressed?): Suricata cannot read it".to_string();
+                let message =
+                    "neither pcap nor pcapng (compressed?): Suricata cannot read it".to_string();
                 tracing::error!(file = %p.display(), %message, "not submitted to Suricata");
                 report.refused.push((p, message));
             }
@@ -255,7 +271,13 @@ impl SuricataDriver {
             .name("tap-suricata".into())
             .spawn(move || run(socket, output_dir, rx))
             .ok();
-        (Self { tx: Some(tx.clone()), thread }, tx)
+        (
+            Self {
+                tx: Some(tx.clone()),
+                thread,
+            },
+            tx,
+        )
     }
 
     /// Waits (bounded) for the last files to be submitted; returns lines for the summary.
@@ -318,7 +340,10 @@ mod tests {
         assert!(check("one.pcapng", &n));
         assert!(!check("nothing", &[]));
         std::fs::write(dir.join("x.pcap.zst"), [0x28, 0xb5, 0x2f, 0xfd, 0, 0]).unwrap();
-        assert_eq!(file_content(&dir.join("x.pcap.zst")).unwrap(), FileContent::Foreign);
+        assert_eq!(
+            file_content(&dir.join("x.pcap.zst")).unwrap(),
+            FileContent::Foreign
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -339,7 +364,8 @@ mod tests {
                 let mut r = BufReader::new(stream);
                 let mut line = String::new();
                 r.read_line(&mut line).unwrap();
-                w.write_all(b"{\"return\": \"OK\", \"message\": \"0.2\"}\n").unwrap();
+                w.write_all(b"{\"return\": \"OK\", \"message\": \"0.2\"}\n")
+                    .unwrap();
                 loop {
                     line.clear();
                     if r.read_line(&mut line).unwrap_or(0) == 0 {
@@ -349,7 +375,11 @@ mod tests {
                     let f = v["arguments"]["filename"].as_str().unwrap().to_string();
                     let ok = f.ends_with(".pcap");
                     seen.push(f);
-                    let reply = if ok { "{\"return\": \"OK\", \"message\": \"Successfully added file to list\"}\n" } else { "{\"return\": \"NOK\", \"message\": \"File does not exist\"}\n" };
+                    let reply = if ok {
+                        "{\"return\": \"OK\", \"message\": \"Successfully added file to list\"}\n"
+                    } else {
+                        "{\"return\": \"NOK\", \"message\": \"File does not exist\"}\n"
+                    };
                     w.write_all(reply.as_bytes()).unwrap();
                     if round == 0 {
                         break;
@@ -367,7 +397,10 @@ mod tests {
         let lines = driver.finish();
         let seen = server.join().unwrap();
         assert_eq!(seen, ["/cap/one.pcap", "/cap/two.pcap", "/cap/three.txt"]);
-        assert_eq!(lines[0], "suricata: 2 files submitted, 1 refused, 0 not submitted, 0 without packets skipped");
+        assert_eq!(
+            lines[0],
+            "suricata: 2 files submitted, 1 refused, 0 not submitted, 0 without packets skipped"
+        );
         assert!(lines[1].contains("three.txt") && lines[1].contains("File does not exist"));
         let _ = std::fs::remove_dir_all(&dir);
     }

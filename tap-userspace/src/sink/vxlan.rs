@@ -56,14 +56,23 @@ const HEADER: usize = 8;
 impl VxlanTarget {
     /// Parses `vxlan://HOST[:PORT]?vni=N[&max_len=BYTES]` (IPv6 hosts in brackets).
     pub fn parse(url: &str) -> Result<Self, VxlanError> {
-        let bad = |reason: &str| VxlanError::Url { url: url.to_string(), reason: reason.to_string() };
-        let rest = url.strip_prefix("vxlan://").ok_or_else(|| bad("not a vxlan:// URL"))?;
+        let bad = |reason: &str| VxlanError::Url {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let rest = url
+            .strip_prefix("vxlan://")
+            .ok_or_else(|| bad("not a vxlan:// URL"))?;
         let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
         if hostport.is_empty() {
             return Err(bad("no collector host"));
         }
         let with_port = if hostport.starts_with('[') {
-            if hostport.contains("]:") { hostport.to_string() } else { format!("{hostport}:{DEFAULT_PORT}") }
+            if hostport.contains("]:") {
+                hostport.to_string()
+            } else {
+                format!("{hostport}:{DEFAULT_PORT}")
+            }
         } else if hostport.matches(':').count() == 1 {
             hostport.to_string()
         } else if hostport.contains(':') {
@@ -80,9 +89,15 @@ impl VxlanTarget {
         let mut vni = None;
         // Sent with DF: a default too long for the path would turn every full-size frame into a
         // send error.
-        let mut max_inner = if collector.is_ipv4() { DEFAULT_MAX_INNER } else { DEFAULT_MAX_INNER_V6 };
+        let mut max_inner = if collector.is_ipv4() {
+            DEFAULT_MAX_INNER
+        } else {
+            DEFAULT_MAX_INNER_V6
+        };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| bad("query items are key=value"))?;
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| bad("query items are key=value"))?;
             match k {
                 "vni" => {
                     let n: u32 = v.parse().map_err(|_| bad("vni is not a number"))?;
@@ -101,7 +116,11 @@ impl VxlanTarget {
             }
         }
         let vni = vni.ok_or_else(|| bad("vni=N is required"))?;
-        Ok(Self { collector, vni, max_inner })
+        Ok(Self {
+            collector,
+            vni,
+            max_inner,
+        })
     }
 }
 
@@ -151,7 +170,11 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
             let ihl = usize::from(frame[l3] & 0x0f) * 4;
             let first_fragment = u16::from_be_bytes([frame[l3 + 6], frame[l3 + 7]]) & 0x1fff == 0;
             let proto = frame[l3 + 9];
-            let p = if first_fragment { ports(l3 + ihl, proto) } else { [proto, 0, 0, 0, 0] };
+            let p = if first_fragment {
+                ports(l3 + ihl, proto)
+            } else {
+                [proto, 0, 0, 0, 0]
+            };
             sym(&frame[l3 + 12..l3 + 16], &frame[l3 + 16..l3 + 20], &p)
         }
         0x86dd if frame.len() >= l3 + 40 => {
@@ -176,14 +199,27 @@ pub struct VxlanSink {
 
 impl VxlanSink {
     pub fn open(target: VxlanTarget) -> Result<Self, VxlanError> {
-        let bind: SocketAddr = if target.collector.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
+        let bind: SocketAddr = if target.collector.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()
+        .expect("literal");
         let mut sockets = Vec::with_capacity(POOL);
         for _ in 0..POOL {
             let socket = UdpSocket::bind(bind)
                 .and_then(|s| s.connect(target.collector).map(|()| s))
-                .map_err(|source| VxlanError::Socket { collector: target.collector, source })?;
-            set_dont_fragment(&socket, target.collector.is_ipv4())
-                .map_err(|source| VxlanError::Socket { collector: target.collector, source })?;
+                .map_err(|source| VxlanError::Socket {
+                    collector: target.collector,
+                    source,
+                })?;
+            set_dont_fragment(&socket, target.collector.is_ipv4()).map_err(|source| {
+                VxlanError::Socket {
+                    collector: target.collector,
+                    source,
+                }
+            })?;
             sockets.push(socket);
         }
         Ok(Self {
@@ -199,7 +235,11 @@ impl VxlanSink {
 
     /// Source ports of the pool (for tests and logs).
     pub fn source_ports(&self) -> Vec<u16> {
-        self.sockets.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.port()).collect()
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .map(|a| a.port())
+            .collect()
     }
 
     /// Frames cut to the maximum inner length.
@@ -217,7 +257,11 @@ impl VxlanSink {
             if self.lengths[i].is_empty() {
                 continue;
             }
-            let (sent, failed) = super::mmsg::send_packed(self.sockets[i].as_raw_fd(), &self.queues[i], &self.lengths[i]);
+            let (sent, failed) = super::mmsg::send_packed(
+                self.sockets[i].as_raw_fd(),
+                &self.queues[i],
+                &self.lengths[i],
+            );
             self.report.written += sent.0;
             self.report.bytes += sent.1;
             self.report.lost += failed;
@@ -230,9 +274,17 @@ impl VxlanSink {
 
 fn set_dont_fragment(socket: &UdpSocket, v4: bool) -> io::Result<()> {
     let (level, name, value) = if v4 {
-        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
     } else {
-        (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DO)
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )
     };
     // SAFETY: a valid socket and a c_int option value.
     let rc = unsafe {
@@ -244,7 +296,11 @@ fn set_dont_fragment(socket: &UdpSocket, v4: bool) -> io::Result<()> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 impl Sink for VxlanSink {
@@ -270,7 +326,12 @@ impl Sink for VxlanSink {
         let mut report = std::mem::take(&mut self.report);
         report.notes.push(format!(
             "forward {} (vni {}): {} packets sent, {} truncated to {} bytes, {} lost (send errors)",
-            self.target.collector, self.target.vni, report.written, self.truncated, self.target.max_inner, self.send_errors
+            self.target.collector,
+            self.target.vni,
+            report.written,
+            self.truncated,
+            self.target.max_inner,
+            self.send_errors
         ));
         report
     }
@@ -293,8 +354,19 @@ mod tests {
         // The outer IPv6 header is 20 bytes longer: so is what the default leaves out.
         assert_eq!(t.max_inner, DEFAULT_MAX_INNER_V6);
         assert_eq!(DEFAULT_MAX_INNER_V6 + 40 + 8 + 8, 1500);
-        assert_eq!(VxlanTarget::parse("vxlan://[::1]?vni=1&max_len=1464").unwrap().max_inner, 1464);
-        for bad in ["udp://1.2.3.4?vni=1", "vxlan://1.2.3.4", "vxlan://1.2.3.4?vni=16777216", "vxlan://?vni=1", "vxlan://1.2.3.4?vni=1&x=2"] {
+        assert_eq!(
+            VxlanTarget::parse("vxlan://[::1]?vni=1&max_len=1464")
+                .unwrap()
+                .max_inner,
+            1464
+        );
+        for bad in [
+            "udp://1.2.3.4?vni=1",
+            "vxlan://1.2.3.4",
+            "vxlan://1.2.3.4?vni=16777216",
+            "vxlan://?vni=1",
+            "vxlan://1.2.3.4?vni=1&x=2",
+        ] {
             assert!(VxlanTarget::parse(bad).is_err(), "{bad}");
         }
     }
@@ -320,8 +392,9 @@ mod tests {
         let a = udp4([192, 0, 2, 1], [192, 0, 2, 2], 1000, 53);
         let b = udp4([192, 0, 2, 2], [192, 0, 2, 1], 53, 1000);
         assert_eq!(flow_hash(&a), flow_hash(&b));
-        let buckets: std::collections::HashSet<u32> =
-            (0..200u16).map(|p| flow_hash(&udp4([192, 0, 2, 1], [192, 0, 2, 2], 1000 + p, 53)) % POOL as u32).collect();
+        let buckets: std::collections::HashSet<u32> = (0..200u16)
+            .map(|p| flow_hash(&udp4([192, 0, 2, 1], [192, 0, 2, 2], 1000 + p, 53)) % POOL as u32)
+            .collect();
         assert!(buckets.len() > POOL / 2, "poor spread: {buckets:?}");
         // Junk never panics.
         for n in 0..80 {
@@ -333,8 +406,14 @@ mod tests {
     #[test]
     fn sends_vxlan_to_a_local_collector() {
         let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
-        collector.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
-        let target = VxlanTarget { collector: collector.local_addr().unwrap(), vni: 99, max_inner: 40 };
+        collector
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let target = VxlanTarget {
+            collector: collector.local_addr().unwrap(),
+            vni: 99,
+            max_inner: 40,
+        };
         let mut sink = VxlanSink::open(target).unwrap();
         let mut builder = crate::drain::BatchBuilder::with_capacity(4096);
         let frame = udp4([192, 0, 2, 1], [192, 0, 2, 2], 1000, 53);
@@ -345,7 +424,10 @@ mod tests {
         };
         // SAFETY: plain old data.
         let mut rec = unsafe {
-            std::slice::from_raw_parts((&header as *const tap_common::event::PacketHeader).cast::<u8>(), tap_common::event::HEADER_LEN)
+            std::slice::from_raw_parts(
+                (&header as *const tap_common::event::PacketHeader).cast::<u8>(),
+                tap_common::event::HEADER_LEN,
+            )
         }
         .to_vec();
         rec.extend_from_slice(&frame);
