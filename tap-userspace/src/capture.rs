@@ -1,8 +1,10 @@
 //! `tap capture`: load, attach, drain, write, and on the way out detach and summarise.
 //!
 //! The drain (Tokio, epoll on the ring) and the writer (a thread of its own) are decoupled by a
-//! bounded queue of batches. A full queue drops the batch and counts it as writer drops: a slow
-//! disk never stalls the ring, so the kernel side keeps its own accounting honest.
+//! bounded queue of batches. A batch is a range of the ring itself, given back to the kernel once
+//! written, so the ring is the buffer between the programs and the output: an output slower than
+//! the traffic fills it, and the programs count what no longer fits (ring full). A full queue
+//! drops the batch and counts it as writer drops; the drain never blocks.
 
 use std::{
     future::Future,

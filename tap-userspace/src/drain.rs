@@ -1,9 +1,11 @@
 //! Drains the ring buffer in batches.
 //!
 //! The ring's file descriptor is registered with epoll (Tokio's [`AsyncFd`]), so the drain sleeps
-//! until the kernel signals data and then takes everything available, up to a batch limit, in one
-//! go. Each record is checked before it is trusted and copied once into the batch's buffer; the
-//! batch is then frozen into [`Bytes`] and handed on without per-packet allocation.
+//! until the kernel signals data (or its poll interval passes) and then takes everything
+//! available, up to a batch limit, in one go. Each record is checked before it is trusted, and
+//! left where the programs wrote it: a batch is a range of the ring ([`crate::ring::View`]) that
+//! goes back to the kernel when the batch drops, once written. No packet is copied and nothing is
+//! allocated per packet; the ring is the capture's buffer.
 
 use std::io;
 

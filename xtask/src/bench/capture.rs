@@ -39,11 +39,13 @@ pub const FRAME_LENS: [usize; 2] = [64, 1500];
 pub const PORT: u16 = 5000;
 /// UDP source port of every frame.
 const SRC_PORT: u16 = 40000;
-/// tap's ring for the capture runs, in bytes: tap's default (`DEFAULT_RING_SIZE`), passed
-/// explicitly so the memory target knows it.
-pub const TAP_RING_SIZE: u64 = tap_common::config::DEFAULT_RING_SIZE as u64;
 /// tcpdump's buffer (`-B`), in KiB.
 const TCPDUMP_BUFFER_KIB: u64 = 262_144;
+/// tap's ring for the capture runs, in bytes: the buffer tcpdump gets, so both ride out the same
+/// stalls of the output (tmpfs allocating fresh pages slows to a crawl for tenths of a second
+/// here now and then; tap's default ring, 32 MiB, is sized for memory, not for 1 GB/s through
+/// such a stall).
+pub const TAP_RING_SIZE: u64 = TCPDUMP_BUFFER_KIB * 1024;
 /// After the last frame, the tool counts as done once its CPU time grew by less than this in
 /// [`IDLE_STEP`].
 const IDLE_CPU: Duration = Duration::from_millis(2);
