@@ -6,7 +6,7 @@
 //! `target/bench/bench.json`. Every number comes from the run; nothing is typed in.
 //!
 //! `--quick` (one run, smaller counts) takes about a minute and a half, the default (three runs)
-//! about six, plus the build. `--only capture|programs|writer`, `--tool`, `--frame-len` and
+//! about four, plus the build. `--only capture|programs|writer`, `--tool`, `--frame-len` and
 //! `--matching` narrow it down while tuning (the no-capture baseline always runs).
 //!
 //! # Capture runs ([`capture`])
@@ -63,35 +63,41 @@
 //! pcap and pcapng, next to `dd bs=1M conv=fsync`, into /dev/shm and /var/tmp.
 //!
 //! # What the numbers said (2 vCPUs under Firecracker, kernel 6.18, November 2026)
-//! 64-byte frames, all matching, CPU of our threads added over no capture, per offered frame:
-//! tap --hook tc-ingress about 440 ns (220 on CPU 0, 220 in the tool), tcpdump 380 (250 + 130),
-//! tap --hook xdp 650 (400 + 250), xdpdump 1,240; tap --consume about 0 (it saves CPU 0 the
-//! stack). So tap's receive path already costs what AF_PACKET's does; the gap is in user space
-//! and in wake-ups.
-//! - Interrupts are expensive on this VM: the self-IPI that `bpf_ringbuf_submit` raises for a
-//!   wake-up (`irq_work_queue` -> `native_write_msr`, a VM exit) took 4-6% of CPU 0 under perf
-//!   at ~4,000 wake-ups/s (5 per 1000 packets; tcpdump's TPACKET_V3 ring wakes its reader once
-//!   per retired block, 0.6 per 1000): tens of µs each, some 80 ns per packet, more than the
-//!   ring reserve and copy together. Fewer wake-ups (a larger byte threshold, a longer
-//!   interval, leaning on the drain's poll) are the cheapest win.
-//! - In the tool, at 64 bytes, half the time is the drain (`Drain::fill`: copying records out
-//!   of the ring) and half the writer (`copy_folio_from_iter_atomic` and `shmem_write_end`:
-//!   tmpfs's page cache; pcap record building). At 1500 bytes each packet is copied three
-//!   times: ring -> batch, batch -> the writer's buffer, buffer -> page cache, plus page faults
-//!   on fresh batch memory; tap spends ~1,400 ns per 1500-byte packet written to tcpdump's
-//!   ~900. Drain and writer share the one CPU the tool has.
+//! 64-byte frames, all matching, CPU of our threads added over no capture, per offered frame
+//! (median of 3): tap --hook tc-ingress about 205-220 ns (155 on CPU 0, 50 in the tool),
+//! tcpdump 300-330 (230 + 80), tap --hook xdp 320-330 (270 + 50), xdpdump 860; tap --consume
+//! about -170 (it saves CPU 0 the stack). What got tap there, and what is left:
+//! - Wake-ups. The self-IPI `bpf_ringbuf_submit` raises for one (`irq_work_queue`, a VM exit
+//!   here) costs tens of µs; with the ring's default policy (wake a reader that caught up) that
+//!   was about one per packet. Now the programs wake the reader each time an eighth of the ring
+//!   (at most 4 MiB) has been written, or 100 ms after the last wake-up, and the drain polls
+//!   every 10 ms: 0.3 wake-ups per 1000 packets at 64 bytes.
+//! - No copy in user space. The drain walks the ring's headers and hands the writer ranges of
+//!   the ring itself; a range goes back to the kernel (one consumer-position store per batch,
+//!   not per record) once written. Copying every record into batches, then into the writer's
+//!   buffer, cost ~220 ns per packet in the tool; reading in place, ~50 (the cache misses of
+//!   moving records to the other CPU, prefetched ahead; formatting; tmpfs's `write`).
+//! - The programs: a selected 64-byte frame costs ~95 ns in TC (~85 in XDP) under
+//!   BPF_PROG_TEST_RUN. Of that, `bpf_ktime_get_ns` alone is 22 ns on this VM (measured by
+//!   stubbing it out), the ring's reserve and submit ~30, the filter ~25 (one helper call to
+//!   copy the header window, the graph walk); a capture that fits the window is copied into the
+//!   record from there instead of a second helper call. A rejected frame costs ~38 ns (XDP) and
+//!   ~50 ns (TC) whatever the filter's size; /24 sets grow with the rule count (a selected
+//!   frame: 85 ns with one rule, 140 with 4,096).
 //! - XDP on veth costs more than TC: with a program attached veth moves frames through its own
 //!   NAPI ring and rebuilds or copies each skb (`veth_xdp_rcv_skb`, `skb_copy_ubufs` for the
-//!   generator's zero-copy frames) before the program runs. On a NIC with native XDP the order is
-//!   the other way round; on veth, tap --hook tc-ingress is the cheaper tap.
+//!   generator's zero-copy frames) before the program runs, ~120 ns. On a NIC with native XDP
+//!   the order is the other way round; on veth, tap --hook tc-ingress is the cheaper tap.
 //! - Every frame that enters the stack costs the ICMP port-unreachable path (route lookups
 //!   before the rate limit): about a quarter of CPU 0 in every configuration but `--consume`,
 //!   which is why consume mode runs faster than no capture at all, and why 1500-byte frames
-//!   under consume are the writer's hardest case (some 700-800 kpps, over 1 GB/s).
-//! - The programs: a filter costs ~30 ns over none; host sets cost the same from 1 to 4,096
-//!   rules, /24 sets grow with the rule count (a selected frame: ~100 ns with one rule, ~155
-//!   with 4,096); a rejected frame (outside 10.0.0.0/8) costs ~42 ns (XDP) and ~55 ns (TC)
-//!   whatever the filter's size.
+//!   under consume are the writer's hardest case (some 950 kpps, over 1.4 GB/s).
+//! - 1500-byte frames: writing ~1 GB/s into tmpfs slows to a crawl now and then for tenths of a
+//!   second (`copy_folio_from_iter_atomic` into freshly allocated pages takes the whole CPU);
+//!   a capture survives on its buffer. With the ring as tap's only buffer, a 32 MiB ring lost
+//!   1-7% in such runs, a 256 MiB one (tcpdump's `-B` here) nothing: hence the ring size above.
+//! - Tried without gain: a smaller ring to keep records in cache (2 MiB costs the same as 32
+//!   at 64 bytes once records are read in place), the walk stopping one step earlier.
 
 mod capture;
 mod progs;
