@@ -41,6 +41,25 @@ fn tag(frame: &[u8]) -> Option<(u32, u32)> {
     Some((word(udp + 8)?, word(udp + 12)?))
 }
 
+/// Starts [`SENDER`] in namespace a on `cpu` (its sender number too).
+fn sender(t: &Topology, cpu: u32, count: u32, size: usize) -> Background {
+    let mut cmd = t.a.cmd("python3");
+    let (cpu, count, size) = (cpu.to_string(), count.to_string(), size.to_string());
+    cmd.args(["-c", SENDER, B_V4, &cpu, &cpu, &count, &size])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    Background::spawn("UDP sender", cmd)
+}
+
+/// Starts tap on namespace b's end of the link, TC ingress, for the senders' datagrams.
+fn capture(t: &Topology, file: &std::path::Path, extra: &[&str]) -> Background {
+    let file = file.to_string_lossy();
+    let mut args = vec!["-i", &t.b_if, "--hook", "tc-ingress", "-w", &file];
+    args.extend_from_slice(extra);
+    args.push("udp dst port 9");
+    tap::start(&t.b, &args)
+}
+
 fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
@@ -50,35 +69,10 @@ fn batches_keep_each_cpus_order_and_lose_nothing() {
     let t = Topology::new();
     let dir = TempDir::new();
     let file = dir.join("order.pcap");
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
-            "--hook",
-            "tc-ingress",
-            "-w",
-            &file.to_string_lossy(),
-            "udp dst port 9",
-        ],
-    );
+    let tap = capture(&t, &file, &[]);
     // One sender per CPU (at most two), all at once.
-    let senders: Vec<Background> = (0..cpus().min(2))
-        .map(|cpu| {
-            let mut cmd = t.a.cmd("python3");
-            cmd.args([
-                "-c",
-                SENDER,
-                B_V4,
-                &cpu.to_string(),
-                &cpu.to_string(),
-                &PER_SENDER.to_string(),
-                "64",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-            Background::spawn("UDP sender", cmd)
-        })
+    let senders: Vec<Background> = (0..cpus().min(2) as u32)
+        .map(|cpu| sender(&t, cpu, PER_SENDER, 64))
         .collect();
     let n_senders = senders.len() as u32;
     for s in senders {
@@ -126,33 +120,8 @@ fn an_overflowing_ring_counts_every_loss() {
     let dir = TempDir::new();
     let file = dir.join("overflow.pcap");
     // Eight pages of ring: a burst of 1,000-byte datagrams from one CPU outruns the drain.
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
-            "--hook",
-            "tc-ingress",
-            "--ring-size",
-            "32768",
-            "-w",
-            &file.to_string_lossy(),
-            "udp dst port 9",
-        ],
-    );
-    let mut cmd = t.a.cmd("python3");
-    cmd.args([
-        "-c",
-        SENDER,
-        B_V4,
-        "0",
-        "0",
-        &PER_SENDER.to_string(),
-        "1000",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
-    let exited = Background::spawn("UDP sender", cmd).wait(std::time::Duration::from_secs(120));
+    let tap = capture(&t, &file, &["--ring-size", "32768"]);
+    let exited = sender(&t, 0, PER_SENDER, 1000).wait(std::time::Duration::from_secs(120));
     assert!(exited.status.success(), "sender failed:\n{}", exited.stderr);
     let exited = tap::stop(tap);
     let s = Summary::parse(&exited.stderr);
