@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::{CaptureConfig, Interface, Output},
-    drain::{Batch, BatchLimits, Drain},
+    drain::{Batch, BatchLimits, Drain, POLL_INTERVAL},
     error::CaptureError,
     filter::maps::FilterImage,
     live::LiveStats,
@@ -208,6 +208,20 @@ fn writer_loop(
     sink.finish(&stats())
 }
 
+/// How often the drain must look at the ring without a wake-up: as often as the output flushes
+/// when the output is only files (nobody sees a packet before its flush), and every
+/// [`POLL_INTERVAL`] when a stream or a consumer takes packets live.
+fn poll_interval(config: &CaptureConfig) -> std::time::Duration {
+    let c = &config.consumers;
+    let live_consumers = c.serve.is_some() || c.inject.is_some() || !c.forward.is_empty();
+    match &config.output.target {
+        Output::File(path) if !live_consumers && !sink::stream::FifoSink::is_fifo(path) => {
+            config.output.flush_interval
+        }
+        _ => POLL_INTERVAL,
+    }
+}
+
 /// Hands a batch to the writer; a full queue is a counted drop. Returns false once the writer
 /// is gone (its output closed or failed).
 fn hand_off(tx: &WriterTx, batch: Batch, summary: &mut Summary, queued: &mut u64) -> bool {
@@ -347,6 +361,7 @@ pub async fn run_tap(
     }
     let counters = Arc::new(maps.counters);
     let mut drain = Drain::new(maps.ring, BatchLimits::default()).map_err(CaptureError::Poll)?;
+    drain.set_poll_interval(poll_interval(&config));
     live.set_maps(Arc::clone(&counters), Some(drain.ring()));
     let queue_dropped = Arc::clone(&live.queue_dropped);
     let (sink, publishes) = open_output(

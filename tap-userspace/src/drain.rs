@@ -255,6 +255,10 @@ impl BatchBuilder {
 /// packet that arrived without one.
 pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// The longest poll interval: the programs' time-based wake-up (`TAP_WAKEUP_NS`, 100 ms) makes
+/// waiting longer pointless.
+pub const MAX_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Limits of one batch.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -289,6 +293,7 @@ pub struct Drain {
     /// Where the next walk starts: ahead of the consumer position by the views still alive.
     read_pos: u64,
     limits: BatchLimits,
+    poll: std::time::Duration,
 }
 
 impl Drain {
@@ -304,7 +309,15 @@ impl Drain {
             ring,
             read_pos,
             limits,
+            poll: POLL_INTERVAL,
         })
+    }
+
+    /// Looks at the ring at least this often ([`POLL_INTERVAL`] unless set; at most
+    /// [`MAX_POLL_INTERVAL`]). An output that only flushes every so often gains nothing from a
+    /// shorter one, and each look costs a wake-up.
+    pub fn set_poll_interval(&mut self, poll: std::time::Duration) {
+        self.poll = poll.clamp(POLL_INTERVAL, MAX_POLL_INTERVAL);
     }
 
     /// The mapped ring (its fill level).
@@ -320,7 +333,7 @@ impl Drain {
     /// wake-up: the poll interval bounds how long it waits.
     pub async fn next_batch(&mut self, max_packets: usize) -> io::Result<Taken> {
         loop {
-            match tokio::time::timeout(POLL_INTERVAL, self.fd.readable()).await {
+            match tokio::time::timeout(self.poll, self.fd.readable()).await {
                 Ok(guard) => {
                     let mut guard = guard?;
                     let taken =
