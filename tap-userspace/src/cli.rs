@@ -219,8 +219,9 @@ pub struct CaptureArgs {
     /// Exit after SECS seconds.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
-    /// Size of the kernel ring buffer in bytes (a power of two).
-    #[arg(long, value_name = "BYTES")]
+    /// Size of the kernel ring buffer: bytes, or with a K, M or G suffix (powers of 1024), a
+    /// power of two. It is the capture's only buffer.
+    #[arg(long, value_name = "BYTES", value_parser = parse_binary_size)]
     pub ring_size: Option<u64>,
     /// Output file (a name pattern with -C/-G), a named pipe, or '-' for standard output. The
     /// name chooses the format: pcapng for '.pcapng' and '.pcapng.zst', pcap otherwise; '.zst'
@@ -479,5 +480,39 @@ mod tests {
         assert_eq!(args.consumers.serve.as_deref(), Some("unix:/run/tap.sock"));
         assert_eq!(args.consumers.forward, ["vxlan://192.0.2.9?vni=5"]);
         assert!(args.consumers.fix_checksums);
+    }
+}
+
+/// Parses a size in bytes with an optional K, M or G suffix (powers of 1024).
+pub fn parse_binary_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
+        _ => (s, ' '),
+    };
+    let shift = match unit {
+        ' ' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        other => return Err(format!("unknown unit {other:?}: use K, M or G")),
+    };
+    let n: u64 = digits.parse().map_err(|e| format!("{e}"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_binary_size;
+
+    #[test]
+    fn binary_sizes() {
+        assert_eq!(parse_binary_size("4096"), Ok(4096));
+        assert_eq!(parse_binary_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_binary_size("32k"), Ok(32 << 10));
+        assert_eq!(parse_binary_size("1G"), Ok(1 << 30));
+        assert!(parse_binary_size("8X").is_err());
+        assert!(parse_binary_size("M").is_err());
+        assert!(parse_binary_size("99999999999999G").is_err());
     }
 }
