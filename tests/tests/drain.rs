@@ -119,15 +119,15 @@ fn an_overflowing_ring_counts_every_loss() {
     let t = Topology::new();
     let dir = TempDir::new();
     let file = dir.join("overflow.pcap");
-    // Eight pages of ring: a burst of 1,000-byte datagrams from one CPU outruns the drain.
-    let tap = capture(&t, &file, &["--ring-size", "32768"]);
+    // Two pages of ring (five records): a burst of 1,000-byte datagrams from one CPU outruns the drain.
+    let tap = capture(&t, &file, &["--ring-size", "8192"]);
     let exited = sender(&t, 0, PER_SENDER, 1000).wait(std::time::Duration::from_secs(120));
     assert!(exited.status.success(), "sender failed:\n{}", exited.stderr);
     let exited = tap::stop(tap);
     let s = Summary::parse(&exited.stderr);
     assert!(
         s.ring_dropped > 0,
-        "no loss to count with a 32 KiB ring:\n{}",
+        "no loss to count with a 8 KiB ring:\n{}",
         exited.stderr
     );
     assert_eq!(
