@@ -119,7 +119,8 @@ fn an_overflowing_ring_counts_every_loss() {
     let t = Topology::new();
     let dir = TempDir::new();
     let file = dir.join("overflow.pcap");
-    // Two pages of ring (five records): a burst of 1,000-byte datagrams from one CPU outruns the drain.
+    // Two pages of ring (five records): a burst of 1,000-byte datagrams from one CPU outruns the
+    // drain.
     let tap = capture(&t, &file, &["--ring-size", "8192"]);
     let exited = sender(&t, 0, PER_SENDER, 1000).wait(std::time::Duration::from_secs(120));
     assert!(exited.status.success(), "sender failed:\n{}", exited.stderr);
