@@ -60,21 +60,25 @@ fn capture(t: &Topology, file: &std::path::Path, extra: &[&str]) -> Background {
     tap::start(&t.b, &args)
 }
 
-fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
+/// Senders, one per CPU: the test is about more than one CPU's records sharing the ring.
+const SENDERS: u32 = 2;
 
 #[test]
 fn batches_keep_each_cpus_order_and_lose_nothing() {
     let t = Topology::new();
     let dir = TempDir::new();
     let file = dir.join("order.pcap");
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(
+        cpus >= SENDERS as usize,
+        "this test needs {SENDERS} CPUs (one sender on each), the machine has {cpus}"
+    );
     let tap = capture(&t, &file, &[]);
-    // One sender per CPU (at most two), all at once.
-    let senders: Vec<Background> = (0..cpus().min(2) as u32)
+    // One sender per CPU, all at once.
+    let senders: Vec<Background> = (0..SENDERS)
         .map(|cpu| sender(&t, cpu, PER_SENDER, 64))
         .collect();
-    let n_senders = senders.len() as u32;
+    let n_senders = SENDERS;
     for s in senders {
         let exited = s.wait(std::time::Duration::from_secs(120));
         assert!(exited.status.success(), "sender failed:\n{}", exited.stderr);
@@ -96,9 +100,8 @@ fn batches_keep_each_cpus_order_and_lose_nothing() {
     );
     let mut next = vec![0u32; n_senders as usize];
     for (i, r) in pcap.records.iter().enumerate() {
-        let Some((sender, seq)) = tag(&r.data) else {
-            continue;
-        };
+        // The filter selects the senders' datagrams only.
+        let (sender, seq) = tag(&r.data).unwrap_or_else(|| panic!("record {i} is no sender's"));
         assert!(sender < n_senders, "record {i}: unknown sender {sender}");
         assert_eq!(
             seq, next[sender as usize],
