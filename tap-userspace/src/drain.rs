@@ -406,9 +406,6 @@ impl Drain {
     }
 }
 
-/// How full the ring is: bytes the programs wrote that tap has not finished with.
-pub type RingLevel = Ring;
-
 #[cfg(test)]
 mod tests {
     use super::*;

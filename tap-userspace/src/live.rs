@@ -16,10 +16,7 @@ use serde::Serialize;
 use tap_common::event::HEADER_LEN;
 
 use crate::{
-    config::Hook,
-    drain::{Batch, RingLevel},
-    loader::Attachment,
-    sink::WriterProgress,
+    config::Hook, drain::Batch, loader::Attachment, ring::Ring, sink::WriterProgress,
     summary::KernelCounters,
 };
 
@@ -35,7 +32,7 @@ pub struct Count {
 #[derive(Default)]
 pub struct LiveStats {
     kernel: Mutex<Option<Arc<PerCpuArray<MapData, u64>>>>,
-    ring: Mutex<Option<Arc<RingLevel>>>,
+    ring: Mutex<Option<Arc<Ring>>>,
     /// Packets taken from the ring.
     pub read_packets: AtomicU64,
     /// Captured bytes taken from the ring (packet bytes only).
@@ -134,7 +131,7 @@ impl LiveStats {
     pub(crate) fn set_maps(
         &self,
         counters: Arc<PerCpuArray<MapData, u64>>,
-        ring: Option<Arc<RingLevel>>,
+        ring: Option<Arc<Ring>>,
     ) {
         *self.kernel.lock().expect("live stats lock") = Some(counters);
         *self.ring.lock().expect("live stats lock") = ring;

@@ -29,6 +29,29 @@ const BUSY_BIT: u32 = 1 << 31;
 /// Set for a record the producer gave up on: skipped.
 const DISCARD_BIT: u32 = 1 << 30;
 
+/// A record header's length word, decoded.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    /// Record bytes after the header.
+    len: u64,
+    /// Header, record and padding: where the next record starts.
+    total: u64,
+    busy: bool,
+    discarded: bool,
+}
+
+impl Header {
+    fn decode(word: u32) -> Self {
+        let len = u64::from(word & !(BUSY_BIT | DISCARD_BIT));
+        Self {
+            len,
+            total: (RECORD_HEADER + len).next_multiple_of(RECORD_HEADER),
+            busy: word & BUSY_BIT != 0,
+            discarded: word & DISCARD_BIT != 0,
+        }
+    }
+}
+
 /// How far ahead of the record being read the walk prefetches, in bytes.
 const PREFETCH_AHEAD: u64 = 1024;
 
@@ -228,12 +251,15 @@ impl Ring {
                 prefetch(self.data_at(pos + PREFETCH_AHEAD));
                 prefetch(self.data_at(pos + PREFETCH_AHEAD + 64));
             }
-            let header = self.header_at(pos);
-            if header & BUSY_BIT != 0 {
+            let Header {
+                len,
+                total,
+                busy,
+                discarded,
+            } = Header::decode(self.header_at(pos));
+            if busy {
                 break;
             }
-            let len = u64::from(header & !(BUSY_BIT | DISCARD_BIT));
-            let total = (RECORD_HEADER + len).next_multiple_of(RECORD_HEADER);
             if total > producer - pos {
                 // Past what the producer reserved: never, from a sane kernel.
                 break;
@@ -243,7 +269,7 @@ impl Ring {
                 full = true;
                 break;
             }
-            if header & DISCARD_BIT == 0 {
+            if !discarded {
                 // SAFETY: a committed record of `len` bytes after its header, inside the doubly
                 // mapped data area (total <= size), not given back while the caller holds it.
                 let bytes = unsafe {
@@ -351,25 +377,23 @@ impl std::fmt::Debug for View {
 #[inline]
 pub fn next_record<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
     loop {
-        let header = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
-        let len = (header & !(BUSY_BIT | DISCARD_BIT)) as usize;
-        let total = (RECORD_HEADER as usize + len).next_multiple_of(RECORD_HEADER as usize);
-        let record = bytes.get(RECORD_HEADER as usize..RECORD_HEADER as usize + len);
+        let header = Header::decode(u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?));
+        let (start, total) = (RECORD_HEADER as usize, header.total as usize);
+        let record = bytes.get(start..start + header.len as usize);
         *bytes = bytes.get(total..).unwrap_or(&[]);
-        if header & DISCARD_BIT == 0 {
+        if !header.discarded {
             return record;
         }
     }
 }
 
-/// Iterates the committed, not discarded records of a range of ring bytes.
-pub fn records(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || next_record(&mut bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn records(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+        std::iter::from_fn(move || next_record(&mut bytes))
+    }
 
     fn ring_bytes(records: &[(&[u8], bool)]) -> Vec<u8> {
         let mut out = Vec::new();
