@@ -49,16 +49,9 @@ pub struct BenchWriterArgs {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&s[..i], 1e3),
-        Some((i, 'm' | 'M')) => (&s[..i], 1e6),
-        Some((i, 'g' | 'G')) => (&s[..i], 1e9),
-        _ => (s, 1.0),
-    };
-    num.parse::<f64>()
+    crate::cli::scaled_size(s, 1000)
         .ok()
-        .filter(|n| *n > 0.0)
-        .map(|n| (n * mult) as u64)
+        .filter(|n| *n > 0)
         .ok_or_else(|| format!("not a size: {s}"))
 }
 

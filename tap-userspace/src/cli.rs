@@ -483,22 +483,29 @@ mod tests {
     }
 }
 
+/// Parses a size: a number (fractions allowed) with an optional k, M or G suffix, each `unit`
+/// (1000 or 1024) times the one before.
+pub fn scaled_size(s: &str, unit: u32) -> Result<u64, String> {
+    let (number, power) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => match c.to_ascii_uppercase() {
+            'K' => (&s[..i], 1),
+            'M' => (&s[..i], 2),
+            'G' => (&s[..i], 3),
+            other => return Err(format!("unknown unit {other:?} in {s}: use K, M or G")),
+        },
+        _ => (s, 0),
+    };
+    let n: f64 = number.parse().map_err(|_| format!("not a size: {s}"))?;
+    let bytes = n * f64::from(unit).powi(power);
+    if !(0.0..u64::MAX as f64).contains(&bytes) {
+        return Err(format!("not a size: {s}"));
+    }
+    Ok(bytes as u64)
+}
+
 /// Parses a size in bytes with an optional K, M or G suffix (powers of 1024).
 pub fn parse_binary_size(s: &str) -> Result<u64, String> {
-    let (digits, unit) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
-        _ => (s, ' '),
-    };
-    let shift = match unit {
-        ' ' => 0,
-        'K' => 10,
-        'M' => 20,
-        'G' => 30,
-        other => return Err(format!("unknown unit {other:?}: use K, M or G")),
-    };
-    let n: u64 = digits.parse().map_err(|e| format!("{e}"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s} is too large"))
+    scaled_size(s, 1024)
 }
 
 #[cfg(test)]
