@@ -183,17 +183,16 @@ fn emit<S: Source, const N: usize>(
             _pad2: 0,
         };
         let data = core::ptr::addr_of_mut!((*record).data);
-        if N <= WINDOW && window.is_some_and(|w| cap <= w.len) {
-            if let Some(w) = window {
-                // The whole capture is in the window: copy the record's N bytes from there (the
-                // ones past `cap` are padding nobody reads). Whole words, a constant count.
-                let from = w.bytes.cast::<u64>();
-                let to = data.cast::<u64>();
-                let mut i = 0;
-                while i < N / 8 {
-                    *to.add(i) = *from.add(i);
-                    i += 1;
-                }
+        let in_window = window.filter(|w| N <= WINDOW && cap <= w.len);
+        if let Some(w) = in_window {
+            // The whole capture is in the window: copy the record's N bytes from there (the ones
+            // past `cap` are padding nobody reads). Whole words, a constant count.
+            let from = w.bytes.cast::<u64>();
+            let to = data.cast::<u64>();
+            let mut i = 0;
+            while i < N / 8 {
+                *to.add(i) = *from.add(i);
+                i += 1;
             }
         } else if src.load(meta.offset, data.cast::<u8>(), len) != 0 {
             entry.discard(0);
