@@ -392,11 +392,17 @@ impl Drain {
         } else {
             Storage::Ring(View::new(Arc::clone(ring), from, walked.end))
         };
+        // An empty batch (most polls of an idle ring) needs no clock readings.
+        let offset_ns = if len > 0 {
+            clock::realtime_offset_ns()
+        } else {
+            0
+        };
         let batch = Batch {
             storage,
             len,
             bytes,
-            offset_ns: clock::realtime_offset_ns(),
+            offset_ns,
         };
         Taken {
             batch,
