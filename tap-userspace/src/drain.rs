@@ -328,30 +328,24 @@ impl Drain {
     /// Waits until the kernel signals records (or the poll interval passes), then takes a batch
     /// of at most `max_packets`.
     ///
-    /// The programs wake the reader only once enough bytes wait or a while passed since the
-    /// last wake-up (see `wakeup_flags` in tap-ebpf), so a lone packet may arrive without a
+    /// The programs wake the reader only each time enough bytes have been written or a while
+    /// after the last wake-up (see `wakeup_flags` in tap-ebpf), so a lone packet may arrive without a
     /// wake-up: the poll interval bounds how long it waits.
     pub async fn next_batch(&mut self, max_packets: usize) -> io::Result<Taken> {
         loop {
-            match tokio::time::timeout(self.poll, self.fd.readable()).await {
-                Ok(guard) => {
-                    let mut guard = guard?;
-                    let taken =
-                        Self::fill(&self.ring, &mut self.read_pos, self.limits, max_packets);
-                    if !taken.more {
-                        guard.clear_ready();
-                    }
-                    if !taken.batch.is_empty() || taken.malformed > 0 {
-                        return Ok(taken);
-                    }
+            // Woken (a guard) or the poll interval passed (none): look either way.
+            let woken = match tokio::time::timeout(self.poll, self.fd.readable()).await {
+                Ok(guard) => Some(guard?),
+                Err(_elapsed) => None,
+            };
+            let taken = Self::fill(&self.ring, &mut self.read_pos, self.limits, max_packets);
+            if let Some(mut guard) = woken {
+                if !taken.more {
+                    guard.clear_ready();
                 }
-                Err(_elapsed) => {
-                    let taken =
-                        Self::fill(&self.ring, &mut self.read_pos, self.limits, max_packets);
-                    if !taken.batch.is_empty() || taken.malformed > 0 {
-                        return Ok(taken);
-                    }
-                }
+            }
+            if !taken.batch.is_empty() || taken.malformed > 0 {
+                return Ok(taken);
             }
         }
     }
