@@ -8,9 +8,11 @@
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::BPF_RB_NO_WAKEUP,
     helpers::generated::{
         bpf_ktime_get_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
     },
+    maps::ring_buf::RingBufEntry,
     programs::{TcContext, XdpContext},
 };
 use tap_common::{config::MAX_FRAME, counters, event::PacketHeader};
@@ -96,12 +98,9 @@ struct Record<const N: usize> {
     data: [u8; N],
 }
 
-/// Copies the packet into the ring, truncated to `snaplen`, counting the outcome.
+/// The packet's length past `meta.offset`, and how much of it to capture (0: nothing).
 #[inline(always)]
-///
-/// `window`: the packet's first bytes from `meta.offset` on, when the filter loaded them; a
-/// short capture is copied from there rather than read from the packet a second time.
-pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32, window: Option<Window>) {
+fn lengths<S: Source>(src: &S, meta: &Meta, snaplen: u32) -> (u32, u32) {
     let orig_len = src.len().saturating_sub(meta.offset);
     let mut cap = orig_len;
     if cap > snaplen {
@@ -110,6 +109,16 @@ pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32, window
     if cap > MAX_FRAME {
         cap = MAX_FRAME;
     }
+    (orig_len, cap)
+}
+
+/// Copies the packet into the ring, truncated to `snaplen`, counting the outcome.
+///
+/// `window`: the packet's first bytes from `meta.offset` on, when the filter loaded them; a
+/// short capture is copied from there rather than read from the packet a second time.
+#[inline(always)]
+pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32, window: Option<Window>) {
+    let (orig_len, cap) = lengths(src, meta, snaplen);
     if cap == 0 {
         // Nothing to copy (a zero snap length): count it as read error-free but skipped.
         count(counters::READ_ERROR, 1);
@@ -140,6 +149,59 @@ pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32, window
     }
 }
 
+/// Reserves the record first, then filters (`crate::select`) and fills it or discards it: see
+/// `crate::likely_kept` for why. Only for small records, where the wait for the record's cache
+/// lines weighs most against the rest of the work (a big record's copy dwarfs it).
+///
+/// Returns false, having done nothing but read the clock, when the ring has no room or the
+/// capture is not small: the caller then takes the plain path, which counts a full ring only
+/// for a packet the filter selects.
+#[inline(always)]
+pub(crate) fn copy_early<S: Source>(src: &S, meta: &mut Meta, snaplen: u32) -> bool {
+    let (orig_len, cap) = lengths(src, meta, snaplen);
+    if cap == 0 {
+        false
+    } else if cap <= 64 {
+        early::<S, 64>(src, meta, orig_len, cap)
+    } else if cap <= 128 {
+        early::<S, 128>(src, meta, orig_len, cap)
+    } else {
+        false
+    }
+}
+
+#[inline(always)]
+fn early<S: Source, const N: usize>(src: &S, meta: &mut Meta, orig_len: u32, cap: u32) -> bool {
+    // SAFETY: the helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(mut entry) = TAP_RING.reserve::<Record<N>>(0) else {
+        // A full ring: the plain path counts it if the filter selects the packet. While the
+        // ring stays full, reserving first would only double the work: start over at "unlikely".
+        crate::set_prediction(|_| 0);
+        return false;
+    };
+    // A store into each 64 bytes of the record claims its cache lines now; the filter runs
+    // while they arrive. `fill` overwrites these words.
+    let words = entry.as_mut_ptr().cast::<u64>();
+    let mut i = 0;
+    while i < size_of::<Record<N>>() / 8 {
+        // SAFETY: word i lies within the reserved record.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 8;
+    }
+    // SAFETY: as above; the record's last word.
+    unsafe { core::ptr::write_volatile(words.add(size_of::<Record<N>>() / 8 - 1), 0) };
+    let mut window = None;
+    match crate::select(src, meta.offset, &mut window) {
+        Some(rule) => {
+            meta.rule = rule;
+            fill(entry, src, meta, orig_len, cap, window, now);
+        }
+        None => entry.discard(u64::from(BPF_RB_NO_WAKEUP)),
+    }
+    true
+}
+
 #[inline(always)]
 fn emit<S: Source, const N: usize>(
     src: &S,
@@ -150,10 +212,25 @@ fn emit<S: Source, const N: usize>(
 ) {
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let Some(mut entry) = TAP_RING.reserve::<Record<N>>(0) else {
+    let Some(entry) = TAP_RING.reserve::<Record<N>>(0) else {
         count(counters::RING_FULL, 1);
         return;
     };
+    fill(entry, src, meta, orig_len, cap, window, now);
+}
+
+/// Writes the header and the packet's first `cap` (1..=N) bytes into a reserved record and
+/// submits it, counting the outcome.
+#[inline(always)]
+fn fill<S: Source, const N: usize>(
+    mut entry: RingBufEntry<Record<N>>,
+    src: &S,
+    meta: &Meta,
+    orig_len: u32,
+    cap: u32,
+    window: Option<Window>,
+    now: u64,
+) {
     // Hide what the compiler knows about `cap` so the mask below survives optimisation and
     // bounds the register the helper receives: 1..=N.
     // SAFETY: reading a local through a valid reference.
@@ -195,7 +272,7 @@ fn emit<S: Source, const N: usize>(
                 i += 1;
             }
         } else if src.load(meta.offset, data.cast::<u8>(), len) != 0 {
-            entry.discard(0);
+            entry.discard(u64::from(BPF_RB_NO_WAKEUP));
             count(counters::READ_ERROR, 1);
             return;
         }

@@ -61,10 +61,10 @@ static TAP_FILTER_PORTS: Array<u64> = Array::with_max_entries(PORT_ENTRIES, 0);
 static TAP_FILTER_MACS: HashMap<MacKey, u64> = HashMap::with_max_entries(SLOTS * MAX_MACS, 0);
 #[map]
 static TAP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOTS * MAX_RULES, 0);
-/// `[sample counter, rate window start (ns), packets in window, last reader wake-up (ns)]`,
-/// per CPU.
+/// `[sample counter, rate window start (ns), packets in window, last reader wake-up (ns),
+/// keep predictor (see [`likely_kept`])]`, per CPU.
 #[map]
-static TAP_LIMIT_STATE: PerCpuArray<[u64; 4]> = PerCpuArray::with_max_entries(1, 0);
+static TAP_LIMIT_STATE: PerCpuArray<[u64; 5]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Snap length in bytes, set by the loader (`.rodata`, so the verifier sees a constant).
 #[unsafe(no_mangle)]
@@ -232,6 +232,71 @@ fn within_limits() -> bool {
     true
 }
 
+/// Whether this CPU's recent packets were kept: a saturating counter from 0 to 3, one up for a
+/// packet the filter and limits kept, two down for one they did not, "likely" from 2 on. So
+/// traffic where more than about one packet in three is not kept (one direction of a
+/// conversation, say) stays on the plain path.
+///
+/// When they are likely kept, the ring record is reserved before the filter runs
+/// ([`emit::copy_early`]). A record's cache lines are seldom in this CPU's cache (the reader
+/// on the other CPU took them, or the ring wrapped past the cache), and the submit's locked
+/// exchange waits for every store into them; reserved early, the filter's work overlaps that
+/// wait. When packets are mostly rejected, a record reserved early would mostly be discarded,
+/// so they take the plain path: filter, then reserve.
+#[inline(always)]
+fn likely_kept() -> bool {
+    TAP_LIMIT_STATE
+        .get(0)
+        .is_some_and(|state| state[KEEP_PREDICTOR] >= 2)
+}
+
+/// Index of the keep predictor in `TAP_LIMIT_STATE`.
+const KEEP_PREDICTOR: usize = 4;
+
+/// Records whether a packet was kept (see [`likely_kept`]).
+#[inline(always)]
+fn predict(kept: bool) {
+    set_prediction(|p| {
+        if kept {
+            (p + 1).min(3)
+        } else {
+            p.saturating_sub(2)
+        }
+    });
+}
+
+/// Sets the keep predictor to `f` of its value.
+#[inline(always)]
+pub(crate) fn set_prediction(f: impl FnOnce(u64) -> u64) {
+    if let Some(state) = TAP_LIMIT_STATE.get_ptr_mut(0) {
+        // SAFETY: per-CPU map value, this CPU's only.
+        let p = unsafe { &mut (*state)[KEEP_PREDICTOR] };
+        *p = f(*p);
+    }
+}
+
+/// Filter, then `--sample` and the rate cap: the rule that selected a packet to keep, or None.
+/// `window` is left holding the header window when the filter loaded it.
+#[inline(always)]
+pub(crate) fn select<S: Source>(src: &S, offset: u32, window: &mut Option<Window>) -> Option<u32> {
+    let rule = match filter::classify(|| load_window(src, offset), window) {
+        Verdict::Match(rule) => rule,
+        Verdict::NoMatch => {
+            predict(false);
+            return None;
+        }
+        Verdict::Error => {
+            count(counters::FILTER_ERROR, 1);
+            predict(false);
+            return None;
+        }
+    };
+    count(counters::MATCHED, 1);
+    let kept = within_limits();
+    predict(kept);
+    kept.then_some(rule)
+}
+
 /// The common path of every hook: count, decapsulate, classify, limit, copy.
 #[inline(always)]
 fn tap<S: Source>(src: &S, mut meta: Meta) {
@@ -248,21 +313,16 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
             }
         }
     }
-    let offset = meta.offset;
-    let mut window = None;
-    match filter::classify(|| load_window(src, offset), &mut window) {
-        Verdict::Match(rule) => meta.rule = rule,
-        Verdict::NoMatch => return,
-        Verdict::Error => {
-            count(counters::FILTER_ERROR, 1);
-            return;
-        }
-    }
-    count(counters::MATCHED, 1);
-    if !within_limits() {
+    let snaplen = snaplen();
+    if likely_kept() && emit::copy_early(src, &mut meta, snaplen) {
         return;
     }
-    emit::copy_to_ring(src, &meta, snaplen(), window);
+    let mut window = None;
+    let Some(rule) = select(src, meta.offset, &mut window) else {
+        return;
+    };
+    meta.rule = rule;
+    emit::copy_to_ring(src, &meta, snaplen, window);
 }
 
 #[xdp(frags)]

@@ -3,7 +3,7 @@
 
 use tap::{
     config::Hook,
-    testrun::{ProgRunner, RingState, RunnerSpec, udp_frame},
+    testrun::{ProgRunner, RingState, RunnerSpec, udp_frame, udp_frame_to},
 };
 use tap_common::event::{DIR_INBOUND, DIR_OUTBOUND, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP};
 
@@ -145,4 +145,126 @@ fn timings_take_the_path_they_claim() {
             "timings leave the ring empty"
         );
     }
+}
+
+/// Pins the calling thread to one CPU: the programs keep their keep predictor per CPU, so a
+/// sequence of runs sees one predictor only when every run happens on the same CPU.
+fn pin_to_one_cpu() {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity (0: the
+    // calling thread) only read and write it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(rc, 0, "pinning the test thread to CPU 0");
+}
+
+const KEPT_DST: [u8; 4] = [198, 51, 100, 7];
+const OTHER_DST: [u8; 4] = [198, 51, 100, 8];
+
+/// Runs each frame once, in order, through a fresh program with `dst host 198.51.100.7`.
+/// Returns the runner and the frames the filter selects.
+fn run_sequence(ring_size: u32, kept: &[bool]) -> (ProgRunner, Vec<Vec<u8>>) {
+    pin_to_one_cpu();
+    let r = runner(RunnerSpec {
+        ring_size,
+        filter: tap::filter::image("dst host 198.51.100.7").unwrap(),
+        ..RunnerSpec::new(Hook::TcIngress)
+    });
+    let mut selected = Vec::new();
+    for (i, &keep) in kept.iter().enumerate() {
+        // Both small record classes (64 and 128 bytes), where records are reserved early.
+        let len = if i % 2 == 0 { 60 } else { 100 };
+        let frame = udp_frame_to(len, if keep { KEPT_DST } else { OTHER_DST }).unwrap();
+        r.run(&frame, 1).unwrap();
+        if keep {
+            selected.push(frame);
+        }
+    }
+    (r, selected)
+}
+
+/// Ring bytes the records of `frames` take (40-byte header, the payload class, the ring's 8).
+fn slots(frames: &[Vec<u8>]) -> u64 {
+    frames
+        .iter()
+        .map(|f| 8 + 40 + if f.len() <= 64 { 64 } else { 128 })
+        .sum()
+}
+
+#[test]
+fn records_reserved_before_the_filter_are_discarded_when_it_rejects() {
+    // Mostly kept, with rejected frames between: the programs reserve before filtering and
+    // discard the record of a rejected frame. The ring must still hold exactly the selected
+    // frames, in order, and the counters must not count the discarded ones.
+    let pattern = "KKKKKKRKKKRRRKKKKRKRKKKKKKKKRK";
+    let kept: Vec<bool> = pattern.chars().map(|c| c == 'K').collect();
+    let (mut r, selected) = run_sequence(1 << 20, &kept);
+    let produced = r.ring().producer_pos();
+    let records = r.take_records().unwrap();
+    let data: Vec<&Vec<u8>> = records.iter().map(|rec| &rec.data).collect();
+    assert_eq!(
+        data,
+        selected.iter().collect::<Vec<_>>(),
+        "the selected frames, in order"
+    );
+    let c = r.counters();
+    let n = kept.len() as u64;
+    let k = selected.len() as u64;
+    assert_eq!(
+        (c.seen, c.matched, c.copied, c.ring_full, c.filter_error),
+        (n, k, k, 0, 0)
+    );
+    assert!(
+        produced > slots(&selected),
+        "some rejected frames had a record reserved and discarded (the early path ran): \
+         {produced} ring bytes produced for {} of kept records",
+        slots(&selected)
+    );
+}
+
+#[test]
+fn mostly_rejected_traffic_reserves_nothing_it_does_not_keep() {
+    // One frame in ten kept: records are reserved after the filter, so the ring holds nothing
+    // but the kept records, not even discarded ones.
+    let kept: Vec<bool> = (0..100).map(|i| i % 10 == 3).collect();
+    let (mut r, selected) = run_sequence(1 << 20, &kept);
+    assert_eq!(r.ring().producer_pos(), slots(&selected));
+    assert_eq!(r.take_records().unwrap().len(), selected.len());
+    let c = r.counters();
+    assert_eq!((c.matched, c.copied), (10, 10));
+}
+
+#[test]
+fn a_full_ring_counts_only_selected_frames_as_drops() {
+    // 4 KiB of ring holds 36 records of 64-byte frames. 40 kept frames, then 10 rejected ones,
+    // then 10 kept ones: 14 kept frames find the ring full; the rejected ones are no drops,
+    // whichever path (reserve first or filter first) they took.
+    let kept: Vec<bool> = (0..60).map(|i| !(40..50).contains(&i)).collect();
+    let mut r = {
+        pin_to_one_cpu();
+        runner(RunnerSpec {
+            ring_size: 4096,
+            filter: tap::filter::image("dst host 198.51.100.7").unwrap(),
+            ..RunnerSpec::new(Hook::Xdp)
+        })
+    };
+    let mut selected = Vec::new();
+    for &keep in &kept {
+        let frame = udp_frame_to(60, if keep { KEPT_DST } else { OTHER_DST }).unwrap();
+        r.run(&frame, 1).unwrap();
+        if keep {
+            selected.push(frame);
+        }
+    }
+    let c = r.counters();
+    assert_eq!(
+        (c.seen, c.matched, c.copied, c.ring_full),
+        (60, 50, 36, 14),
+        "{c:?}"
+    );
+    let records = r.take_records().unwrap();
+    assert_eq!(records.len(), 36);
+    assert!(records.iter().zip(&selected).all(|(rec, f)| &rec.data == f));
 }
