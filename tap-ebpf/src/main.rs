@@ -271,7 +271,11 @@ pub(crate) fn set_prediction(f: impl FnOnce(u64) -> u64) {
     if let Some(state) = TAP_LIMIT_STATE.get_ptr_mut(0) {
         // SAFETY: per-CPU map value, this CPU's only.
         let p = unsafe { &mut (*state)[KEEP_PREDICTOR] };
-        *p = f(*p);
+        let new = f(*p);
+        // Mostly it stays put (all kept, or all rejected): no store then.
+        if new != *p {
+            *p = new;
+        }
     }
 }
 
