@@ -4,7 +4,12 @@
 //! provably non-zero and bounded in the very register handed to the load helper. So a record is
 //! reserved in one of a few size classes (`tap_common::config::SIZE_CLASSES`), each a separate
 //! code path with its own constant, and the length is masked into `1..=N` right before the
-//! helper call. A 64-byte frame takes a 104-byte slot, a 1500-byte MTU's frame 1,576 bytes.
+//! helper call. A 64-byte frame takes a 104-byte record (112 bytes of ring with the ring's own
+//! header), a 1500-byte MTU's frame 1,576 (1,584).
+//!
+//! Two orders: the plain path filters, then reserves ([`copy_to_ring`]); while most packets
+//! are kept, small records are reserved first and discarded when the filter rejects
+//! ([`copy_early`]), so the filter's work overlaps the wait for the record's cache lines.
 
 use aya_ebpf::{
     EbpfContext,

@@ -96,8 +96,22 @@
 //!   second (`copy_folio_from_iter_atomic` into freshly allocated pages takes the whole CPU);
 //!   a capture survives on its buffer. With the ring as tap's only buffer, a 32 MiB ring lost
 //!   1-7% in such runs, a 256 MiB one (tcpdump's `-B` here) nothing: hence the ring size above.
-//! - Tried without gain: a smaller ring to keep records in cache (2 MiB costs the same as 32
-//!   at 64 bytes once records are read in place), the walk stopping one step earlier.
+//! - Live, the programs cost more than under test-run: the ring's cache lines are not in the
+//!   receiving CPU's cache (the reader on the other CPU took them, or the ring wrapped past the
+//!   cache), and the submit's locked exchange waits for every store into them. Measured with
+//!   `sysctl kernel.bpf_stats_enabled=1` and `bpftool prog show` (run_time_ns / run_cnt) during
+//!   `--only capture --frame-len 64 --tool tap-tc` (the stats add their own clock reads, so
+//!   compare runs measured the same way): TC was 156-160 ns per 64-byte frame; reserving small
+//!   records before the filter when most packets are kept (a per-CPU predictor) lets the
+//!   filter's work overlap that wait: 145-152 ns. Under test-run the same change reads ~5 ns
+//!   worse (99 against 94 for a selected frame), the ring lines arriving quickly there; with
+//!   1% matching the predictor keeps the plain path (75-82 ns live, against 74-80).
+//! - Tried without gain: a smaller ring to keep records in cache (4 MiB, 32 MiB and 256 MiB
+//!   cost the same at 64 bytes within the noise), the walk stopping one step earlier.
+//! - Tried as a prototype and left out: staging records per CPU (a 4 KiB per-CPU buffer, one
+//!   `bpf_ringbuf_output` per 36 records). `perf` put the ring's part at ~20 ns per frame less,
+//!   but it gives up the ring's arrival order across CPUs and needs a timer to flush a CPU that
+//!   goes quiet: not worth it for ~10% of tap's cost.
 
 mod capture;
 mod progs;
