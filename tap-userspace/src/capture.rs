@@ -30,7 +30,7 @@ use crate::{
     live::LiveStats,
     loader::{self, LoadSpec},
     sink::{self, CaptureStats, Sink, SinkReport, SinkSetup, SinkStop, StatsSource},
-    summary::{KernelCounters, Summary},
+    summary::{KernelCounters, ProgramCost, Summary},
 };
 
 /// Batches the writer may have queued before the drain starts dropping. A batch is a range of the
@@ -328,6 +328,20 @@ fn reconcile(
     );
 }
 
+/// The loaded programs' runs and run time, as the kernel's BPF run-time statistics counted them.
+fn program_costs(ebpf: &aya::Ebpf) -> Vec<ProgramCost> {
+    ebpf.programs()
+        .filter_map(|(name, program)| {
+            let info = program.info().ok()?;
+            Some(ProgramCost {
+                name: name.to_owned(),
+                runs: info.run_count(),
+                run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+            })
+        })
+        .collect()
+}
+
 /// [`run`], plus control messages (filter replacements, limits, interfaces) and counters
 /// published into `live` while it runs.
 pub async fn run_tap(
@@ -352,6 +366,12 @@ pub async fn run_tap(
     };
     let (mut attached, maps) = load_blocking(|| loader::load_and_attach(&spec))?;
     // From here on, any early return drops `attached`, which detaches.
+    // The kernel keeps the statistics on while this descriptor is open.
+    let program_stats = config
+        .program_stats
+        .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
+        .transpose()
+        .map_err(|e| CaptureError::ProgramStats(e.io_error))?;
     let mut failed: Vec<(Interface, String)> = Vec::new();
     live.set_attachments(&attached.attachments, Vec::new());
     if let Some(user) = &config.run_as {
@@ -452,8 +472,12 @@ pub async fn run_tap(
         }
     }
 
+    if program_stats.is_some() {
+        summary.programs = program_costs(attached.ebpf());
+    }
     // Detach first, so nothing new arrives, then take what the ring still holds.
     drop(attached);
+    drop(program_stats);
     live.set_attachments(&[], Vec::new());
     live.ready.store(false, Ordering::Relaxed);
     loop {

@@ -258,6 +258,11 @@ pub struct CaptureArgs {
     /// interface never enters the host's stack (fastest mode).
     #[arg(long)]
     pub consume: bool,
+    /// Measure the kernel programs' own time per packet (the kernel's BPF run-time statistics,
+    /// switched on host-wide while tap runs) and report it in the summary. Costs each BPF program
+    /// on the host two clock reads per run while on.
+    #[arg(long)]
+    pub program_stats: bool,
 }
 
 /// How `tap capture --help` explains file names, rotation and crash safety.

@@ -280,6 +280,8 @@ pub struct CaptureConfig {
     pub decap: Decap,
     /// Drop every packet after copying it (XDP_DROP / TC_ACT_SHOT).
     pub consume: bool,
+    /// Switch on the kernel's BPF run-time statistics and report the programs' cost.
+    pub program_stats: bool,
 }
 
 /// Live consumers, validated.
@@ -487,6 +489,7 @@ impl CaptureConfig {
                 None => Decap::default(),
             },
             consume: args.consume,
+            program_stats: args.program_stats,
             sample: match args.sample {
                 Some(0) => return Err(ConfigError::Sample),
                 Some(n) => n,

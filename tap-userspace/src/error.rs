@@ -115,6 +115,8 @@ pub enum CaptureError {
     Privileges(#[from] crate::privilege::PrivilegeError),
     #[error("ring buffer polling failed: {0}")]
     Poll(#[source] io::Error),
+    #[error("cannot switch on BPF run-time statistics (--program-stats): {0}")]
+    ProgramStats(#[source] io::Error),
     #[error("cannot install the {signal} handler: {source}")]
     Signal {
         signal: &'static str,

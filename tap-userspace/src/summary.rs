@@ -44,6 +44,27 @@ pub struct Summary {
     pub output_error: Option<String>,
     /// The capture ended early because of [`Summary::output_error`].
     pub output_stopped: bool,
+    /// The programs' own cost while the capture ran (`--program-stats`); empty otherwise.
+    pub programs: Vec<ProgramCost>,
+}
+
+/// A kernel program's runs and the time they took, from the kernel's BPF run-time statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProgramCost {
+    pub name: String,
+    pub runs: u64,
+    pub run_time_ns: u64,
+}
+
+impl ProgramCost {
+    /// Mean nanoseconds per run (0 without runs).
+    pub fn ns_per_run(&self) -> f64 {
+        if self.runs == 0 {
+            0.0
+        } else {
+            self.run_time_ns as f64 / self.runs as f64
+        }
+    }
 }
 
 impl Summary {
@@ -124,6 +145,15 @@ impl fmt::Display for Summary {
         }
         if self.malformed > 0 {
             write!(f, "\n{} malformed ring records", self.malformed)?;
+        }
+        for p in &self.programs {
+            write!(
+                f,
+                "\nprogram {}: {} runs, {:.1} ns per run",
+                p.name,
+                p.runs,
+                p.ns_per_run()
+            )?;
         }
         if self.output_closed {
             write!(f, "\noutput closed by the reader")?;

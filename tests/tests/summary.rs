@@ -89,3 +89,58 @@ fn ring_overflow_is_counted_and_accounts_balance() {
         "what tcpdump reads back"
     );
 }
+
+#[test]
+fn program_stats_report_the_programs_runs_and_time() {
+    let t = Topology::new();
+    let dir = TempDir::new();
+    let file = dir.join("tap.pcap");
+    let json = dir.join("summary.json");
+    let tap = tap::start(
+        &t.b,
+        &[
+            "-i",
+            &t.b_if,
+            "--hook",
+            "tc-ingress",
+            "--program-stats",
+            "--stats-json",
+            &json.to_string_lossy(),
+            "-w",
+            &file.to_string_lossy(),
+        ],
+    );
+    const BURST: u32 = 2000;
+    traffic::udp_burst(&t.a, B_V4, BURST, 100);
+    let exited = tap::stop(tap);
+    let text = std::fs::read_to_string(&json).expect("the summary JSON");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let programs = v["programs"].as_array().expect("a programs list");
+    assert_eq!(programs.len(), 1, "one program loaded: {text}");
+    let p = &programs[0];
+    assert_eq!(p["name"], "tc_tap_ingress");
+    let runs = p["runs"].as_u64().unwrap();
+    let seen = v["kernel"]["seen"].as_u64().unwrap();
+    let received = v["kernel"]["matched"].as_u64().unwrap();
+    // The program runs once per packet it sees. The statistics go on just after the programs
+    // are attached, so a packet in between (a fresh link's IPv6 chatter) is seen, not timed.
+    assert!(
+        runs <= seen && runs + 16 >= seen,
+        "{runs} timed runs, {seen} packets seen"
+    );
+    assert!(
+        received >= u64::from(BURST) / 2,
+        "{received} of {BURST} datagrams"
+    );
+    let ns = p["run_time_ns"].as_u64().unwrap() as f64 / runs as f64;
+    assert!(
+        (1.0..100_000.0).contains(&ns),
+        "{ns} ns per run is no program's cost"
+    );
+    let line = format!("program tc_tap_ingress: {runs} runs, {ns:.1} ns per run");
+    assert!(
+        exited.stderr.contains(&line),
+        "the summary says {line:?}:\n{}",
+        exited.stderr
+    );
+}

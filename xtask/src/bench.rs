@@ -24,6 +24,11 @@
 //! every tool but xdpdump, which has no filter, gets `udp dst port 5000`). Runs interleave
 //! the configurations, so a slow patch of the shared machine spreads over all of them.
 //!
+//! After the runs, each tap configuration with 64-byte frames runs once more with
+//! `--program-stats`: the programs' live ns per run from the kernel's BPF run-time statistics,
+//! printed as its own table (not among the medians: the statistics cost each run two clock
+//! reads).
+//!
 //! Per run:
 //! - offered: frames the generator sent; selected: those the filter selects; written: selected
 //!   frames found in the file (by length, source MAC and port); lost = selected - written.
@@ -99,9 +104,9 @@
 //! - Live, the programs cost more than under test-run: the ring's cache lines are not in the
 //!   receiving CPU's cache (the reader on the other CPU took them, or the ring wrapped past the
 //!   cache), and the submit's locked exchange waits for every store into them. Measured with
-//!   `sysctl kernel.bpf_stats_enabled=1` and `bpftool prog show` (run_time_ns / run_cnt) during
-//!   `--only capture --frame-len 64 --tool tap-tc` (the stats add their own clock reads, so
-//!   compare runs measured the same way): TC was 156-160 ns per 64-byte frame; reserving small
+//!   the kernel's BPF run-time statistics (the "programs live" table; the statistics add their
+//!   own clock reads, so compare such runs with each other): TC was 156-160 ns per 64-byte
+//!   frame; reserving small
 //!   records before the filter when most packets are kept (a per-CPU predictor) lets the
 //!   filter's work overlap that wait: 145-152 ns. Under test-run the same change reads ~5 ns
 //!   worse (99 against 94 for a selected frame), the ring lines arriving quickly there; with
@@ -128,7 +133,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use self::{
-    capture::{Bed, FRAME_LENS, Matching, ShmDir, Tool},
+    capture::{Bed, FRAME_LENS, LiveProgram, Matching, ShmDir, Tool},
     progs::ProgConfig,
     report::{Capture, Results},
     writer::{PLACES, Writer},
@@ -411,13 +416,14 @@ fn capture_runs(plan: &Plan, tap: &Path, dir: &Path, results: &mut Results) -> R
             len,
             matching,
             runs: Vec::new(),
+            live: Vec::new(),
         })
         .collect();
     // Runs interleave the configurations, so a slow patch of the (shared) machine spreads over
     // all of them instead of hitting one.
     for run in 0..plan.runs {
         for c in &mut results.captures {
-            let r = bed.run(c.tool, c.len, c.matching, plan.count(c.len), run)?;
+            let r = bed.run(c.tool, c.len, c.matching, plan.count(c.len), run, false)?;
             eprintln!(
                 "bench: run {}/{} {:>4} B {:<4} {:<26} {:>5.0} kpps written {:>8}/{:<8} system {:>5} ours {:>5} ns/pkt tool {:>5} ns/written{}",
                 run + 1,
@@ -438,6 +444,41 @@ fn capture_runs(plan: &Plan, tap: &Path, dir: &Path, results: &mut Results) -> R
                 }
             );
             c.runs.push(r);
+        }
+    }
+    // One more run of each tap configuration with 64-byte frames, tap timing its programs
+    // (`--program-stats`): their live cost, which BPF_PROG_TEST_RUN cannot show (live, the
+    // ring's cache lines are on the reader's CPU).
+    for c in results
+        .captures
+        .iter_mut()
+        .filter(|c| c.tool.is_tap() && c.len == 64)
+    {
+        let r = bed.run(
+            c.tool,
+            c.len,
+            c.matching,
+            plan.count(c.len),
+            plan.runs,
+            true,
+        )?;
+        c.live = LiveProgram::parse(&r.tool_report);
+        if c.live.is_empty() {
+            bail!(
+                "{} reported no program cost with --program-stats:\n{}",
+                c.tool.label(),
+                r.tool_report
+            );
+        }
+        for p in &c.live {
+            eprintln!(
+                "bench: programs live {:>4} B {:<4} {:<26} {}: {:.1} ns per run",
+                c.len,
+                c.matching.key(),
+                c.tool.label(),
+                p.name,
+                p.ns_per_run
+            );
         }
     }
     Ok(())

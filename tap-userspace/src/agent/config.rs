@@ -630,6 +630,7 @@ fn validate_tap(
         rate_per_cpu,
         decap,
         consume: raw.consume.unwrap_or(false),
+        program_stats: false,
     };
     Ok(TapConfig {
         name,

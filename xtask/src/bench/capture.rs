@@ -174,7 +174,15 @@ impl Tool {
 
     /// The command line (run in namespace b) and what it says on standard error once it
     /// captures.
-    fn command(self, tap: &Path, iface: &str, out: &Path) -> Option<(Vec<String>, &'static str)> {
+    ///
+    /// `program_stats`: tap also measures its programs (`--program-stats`).
+    fn command(
+        self,
+        tap: &Path,
+        iface: &str,
+        out: &Path,
+        program_stats: bool,
+    ) -> Option<(Vec<String>, &'static str)> {
         let out = out.to_string_lossy().into_owned();
         let filter = filter();
         let tap_args = |hook: &str, consume: bool| -> Vec<String> {
@@ -194,6 +202,9 @@ impl Tool {
             ];
             if consume {
                 args.push("--consume".into());
+            }
+            if program_stats {
+                args.push("--program-stats".into());
             }
             args.extend(filter.split(' ').map(String::from));
             args
@@ -573,6 +584,8 @@ impl<'a> Bed<'a> {
         ))
     }
 
+    /// One run of `tool`; with `program_stats`, tap measures its programs too (which costs every
+    /// program run two clock reads: such a run is not one of the medians).
     pub fn run(
         &self,
         tool: Tool,
@@ -580,6 +593,7 @@ impl<'a> Bed<'a> {
         matching: Matching,
         count: u64,
         run: usize,
+        program_stats: bool,
     ) -> Result<CaptureRun> {
         util::check_interrupted()?;
         let out = self.dir.join(format!(
@@ -596,7 +610,7 @@ impl<'a> Bed<'a> {
             count,
             time_limit: Duration::from_secs(20),
         })?;
-        let mut capture = match tool.command(self.tap, &self.topo.b_if, &out) {
+        let mut capture = match tool.command(self.tap, &self.topo.b_if, &out, program_stats) {
             None => None,
             Some((argv, ready)) => {
                 let mut cmd = self.topo.b.cmd("taskset");
@@ -690,6 +704,38 @@ impl<'a> Bed<'a> {
             veth_refused: refused_after.saturating_sub(refused_before),
             tool_report,
         })
+    }
+}
+
+/// A program's cost as tap's summary reports it with `--program-stats`:
+/// `program NAME: RUNS runs, NS ns per run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveProgram {
+    pub name: String,
+    pub runs: u64,
+    pub ns_per_run: f64,
+}
+
+impl LiveProgram {
+    /// The programs named in a tool report.
+    pub fn parse(report: &str) -> Vec<LiveProgram> {
+        report
+            .lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("program ")?.split_once(": ")?;
+                let (runs, rest) = rest.split_once(" runs, ")?;
+                let ns = rest.strip_suffix(" ns per run")?;
+                Some(LiveProgram {
+                    name: name.to_string(),
+                    runs: runs.parse().ok()?,
+                    ns_per_run: ns.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({ "program": self.name, "runs": self.runs, "ns_per_run": self.ns_per_run })
     }
 }
 
@@ -968,6 +1014,19 @@ mod tests {
         let status = "Name:\ttap\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
         assert_eq!(parse_switches(status), (120, 7));
         assert_eq!(parse_switches(""), (0, 0));
+    }
+
+    #[test]
+    fn live_program_lines_parse() {
+        let report = "2000000 packets captured\nprogram tc_tap_ingress: 1999990 runs, 148.3 ns per run\nprogram x: 1 runs, nonsense";
+        assert_eq!(
+            LiveProgram::parse(report),
+            vec![LiveProgram {
+                name: "tc_tap_ingress".into(),
+                runs: 1_999_990,
+                ns_per_run: 148.3
+            }]
+        );
     }
 
     #[test]

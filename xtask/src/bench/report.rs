@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use super::{
     Plan,
-    capture::{self, CaptureMedian, CaptureRun, FRAME_LENS, Matching, TAP_RING_SIZE, Tool},
+    capture::{
+        self, CaptureMedian, CaptureRun, FRAME_LENS, LiveProgram, Matching, TAP_RING_SIZE, Tool,
+    },
     progs::{self, ProgConfig, ProgRun, Rules},
     writer::{self, PLACES, Writer},
 };
@@ -35,6 +37,8 @@ pub struct Capture {
     pub len: usize,
     pub matching: Matching,
     pub runs: Vec<CaptureRun>,
+    /// The programs' live cost from the extra `--program-stats` run (tap, 64-byte frames).
+    pub live: Vec<LiveProgram>,
 }
 
 impl Results {
@@ -204,6 +208,33 @@ fn capture_tables(s: &mut String, r: &Results, plan: &Plan) {
         }
     }
     s.push_str("\nBelow 1 is tap cheaper. A negative added CPU (tap --consume) means the capture costs less than letting the frames into the stack.\n");
+    live_table(s, r);
+}
+
+/// The programs' live cost per packet, from one extra run per tap configuration.
+fn live_table(s: &mut String, r: &Results) {
+    if r.captures.iter().all(|c| c.live.is_empty()) {
+        return;
+    }
+    s.push_str("\n### tap's programs live: ns per program run (one extra run each, `tap capture --program-stats`)\n\n");
+    s.push_str(
+        "| frames | matching | tap | program | runs | ns per run |\n|---:|---|---|---|---:|---:|\n",
+    );
+    for c in &r.captures {
+        for p in &c.live {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.1} |",
+                c.len,
+                c.matching.key(),
+                c.tool.label(),
+                p.name,
+                p.runs,
+                p.ns_per_run
+            );
+        }
+    }
+    s.push_str("\nThe kernel's BPF run-time statistics: the time of every run of the program while the capture ran, frames the filter rejects included, over the runs. They add two clock reads to each run (some 20-30 ns here), so these runs are not among the medians above; compare them with each other. Under BPF_PROG_TEST_RUN (below) the ring's cache lines are at hand; live they are on the reader's CPU, which is what the difference shows.\n");
 }
 
 fn prog_table(s: &mut String, r: &Results, plan: &Plan) {
@@ -453,6 +484,7 @@ pub fn json(r: &Results, plan: &Plan, targets: &[Target], elapsed: std::time::Du
                 "filter": if c.tool.filters() { Some(capture::filter()) } else { None },
                 "median": CaptureMedian::of(&c.runs).to_json(),
                 "added_system_cpu_ns_per_offered": r.added(c.tool, c.len, c.matching),
+                "live_programs": c.live.iter().map(LiveProgram::to_json).collect::<Vec<_>>(),
                 "runs": c.runs.iter().map(CaptureRun::to_json).collect::<Vec<_>>(),
             })
         })
