@@ -97,10 +97,18 @@
 //!   before the rate limit): about a quarter of CPU 0 in every configuration but `--consume`,
 //!   which is why consume mode runs faster than no capture at all, and why 1500-byte frames
 //!   under consume are the writer's hardest case (some 950 kpps, over 1.4 GB/s).
-//! - 1500-byte frames: writing ~1 GB/s into tmpfs slows to a crawl now and then for tenths of a
-//!   second (`copy_folio_from_iter_atomic` into freshly allocated pages takes the whole CPU);
-//!   a capture survives on its buffer. With the ring as tap's only buffer, a 32 MiB ring lost
-//!   1-7% in such runs, a 256 MiB one (tcpdump's `-B` here) nothing: hence the ring size above.
+//! - 1500-byte frames: what looked like tmpfs stalling now and then (`copy_folio_from_iter_atomic`
+//!   taking the whole CPU) is the VM's memory. The guest hands freed memory back to the host
+//!   (virtio-balloon free page reporting, a couple of seconds after it is freed), and the host
+//!   backs a page again only when the guest next writes it, at the cost of a host page fault.
+//!   `dd` of 4 GB into /dev/shm: 2.1 GB/s, the same again at once 2.8 GB/s, and again 10 s later
+//!   0.6 GB/s. That is the "0.5 GB/s per process" the issue measured. A capture file grows into
+//!   such memory: runs of 3 million 1500-byte frames (4.5 GB, 4 s at full rate) lost 23-45%
+//!   with tap --hook tc-ingress in three tries, its writer at 1.3-2.4 µs per frame, and 27%
+//!   with tcpdump in one. The bench's runs (1 million frames) last about as long as tap's 256 MiB ring
+//!   and tcpdump's `-B` can absorb the difference; with a 32 MiB ring tap lost 1-7% in such
+//!   runs, with 256 MiB nothing: hence the ring size above. (Writing and deleting a few GB first
+//!   does not help: the pages go back to the host before the runs reach them.)
 //! - Live, the programs cost more than under test-run: the ring's cache lines are not in the
 //!   receiving CPU's cache (the reader on the other CPU took them, or the ring wrapped past the
 //!   cache), and the submit's locked exchange waits for every store into them. Measured with
