@@ -9,6 +9,8 @@ pub mod config;
 pub mod counters;
 pub mod event;
 pub mod filter;
+#[cfg(feature = "user")]
+pub mod frame;
 pub mod maps;
 
 #[cfg(feature = "user")]

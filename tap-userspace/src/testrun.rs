@@ -14,6 +14,7 @@ use aya::programs::{Program, ProgramError, SchedClassifier, TestRun, TestRunOpti
 use tap_common::{
     config::{DEFAULT_SNAPLEN, MAX_FRAME},
     event::PacketHeader,
+    frame,
 };
 
 use crate::{
@@ -30,7 +31,7 @@ use crate::{
 pub const MIN_TEST_FRAME: usize = 14;
 
 /// Shortest frame [`udp_frame`] builds: Ethernet + IPv4 + UDP headers, in bytes.
-pub const MIN_UDP_FRAME: usize = 14 + 20 + 8;
+pub const MIN_UDP_FRAME: usize = frame::MIN_UDP4;
 
 /// Size of the kernel's header in front of each ring record (`BPF_RINGBUF_HDR_SZ`), in bytes.
 const RINGBUF_HDR_LEN: usize = 8;
@@ -550,50 +551,12 @@ pub fn udp_frame(len: usize) -> Result<Vec<u8>, TestRunError> {
 /// A [`udp_frame`] to another IPv4 destination.
 pub fn udp_frame_to(len: usize, dst: [u8; 4]) -> Result<Vec<u8>, TestRunError> {
     check_frame_len(len, MIN_UDP_FRAME)?;
-    let ip_len = (len - 14) as u16;
-    let udp_len = ip_len - 20;
-    let mut f = Vec::with_capacity(len);
-    f.extend_from_slice(&FRAME_DST_MAC);
-    f.extend_from_slice(&FRAME_SRC_MAC);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    // IPv4: version 4, 20-byte header, DF, TTL 64, UDP.
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&ip_len.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-    f.extend_from_slice(&FRAME_SRC_V4);
-    f.extend_from_slice(&dst);
-    let ip_sum = !fold(sum16(&f[14..34]));
-    f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
-    f.extend_from_slice(&FRAME_SRC_PORT.to_be_bytes());
-    f.extend_from_slice(&FRAME_DST_PORT.to_be_bytes());
-    f.extend_from_slice(&udp_len.to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend((0..len - MIN_UDP_FRAME).map(|i| (i % 251) as u8));
-    // UDP checksum over the pseudo-header (addresses, protocol, length) and the datagram.
-    let pseudo = sum16(&f[26..34]) + 17 + u64::from(udp_len);
-    let udp_sum = match !fold(pseudo + sum16(&f[34..])) {
-        // 0 means "no checksum" in UDP over IPv4; all ones is the same value in one's complement.
-        0 => 0xffff,
-        s => s,
+    let ends = frame::Ends {
+        macs: (FRAME_SRC_MAC, FRAME_DST_MAC),
+        ips: (FRAME_SRC_V4, dst),
+        ports: (FRAME_SRC_PORT, FRAME_DST_PORT),
     };
-    f[40..42].copy_from_slice(&udp_sum.to_be_bytes());
-    Ok(f)
-}
-
-/// Sum of big-endian 16-bit words (an odd last byte padded with zero), unfolded.
-fn sum16(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(2)
-        .map(|c| u64::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum()
-}
-
-/// Folds a sum into 16 bits, one's complement style.
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
+    Ok(frame::udp4(len, &ends).expect("a checked length"))
 }
 
 #[cfg(test)]
@@ -604,7 +567,6 @@ mod tests {
     fn udp_frame_to_sets_the_destination() {
         let f = udp_frame_to(64, [10, 1, 2, 3]).unwrap();
         assert_eq!(&f[30..34], &[10, 1, 2, 3]);
-        assert_eq!(fold(sum16(&f[14..34])), 0xffff, "IPv4 header checksum");
         assert_eq!(udp_frame(64).unwrap()[30..34], FRAME_DST_V4);
     }
 
@@ -645,28 +607,17 @@ mod tests {
     }
 
     #[test]
-    fn udp_frame_has_the_asked_length_and_valid_checksums() {
-        for len in [MIN_UDP_FRAME, 43, 64, 1500, MAX_FRAME as usize] {
+    fn udp_frame_goes_between_the_test_addresses() {
+        // Checksums and layout: tap_common::frame's tests.
+        for len in [MIN_UDP_FRAME, 64, MAX_FRAME as usize] {
             let f = udp_frame(len).unwrap();
             assert_eq!(f.len(), len);
-            assert_eq!(&f[12..14], &[0x08, 0x00]);
             assert_eq!(
-                usize::from(u16::from_be_bytes([f[16], f[17]])),
-                len - 14,
-                "IPv4 total length"
+                (&f[0..6], &f[6..12]),
+                (&FRAME_DST_MAC[..], &FRAME_SRC_MAC[..])
             );
-            assert_eq!(
-                usize::from(u16::from_be_bytes([f[38], f[39]])),
-                len - 34,
-                "UDP length"
-            );
-            assert_eq!(fold(sum16(&f[14..34])), 0xffff, "IPv4 header checksum");
-            let udp_len = (len - 34) as u64;
-            assert_eq!(
-                fold(sum16(&f[26..34]) + 17 + udp_len + sum16(&f[34..])),
-                0xffff,
-                "UDP checksum"
-            );
+            assert_eq!(&f[26..30], &FRAME_SRC_V4);
+            assert_eq!(&f[34..38], &[0x9c, 0x40, 0, 9], "ports 40000 -> 9");
         }
     }
 
@@ -684,13 +635,6 @@ mod tests {
             udp_frame(MAX_FRAME as usize + 1),
             Err(TestRunError::FrameLen { .. })
         ));
-    }
-
-    #[test]
-    fn checksum_helpers() {
-        assert_eq!(sum16(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
-        assert_eq!(fold(0x1_fffe), 0xffff);
-        assert_eq!(fold(0x2_0001), 0x0003);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
+use tap_common::frame::Ends;
 use tap_tests::{
     Netns, Topology,
     topology::{A_V4, B_V4},
@@ -556,9 +557,11 @@ impl<'a> Bed<'a> {
             .map(|k| {
                 traffic::udp_frame(
                     len,
-                    (self.mac_a, self.mac_b),
-                    ips,
-                    (SRC_PORT, PORT + k as u16),
+                    &Ends {
+                        macs: (self.mac_a, self.mac_b),
+                        ips,
+                        ports: (SRC_PORT, PORT + k as u16),
+                    },
                 )
             })
             .collect()
@@ -959,9 +962,11 @@ mod tests {
         let frame = |port: u16| {
             traffic::udp_frame(
                 64,
-                (mac, [2, 0, 0, 0, 0, 2]),
-                ([192, 0, 2, 1], [192, 0, 2, 2]),
-                (1, port),
+                &Ends {
+                    macs: (mac, [2, 0, 0, 0, 0, 2]),
+                    ips: ([192, 0, 2, 1], [192, 0, 2, 2]),
+                    ports: (1, port),
+                },
             )
             .unwrap()
         };

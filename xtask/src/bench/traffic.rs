@@ -30,6 +30,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
+use tap_common::frame;
 
 // Kernel ABI (include/uapi/linux/if_packet.h), spelled out rather than taken from a libc
 // version that may or may not export them.
@@ -565,55 +566,13 @@ fn thread_cpu() -> Duration {
     )
 }
 
-/// An Ethernet/IPv4/UDP frame of `len` bytes (no FCS) with valid checksums.
-pub fn udp_frame(
-    len: usize,
-    macs: ([u8; 6], [u8; 6]),
-    ips: ([u8; 4], [u8; 4]),
-    ports: (u16, u16),
-) -> Result<Vec<u8>> {
-    if !(42..=SLOT_SIZE - TX_DATA_OFFSET).contains(&len) {
-        bail!("a UDP frame of {len} bytes is out of range");
-    }
-    let ip_len = (len - 14) as u16;
-    let udp_len = ip_len - 20;
-    let mut f = Vec::with_capacity(len);
-    f.extend_from_slice(&macs.1);
-    f.extend_from_slice(&macs.0);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&ip_len.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-    f.extend_from_slice(&ips.0);
-    f.extend_from_slice(&ips.1);
-    let ip_sum = !fold(sum16(&f[14..34]));
-    f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
-    f.extend_from_slice(&ports.0.to_be_bytes());
-    f.extend_from_slice(&ports.1.to_be_bytes());
-    f.extend_from_slice(&udp_len.to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend((0..len - 42).map(|i| (i % 251) as u8));
-    let pseudo = sum16(&f[26..34]) + 17 + u64::from(udp_len);
-    let udp_sum = match !fold(pseudo + sum16(&f[34..])) {
-        0 => 0xffff,
-        s => s,
-    };
-    f[40..42].copy_from_slice(&udp_sum.to_be_bytes());
-    Ok(f)
-}
-
-fn sum16(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(2)
-        .map(|c| u64::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum()
-}
-
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
+/// An Ethernet/IPv4/UDP frame of `len` bytes (no FCS) with valid checksums
+/// (`tap_common::frame::udp4`), no longer than a TX ring slot takes.
+pub fn udp_frame(len: usize, ends: &frame::Ends) -> Result<Vec<u8>> {
+    (len <= SLOT_SIZE - TX_DATA_OFFSET)
+        .then(|| frame::udp4(len, ends))
+        .flatten()
+        .with_context(|| format!("a UDP frame of {len} bytes is out of range"))
 }
 
 #[cfg(test)]
@@ -631,24 +590,14 @@ mod tests {
     }
 
     #[test]
-    fn udp_frames_have_valid_checksums() {
-        for len in [42, 64, 1500] {
-            let f = udp_frame(
-                len,
-                ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]),
-                ([192, 0, 2, 1], [192, 0, 2, 2]),
-                (40000, 5000),
-            )
-            .unwrap();
-            assert_eq!(f.len(), len);
-            assert_eq!(fold(sum16(&f[14..34])), 0xffff);
-            let udp_len = (len - 34) as u64;
-            assert_eq!(
-                fold(sum16(&f[26..34]) + 17 + udp_len + sum16(&f[34..])),
-                0xffff
-            );
-            assert_eq!(u16::from_be_bytes([f[36], f[37]]), 5000);
-        }
-        assert!(udp_frame(41, ([0; 6], [0; 6]), ([0; 4], [0; 4]), (1, 2)).is_err());
+    fn udp_frames_fit_a_slot() {
+        let ends = frame::Ends {
+            macs: ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]),
+            ips: ([192, 0, 2, 1], [192, 0, 2, 2]),
+            ports: (40000, 5000),
+        };
+        assert_eq!(udp_frame(1500, &ends).unwrap().len(), 1500);
+        assert!(udp_frame(41, &ends).is_err());
+        assert!(udp_frame(SLOT_SIZE, &ends).is_err());
     }
 }
