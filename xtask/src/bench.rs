@@ -6,7 +6,7 @@
 //! `target/bench/bench.json`. Every number comes from the run; nothing is typed in.
 //!
 //! `--quick` (one run, smaller counts) takes about a minute and a half, the default (three runs)
-//! about four, plus the build. `--only capture|programs|writer`, `--tool`, `--frame-len` and
+//! about five, plus the build. `--only capture|programs|writer`, `--tool`, `--frame-len` and
 //! `--matching` narrow it down while tuning (the no-capture baseline always runs).
 //!
 //! # Capture runs ([`capture`])
