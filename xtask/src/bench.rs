@@ -112,7 +112,9 @@
 //!   does not help: the pages go back to the host before the runs reach them.) The tool that
 //!   writes first after the no-capture run meets such memory: tap --hook xdp, always that tool
 //!   in a fixed order, lost 12-17% in such runs, and tap --hook tc-ingress 13% the one time it
-//!   came first, where the tools after them lost nothing. Hence the rotation ([`run_order`]).
+//!   came first, where the tools after them lost nothing; first after a 12 s pause, tcpdump lost
+//!   16% and 12% in two tries, tap --hook tc-ingress 0 and 12%. Hence the rotation
+//!   ([`run_order`]).
 //! - Live, the programs cost more than under test-run: the ring's cache lines are not in the
 //!   receiving CPU's cache (the reader on the other CPU took them, or the ring wrapped past the
 //!   cache), and the submit's locked exchange waits for every store into them. Measured with
