@@ -70,9 +70,10 @@
 //!
 //! # What the numbers said (2 vCPUs under Firecracker, kernel 6.18, November 2026)
 //! 64-byte frames, all matching, CPU of our threads added over no capture, per offered frame
-//! (median of 3): tap --hook tc-ingress about 205-220 ns (155 on CPU 0, 50 in the tool),
-//! tcpdump 300-330 (230 + 80), tap --hook xdp 320-330 (270 + 50), xdpdump 860; tap --consume
-//! about -170 (it saves CPU 0 the stack). What got tap there, and what is left:
+//! (median of 3, four full runs): tap --hook tc-ingress 187-259 ns (125-145 on CPU 0, 55-60 in
+//! the tool), tcpdump 281-400 (about 200 + 85), always 0.64-0.69 of tcpdump's; tap --hook xdp
+//! 0.95-1.14 of tcpdump's; xdpdump 2.5-3 times tcpdump's; tap --consume about -170 (it saves
+//! CPU 0 the stack). What got tap there, and what is left:
 //! - Wake-ups. The self-IPI `bpf_ringbuf_submit` raises for one (`irq_work_queue`, a VM exit
 //!   here) costs tens of µs; with the ring's default policy (wake a reader that caught up) that
 //!   was about one per packet. Now the programs wake the reader each time an eighth of the ring
@@ -83,13 +84,14 @@
 //!   not per record) once written. Copying every record into batches, then into the writer's
 //!   buffer, cost ~220 ns per packet in the tool; reading in place, ~50 (the cache misses of
 //!   moving records to the other CPU, prefetched ahead; formatting; tmpfs's `write`).
-//! - The programs: a selected 64-byte frame costs ~95 ns in TC (~85 in XDP) under
-//!   BPF_PROG_TEST_RUN. Of that, `bpf_ktime_get_ns` alone is 22 ns on this VM (measured by
+//! - The programs: a selected 64-byte frame costs ~100 ns in TC (~92 in XDP) under
+//!   BPF_PROG_TEST_RUN (~95 and ~85 before records were reserved ahead of the filter, see
+//!   below). Of that, `bpf_ktime_get_ns` alone is 22 ns on this VM (measured by
 //!   stubbing it out), the ring's reserve and submit ~30, the filter ~25 (one helper call to
 //!   copy the header window, the graph walk); a capture that fits the window is copied into the
-//!   record from there instead of a second helper call. A rejected frame costs ~38 ns (XDP) and
-//!   ~50 ns (TC) whatever the filter's size; /24 sets grow with the rule count (a selected
-//!   frame: 85 ns with one rule, 140 with 4,096).
+//!   record from there instead of a second helper call. A rejected frame costs ~40 ns (XDP) and
+//!   ~53 ns (TC) whatever the filter's size; /24 sets grow with the rule count (a selected
+//!   frame: 91 ns with one rule, 137 with 4,096).
 //! - XDP on veth costs more than TC: with a program attached veth moves frames through its own
 //!   NAPI ring and rebuilds or copies each skb (`veth_xdp_rcv_skb`, `skb_copy_ubufs` for the
 //!   generator's zero-copy frames) before the program runs, ~120 ns. On a NIC with native XDP
