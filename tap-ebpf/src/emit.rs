@@ -105,7 +105,7 @@ struct Record<const N: usize> {
 
 /// The packet's length past `meta.offset`, and how much of it to capture (0: nothing).
 #[inline(always)]
-fn lengths<S: Source>(src: &S, meta: &Meta, snaplen: u32) -> (u32, u32) {
+pub(crate) fn lengths<S: Source>(src: &S, meta: &Meta, snaplen: u32) -> (u32, u32) {
     let orig_len = src.len().saturating_sub(meta.offset);
     let mut cap = orig_len;
     if cap > snaplen {
@@ -117,13 +117,18 @@ fn lengths<S: Source>(src: &S, meta: &Meta, snaplen: u32) -> (u32, u32) {
     (orig_len, cap)
 }
 
-/// Copies the packet into the ring, truncated to `snaplen`, counting the outcome.
+/// Copies the packet's first `cap` bytes (see [`lengths`]) into the ring, counting the outcome.
 ///
 /// `window`: the packet's first bytes from `meta.offset` on, when the filter loaded them; a
 /// short capture is copied from there rather than read from the packet a second time.
 #[inline(always)]
-pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32, window: Option<Window>) {
-    let (orig_len, cap) = lengths(src, meta, snaplen);
+pub(crate) fn copy_to_ring<S: Source>(
+    src: &S,
+    meta: &Meta,
+    orig_len: u32,
+    cap: u32,
+    window: Option<Window>,
+) {
     if cap == 0 {
         // Nothing to copy (a zero snap length): count it as read error-free but skipped.
         count(counters::READ_ERROR, 1);
@@ -162,8 +167,7 @@ pub(crate) fn copy_to_ring<S: Source>(src: &S, meta: &Meta, snaplen: u32, window
 /// capture is not small: the caller then takes the plain path, which counts a full ring only
 /// for a packet the filter selects.
 #[inline(always)]
-pub(crate) fn copy_early<S: Source>(src: &S, meta: &mut Meta, snaplen: u32) -> bool {
-    let (orig_len, cap) = lengths(src, meta, snaplen);
+pub(crate) fn copy_early<S: Source>(src: &S, meta: &mut Meta, orig_len: u32, cap: u32) -> bool {
     if cap == 0 {
         false
     } else if cap <= 64 {

@@ -317,8 +317,8 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
             }
         }
     }
-    let snaplen = snaplen();
-    if likely_kept() && emit::copy_early(src, &mut meta, snaplen) {
+    let (orig_len, cap) = emit::lengths(src, &meta, snaplen());
+    if likely_kept() && emit::copy_early(src, &mut meta, orig_len, cap) {
         return;
     }
     let mut window = None;
@@ -326,7 +326,7 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
         return;
     };
     meta.rule = rule;
-    emit::copy_to_ring(src, &meta, snaplen, window);
+    emit::copy_to_ring(src, &meta, orig_len, cap, window);
 }
 
 #[xdp(frags)]
