@@ -329,10 +329,19 @@ fn reconcile(
 }
 
 /// The loaded programs' runs and run time, as the kernel's BPF run-time statistics counted them.
+/// The object's other programs (never loaded) are left out; a loaded one whose information the
+/// kernel refuses is logged, not silently missing.
 fn program_costs(ebpf: &aya::Ebpf) -> Vec<ProgramCost> {
     ebpf.programs()
         .filter_map(|(name, program)| {
-            let info = program.info().ok()?;
+            let info = match program.info() {
+                Ok(info) => info,
+                Err(aya::programs::ProgramError::NotLoaded) => return None,
+                Err(e) => {
+                    warn!(program = name, error = %e, "cannot read the program's run-time statistics");
+                    return None;
+                }
+            };
             Some(ProgramCost {
                 name: name.to_owned(),
                 runs: info.run_count(),
