@@ -47,6 +47,11 @@ pub const TARGET_REJECT: u16 = 0xffff;
 /// Jump target flag: accept the packet; the low 15 bits are the rule number.
 pub const TARGET_ACCEPT: u16 = 0x8000;
 
+// Targets share one u16: node indexes must stay below the accept flag, and rule numbers must fit
+// in the 15 bits beside it. Checked at compile time, so no build (eBPF included) can break this.
+const _: () = assert!(MAX_NODES < TARGET_ACCEPT as u32);
+const _: () = assert!(MAX_RULES <= 0x7fff);
+
 /// Atom kinds ([`FilterNode::op`]).
 pub mod op {
     /// Always true (a filter that is just `accept`).
@@ -222,7 +227,5 @@ mod tests {
         assert_eq!(core::mem::size_of::<Addr4Data>(), 8);
         assert_eq!(core::mem::size_of::<Addr6Data>(), 20);
         assert_eq!(core::mem::size_of::<MacKey>(), 8);
-        assert!(MAX_NODES < u32::from(TARGET_ACCEPT));
-        assert!(MAX_RULES <= 0x7fff);
     }
 }

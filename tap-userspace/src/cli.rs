@@ -112,7 +112,7 @@ pub enum GenerateCommand {
 pub enum Command {
     /// Capture packets on one or more interfaces and write them as pcap or pcapng.
     #[command(after_help = STORAGE_HELP)]
-    Capture(CaptureArgs),
+    Capture(Box<CaptureArgs>),
     /// Write synthetic packets through the capture writer and print its throughput.
     #[command(hide = true)]
     BenchWriter(crate::bench_writer::BenchWriterArgs),

@@ -43,7 +43,8 @@ pub enum ConfigError {
     Decap { item: String },
 }
 
-/// Errors while loading and attaching the programs.
+/// Errors while loading and attaching the programs. aya's `ProgramError` is boxed: it is large,
+/// and every loader step and each error that wraps this one (capture, replay) returns it.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
@@ -60,14 +61,14 @@ pub enum LoadError {
     NativeXdpUnsupported {
         iface: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("attaching {program} to {iface} failed: {source}")]
     Attach {
         program: String,
         iface: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("loading the BPF object failed: {0}")]
     Object(#[source] aya::EbpfError),

@@ -232,7 +232,7 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
 }
 
 /// Name of the program serving `hook`.
-pub fn program_name<'a>(hook: Hook, xdp_program: Option<&'a str>) -> &'a str {
+pub fn program_name(hook: Hook, xdp_program: Option<&str>) -> &str {
     match hook {
         Hook::Xdp => xdp_program.unwrap_or(maps::PROG_XDP),
         Hook::TcIngress => maps::PROG_TC_INGRESS,
@@ -425,7 +425,7 @@ impl Attached {
                 LoadError::Attach {
                     program: name.into(),
                     iface: iface.name.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             }
         };
@@ -445,7 +445,7 @@ impl Attached {
                             Err(e) if is_eperm(&e) => Err(attach_err(e)),
                             Err(source) => Err(LoadError::NativeXdpUnsupported {
                                 iface: iface.name.clone(),
-                                source,
+                                source: Box::new(source),
                             }),
                         }
                     }

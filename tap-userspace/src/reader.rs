@@ -161,7 +161,7 @@ impl<R: Read> CaptureReader<R> {
             }
         };
         let total = u32_of(&head[0..4], big) as usize;
-        if !(28..=MAX_RECORD).contains(&total) || total % 4 != 0 {
+        if !(28..=MAX_RECORD).contains(&total) || !total.is_multiple_of(4) {
             return Err(ReadError::Damaged {
                 offset: start,
                 what: "bad section header length",
@@ -233,7 +233,7 @@ impl<R: Read> CaptureReader<R> {
             let mut len = [0u8; 4];
             self.read_exact(&mut len)?;
             let total = u32_of(&len, big) as usize;
-            if !(12..=MAX_RECORD).contains(&total) || total % 4 != 0 {
+            if !(12..=MAX_RECORD).contains(&total) || !total.is_multiple_of(4) {
                 return Err(ReadError::Damaged {
                     offset: at,
                     what: "bad block length",

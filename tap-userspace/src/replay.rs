@@ -80,7 +80,7 @@ impl std::fmt::Display for ReplaySummary {
     }
 }
 
-/// Errors of a replay.
+/// Errors of a replay. aya's `ProgramError` is boxed, as in [`LoadError`]: it is large.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("cannot open {path}: {source}")]
@@ -107,7 +107,7 @@ pub enum ReplayError {
     TestRun {
         index: u64,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error(transparent)]
     Output(#[from] CaptureError),
@@ -182,7 +182,10 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
                 }
                 _ => unreachable!("replay loads XDP or TC programs only"),
             };
-            result.map_err(|source| ReplayError::TestRun { index, source })?;
+            result.map_err(|source| ReplayError::TestRun {
+                index,
+                source: Box::new(source),
+            })?;
             let mut got = false;
             maps.ring.ring.consume(|item| {
                 // A record is the program saying "selected"; its bytes are checked for sanity.

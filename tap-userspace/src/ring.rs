@@ -155,7 +155,7 @@ impl Ring {
     pub fn new(fd: BorrowedFd<'_>, size: u32) -> io::Result<Self> {
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        if !size.is_power_of_two() || (size as usize) % page != 0 {
+        if !size.is_power_of_two() || !(size as usize).is_multiple_of(page) {
             return Err(io::Error::other(format!(
                 "ring size {size} is not a power-of-two number of pages"
             )));
