@@ -3,7 +3,8 @@
 //! - `setup`: installs what a fresh machine lacks (idempotent, quick when all is there)
 //! - `build-ebpf`: builds the BPF object into `target/bpf/tap.bpf.o`
 //! - `build`: build-ebpf, then the user-space crates
-//! - `test`: setup, build, then the whole test suite (unit + integration against the kernel)
+//! - `test`: setup, build-ebpf, clippy (warnings are errors), build, then the whole test suite
+//!   (unit + integration against the kernel)
 //! - `demo`: a capture between two throwaway namespaces, summarised
 //! - `bench`: tap next to tcpdump and xdpdump on a veth pair at full rate, BPF_PROG_TEST_RUN
 //!   costs by filter size, the writer next to dd; tables, targets and target/bench/bench.json
@@ -37,7 +38,7 @@ enum Command {
     BuildEbpf,
     /// Build the eBPF object and the user-space crates (release).
     Build,
-    /// Run the whole test suite, setup included. Extra arguments go to `cargo test`.
+    /// Run clippy and the whole test suite, setup included. Extra arguments go to `cargo test`.
     Test {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -155,6 +156,11 @@ pub fn build_ebpf(root: &std::path::Path) -> Result<()> {
 /// build-ebpf, then the user-space crates in release mode (the binary the tests and bench run).
 pub fn build(root: &std::path::Path) -> Result<()> {
     build_ebpf(root)?;
+    build_userspace(root)
+}
+
+/// The user-space crates in release mode; the BPF object must be built already.
+fn build_userspace(root: &std::path::Path) -> Result<()> {
     util::run(
         util::cmd("cargo")
             .args([
@@ -169,9 +175,32 @@ pub fn build(root: &std::path::Path) -> Result<()> {
     )
 }
 
+/// Clippy over the user-space crates, warnings as errors. The user-space build script embeds the
+/// BPF object, so it needs build-ebpf first.
+fn clippy(root: &std::path::Path) -> Result<()> {
+    util::run(
+        util::cmd("cargo")
+            .args([
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "tap-ebpf",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .current_dir(root),
+    )
+    .context("clippy found warnings (cargo xtask test treats them as errors)")
+}
+
 fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
     use std::io::{BufRead as _, BufReader, Write as _};
-    build(root)?;
+    build_ebpf(root)?;
+    // Before the release build: a lint fails the run in seconds, not after minutes of building.
+    clippy(root)?;
+    build_userspace(root)?;
     // Integration tests share the machine's two cores with the traffic they generate: two at a
     // time keeps timing-sensitive captures honest.
     let mut child = util::cmd("cargo")

@@ -40,6 +40,7 @@ const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/tap-bookworm-backports.lis
 pub fn run() -> Result<()> {
     debian_packages()?;
     nightly_rust_src()?;
+    clippy()?;
     bpf_linker()?;
     Ok(())
 }
@@ -130,6 +131,21 @@ fn nightly_rust_src() -> Result<()> {
         "--toolchain",
         "nightly",
     ]))
+}
+
+/// `cargo xtask test` runs clippy. No `+toolchain` here: rustup hands xtask's own toolchain (stable
+/// unless overridden) down through RUSTUP_TOOLCHAIN, so this checks and completes the toolchain
+/// the test step's `cargo clippy` will run on.
+fn clippy() -> Result<()> {
+    let present = Command::new("cargo")
+        .args(["clippy", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("setup: adding clippy to the toolchain");
+    util::run(Command::new("rustup").args(["component", "add", "clippy"]))
 }
 
 fn bpf_linker_works() -> bool {
