@@ -66,12 +66,17 @@
 //!
 //! # Writer runs ([`writer`])
 //! `tap bench-writer` (synthetic 1500-byte packets through the real sink, fsync at the end),
-//! pcap and pcapng, next to `dd bs=1M conv=fsync`, into /dev/shm and /var/tmp.
+//! pcap and pcapng, next to `dd bs=1M conv=fsync`, into /dev/shm and /var/tmp. Each run is
+//! preceded by an unmeasured write of the same size, deleted at once, and the writers take
+//! turns going first ([`writer_order`]): whichever writer followed a pause otherwise met memory
+//! the VM had handed back to its host and ran at a third of its speed (593 MB/s against 2,900).
+//! Even so a run now and then drops to ~750 MB/s for no reason the guest can see: the medians
+//! of 3 leave one such run out.
 //!
 //! # What the numbers said (2 vCPUs under Firecracker, kernel 6.18, November 2026)
 //! 64-byte frames, all matching, CPU of our threads added over no capture, per offered frame
-//! (median of 3, four full runs): tap --hook tc-ingress 187-259 ns (125-145 on CPU 0, 55-60 in
-//! the tool), tcpdump 281-400 (about 200 + 85), always 0.64-0.69 of tcpdump's; tap --hook xdp
+//! (median of 3, five full runs): tap --hook tc-ingress 187-259 ns (125-145 on CPU 0, 55-70 in
+//! the tool), tcpdump 281-400 (about 200-240 + 85-90), always 0.63-0.69 of tcpdump's; tap --hook xdp
 //! 0.95-1.14 of tcpdump's; xdpdump 2.5-3 times tcpdump's; tap --consume about -170 (it saves
 //! CPU 0 the stack). What got tap there, and what is left:
 //! - Wake-ups. The self-IPI `bpf_ringbuf_submit` raises for one (`irq_work_queue`, a VM exit
@@ -133,6 +138,20 @@
 //!   `bpf_ringbuf_output` per 36 records). `perf` put the ring's part at ~20 ns per frame less,
 //!   but it gives up the ring's arrival order across CPUs and needs a timer to flush a CPU that
 //!   goes quiet: not worth it for ~10% of tap's cost.
+//! - The hook and the filter alone, live: with 1% of frames matching, tap --hook tc-ingress
+//!   adds ~100 ns per frame over no capture where test-run puts the rejecting program at 54.
+//!   `perf` on CPU 0 (TC, 1% matching): the program ~27 ns, the graph walk's `bpf_loop`
+//!   callback ~24, `bpf_skb_load_bytes` ~7; the hottest instructions are the loads of the
+//!   graph node and the port set's entry, just after the callback returns: the filter's tables
+//!   leave the cache between frames. A walk with no callback (a `may_goto` loop inlined into
+//!   the program, the window's length kept in map memory so the verifier's states repeat)
+//!   loaded and measured the same under test-run (rejected 54 ns in TC, 43 in XDP), with twice
+//!   the program size: not kept.
+//! - Why half of tcpdump's CPU is out of reach on this machine: tcpdump adds ~300-330 ns per
+//!   64-byte frame, so half is ~150-165. tap's kernel part is ~140 (of which a rejecting hook
+//!   and filter ~100 live), and its tool ~70, half of which is tmpfs's `write` of the 80 bytes
+//!   per frame into fresh pages (tcpdump writes the same bytes). A filter of zero cost would
+//!   still leave ~170.
 
 mod capture;
 mod progs;
@@ -573,6 +592,14 @@ fn prog_runs(plan: &Plan, tap: &Path, dir: &Path, results: &mut Results) -> Resu
     Ok(())
 }
 
+/// The writers of run `run` at each place: rotated by one per run, like the tools of a capture
+/// table ([`run_order`]), because the first writer of a place meets the most memory the VM has
+/// handed back to its host.
+fn writer_order(run: usize) -> impl Iterator<Item = Writer> {
+    let n = Writer::ALL.len();
+    (0..n).map(move |k| Writer::ALL[(k + run) % n])
+}
+
 fn writer_runs(plan: &Plan, tap: &Path, results: &mut Results) -> Result<()> {
     eprintln!("bench: writer runs, {} bytes each", plan.writer_bytes);
     let scratch: Vec<writer::Scratch> = PLACES
@@ -583,18 +610,21 @@ fn writer_runs(plan: &Plan, tap: &Path, results: &mut Results) -> Result<()> {
         .iter()
         .flat_map(|(p, _)| Writer::ALL.map(|w| (*p, w, Vec::new())))
         .collect();
-    for _ in 0..plan.runs {
-        for (place, w, rates) in &mut all {
-            let dir = &scratch[PLACES
-                .iter()
-                .position(|(p, _)| p == place)
-                .expect("a place")];
-            let rate = writer::run(tap, dir, *w, plan.writer_bytes)?;
-            eprintln!(
-                "bench: writer {place:<9} {:<34} {rate:>6.0} MB/s",
-                w.label()
-            );
-            rates.push(rate);
+    for run in 0..plan.runs {
+        for (pi, (place, _)) in PLACES.iter().enumerate() {
+            for w in writer_order(run) {
+                writer::warm(&scratch[pi], plan.writer_bytes)?;
+                let rate = writer::run(tap, &scratch[pi], w, plan.writer_bytes)?;
+                eprintln!(
+                    "bench: writer {place:<9} {:<34} {rate:>6.0} MB/s",
+                    w.label()
+                );
+                all.iter_mut()
+                    .find(|(p, aw, _)| p == place && *aw == w)
+                    .expect("every place and writer has an entry")
+                    .2
+                    .push(rate);
+            }
         }
     }
     results.writers = all;
@@ -604,6 +634,28 @@ fn writer_runs(plan: &Plan, tap: &Path, results: &mut Results) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_writer_goes_first_once_in_as_many_runs_as_writers() {
+        let n = Writer::ALL.len();
+        let firsts: Vec<Writer> = (0..n)
+            .map(|run| writer_order(run).next().expect("writers"))
+            .collect();
+        for w in Writer::ALL {
+            assert_eq!(firsts.iter().filter(|&&f| f == w).count(), 1, "{w:?}");
+        }
+        for run in 0..n {
+            let order: Vec<Writer> = writer_order(run).collect();
+            assert_eq!(order.len(), n);
+            for w in Writer::ALL {
+                assert_eq!(
+                    order.iter().filter(|&&o| o == w).count(),
+                    1,
+                    "run {run}: {w:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn each_run_rotates_the_tools_of_each_table() {
