@@ -75,9 +75,9 @@
 //!
 //! # What the numbers said (2 vCPUs under Firecracker, kernel 6.18, November 2026)
 //! 64-byte frames, all matching, CPU of our threads added over no capture, per offered frame
-//! (median of 3, five full runs): tap --hook tc-ingress 187-259 ns (125-145 on CPU 0, 55-70 in
-//! the tool), tcpdump 281-400 (about 200-240 + 85-90), always 0.63-0.69 of tcpdump's; tap --hook xdp
-//! 0.95-1.14 of tcpdump's; xdpdump 2.5-3 times tcpdump's; tap --consume about -170 (it saves
+//! (median of 3, six full runs): tap --hook tc-ingress 187-259 ns (125-160 on CPU 0, 55-75 in
+//! the tool), tcpdump 281-400 (about 200-250 + 85-90), always 0.63-0.69 of tcpdump's; tap
+//! --hook xdp 0.95-1.18 of tcpdump's; xdpdump 2.5-3 times tcpdump's; tap --consume about -170 (it saves
 //! CPU 0 the stack). What got tap there, and what is left:
 //! - Wake-ups. The self-IPI `bpf_ringbuf_submit` raises for one (`irq_work_queue`, a VM exit
 //!   here) costs tens of µs; with the ring's default policy (wake a reader that caught up) that
@@ -147,11 +147,11 @@
 //!   the program, the window's length kept in map memory so the verifier's states repeat)
 //!   loaded and measured the same under test-run (rejected 54 ns in TC, 43 in XDP), with twice
 //!   the program size: not kept.
-//! - Why half of tcpdump's CPU is out of reach on this machine: tcpdump adds ~300-330 ns per
-//!   64-byte frame, so half is ~150-165. tap's kernel part is ~140 (of which a rejecting hook
-//!   and filter ~100 live), and its tool ~70, half of which is tmpfs's `write` of the 80 bytes
-//!   per frame into fresh pages (tcpdump writes the same bytes). A filter of zero cost would
-//!   still leave ~170.
+//! - Why half of tcpdump's CPU is out of reach on this machine: tcpdump adds ~300-345 ns per
+//!   64-byte frame, so half is ~150-175. tap's kernel part is ~140-160 (of which a rejecting
+//!   hook and filter ~100 live), and its tool ~70, half of which is tmpfs's `write` of the 80
+//!   bytes per frame into fresh pages (tcpdump writes the same bytes). With no filter at all (73
+//!   against 100 ns under test-run) tap would still add ~185-200.
 
 mod capture;
 mod progs;
