@@ -77,8 +77,8 @@
 //! 64-byte frames, all matching, CPU of our threads added over no capture, per offered frame
 //! (median of 3, six full runs): tap --hook tc-ingress 187-259 ns (125-160 on CPU 0, 55-75 in
 //! the tool), tcpdump 281-400 (about 200-250 + 85-90), always 0.63-0.69 of tcpdump's; tap
-//! --hook xdp 0.95-1.18 of tcpdump's; xdpdump 2.5-3 times tcpdump's; tap --consume about -170 (it saves
-//! CPU 0 the stack). What got tap there, and what is left:
+//! --hook xdp 0.95-1.18 of tcpdump's; xdpdump 2.5-3 times tcpdump's; tap --consume about -170
+//! (it saves CPU 0 the stack). What got tap there, and what is left:
 //! - Wake-ups. The self-IPI `bpf_ringbuf_submit` raises for one (`irq_work_queue`, a VM exit
 //!   here) costs tens of µs; with the ring's default policy (wake a reader that caught up) that
 //!   was about one per packet. Now the programs wake the reader each time an eighth of the ring
