@@ -67,7 +67,7 @@
 //! # Writer runs ([`writer`])
 //! `tap bench-writer` (synthetic 1500-byte packets through the real sink, fsync at the end),
 //! pcap and pcapng, next to `dd bs=1M conv=fsync`, into /dev/shm and /var/tmp. Each run is
-//! preceded by an unmeasured write of the same size, deleted at once, and the writers take
+//! preceded by an unmeasured dd of the same size, deleted at once, and the writers take
 //! turns going first ([`writer_order`]): whichever writer followed a pause otherwise met memory
 //! the VM had handed back to its host and ran at a third of its speed (593 MB/s against 2,900).
 //! Even so a run now and then drops to ~750 MB/s for no reason the guest can see: the medians
@@ -613,7 +613,10 @@ fn writer_runs(plan: &Plan, tap: &Path, results: &mut Results) -> Result<()> {
     for run in 0..plan.runs {
         for (pi, (place, _)) in PLACES.iter().enumerate() {
             for w in writer_order(run) {
-                writer::warm(&scratch[pi], plan.writer_bytes)?;
+                // Unmeasured: so that the run after it writes into memory the guest has just
+                // freed, as every run then does, rather than into memory the VM has handed back
+                // to its host meanwhile (a host page fault per page).
+                writer::run(tap, &scratch[pi], Writer::Dd, plan.writer_bytes)?;
                 let rate = writer::run(tap, &scratch[pi], w, plan.writer_bytes)?;
                 eprintln!(
                     "bench: writer {place:<9} {:<34} {rate:>6.0} MB/s",

@@ -60,29 +60,6 @@ impl Drop for Scratch {
     }
 }
 
-/// Writes `bytes` of zeros into `dir` and deletes them at once, unmeasured, so that the run that
-/// follows writes into memory the guest has just freed, as every run then does, rather than into
-/// memory the VM has handed back to its host meanwhile (a host page fault per page: see "What
-/// the numbers said" in the bench's documentation). Without it, whichever writer came first
-/// after a pause ran at a third of its speed and the ratios to dd followed the order.
-pub fn warm(dir: &Scratch, bytes: u64) -> Result<()> {
-    use std::io::Write as _;
-    let path = dir.0.join("warm.out");
-    let chunk = vec![0u8; 1 << 20];
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&path)?;
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(chunk.len() as u64) as usize;
-            f.write_all(&chunk[..n])?;
-            left -= n as u64;
-        }
-        Ok(())
-    })();
-    let _ = std::fs::remove_file(&path);
-    result.with_context(|| format!("warming {}", path.display()))
-}
-
 /// Writes `bytes` with `writer` into `dir`; returns MB/s (10^6 bytes of packets, or of zeros
 /// for dd, per second).
 pub fn run(tap: &Path, dir: &Scratch, writer: Writer, bytes: u64) -> Result<f64> {
