@@ -32,13 +32,21 @@ const PACKAGES: &[(&str, &str)] = &[
     ("zstd", "zstd"),
     ("python3", "python3"),
     ("kmod", "modprobe"),
+    // The fleet's control plane in the tests: etcd 3.4 members and etcdctl.
+    ("etcd-server", "etcd"),
+    ("etcd-client", "etcdctl"),
 ];
+
+/// Python packages the tests use as oracles (DuckDB reads the store's Parquet index), with the
+/// module each provides. Pinned, so a new release cannot change what the tests see.
+const PYTHON_PACKAGES: &[(&str, &str)] = &[("duckdb==1.1.3", "duckdb")];
 
 /// Suricata 7 comes from bookworm-backports.
 const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/tap-bookworm-backports.list";
 
 pub fn run() -> Result<()> {
     debian_packages()?;
+    python_packages()?;
     nightly_rust_src()?;
     clippy()?;
     bpf_linker()?;
@@ -94,12 +102,46 @@ fn debian_packages() -> Result<()> {
             "bookworm-backports",
             "suricata",
         ])?;
-        // The package starts a system service; tests run their own instances.
+    }
+    // The packages start system services; tests run their own instances.
+    for service in ["suricata", "etcd"] {
         let _ = Command::new("systemctl")
-            .args(["disable", "--now", "suricata"])
+            .args(["disable", "--now", service])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status();
     }
     Ok(())
+}
+
+fn python_packages() -> Result<()> {
+    let missing: Vec<&str> = PYTHON_PACKAGES
+        .iter()
+        .filter(|(_, module)| {
+            !Command::new("python3")
+                .args(["-c", &format!("import {module}")])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing Python packages {}", missing.join(" "));
+    util::run(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(&missing),
+    )
+    .context("installing Python packages with pip")
 }
 
 fn backports_configured() -> bool {
