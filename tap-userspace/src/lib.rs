@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod bench_writer;
 pub mod capture;
+pub mod capture_file;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod filter;
 pub mod iface;
 pub mod live;
 pub mod loader;
+pub mod print;
 pub mod privilege;
 pub mod reader;
 pub mod replay;

@@ -17,6 +17,11 @@ pub struct FilePacket {
     pub linktype: u32,
     /// Captured bytes.
     pub data: Vec<u8>,
+    /// pcapng interface id (0 in pcap): see [`CaptureReader::interface_name`].
+    pub interface: u32,
+    /// pcapng `epb_flags` (0 when absent, and in pcap); the two low bits are the direction
+    /// (1 inbound, 2 outbound).
+    pub flags: u32,
 }
 
 /// Errors reading a capture file.
@@ -50,6 +55,8 @@ pub struct CaptureReader<R: Read> {
     input: R,
     format: Format,
     offset: u64,
+    /// pcapng `if_name` of each interface of the current section.
+    names: Vec<Option<String>>,
 }
 
 fn u32_of(b: &[u8], big: bool) -> u32 {
@@ -83,6 +90,7 @@ impl<R: Read> CaptureReader<R> {
                 linktype: 1,
             },
             offset: 4,
+            names: Vec::new(),
         };
         match le {
             0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 => {
@@ -107,6 +115,19 @@ impl<R: Read> CaptureReader<R> {
             other => return Err(ReadError::Magic(other)),
         }
         Ok(reader)
+    }
+
+    /// The `if_name` of pcapng interface `id` of the current section, if it has one.
+    pub fn interface_name(&self, id: u32) -> Option<&str> {
+        self.names.get(id as usize)?.as_deref()
+    }
+
+    /// Interfaces described so far in the current section (1 for pcap).
+    pub fn interface_count(&self) -> usize {
+        match &self.format {
+            Format::Pcap { .. } => 1,
+            Format::PcapNg { interfaces, .. } => interfaces.len(),
+        }
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ReadError> {
@@ -173,6 +194,7 @@ impl<R: Read> CaptureReader<R> {
             big,
             interfaces: Vec::new(),
         };
+        self.names.clear();
         Ok(())
     }
 
@@ -209,6 +231,8 @@ impl<R: Read> CaptureReader<R> {
                     orig_len: orig_len.max(incl as u32),
                     linktype,
                     data,
+                    interface: 0,
+                    flags: 0,
                 }))
             }
             Format::PcapNg { .. } => self.next_ng(),
@@ -261,6 +285,7 @@ impl<R: Read> CaptureReader<R> {
                     }
                     let linktype = u32::from(u16_of(&body[0..2], big));
                     let mut units_per_sec = 1_000_000u64;
+                    let mut name = None;
                     let mut opts = &body[8..];
                     while opts.len() >= 4 {
                         let code = u16_of(&opts[0..2], big);
@@ -282,12 +307,16 @@ impl<R: Read> CaptureReader<R> {
                                 what: "bad if_tsresol",
                             })?;
                         }
+                        if code == 2 {
+                            name = Some(String::from_utf8_lossy(&opts[4..4 + olen]).into_owned());
+                        }
                         if code == 0 {
                             break;
                         }
                         opts = &opts[4 + padded..];
                     }
                     interfaces.push((linktype, units_per_sec.max(1)));
+                    self.names.push(name);
                 }
                 // Enhanced packet.
                 6 => {
@@ -314,11 +343,14 @@ impl<R: Read> CaptureReader<R> {
                     }
                     let ts_ns = (u128::from(ts) * 1_000_000_000 / u128::from(units)) as u64;
                     let data = body[20..20 + cap].to_vec();
+                    let flags = epb_flags(&body[20 + ((cap + 3) & !3).min(body.len() - 20)..], big);
                     return Ok(Some(FilePacket {
                         ts_ns,
                         orig_len: orig_len.max(cap as u32),
                         linktype,
                         data,
+                        interface: iface as u32,
+                        flags,
                     }));
                 }
                 // Simple packet: interface 0, no timestamp.
@@ -340,12 +372,30 @@ impl<R: Read> CaptureReader<R> {
                         orig_len,
                         linktype,
                         data: body[4..4 + cap].to_vec(),
+                        interface: 0,
+                        flags: 0,
                     }));
                 }
                 _ => {}
             }
         }
     }
+}
+
+/// The `epb_flags` option (code 2) among an enhanced packet block's options, 0 if absent.
+fn epb_flags(mut opts: &[u8], big: bool) -> u32 {
+    while opts.len() >= 4 {
+        let code = u16_of(&opts[0..2], big);
+        let olen = usize::from(u16_of(&opts[2..4], big));
+        if code == 0 || opts.len() < 4 + olen {
+            break;
+        }
+        if code == 2 && olen == 4 {
+            return u32_of(&opts[4..8], big);
+        }
+        opts = &opts[(4 + ((olen + 3) & !3)).min(opts.len())..];
+    }
+    0
 }
 
 #[cfg(test)]
