@@ -10,6 +10,7 @@ pub mod bpf;
 pub mod corpus;
 pub mod oracle;
 pub mod pcap;
+pub mod print_frames;
 pub mod process;
 pub mod storage_util;
 pub mod suricata;

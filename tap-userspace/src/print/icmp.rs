@@ -480,22 +480,25 @@ impl Ctx<'_> {
                 }
                 match code {
                     0 | 1 | 3 => {
+                        let dst = bytes(oip, 24, 16)?;
                         self.out.c(b' ');
-                        self.out.ipv6(bytes(oip, 24, 16)?);
+                        self.out.ipv6(dst);
                     }
                     2 => {
+                        let (dst, src) = (bytes(oip, 24, 16)?, bytes(oip, 8, 16)?);
                         self.out.c(b' ');
-                        self.out.ipv6(bytes(oip, 24, 16)?);
+                        self.out.ipv6(dst);
                         self.out.s(", source address ");
-                        self.out.ipv6(bytes(oip, 8, 16)?);
+                        self.out.ipv6(src);
                     }
                     4 => {
                         let Some((at, prot)) = upper_layer(oip) else {
                             return Err(Cut::Local);
                         };
                         let dport = be16(oip, at + 2)?;
+                        let dst = bytes(oip, 24, 16)?;
                         self.out.s(", ");
-                        self.out.ipv6(bytes(oip, 24, 16)?);
+                        self.out.ipv6(dst);
                         match prot {
                             IPPROTO_TCP => {
                                 self.out.s(" tcp port ");
@@ -523,13 +526,15 @@ impl Ctx<'_> {
                 }
             }
             2 => {
+                let mtu = be32(dp, 4)?;
                 self.out.s(", mtu ");
-                self.out.dec(u64::from(be32(dp, 4)?));
+                self.out.dec(u64::from(mtu));
             }
             3 => match code {
                 0 => {
+                    let dst = bytes(oip, 24, 16)?;
                     self.out.s(" for ");
-                    self.out.ipv6(bytes(oip, 24, 16)?);
+                    self.out.ipv6(dst);
                 }
                 1 => self.out.s(" (reassembly)"),
                 _ => {
@@ -561,10 +566,11 @@ impl Ctx<'_> {
                 }
             }
             128 | 129 => {
+                let (id, seq) = (be16(dp, 4)?, be16(dp, 6)?);
                 self.out.s(", id ");
-                self.out.dec(u64::from(be16(dp, 4)?));
+                self.out.dec(u64::from(id));
                 self.out.s(", seq ");
-                self.out.dec(u64::from(be16(dp, 6)?));
+                self.out.dec(u64::from(seq));
             }
             130 => {
                 if length == 24 {
@@ -586,9 +592,10 @@ impl Ctx<'_> {
             }
             134 => {
                 if v > 0 {
-                    let flags = u8_at(dp, 5)?;
+                    let (hops, flags) = (u8_at(dp, 4)?, u8_at(dp, 5)?);
+                    let (life, reach, retrans) = (be16(dp, 6)?, be32(dp, 8)?, be32(dp, 12)?);
                     self.out.s("\n\thop limit ");
-                    self.out.dec(u64::from(u8_at(dp, 4)?));
+                    self.out.dec(u64::from(hops));
                     self.out.s(", Flags [");
                     bits(
                         self.out,
@@ -605,11 +612,11 @@ impl Ctx<'_> {
                     self.out.s("], pref ");
                     self.out.s(rtpref(flags));
                     self.out.s(", router lifetime ");
-                    self.out.dec(u64::from(be16(dp, 6)?));
+                    self.out.dec(u64::from(life));
                     self.out.s("s, reachable time ");
-                    self.out.dec(u64::from(be32(dp, 8)?));
+                    self.out.dec(u64::from(reach));
                     self.out.s("ms, retrans timer ");
-                    self.out.dec(u64::from(be32(dp, 12)?));
+                    self.out.dec(u64::from(retrans));
                     self.out.s("ms");
                     if !self.nd_opts(dp, 16, length)? {
                         return Err(Cut::Local);
@@ -617,16 +624,19 @@ impl Ctx<'_> {
                 }
             }
             135 => {
+                let target = bytes(dp, 8, 16)?;
                 self.out.s(", who has ");
-                self.out.ipv6(bytes(dp, 8, 16)?);
+                self.out.ipv6(target);
                 if v > 0 && !self.nd_opts(dp, 24, length)? {
                     return Err(Cut::Local);
                 }
             }
             136 => {
+                let target = bytes(dp, 8, 16)?;
                 self.out.s(", tgt is ");
-                self.out.ipv6(bytes(dp, 8, 16)?);
+                self.out.ipv6(target);
                 if v > 0 {
+                    let flags = be32(dp, 4)?;
                     self.out.s(", Flags [");
                     bits(
                         self.out,
@@ -635,7 +645,7 @@ impl Ctx<'_> {
                             (0x4000_0000, "solicited"),
                             (0x2000_0000, "override"),
                         ],
-                        be32(dp, 4)?,
+                        flags,
                         ", ",
                         "none",
                     );
@@ -646,10 +656,12 @@ impl Ctx<'_> {
                 }
             }
             137 => {
+                let dst = bytes(dp, 24, 16)?;
                 self.out.s(", ");
-                self.out.ipv6(bytes(dp, 24, 16)?);
+                self.out.ipv6(dst);
+                let target = bytes(dp, 8, 16)?;
                 self.out.s(" to ");
-                self.out.ipv6(bytes(dp, 8, 16)?);
+                self.out.ipv6(target);
                 if v > 0 && !self.nd_opts(dp, 40, length)? {
                     return Err(Cut::Local);
                 }
@@ -665,8 +677,9 @@ impl Ctx<'_> {
                 }
             }
             144 | 146 => {
+                let id = be16(dp, 4)?;
                 self.out.s(", id 0x");
-                self.out.hex_w(u64::from(be16(dp, 4)?), 4);
+                self.out.hex_w(u64::from(id), 4);
             }
             _ => {
                 self.out.s(", length ");
@@ -702,8 +715,9 @@ impl Ctx<'_> {
                     self.out.s(" [invalid number of groups]");
                     return Ok(());
                 }
+                let gaddr = bytes(bp, group + 4, 16)?;
                 self.out.s(" [gaddr ");
-                self.out.ipv6(bytes(bp, group + 4, 16)?);
+                self.out.ipv6(gaddr);
                 let t = u8_at(bp, group)?;
                 let names = ["is_in", "is_ex", "to_in", "to_ex", "allow", "block"];
                 self.out.c(b' ');
@@ -729,8 +743,9 @@ impl Ctx<'_> {
                 } else {
                     self.out.s(" {");
                     for j in 0..nsrcs {
+                        let src = bytes(bp, group + 20 + j * 16, 16)?;
                         self.out.c(b' ');
-                        self.out.ipv6(bytes(bp, group + 20 + j * 16, 16)?);
+                        self.out.ipv6(src);
                     }
                     self.out.s(" }");
                 }
@@ -759,8 +774,9 @@ impl Ctx<'_> {
             self.out.dec(u64::from(mrt));
             self.out.c(b']');
         }
+        let gaddr = bytes(bp, 8, 16)?;
         self.out.s(" [gaddr ");
-        self.out.ipv6(bytes(bp, 8, 16)?);
+        self.out.ipv6(gaddr);
         if self.v() > 0 {
             let b24 = u8_at(bp, 24)?;
             if b24 & 0x08 != 0 {
@@ -786,8 +802,9 @@ impl Ctx<'_> {
             } else if self.v() > 1 {
                 self.out.s(" {");
                 for i in 0..nsrcs {
+                    let src = bytes(bp, 28 + i * 16, 16)?;
                     self.out.c(b' ');
-                    self.out.ipv6(bytes(bp, 28 + i * 16, 16)?);
+                    self.out.ipv6(src);
                 }
                 self.out.s(" }");
             } else {

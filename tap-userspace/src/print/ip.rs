@@ -881,7 +881,7 @@ impl Ctx<'_> {
     /// later fragment (nothing more to print).
     fn frag6(&mut self, dp: &[u8], ip6: &[u8], at: usize) -> R<Option<usize>> {
         self.proto = "frag6";
-        let ident = be32(dp, 4)?;
+        let ident = if self.v() > 0 { be32(dp, 4)? } else { 0 };
         let offlg = be16(dp, 2)?;
         let plen = usize::from(be16(ip6, 4)?);
         let rest = (40 + plen).wrapping_sub(at).wrapping_sub(8);
@@ -916,8 +916,9 @@ impl Ctx<'_> {
         if ty == 0 {
             self.out.s(" [Deprecated]");
         }
+        let segleft = u8_at(dp, 3)?;
         self.out.s(", segleft=");
-        self.out.dec(u64::from(u8_at(dp, 3)?));
+        self.out.dec(u64::from(segleft));
         match ty {
             0 | 2 => {
                 let rsv = be32(dp, 4)?;
@@ -941,15 +942,17 @@ impl Ctx<'_> {
                 }
             }
             4 => {
+                let last = u8_at(dp, 4)?;
                 self.out.s(", last-entry=");
-                self.out.dec(u64::from(u8_at(dp, 4)?));
+                self.out.dec(u64::from(last));
                 let flags = u8_at(dp, 5)?;
                 if flags != 0 || self.v() > 0 {
                     self.out.s(", flags=0x");
                     self.out.hex(u64::from(flags));
                 }
+                let tag = be16(dp, 6)?;
                 self.out.s(", tag=");
-                self.out.hex(u64::from(be16(dp, 6)?));
+                self.out.hex(u64::from(tag));
                 if len % 2 == 1 {
                     self.out.s(" (invalid length ");
                     self.out.dec(u64::from(len));

@@ -72,8 +72,10 @@ impl Ctx<'_> {
         bits(self.out, &[(0x08, "I")], u32::from(flags), "", "invalid");
         self.out.s("] (0x");
         self.out.hex_w(u64::from(flags), 2);
-        self.out.s("), vni ");
-        self.out.dec(u64::from(be24(bp, 4)?));
+        self.out.s("), ");
+        let vni = be24(bp, 4)?;
+        self.out.s("vni ");
+        self.out.dec(u64::from(vni));
         self.out.c(b'\n');
         u8_at(bp, 7)?;
         self.ether(&bp[8..], len - 8).map(|_| ())
