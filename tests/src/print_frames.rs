@@ -920,6 +920,122 @@ fn gre_frames(v: &mut Vec<Frame>) {
     ));
     v.push(outer(87, gre(0, 0x1234, &[], b"other")));
     v.push(outer(88, gre(5, 0x0800, &[], &inner)));
+    // Ethernet over GRE (gretap) and ERSPAN type II, whose header tcpdump 4.99.3 leaves undecoded.
+    let frame = ether(MAC_A, MAC_B, 0x0800, &inner);
+    v.push(outer(89, gre(0x2000, 0x6558, &[0, 1, 0x23, 0x45], &frame)));
+    let erspan = [0x10, 0x0a, 0x00, 0x05, 0, 0, 0, 1];
+    v.push(outer(
+        90,
+        gre(
+            0x1000,
+            0x88be,
+            &[0, 0, 0, 9],
+            &[&erspan[..], &frame].concat(),
+        ),
+    ));
+}
+
+/// VXLAN and GENEVE, over IPv4 and IPv6, carrying TCP, UDP and a tagged frame.
+fn udp_tunnel_frames(v: &mut Vec<Frame>) {
+    let (oa, ob) = ([198, 51, 100, 10], [198, 51, 100, 20]);
+    let in_udp = ether(
+        MAC_A,
+        MAC_B,
+        0x0800,
+        &Ip4::new(V4_R, V4_B, 17, 90).packet(&udp(40_011, 5011, b"inner")),
+    );
+    let mut seg = tcp(40_012, 5012, 1, 2, 0x18, &[], b"inner tcp");
+    checksum(&V4_R, &V4_B, 6, &mut seg, 16);
+    let in_tcp = ether(
+        MAC_A,
+        MAC_B,
+        0x0800,
+        &Ip4::new(V4_R, V4_B, 6, 91).packet(&seg),
+    );
+    let in_tagged = ether_tagged(
+        MAC_A,
+        MAC_B,
+        &[(0x8100, 42)],
+        0x0800,
+        &Ip4::new(V4_R, V4_B, 1, 92).packet(&icmp(8, 0, &[0, 9, 0, 1])),
+    );
+    let vx = |vni: u32, flags: u8| {
+        let mut h = vec![flags, 0, 0, 0];
+        h.extend_from_slice(&vni.to_be_bytes()[1..]);
+        h.push(0);
+        h
+    };
+    let udp_out = |id, sport, dport, payload: &[u8]| {
+        let mut seg = udp(sport, dport, payload);
+        checksum(&oa, &ob, 17, &mut seg, 6);
+        Frame::whole(ether(
+            MAC_B,
+            MAC_A,
+            0x0800,
+            &Ip4::new(oa, ob, 17, id).packet(&seg),
+        ))
+    };
+    v.push(udp_out(
+        100,
+        50_000,
+        4789,
+        &[&vx(42, 8)[..], &in_udp].concat(),
+    ));
+    v.push(udp_out(101, 4789, 4789, &[&vx(7, 8)[..], &in_tcp].concat()));
+    v.push(udp_out(
+        102,
+        50_001,
+        4789,
+        &[&vx(0x00ab_cdef, 8)[..], &in_tagged].concat(),
+    ));
+    v.push(udp_out(
+        103,
+        50_002,
+        4789,
+        &[&vx(1, 0)[..], &in_udp].concat(),
+    ));
+    v.push(udp_out(104, 50_003, 4789, b"short"));
+    let geneve = |opts: &[u8], proto: u16, vni: u32, flags: u8| {
+        let mut h = vec![(opts.len() / 4) as u8, flags];
+        h.extend_from_slice(&be16(proto));
+        h.extend_from_slice(&vni.to_be_bytes()[1..]);
+        h.push(0);
+        h.extend_from_slice(opts);
+        h
+    };
+    let opts = [
+        0x01, 0x01, 0x81, 0x01, 0xca, 0xfe, 0xf0, 0x0d, 0xff, 0xf0, 0x02, 0x00,
+    ];
+    v.push(udp_out(
+        105,
+        50_004,
+        6081,
+        &[&geneve(&opts, 0x6558, 11, 0)[..], &in_udp].concat(),
+    ));
+    v.push(udp_out(
+        106,
+        50_005,
+        6081,
+        &[&geneve(&[], 0x6558, 12, 0xc0)[..], &in_tcp].concat(),
+    ));
+    let inner_ip = Ip4::new(V4_R, V4_B, 17, 93).packet(&udp(40_013, 5013, b"ip in geneve"));
+    v.push(udp_out(
+        107,
+        50_006,
+        6081,
+        &[&geneve(&[], 0x0800, 13, 0)[..], &inner_ip].concat(),
+    ));
+    v.push(udp_out(108, 50_007, 6081, &geneve(&[], 0x1234, 14, 0)));
+    // Over IPv6.
+    let (a6, b6) = (v6("2001:db8:2::10"), v6("2001:db8:2::20"));
+    let mut seg = udp(50_008, 4789, &[&vx(99, 8)[..], &in_udp].concat());
+    checksum(&a6, &b6, 17, &mut seg, 6);
+    v.push(Frame::whole(ether(
+        MAC_B,
+        MAC_A,
+        0x86dd,
+        &ip6_packet(a6, b6, 17, 0, &seg),
+    )));
 }
 
 /// Every frame of the printer's golden test, whole.
@@ -934,6 +1050,7 @@ pub fn whole_frames() -> Vec<Frame> {
     vlan_frames(&mut v);
     ip_frames(&mut v);
     gre_frames(&mut v);
+    udp_tunnel_frames(&mut v);
     v
 }
 
