@@ -14,24 +14,28 @@ fn hex_byte(out: &mut Vec<u8>, b: u8) {
 }
 
 /// Hex and ASCII, each line `IDENT0xOFFS:  hhhh hhhh ...  ascii` (the hex padded to 40
-/// columns), offsets starting at `offset`.
+/// columns), offsets starting at `offset`. Each line is built in a stack buffer and appended
+/// once: a full-size frame's dump is most of what `-X` costs.
 pub(super) fn hex_ascii(out: &mut Vec<u8>, ident: &str, b: &[u8], offset: usize) {
+    out.reserve(b.len().div_ceil(16) * (ident.len() + 66));
     for (n, line) in b.chunks(16).enumerate() {
         out.s(ident);
-        out.s("0x");
-        out.hex_w((offset + 16 * n) as u64, 4);
-        out.s(": ");
-        let start = out.len();
-        for pair in line.chunks(2) {
-            out.push(b' ');
-            for &x in pair {
-                hex_byte(out, x);
-            }
+        let mut buf = [b' '; 66];
+        let off = offset + 16 * n;
+        buf[0] = b'0';
+        buf[1] = b'x';
+        for (i, shift) in [12u32, 8, 4, 0].into_iter().enumerate() {
+            buf[2 + i] = HEX[(off >> shift) & 0xf];
         }
-        let used = out.len() - start;
-        out.resize(out.len() + 40usize.saturating_sub(used), b' ');
-        out.s("  ");
-        out.extend(line.iter().map(|&x| graph(x)));
+        buf[6] = b':';
+        // Hex from column 8: " hhhh" per pair, 40 columns; then two spaces, then the ASCII.
+        for (i, &x) in line.iter().enumerate() {
+            let at = 9 + (i / 2) * 5 + (i % 2) * 2;
+            buf[at] = HEX[usize::from(x >> 4)];
+            buf[at + 1] = HEX[usize::from(x & 0xf)];
+            buf[50 + i] = graph(x);
+        }
+        out.extend_from_slice(&buf[..50 + line.len()]);
     }
 }
 

@@ -48,6 +48,7 @@
 //!   without bound).
 //! - Link types other than Ethernet (1) and raw IP (101) print `[unsupported link type N]`.
 
+pub mod bench;
 mod dump;
 mod emit;
 mod flows;
@@ -410,27 +411,4 @@ fn direction_text(p: &PacketRef<'_>) -> &'static str {
             _ => "In",
         },
     }
-}
-
-/// Nanoseconds per packet of [`Printer::format`] with default options over `packets`
-/// (cycled) for `iterations` packets in all: the printing cost the capture's bench reports.
-pub fn bench_ns_per_packet(
-    packets: &[PacketRef<'_>],
-    opts: &PrintOptions,
-    iterations: usize,
-) -> f64 {
-    if packets.is_empty() || iterations == 0 {
-        return 0.0;
-    }
-    let mut printer = Printer::new(opts.clone());
-    let mut out = Vec::with_capacity(64 * 1024);
-    let start = std::time::Instant::now();
-    for i in 0..iterations {
-        if out.len() > 60 * 1024 {
-            out.clear();
-        }
-        printer.format(&packets[i % packets.len()], &mut out);
-    }
-    std::hint::black_box(&out);
-    start.elapsed().as_nanos() as f64 / iterations as f64
 }
