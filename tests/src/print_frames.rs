@@ -99,7 +99,7 @@ impl Ip4 {
 
     fn packet(&self, payload: &[u8]) -> Vec<u8> {
         let mut opts = self.options.clone();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         let hlen = 20 + opts.len();
@@ -160,7 +160,7 @@ fn tcp(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut o = opts.to_vec();
-    while o.len() % 4 != 0 {
+    while !o.len().is_multiple_of(4) {
         o.push(0);
     }
     let mut s = Vec::new();

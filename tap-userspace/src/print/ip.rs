@@ -16,8 +16,6 @@ pub(crate) const IPPROTO_IPV6: u8 = 41;
 pub(crate) const IPPROTO_ROUTING: u8 = 43;
 pub(crate) const IPPROTO_FRAGMENT: u8 = 44;
 pub(crate) const IPPROTO_GRE: u8 = 47;
-const IPPROTO_ESP: u8 = 50;
-const IPPROTO_AH: u8 = 51;
 pub(crate) const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_NONE: u8 = 59;
 pub(crate) const IPPROTO_DSTOPTS: u8 = 60;
@@ -422,16 +420,8 @@ impl Ctx<'_> {
             let opt = &cp[..option_len];
             match code {
                 0 => return Ok(false),
-                68 => {
-                    if self.ip_timestamp(opt, option_len) {
-                        return Ok(true);
-                    }
-                }
-                7 | 137 | 131 => {
-                    if self.ip_route(opt, option_len) {
-                        return Ok(true);
-                    }
-                }
+                68 if self.ip_timestamp(opt, option_len) => return Ok(true),
+                7 | 137 | 131 if self.ip_route(opt, option_len) => return Ok(true),
                 148 => {
                     if option_len < 4 {
                         self.out.s(" [bad length ");
@@ -625,7 +615,6 @@ impl Ctx<'_> {
         };
         let mut cp = 0usize;
         let mut advance = 40usize;
-        let mut total_advance = 0usize;
         let mut found_ext = false;
         let mut found_hbh = false;
         let mut fragmented = false;
@@ -638,7 +627,6 @@ impl Ctx<'_> {
             }
             cp += advance;
             len -= advance;
-            total_advance += advance;
             if cp == 40 && !matches!(nh, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_DCCP | IPPROTO_SCTP) {
                 self.out.ipv6(&ip6[8..24]);
                 self.out.s(" > ");
@@ -717,7 +705,6 @@ impl Ctx<'_> {
                         len = 0;
                         upper = &here[..0];
                     }
-                    let _ = total_advance;
                     return self.demux(upper, len, iph, fragmented, nh);
                 }
             }
@@ -1016,13 +1003,7 @@ impl Ctx<'_> {
                 self.out.s("no next header");
                 Ok(())
             }
-            IPPROTO_ETHERNET if iph.v6 => {
-                let avail = bp.len();
-                self.ether(bp, length).map(|_| ()).or_else(|t| {
-                    let _ = avail;
-                    Err(t)
-                })
-            }
+            IPPROTO_ETHERNET if iph.v6 => self.ether(bp, length).map(|_| ()),
             IPPROTO_ETHERNET => {
                 self.out.s("[Ethernet requires IPv6]");
                 self.invalid();
@@ -1042,7 +1023,6 @@ impl Ctx<'_> {
                     }
                     self.out.s(": ");
                 }
-                let _ = (IPPROTO_ESP, IPPROTO_AH);
                 self.out.s(" ip-proto-");
                 self.out.dec(u64::from(nh));
                 self.out.c(b' ');

@@ -438,7 +438,7 @@ impl Ctx<'_> {
                 }
                 5 => {
                     datalen = len - 2;
-                    if datalen % 8 != 0 {
+                    if !datalen.is_multiple_of(8) {
                         self.out.s(" invalid sack");
                     } else {
                         self.out.c(b' ');
@@ -587,7 +587,7 @@ impl Ctx<'_> {
         }
         if cookie.is_empty() {
             self.out.s(" cookiereq");
-        } else if cookie.len() % 2 != 0 || cookie.len() < 4 || cookie.len() > 16 {
+        } else if !cookie.len().is_multiple_of(2) || cookie.len() < 4 || cookie.len() > 16 {
             self.invalid();
         } else {
             self.out.s(" cookie ");

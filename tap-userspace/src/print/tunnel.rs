@@ -315,7 +315,7 @@ impl Ctx<'_> {
                 self.out.dec(off as u64);
                 return true;
             }
-            if srelen % unit != 0 {
+            if !srelen.is_multiple_of(unit) {
                 self.out.s(", badlength=");
                 self.out.dec(srelen as u64);
                 return true;
