@@ -46,6 +46,7 @@ pub enum CaptureFileError {
 pub type AnyCaptureReader = CaptureReader<Box<dyn Read + Send>>;
 
 /// The compression of a stream whose first bytes are `head` (fewer than four: none).
+#[must_use]
 pub fn compression_of(head: &[u8]) -> Compression {
     if head.starts_with(&ZSTD_MAGIC) || is_skippable(head) {
         Compression::Zstd

@@ -1039,6 +1039,7 @@ fn udp_tunnel_frames(v: &mut Vec<Frame>) {
 }
 
 /// Every frame of the printer's golden test, whole.
+#[must_use]
 pub fn whole_frames() -> Vec<Frame> {
     let mut v = Vec::new();
     tcp_v4_conversation(&mut v);
@@ -1057,6 +1058,7 @@ pub fn whole_frames() -> Vec<Frame> {
 /// `frame` cut short at every length below `up_to` bytes and one byte short of whole, as snap
 /// lengths leave it: the Ethernet header, tags, IP headers and options, TCP/UDP/ICMP headers,
 /// tunnels, each end at every byte.
+#[must_use]
 pub fn cuts(frame: &Frame, up_to: usize) -> Vec<Frame> {
     let n = frame.data.len();
     let mut lens: Vec<usize> = (1..n.min(up_to)).collect();
@@ -1068,6 +1070,7 @@ pub fn cuts(frame: &Frame, up_to: usize) -> Vec<Frame> {
 
 impl Frame {
     /// A frame recorded whole.
+    #[must_use]
     pub fn of(data: Vec<u8>) -> Self {
         Self::whole(data)
     }

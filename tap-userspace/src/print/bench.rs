@@ -38,6 +38,7 @@ fn frame(proto: u8, len: usize) -> Vec<u8> {
 }
 
 /// Nanoseconds per packet of `opts` over `frames` (cycled), `iterations` packets in all.
+#[must_use]
 pub fn ns_per_packet(frames: &[Vec<u8>], opts: &PrintOptions, iterations: usize) -> f64 {
     if frames.is_empty() || iterations == 0 {
         return 0.0;
@@ -68,6 +69,7 @@ pub fn ns_per_packet(frames: &[Vec<u8>], opts: &PrintOptions, iterations: usize)
 
 /// The standard measurements: 64- and 1,500-byte TCP and UDP frames with tcpdump's default
 /// output, with `-v`, and with `-X` (whose hex dump dominates for large frames).
+#[must_use]
 pub fn run(iterations: usize) -> Vec<PrintBench> {
     let sets: [(&'static str, Vec<Vec<u8>>); 4] = [
         ("64-byte TCP", vec![frame(6, 64)]),

@@ -41,6 +41,7 @@ pub struct FlowTable {
 
 impl FlowTable {
     /// A table remembering at most `capacity` connections (at least 2).
+    #[must_use]
     pub fn new(capacity: usize) -> Self {
         Self {
             half: (capacity / 2).max(1),
@@ -50,10 +51,12 @@ impl FlowTable {
     }
 
     /// Connections remembered now.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.young.len() + self.old.len()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -299,6 +299,7 @@ impl Ctx<'_> {
 
 impl Printer {
     /// A printer with these options and no history.
+    #[must_use]
     pub fn new(opts: PrintOptions) -> Self {
         Self {
             clock: time::Clock::new(opts.time, opts.nanos),
@@ -308,6 +309,7 @@ impl Printer {
         }
     }
 
+    #[must_use]
     pub fn options(&self) -> &PrintOptions {
         &self.opts
     }
@@ -391,6 +393,9 @@ impl Printer {
     }
 
     /// Writes the text of `p` to `out` in one `write_all`.
+    ///
+    /// # Errors
+    /// The writer's error (a closed pipe, a full disk).
     pub fn write<W: Write + ?Sized>(&mut self, out: &mut W, p: &PacketRef<'_>) -> io::Result<()> {
         let mut line = std::mem::take(&mut self.line);
         line.clear();

@@ -99,11 +99,13 @@ pub(crate) fn udp_app(sport: u16, dport: u16, payload: &[u8]) -> UdpApp {
 
 /// True when tcpdump decodes the payload of a UDP datagram between these ports (so its line
 /// goes on where tap's ends), including its NFS-over-UDP check on port 2049.
+#[must_use]
 pub fn tcpdump_decodes_udp(sport: u16, dport: u16, payload: &[u8]) -> bool {
     udp_app(sport, dport, payload) == UdpApp::Other || sport == 2049 || dport == 2049
 }
 
 /// True when tcpdump decodes the payload of a TCP segment between these ports.
+#[must_use]
 pub fn tcpdump_decodes_tcp(sport: u16, dport: u16) -> bool {
     APP_PORTS_TCP.iter().any(|&p| sport == p || dport == p)
 }
