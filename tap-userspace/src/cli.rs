@@ -130,6 +130,11 @@ pub enum Command {
     /// Generate shell completions or man pages.
     #[command(hide = true, subcommand)]
     Generate(GenerateCommand),
+    /// Check a directory's chain of custody: its manifest, signatures and files.
+    Verify(crate::custody::cli::VerifyArgs),
+    /// Make ed25519 keys for signing manifests, or sign a directory's manifest now.
+    #[command(subcommand)]
+    Key(crate::custody::cli::KeyCommand),
 }
 
 #[derive(Debug, clap::Args)]

@@ -14,6 +14,7 @@ pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod custody;
 pub mod drain;
 pub mod error;
 pub mod filter;
