@@ -135,6 +135,9 @@ pub enum Command {
     /// Make ed25519 keys for signing manifests, or sign a directory's manifest now.
     #[command(subcommand)]
     Key(crate::custody::cli::KeyCommand),
+    /// Follow Suricata's EVE alerts and print the evidence requests they make (JSON lines).
+    #[command(hide = true)]
+    Alerts(crate::evidence::cli::AlertsArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -17,6 +17,7 @@ pub mod config;
 pub mod custody;
 pub mod drain;
 pub mod error;
+pub mod evidence;
 pub mod filter;
 pub mod iface;
 pub mod live;

@@ -211,6 +211,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify(args) => Ok(one_line(tap::custody::cli::verify(&args)?)),
         Command::Key(command) => Ok(one_line(tap::custody::cli::key(&command)?)),
+        Command::Alerts(args) => {
+            tap::evidence::cli::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::BenchWriter(args) => {
             tap::bench_writer::run(&args)?;
             Ok(ExitCode::SUCCESS)
