@@ -11,6 +11,7 @@ pub mod corpus;
 pub mod oracle;
 pub mod pcap;
 pub mod process;
+pub mod sessions;
 pub mod storage_util;
 pub mod suricata;
 pub mod tap;

@@ -26,7 +26,7 @@ pub enum EveError {
 /// A flow as Suricata's alert names it: the alerting packet's direction (`src` sent it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FlowKey {
-    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, 132 SCTP).
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 `ICMPv6`, 132 SCTP).
     pub proto: u8,
     pub src_ip: IpAddr,
     /// 0 for protocols without ports.
@@ -80,7 +80,8 @@ impl FlowKey {
         );
         if !self.vlan.is_empty() {
             let ids: Vec<String> = self.vlan.iter().map(u16::to_string).collect();
-            s.push_str(&format!(" vlan {}", ids.join("/")));
+            s.push_str(" vlan ");
+            s.push_str(&ids.join("/"));
         }
         s
     }

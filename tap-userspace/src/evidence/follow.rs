@@ -433,7 +433,7 @@ mod tests {
         let dir = scratch("backlog");
         let path = dir.join("eve.json");
         let line = "x".repeat(999);
-        let text: String = (0..10_000).map(|_| format!("{line}\n")).collect();
+        let text = format!("{line}\n").repeat(10_000);
         append(&path, &text);
         let mut f = EveFile::new(&path, Start::Beginning, 1000);
         let mut n = 0;

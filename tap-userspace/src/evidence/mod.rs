@@ -199,11 +199,11 @@ impl Core {
             Ok(None) => self.stats.other_events += 1,
             Err(e) => {
                 self.stats.bad_lines += 1;
-                if !self.warned_bad {
+                if self.warned_bad {
+                    debug!(error = %e, "eve: a bad line");
+                } else {
                     self.warned_bad = true;
                     warn!(error = %e, "eve: a line that is not a usable event (more are only counted)");
-                } else {
-                    debug!(error = %e, "eve: a bad line");
                 }
             }
         }
@@ -250,108 +250,140 @@ pub async fn follow(
         stats: Stats::default(),
         warned_bad: false,
     };
-    tokio::pin!(shutdown);
+    let source = Run {
+        max_line: config.max_line,
+        poll: config.poll,
+        once: config.once,
+        stats: &stats,
+        out: &out,
+    };
     let result = match config.source {
-        Source::File { path, start } => {
-            let mut eve = follow::EveFile::new(&path, start, config.max_line);
-            loop {
-                let now = now_ns();
-                let more =
-                    eve.poll(&mut |l| core.line(l, now))
-                        .map_err(|source| EvidenceError::Eve {
-                            path: path.clone(),
-                            source,
-                        });
-                let c = eve.counts;
-                (
-                    core.stats.lines,
-                    core.stats.long_lines,
-                    core.stats.rotations,
-                    core.stats.truncations,
-                    core.stats.partial_dropped,
-                ) = (
-                    c.lines,
-                    c.long_lines,
-                    c.rotations,
-                    c.truncations,
-                    c.partial_dropped,
-                );
-                let more = match more {
-                    Ok(m) => m,
-                    Err(e) => break Err(e),
-                };
-                let due = core.cases.due(now_ns());
-                if !core.send(due, &out).await {
-                    break Ok(());
-                }
-                core.publish(&stats);
-                if config.once && !more {
-                    break Ok(());
-                }
-                if !more {
-                    tokio::select! {
-                        () = tokio::time::sleep(config.poll) => {}
-                        () = &mut shutdown => break Ok(()),
-                    }
-                }
-            }
-        }
+        Source::File { path, start } => source.file(&mut core, &path, start, shutdown).await,
         Source::Socket {
             path,
             max_connections,
         } => {
-            let listener = socket::bind(&path)?;
-            let counts = Arc::new(socket::SocketCounts::default());
-            let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
-            let server = tokio::spawn(socket::serve(
-                listener,
-                path.clone(),
-                max_connections,
-                config.max_line,
-                tx,
-                Arc::clone(&counts),
-            ));
-            let mut tick = tokio::time::interval(config.poll);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let result = loop {
-                tokio::select! {
-                    line = rx.recv() => match line {
-                        Some(l) => core.line(&l, now_ns()),
-                        None => break Ok(()),
-                    },
-                    _ = tick.tick() => {
-                        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                        core.stats.lines = load(&counts.lines);
-                        core.stats.long_lines = load(&counts.long_lines);
-                        core.stats.partial_dropped = load(&counts.partial_dropped);
-                        core.stats.connections = load(&counts.connections);
-                        core.stats.refused_connections = load(&counts.refused);
-                        let due = core.cases.due(now_ns());
-                        if !core.send(due, &out).await {
-                            break Ok(());
-                        }
-                        core.publish(&stats);
-                    }
-                    () = &mut shutdown => break Ok(()),
-                }
-            };
-            server.abort();
-            // Lines already read are still taken.
-            while let Ok(l) = rx.try_recv() {
-                core.line(&l, now_ns());
-            }
-            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-            core.stats.lines = load(&counts.lines);
-            core.stats.long_lines = load(&counts.long_lines);
-            core.stats.partial_dropped = load(&counts.partial_dropped);
-            core.stats.connections = load(&counts.connections);
-            core.stats.refused_connections = load(&counts.refused);
-            let _ = std::fs::remove_file(&path);
-            result
+            source
+                .socket(&mut core, &path, max_connections, shutdown)
+                .await
         }
     };
     let rest = core.cases.flush();
     core.send(rest, &out).await;
     core.publish(&stats);
     result
+}
+
+/// What both sources' loops share.
+struct Run<'a> {
+    max_line: usize,
+    poll: Duration,
+    once: bool,
+    stats: &'a Mutex<Stats>,
+    out: &'a mpsc::Sender<EvidenceRequest>,
+}
+
+impl Run<'_> {
+    async fn file(
+        &self,
+        core: &mut Core,
+        path: &std::path::Path,
+        start: Start,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), EvidenceError> {
+        tokio::pin!(shutdown);
+        let mut eve = follow::EveFile::new(path, start, self.max_line);
+        loop {
+            let now = now_ns();
+            let more = eve.poll(&mut |l| core.line(l, now));
+            let c = eve.counts;
+            (
+                core.stats.lines,
+                core.stats.long_lines,
+                core.stats.rotations,
+                core.stats.truncations,
+                core.stats.partial_dropped,
+            ) = (
+                c.lines,
+                c.long_lines,
+                c.rotations,
+                c.truncations,
+                c.partial_dropped,
+            );
+            let more = more.map_err(|source| EvidenceError::Eve {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let due = core.cases.due(now_ns());
+            if !core.send(due, self.out).await {
+                return Ok(());
+            }
+            core.publish(self.stats);
+            if self.once && !more {
+                return Ok(());
+            }
+            if !more {
+                tokio::select! {
+                    () = tokio::time::sleep(self.poll) => {}
+                    () = &mut shutdown => return Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn socket(
+        &self,
+        core: &mut Core,
+        path: &std::path::Path,
+        max_connections: usize,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), EvidenceError> {
+        tokio::pin!(shutdown);
+        let listener = socket::bind(path)?;
+        let counts = Arc::new(socket::SocketCounts::default());
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+        let server = tokio::spawn(socket::serve(
+            listener,
+            path.to_path_buf(),
+            max_connections,
+            self.max_line,
+            tx,
+            Arc::clone(&counts),
+        ));
+        let copy_counts = |stats: &mut Stats| {
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            stats.lines = load(&counts.lines);
+            stats.long_lines = load(&counts.long_lines);
+            stats.partial_dropped = load(&counts.partial_dropped);
+            stats.connections = load(&counts.connections);
+            stats.refused_connections = load(&counts.refused);
+        };
+        let mut tick = tokio::time::interval(self.poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                line = rx.recv() => match line {
+                    Some(l) => core.line(&l, now_ns()),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    copy_counts(&mut core.stats);
+                    let due = core.cases.due(now_ns());
+                    if !core.send(due, self.out).await {
+                        break;
+                    }
+                    core.publish(self.stats);
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        server.abort();
+        // Lines already read are still taken.
+        while let Ok(l) = rx.try_recv() {
+            core.line(&l, now_ns());
+        }
+        copy_counts(&mut core.stats);
+        let _ = std::fs::remove_file(path);
+        Ok(())
+    }
 }

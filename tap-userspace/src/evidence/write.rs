@@ -90,7 +90,9 @@ fn comments(request: &EvidenceRequest, packets: u64, left_out: u64, max_bytes: u
             a.sid, a.rev, a.gid, a.severity, a.timestamp, a.signature
         );
         if !a.category.is_empty() {
-            line.push_str(&format!(" ({})", a.category));
+            line.push_str(" (");
+            line.push_str(&a.category);
+            line.push(')');
         }
         c.push(line);
     }
