@@ -268,7 +268,12 @@ impl EveFile {
             Some(Start::End) => file.metadata()?.len(),
             _ => 0,
         };
-        Open::at(file, offset, self.max_line).map(Some)
+        let mut open = Open::at(file, offset, self.max_line)?;
+        // Started at the end of a line being written: its rest is not a line.
+        if open.fingerprint.last().is_some_and(|&b| b != b'\n') {
+            open.lines.skipping = true;
+        }
+        Ok(Some(open))
     }
 
     /// Reads every whole line that is new, calling `each` with it. Returns true when more may
@@ -417,10 +422,15 @@ mod tests {
         let dir = scratch("end");
         let path = dir.join("eve.json");
         append(&path, "old\n");
+        append(&path, "half a li");
         let mut f = EveFile::new(&path, Start::End, 1000);
         assert!(poll(&mut f).is_empty());
-        append(&path, "new\n");
-        assert_eq!(poll(&mut f), ["new"]);
+        append(&path, "ne\nnew\n");
+        assert_eq!(
+            poll(&mut f),
+            ["new"],
+            "the rest of the line started before is no line"
+        );
         // A file after rotation is read from its start.
         std::fs::rename(&path, dir.join("old.json")).unwrap();
         append(&path, "next\n");
