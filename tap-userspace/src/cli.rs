@@ -130,6 +130,14 @@ pub enum Command {
     /// Generate shell completions or man pages.
     #[command(hide = true, subcommand)]
     Generate(GenerateCommand),
+    /// Check a directory's chain of custody: its manifest, signatures and files.
+    Verify(crate::custody::cli::VerifyArgs),
+    /// Make ed25519 keys for signing manifests, or sign a directory's manifest now.
+    #[command(subcommand)]
+    Key(crate::custody::cli::KeyCommand),
+    /// Follow Suricata's EVE alerts and print the evidence requests they make (JSON lines).
+    #[command(hide = true)]
+    Alerts(crate::evidence::cli::AlertsArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -12,6 +12,7 @@ pub mod oracle;
 pub mod pcap;
 pub mod print_frames;
 pub mod process;
+pub mod sessions;
 pub mod storage_util;
 pub mod suricata;
 pub mod tap;

@@ -61,8 +61,22 @@ pub fn unique_token() -> String {
     format!("tap-token-{}", unique_suffix())
 }
 
+/// The eve-log output of [`config`]: alerts into `eve.json` in the log directory.
+const EVE_FILE: &str = "  - eve-log:
+      enabled: yes
+      filetype: regular
+      filename: eve.json
+      types:
+        - alert
+";
+
 /// The configuration: what a minimal deployment sets, with every path inside `dir`.
 fn config(dir: &Path, log_dir: &Path) -> String {
+    config_with_outputs(dir, log_dir, EVE_FILE)
+}
+
+/// [`config`] with `outputs` (YAML list items under `outputs:`) instead of its eve-log.
+fn config_with_outputs(dir: &Path, log_dir: &Path, outputs: &str) -> String {
     // AF_PACKET fanout groups are per namespace, yet two instances may share one: each gets a
     // cluster id of its own. The ring is enlarged: with the default one, a burst of injected
     // frames outruns the single worker and Suricata loses packets.
@@ -82,13 +96,7 @@ default-log-dir: {log}
 default-rule-path: {dir}
 classification-file: {dir}/classification.config
 outputs:
-  - eve-log:
-      enabled: yes
-      filetype: regular
-      filename: eve.json
-      types:
-        - alert
-logging:
+{outputs}logging:
   default-log-level: notice
   outputs:
     - console:
@@ -119,6 +127,57 @@ af-packet:
         log = log_dir.display(),
         dir = dir.display(),
     )
+}
+
+/// Where an offline run's eve-log outputs write, each with `community-id: true`.
+#[derive(Debug, Clone)]
+pub enum Eve {
+    /// `eve.json` in the log directory, appended to.
+    File,
+    /// A unix socket someone listens on (`filetype: unix_stream`).
+    UnixStream(PathBuf),
+}
+
+/// Runs `suricata -r PCAP -k none` to its end with `rules`, logging into `log_dir` through
+/// `eve`, and returns what it printed. Panics when it fails or takes longer than
+/// [`START_TIMEOUT`].
+pub fn run_offline(pcap: &Path, log_dir: &Path, rules: &str, eve: &[Eve]) -> String {
+    require_suricata();
+    let dir = TempDir::new();
+    let outputs: String = eve
+        .iter()
+        .map(|e| {
+            let (filetype, filename) = match e {
+                Eve::File => ("regular", "eve.json".to_string()),
+                Eve::UnixStream(p) => ("unix_stream", p.display().to_string()),
+            };
+            format!(
+                "  - eve-log:\n      enabled: yes\n      filetype: {filetype}\n      filename: {filename}\n      community-id: true\n      types:\n        - alert\n"
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.join("suricata.yaml"),
+        config_with_outputs(dir.path(), log_dir, &outputs),
+    )
+    .expect("writing suricata.yaml");
+    std::fs::write(dir.join("tap.rules"), rules).expect("writing the rules");
+    std::fs::write(dir.join("classification.config"), "").expect("writing classification");
+    let cmd = Suricata::command(
+        None,
+        &dir,
+        log_dir,
+        &["-r", pcap.to_str().expect("UTF-8 path"), "-k", "none"],
+    );
+    let exited =
+        Background::spawn_collecting_stdout("suricata -r (offline)", cmd).wait(START_TIMEOUT);
+    let said = format!("{}{}", exited.stdout, exited.stderr);
+    assert!(
+        exited.status.success(),
+        "suricata -r failed ({}):\n{said}",
+        exited.status
+    );
+    said
 }
 
 /// A number that differs between the instances of one test process.

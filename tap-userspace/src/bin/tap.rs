@@ -209,6 +209,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Verify(args) => Ok(one_line(tap::custody::cli::verify(&args)?)),
+        Command::Key(command) => Ok(one_line(tap::custody::cli::key(&command)?)),
+        Command::Alerts(args) => {
+            tap::evidence::cli::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::BenchWriter(args) => {
             tap::bench_writer::run(&args)?;
             Ok(ExitCode::SUCCESS)
@@ -266,6 +272,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Prints a command's one-line outcome: on standard output with status 0, or as an error with 1.
+fn one_line(outcome: tap::custody::cli::Outcome) -> ExitCode {
+    if outcome.ok {
+        println!("{}", outcome.line);
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("tap: {}", outcome.line);
+        ExitCode::FAILURE
     }
 }
 

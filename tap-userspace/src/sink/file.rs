@@ -143,6 +143,11 @@ impl OutFile {
         self.len == 0
     }
 
+    /// A regular file (not a device or a FIFO).
+    pub fn is_regular(&self) -> bool {
+        self.regular
+    }
+
     /// The name it has now.
     pub fn current_name(&self) -> &Path {
         self.temp.as_deref().unwrap_or(&self.path)

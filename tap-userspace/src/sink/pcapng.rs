@@ -255,6 +255,12 @@ fn end_block(out: &mut Vec<u8>, start: usize, options: bool) {
 /// Appends a section header block with an unspecified section length (the file is written as a
 /// stream).
 pub fn section_header(out: &mut Vec<u8>, info: &SectionInfo) {
+    section_header_with_comments(out, info, &[]);
+}
+
+/// [`section_header`] with `opt_comment`s, which capinfos and Wireshark show as the capture's
+/// comments; each is cut to 65,532 bytes (at a character boundary) to fit an option.
+pub fn section_header_with_comments(out: &mut Vec<u8>, info: &SectionInfo, comments: &[String]) {
     let start = begin_block(out, SHB);
     out.extend_from_slice(&BYTE_ORDER_MAGIC.to_ne_bytes());
     out.extend_from_slice(&1u16.to_ne_bytes());
@@ -268,6 +274,13 @@ pub fn section_header(out: &mut Vec<u8>, info: &SectionInfo) {
         if !text.is_empty() {
             option(out, code, text.as_bytes());
         }
+    }
+    for c in comments {
+        let mut end = c.len().min(65_532);
+        while !c.is_char_boundary(end) {
+            end -= 1;
+        }
+        option(out, OPT_COMMENT, &c.as_bytes()[..end]);
     }
     end_block(out, start, true);
 }

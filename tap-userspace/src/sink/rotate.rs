@@ -268,22 +268,27 @@ impl Ring {
         self.finished.drain(..excess).collect()
     }
 
-    /// Deletes `file` if it is still the file this capture created.
-    pub fn delete(file: &Created) {
+    /// Deletes `file` if it is still the file this capture created; true when it did.
+    pub fn delete(file: &Created) -> bool {
         match std::fs::symlink_metadata(&file.path) {
             Ok(m) if m.dev() == file.dev && m.ino() == file.ino => {
                 match std::fs::remove_file(&file.path) {
-                    Ok(()) => info!(path = %file.path.display(), "ring: deleted the oldest file"),
+                    Ok(()) => {
+                        info!(path = %file.path.display(), "ring: deleted the oldest file");
+                        true
+                    }
                     Err(e) => {
-                        warn!(path = %file.path.display(), error = %e, "ring: cannot delete the oldest file")
+                        warn!(path = %file.path.display(), error = %e, "ring: cannot delete the oldest file");
+                        false
                     }
                 }
             }
             Ok(_) => {
-                warn!(path = %file.path.display(), "ring: the oldest file was replaced by another; left alone")
+                warn!(path = %file.path.display(), "ring: the oldest file was replaced by another; left alone");
+                false
             }
             // Moved or deleted by someone else (a post-rotate command, say): nothing to do.
-            Err(_) => {}
+            Err(_) => false,
         }
     }
 }

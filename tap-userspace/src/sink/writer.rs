@@ -14,7 +14,7 @@
 
 use std::{
     io::{self, Write as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -30,11 +30,20 @@ use super::{
 };
 use crate::{
     config::{Compression, DiskFull, Format, Output, Rotation},
+    custody::Recorder,
     drain::{Batch, Packet},
 };
 
 /// Bytes of records gathered before a write: large writes, few system calls.
 pub const BUFFER: usize = 1 << 20;
+/// Where the manifest of files written at `path` goes: their directory.
+fn custody_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Longest a finished file's post-rotate command is waited for at the end.
 const POST_ROTATE_WAIT: Duration = Duration::from_secs(5);
 
@@ -145,6 +154,8 @@ struct Files {
     post: PostRotate,
     /// Skip names already taken (see [`crate::config::OutputConfig::resume`]).
     resume: bool,
+    /// Records each finished file (and each the ring deletes) in the directory's manifest.
+    custody: Option<Recorder>,
 }
 
 /// Largest sequence number tried when skipping taken names.
@@ -246,6 +257,7 @@ impl CaptureWriter {
                 ring: Ring::new(out.rotation.max_files),
                 post: PostRotate::new(out.post_rotate.clone()).notifying(setup.finished.clone()),
                 resume: out.resume,
+                custody: Some(Recorder::spawn(custody_dir(path), None)),
             })),
         };
         let start_ns = wall_ns();
@@ -309,7 +321,11 @@ impl CaptureWriter {
                 .interval_secs
                 .map(|i| rotate::next_boundary(start, t.gmtoff, i).max(0) as u64 * 1_000_000_000);
             for old in files.ring.make_room() {
-                Ring::delete(&old);
+                if Ring::delete(&old) {
+                    if let Some(c) = &files.custody {
+                        c.removed(&old.path);
+                    }
+                }
             }
             files.seq += 1;
             let path = loop {
@@ -459,8 +475,13 @@ impl CaptureWriter {
         let Some(file) = files.current.take() else {
             return Ok(());
         };
+        let regular = file.is_regular();
         let created = file.finish(files.force)?;
         info!(path = %created.path.display(), "finished");
+        // Opened for hashing before the post-rotate command can touch it.
+        if let (true, Some(c)) = (regular, &files.custody) {
+            c.record(&created.path);
+        }
         files.post.spawn(&created.path);
         files.ring.push(created);
         self.report.files += 1;
@@ -744,6 +765,14 @@ impl Sink for CaptureWriter {
         }
         if let Target::Files(files) = &mut self.target {
             files.post.finish(POST_ROTATE_WAIT);
+            if let Some(c) = files.custody.take() {
+                let failures = c.finish();
+                if failures > 0 {
+                    self.report.notes.push(format!(
+                        "{failures} files not recorded in the chain-of-custody manifest (see the log)"
+                    ));
+                }
+            }
         }
         self.publish();
         std::mem::take(&mut self.report)
@@ -832,6 +861,16 @@ mod tests {
         dir
     }
 
+    /// The directory's chain of custody is intact, with `entries` entries and `files` files.
+    fn assert_intact(dir: &Path, entries: u64, files: u64) {
+        match crate::custody::verify::verify_dir(dir, None).unwrap() {
+            crate::custody::verify::Verdict::Intact(i) => {
+                assert_eq!((i.entries, i.files), (entries, files), "{i}");
+            }
+            crate::custody::verify::Verdict::Broken(b) => panic!("{b}"),
+        }
+    }
+
     fn read_packets(bytes: &[u8]) -> Vec<Vec<u8>> {
         let mut r = CaptureReader::new(bytes).unwrap();
         let mut v = Vec::new();
@@ -904,7 +943,17 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["r_00004.pcap", "r_00005.pcap", "r_00006.pcap"]);
+        assert_eq!(
+            names,
+            [
+                "r_00004.pcap",
+                "r_00005.pcap",
+                "r_00006.pcap",
+                crate::custody::MANIFEST_NAME
+            ]
+        );
+        // Six files recorded, three removed by the ring: the three left verify.
+        assert_intact(&dir, 9, 3);
         for name in &names[..2] {
             let len = std::fs::metadata(dir.join(name)).unwrap().len();
             assert_eq!(len, 24 + 19 * 500, "{name}");
@@ -940,9 +989,11 @@ mod tests {
         sink.write_batch(&batch(2, 60, now + 7_200_000_000_000))
             .unwrap();
         let report = sink.finish(&CaptureStats::default());
+        assert_intact(&dir, 3, 3);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with(crate::custody::MANIFEST_NAME))
             .collect();
         files.sort();
         let counts: Vec<usize> = files
@@ -1006,7 +1057,16 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["r_00001.pcap", "r_00002.pcap"]);
+        assert_eq!(
+            names,
+            [
+                "r_00001.pcap",
+                "r_00002.pcap",
+                crate::custody::MANIFEST_NAME
+            ]
+        );
+        // Both runs append to the one manifest.
+        assert_intact(&dir, 2, 2);
         assert_eq!(
             read_packets(&std::fs::read(dir.join("r_00002.pcap")).unwrap()).len(),
             3
