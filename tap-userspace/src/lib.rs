@@ -10,20 +10,24 @@
 
 pub mod agent;
 pub mod bench_writer;
+pub mod bounded_read;
 pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod drain;
 pub mod error;
+pub mod excerpt;
 pub mod filter;
 pub mod iface;
+pub mod links;
 pub mod live;
 pub mod loader;
 pub mod privilege;
 pub mod reader;
 pub mod replay;
 pub mod ring;
+pub mod safe_create;
 pub mod sink;
 pub mod summary;
 pub mod testrun;

@@ -124,6 +124,24 @@ impl<R: Read> CaptureReader<R> {
         Ok(())
     }
 
+    /// Reads exactly `len` bytes. The buffer grows with what the file holds, not with what a
+    /// length field claims: a 100-byte file that announces a 256 MiB record costs 100 bytes.
+    fn read_vec(&mut self, len: usize) -> Result<Vec<u8>, ReadError> {
+        let mut buf = Vec::with_capacity(len.min(64 << 10));
+        (&mut self.input)
+            .take(len as u64)
+            .read_to_end(&mut buf)
+            .map_err(ReadError::Io)?;
+        if buf.len() < len {
+            return Err(ReadError::Damaged {
+                offset: self.offset + buf.len() as u64,
+                what: "truncated",
+            });
+        }
+        self.offset += len as u64;
+        Ok(buf)
+    }
+
     /// Reads exactly `buf.len()` bytes, or returns false at a clean end of file.
     fn read_or_eof(&mut self, buf: &mut [u8]) -> Result<bool, ReadError> {
         let mut got = 0;
@@ -167,8 +185,13 @@ impl<R: Read> CaptureReader<R> {
                 what: "bad section header length",
             });
         }
-        let mut rest = vec![0u8; total - 12];
-        self.read_exact(&mut rest)?;
+        let rest = self.read_vec(total - 12)?;
+        if u32_of(&rest[rest.len() - 4..], big) as usize != total {
+            return Err(ReadError::Damaged {
+                offset: start,
+                what: "section header's trailing length differs from its leading one",
+            });
+        }
         self.format = Format::PcapNg {
             big,
             interfaces: Vec::new(),
@@ -201,8 +224,7 @@ impl<R: Read> CaptureReader<R> {
                         what: "record longer than 256 MiB",
                     });
                 }
-                let mut data = vec![0u8; incl];
-                self.read_exact(&mut data)?;
+                let data = self.read_vec(incl)?;
                 let ts_ns = sec * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
                 Ok(Some(FilePacket {
                     ts_ns,
@@ -239,10 +261,15 @@ impl<R: Read> CaptureReader<R> {
                     what: "bad block length",
                 });
             }
-            let mut body = vec![0u8; total - 12];
-            self.read_exact(&mut body)?;
+            let body = self.read_vec(total - 12)?;
             let mut trailer = [0u8; 4];
             self.read_exact(&mut trailer)?;
+            if u32_of(&trailer, big) as usize != total {
+                return Err(ReadError::Damaged {
+                    offset: at,
+                    what: "block's trailing length differs from its leading one",
+                });
+            }
             let Format::PcapNg {
                 big,
                 ref mut interfaces,

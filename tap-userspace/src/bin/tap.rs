@@ -59,7 +59,7 @@ fn chain(err: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ").replace('\n', " ")
+    tap::excerpt::line(&parts.join(": ").replace('\n', " ")).into_owned()
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
