@@ -21,6 +21,7 @@ pub mod excerpt;
 pub mod filter;
 pub mod iface;
 pub mod links;
+pub mod listener;
 pub mod live;
 pub mod loader;
 pub mod privilege;

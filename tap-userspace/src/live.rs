@@ -197,6 +197,20 @@ impl LiveStats {
         }
     }
 
+    /// What is attached now, as (ifindex, hook); the interfaces that could not be attached, as
+    /// (name, error); and whether the capture is ready. Cheap: no kernel counter is read.
+    pub fn attachment_state(&self) -> (Vec<(u32, Hook)>, Vec<(String, String)>, bool) {
+        let attached = self
+            .attachments
+            .lock()
+            .expect("live stats lock")
+            .iter()
+            .map(|a| (a.iface.ifindex, a.hook))
+            .collect();
+        let errors = self.attach_errors.lock().expect("live stats lock").clone();
+        (attached, errors, self.ready.load(Relaxed))
+    }
+
     /// Reads everything now (the kernel counters too: a look-up per counter and CPU).
     pub fn snapshot(&self) -> Snapshot {
         let kernel = self
