@@ -125,4 +125,46 @@ mod tests {
         assert!(cut.ends_with(&format!("… ({} bytes)", long.len())));
         assert_eq!(line("short"), "short");
     }
+
+    /// Bounded fuzzing of the filter parser with long input: whatever the words, however long,
+    /// an error is one short line, and an expression past the limit is refused unparsed.
+    mod filter_fuzz {
+        use proptest::prelude::*;
+
+        use crate::filter::{FilterError, MAX_EXPRESSION_LEN, image};
+
+        const WORDS: &[&str] = &[
+            "host", "port", "net", "or", "and", "not", "(", ")", "tcp", "udp", "vlan", "src", "!",
+            "/", "\\", "[", "ether", "proto", "é", "10.0.0.1", "::1", "0x",
+        ];
+
+        fn long_word() -> impl Strategy<Value = String> {
+            (prop::sample::select(WORDS), 50usize..20_000).prop_map(|(w, n)| w.repeat(n))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 64, ..ProptestConfig::default() })]
+
+            #[test]
+            fn long_tokens_make_short_errors(
+                before in prop::collection::vec(prop::sample::select(WORDS), 0..6),
+                word in long_word(),
+                after in prop::collection::vec(prop::sample::select(WORDS), 0..6),
+            ) {
+                let text = format!("{} {word} {}", before.join(" "), after.join(" "));
+                if let Err(e) = image(&text) {
+                    let line = e.to_string();
+                    prop_assert!(line.len() < 1200, "{} bytes: {}", line.len(), &line[..200]);
+                }
+            }
+
+            #[test]
+            fn past_the_limit_nothing_is_parsed(extra in 1usize..4096, word in prop::sample::select(WORDS)) {
+                let text = format!("{word} ").repeat((MAX_EXPRESSION_LEN + extra) / (word.len() + 1) + 1);
+                prop_assert!(text.len() > MAX_EXPRESSION_LEN);
+                let refused = matches!(image(&text), Err(FilterError::TooLong { .. }));
+                prop_assert!(refused);
+            }
+        }
+    }
 }

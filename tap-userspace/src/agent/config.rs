@@ -1081,4 +1081,109 @@ forward = ["vxlan://192.0.2.9?vni=7"]
         assert!(!c.taps.is_empty());
         assert_eq!(c.control_socket, Path::new(DEFAULT_CONTROL_SOCKET));
     }
+
+    /// Bounded fuzzing of the configuration reader: arbitrary files, mutations of a good one,
+    /// and long or deeply nested values never panic, and every error is one bounded line that
+    /// names the file.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const PIECES: &[&str] = &[
+            "[agent]",
+            "[[tap]]",
+            "[tap.file]",
+            "[tap.suricata]",
+            "name = ",
+            "interfaces = ",
+            "filter = ",
+            "filter_file = ",
+            "snaplen = ",
+            "ring_size = ",
+            "sample = ",
+            "hook = ",
+            "serve = ",
+            "forward = ",
+            "path = ",
+            "rotate_seconds = ",
+            "ring_files = ",
+            "metrics_listen = ",
+            "control_socket = ",
+            "\"vms\"",
+            "\"vm*\"",
+            "[\"eth0\"]",
+            "[",
+            "]",
+            "{",
+            "}",
+            "=",
+            "\"",
+            "'",
+            "'''",
+            "\"\"\"",
+            "#",
+            "\n",
+            ",",
+            "0",
+            "-1",
+            "1e400",
+            "4294967296",
+            "true",
+            "1979-05-27T07:32:00Z",
+            "\"/dev/zero\"",
+            "\"icmp or\"",
+            "\"tc\"",
+            "\"xdp\"",
+            "\\u0000",
+            "é",
+        ];
+
+        /// `GOOD` with `piece` inserted near `at` and up to 63 bytes cut off its end.
+        fn mutated(at: usize, piece: &str, cut: usize) -> String {
+            let mut text = GOOD.to_string();
+            let mut at = at % (text.len() + 1);
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            text.insert_str(at, piece);
+            let mut end = text.len() - cut % 64;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text
+        }
+
+        fn soup() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::collection::vec(prop::sample::select(PIECES), 0..40)
+                    .prop_map(|w| w.join(" ")),
+                prop::collection::vec(prop::sample::select(PIECES), 0..40).prop_map(|w| w.concat()),
+                "(?s).{0,200}",
+                (any::<usize>(), prop::sample::select(PIECES), any::<usize>())
+                    .prop_map(|(at, piece, cut)| mutated(at, piece, cut)),
+                (
+                    prop::sample::select(vec!["[", "{a=", "[[", "\"", "a."]),
+                    1usize..3000
+                )
+                    .prop_map(|(open, n)| format!("x = {}", open.repeat(n))),
+                (1usize..100_000).prop_map(|n| format!("[[tap]]\nname = \"{}\"\n", "n".repeat(n))),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, max_shrink_iters: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn hostile_files_never_panic(text in soup()) {
+                if let Err(e) = parse(&text) {
+                    let line = e.to_string();
+                    prop_assert!(line.starts_with("/etc/tap/tap.toml"), "{line}");
+                    prop_assert!(line.len() < 2000, "{} bytes", line.len());
+                    prop_assert!(!line.contains('\n'));
+                }
+            }
+        }
+    }
 }
