@@ -197,14 +197,14 @@ fn an_unprivileged_user_cannot_blind_the_agent() {
     }
 
     let m = wait_until(
-        "every packet written or counted",
+        "every matched packet written or counted (the ring drained)",
         Duration::from_secs(20),
         || {
             let m = scrape(&t.b, METRICS);
             let done = m.tap("tap_packets_written_total", "u")
                 + m.tap("tap_ring_drops_total", "u")
                 + m.tap("tap_sink_drops_total", "u");
-            (done >= u64::from(SENT)).then_some(m)
+            (done >= m.tap("tap_packets_matched_total", "u")).then_some(m)
         },
     );
     let (matched, written, ring, sink) = (
@@ -222,8 +222,9 @@ fn an_unprivileged_user_cannot_blind_the_agent() {
     assert_eq!(
         matched,
         u64::from(SENT),
-        "packets the tap never saw: {}",
-        m.text
+        "packets the tap never saw:\n{}\nagent:\n{}",
+        m.text,
+        agent.stderr()
     );
     assert_eq!(written + ring + sink, matched, "{}", m.text);
     assert_eq!(
