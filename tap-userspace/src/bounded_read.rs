@@ -52,6 +52,7 @@ pub enum BoundedReadError {
 
 impl BoundedReadError {
     /// The file the error is about.
+    #[must_use]
     pub fn path(&self) -> &Path {
         match self {
             Self::Open { path, .. }
@@ -92,6 +93,10 @@ fn kind_of(ft: std::fs::FileType) -> &'static str {
 }
 
 /// Reads the regular file at `path`, at most `limit` bytes.
+///
+/// # Errors
+/// See [`BoundedReadError`]: the file cannot be opened or read, is not a regular file, or is
+/// (or grows) larger than `limit`.
 pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, BoundedReadError> {
     let open = |source| BoundedReadError::Open {
         path: path.to_path_buf(),
@@ -129,6 +134,9 @@ pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, BoundedReadError> 
 }
 
 /// Reads the regular file at `path` as UTF-8 text, at most `limit` bytes.
+///
+/// # Errors
+/// As [`read_bytes`], and [`BoundedReadError::NotText`].
 pub fn read_text(path: &Path, limit: u64) -> Result<String, BoundedReadError> {
     String::from_utf8(read_bytes(path, limit)?).map_err(|e| BoundedReadError::NotText {
         path: path.to_path_buf(),

@@ -16,6 +16,7 @@ pub const MAX_LINE: usize = 4096;
 
 /// `text` as an error message may echo it: whole when it has at most [`MAX_CHARS`]
 /// characters, else its first characters, `…` and its length.
+#[must_use]
 pub fn excerpt(text: &str) -> Excerpt<'_> {
     Excerpt(text)
 }
@@ -26,28 +27,27 @@ pub struct Excerpt<'a>(&'a str);
 
 impl fmt::Display for Excerpt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut chars = self.0.char_indices();
-        match chars.nth(MAX_CHARS) {
-            None => f.write_str(self.0),
-            Some(_) => {
-                let cut = self
-                    .0
-                    .char_indices()
-                    .nth(KEPT_CHARS)
-                    .map_or(self.0.len(), |(i, _)| i);
-                write!(
-                    f,
-                    "{}… ({} characters)",
-                    &self.0[..cut],
-                    self.0.chars().count()
-                )
-            }
+        if self.0.char_indices().nth(MAX_CHARS).is_none() {
+            f.write_str(self.0)
+        } else {
+            let cut = self
+                .0
+                .char_indices()
+                .nth(KEPT_CHARS)
+                .map_or(self.0.len(), |(i, _)| i);
+            write!(
+                f,
+                "{}… ({} characters)",
+                &self.0[..cut],
+                self.0.chars().count()
+            )
         }
     }
 }
 
 /// `text` with every run of non-blank characters longer than [`MAX_CHARS`] cut as [`excerpt`]
 /// cuts it: for a message built around pieces of input (a filter's "unknown port 'x'").
+#[must_use]
 pub fn words(text: &str) -> Cow<'_, str> {
     if !text
         .split(char::is_whitespace)
@@ -71,6 +71,7 @@ pub fn words(text: &str) -> Cow<'_, str> {
 }
 
 /// `line` cut to at most [`MAX_LINE`] bytes (on a character boundary), marked when cut.
+#[must_use]
 pub fn line(line: &str) -> Cow<'_, str> {
     if line.len() <= MAX_LINE {
         return Cow::Borrowed(line);

@@ -168,11 +168,14 @@ fn recv_now(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
             _ => Err(e),
         };
     }
-    Ok(Some(n as usize))
+    Ok(Some(usize::try_from(n).unwrap_or(0)))
 }
 
 impl Links {
     /// Opens the event and request sockets and reads the table.
+    ///
+    /// # Errors
+    /// A socket that cannot be opened or bound, or a first dump that fails.
     pub async fn open() -> Result<Self, LinkError> {
         let events = socket("events", RTMGRP_LINK)?;
         // Best effort: a smaller buffer only makes overruns (and resyncs) likelier.
@@ -201,6 +204,7 @@ impl Links {
     }
 
     /// The interfaces now, by index.
+    #[must_use]
     pub fn interfaces(&self) -> Vec<Interface> {
         self.table
             .iter()
@@ -214,6 +218,9 @@ impl Links {
     /// Waits for link events and applies them: true when the table changed. Lost or undecodable
     /// events are made good by a dump first. Cancel-safe: nothing is read until the socket is
     /// readable, and what is read is applied before returning.
+    ///
+    /// # Errors
+    /// A socket error, or a resync (see [`Links::resync`]) that fails; the table stays.
     pub async fn changed(&mut self) -> Result<bool, LinkError> {
         if self.stale {
             return self.resync().await;
@@ -265,7 +272,11 @@ impl Links {
     }
 
     /// Reads the whole table again (an `RTM_GETLINK` dump) and replaces it: true when it
-    /// changed. On any error the table stays as it was.
+    /// changed.
+    ///
+    /// # Errors
+    /// The kernel refused the dump, a message did not decode, the dump took longer than
+    /// [`DUMP_TIMEOUT`] or kept being interrupted: the table stays as it was.
     pub async fn resync(&mut self) -> Result<bool, LinkError> {
         for _ in 0..DUMP_TRIES {
             match tokio::time::timeout(DUMP_TIMEOUT, self.dump()).await {
@@ -310,12 +321,9 @@ impl Links {
             let mut guard = self.requests.readable().await.map_err(socket)?;
             let fd = guard.get_inner().as_raw_fd();
             loop {
-                let n = match recv_now(fd, &mut self.buf).map_err(socket)? {
-                    Some(n) => n,
-                    None => {
-                        guard.clear_ready();
-                        break;
-                    }
+                let Some(n) = recv_now(fd, &mut self.buf).map_err(socket)? else {
+                    guard.clear_ready();
+                    break;
                 };
                 for (seq, flags, said) in messages(&self.buf[..n])? {
                     if seq != sequence {
@@ -414,7 +422,7 @@ mod tests {
             let junk: Vec<u8> = (0..len)
                 .map(|_| {
                     x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                    (x >> 16) as u8
+                    x.to_be_bytes()[1]
                 })
                 .collect();
             let _ = messages(&junk);

@@ -66,7 +66,7 @@ pub fn descriptor_limit() -> u64 {
             rlim_max: 0,
         };
         // SAFETY: a valid rlimit to fill.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut rl) } != 0 {
             return 1024;
         }
         let want = rl.rlim_max.min(65_536);
@@ -76,7 +76,7 @@ pub fn descriptor_limit() -> u64 {
                 rlim_max: rl.rlim_max,
             };
             // SAFETY: a valid rlimit; raising the soft limit up to the hard one needs no privilege.
-            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
                 rl.rlim_cur = want;
             }
         }
@@ -86,6 +86,7 @@ pub fn descriptor_limit() -> u64 {
 
 /// Client connections the whole process may hold at once: a quarter of
 /// [`descriptor_limit`], between 8 and [`MAX_CONNECTION_BUDGET`].
+#[must_use]
 pub fn connection_budget() -> usize {
     let quarter = usize::try_from(descriptor_limit() / 4).unwrap_or(usize::MAX);
     quarter.clamp(MIN_CONNECTION_BUDGET, MAX_CONNECTION_BUDGET)
@@ -177,6 +178,9 @@ fn timed_out(what: &str) -> io::Error {
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Reads the request head: up to and including the first `end`, at most `max` bytes, within
     /// [`Limits::header_timeout`] of the call. Fewer bytes when the client closes first.
+    ///
+    /// # Errors
+    /// A read error, or `TimedOut` when the head did not arrive in time.
     pub async fn read_head(&mut self, max: usize, end: &[u8]) -> io::Result<Vec<u8>> {
         let mut head = Vec::with_capacity(max.min(1024));
         let mut buf = [0u8; 1024];
@@ -191,28 +195,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             Ok::<(), io::Error>(())
         };
-        match tokio::time::timeout(self.limits.header_timeout, read).await {
-            Ok(r) => r?,
-            Err(_) => {
-                self.slot.timed_out();
-                return Err(timed_out("no request within the header timeout"));
-            }
-        }
+        let Ok(read) = tokio::time::timeout(self.limits.header_timeout, read).await else {
+            self.slot.timed_out();
+            return Err(timed_out("no request within the header timeout"));
+        };
+        read?;
         Ok(head)
     }
 
     /// Writes all of `data`; the client must take it within [`Limits::idle_timeout`].
+    ///
+    /// # Errors
+    /// A write error, or `TimedOut` when the client did not take it in time.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        match tokio::time::timeout(self.limits.idle_timeout, self.stream.write_all(data)).await {
-            Ok(r) => r,
-            Err(_) => {
-                self.slot.timed_out();
-                Err(timed_out("the client did not take the answer"))
-            }
-        }
+        let Ok(written) =
+            tokio::time::timeout(self.limits.idle_timeout, self.stream.write_all(data)).await
+        else {
+            self.slot.timed_out();
+            return Err(timed_out("the client did not take the answer"));
+        };
+        written
     }
 
     /// Closes the writing side (bounded like [`Conn::write_all`]).
+    ///
+    /// # Errors
+    /// As [`Conn::write_all`].
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match tokio::time::timeout(self.limits.idle_timeout, self.stream.shutdown()).await {
             Ok(r) => r,
@@ -272,6 +280,7 @@ impl Listener {
         }
     }
 
+    #[must_use]
     pub fn stats(&self) -> &Arc<ListenerStats> {
         &self.stats
     }
@@ -361,6 +370,7 @@ pub struct UnixSocketFile {
 }
 
 impl UnixSocketFile {
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -381,6 +391,10 @@ impl Drop for UnixSocketFile {
 /// socket file nobody answers on (left by a process that died) is replaced; one that answers,
 /// or anything that is not a socket, is refused. Returns the non-blocking listener and the
 /// guard of its file.
+///
+/// # Errors
+/// Something else at `path` (`AlreadyExists`), a live socket (`AddrInUse`), or the directory,
+/// the removal or the bind failing.
 pub fn bind_unix(path: &Path) -> io::Result<(std::os::unix::net::UnixListener, UnixSocketFile)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -421,6 +435,9 @@ pub fn bind_unix(path: &Path) -> io::Result<(std::os::unix::net::UnixListener, U
 
 /// Makes a blocking stream handed to a thread give up a write the client does not take within
 /// `timeout` (`SO_SNDTIMEO`).
+///
+/// # Errors
+/// The kernel's refusal of the option.
 pub fn set_send_timeout(fd: &impl std::os::fd::AsFd, timeout: Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
@@ -433,7 +450,7 @@ pub fn set_send_timeout(fd: &impl std::os::fd::AsFd, timeout: Duration) -> io::R
             libc::SOL_SOCKET,
             libc::SO_SNDTIMEO,
             std::ptr::from_ref(&tv).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap_or(16),
         )
     };
     if rc == 0 {

@@ -89,6 +89,17 @@ pub struct Snapshot {
     pub ready: bool,
 }
 
+/// What [`LiveStats::attachment_state`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct AttachmentState {
+    /// Programs attached, as (ifindex, hook).
+    pub attached: Vec<(u32, Hook)>,
+    /// Interfaces that matched but could not be attached: (name, error).
+    pub errors: Vec<(String, String)>,
+    /// Loaded, attached, sinks open: capturing.
+    pub ready: bool,
+}
+
 /// One program on one interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttachmentView {
@@ -197,9 +208,8 @@ impl LiveStats {
         }
     }
 
-    /// What is attached now, as (ifindex, hook); the interfaces that could not be attached, as
-    /// (name, error); and whether the capture is ready. Cheap: no kernel counter is read.
-    pub fn attachment_state(&self) -> (Vec<(u32, Hook)>, Vec<(String, String)>, bool) {
+    /// What is attached now. Cheap: no kernel counter is read.
+    pub fn attachment_state(&self) -> AttachmentState {
         let attached = self
             .attachments
             .lock()
@@ -208,7 +218,11 @@ impl LiveStats {
             .map(|a| (a.iface.ifindex, a.hook))
             .collect();
         let errors = self.attach_errors.lock().expect("live stats lock").clone();
-        (attached, errors, self.ready.load(Relaxed))
+        AttachmentState {
+            attached,
+            errors,
+            ready: self.ready.load(Relaxed),
+        }
     }
 
     /// Reads everything now (the kernel counters too: a look-up per counter and CPU).

@@ -48,6 +48,9 @@ pub enum Existing {
 }
 
 /// Refuses a symbolic link at `path`, and an existing file unless `force`.
+///
+/// # Errors
+/// [`CreateError::Symlink`], [`CreateError::Exists`].
 pub fn check_target(path: &Path, force: bool) -> Result<Existing, CreateError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(CreateError::Symlink {
@@ -70,6 +73,9 @@ pub fn check_target(path: &Path, force: bool) -> Result<Existing, CreateError> {
 
 /// Creates `path` for writing (see the module documentation), or opens the device or FIFO
 /// there. The file is write-only and closed on exec.
+///
+/// # Errors
+/// See [`CreateError`].
 pub fn create(path: &Path, force: bool) -> Result<File, CreateError> {
     let existing = check_target(path, force)?;
     let mut options = OpenOptions::new();
@@ -139,10 +145,10 @@ mod tests {
         let path = dir.join("a");
         // SAFETY: umask has no preconditions; restored right after.
         let old = unsafe { libc::umask(0) };
-        let made = create(&path, false);
+        let file = create(&path, false);
         // SAFETY: as above.
         unsafe { libc::umask(old) };
-        made.unwrap().write_all(b"x").unwrap();
+        file.unwrap().write_all(b"x").unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -274,6 +274,10 @@ pub fn run_measured(what: &str, mut cmd: Command, timeout: Duration) -> Measured
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     let started = Instant::now();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which also gives its resource usage"
+    )]
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {what} ({cmd:?}): {e}"));

@@ -179,11 +179,11 @@ fn an_unprivileged_user_cannot_blind_the_agent() {
         }
         sender.join().expect("sender");
     });
-    let attacked = attacker.wait(Duration::from_secs(30));
+    let ended = attacker.wait(Duration::from_secs(30));
     let attack_secs = attack_started.elapsed().as_secs_f64();
-    assert!(attacked.status.success(), "attacker: {}", attacked.stderr);
+    assert!(ended.status.success(), "attacker: {}", ended.stderr);
     let report: serde_json::Value =
-        serde_json::from_str(attacked.stdout.trim()).expect("the attacker's report");
+        serde_json::from_str(ended.stdout.trim()).expect("the attacker's report");
     assert!(
         report["peak"].as_u64().unwrap() >= 1200,
         "the attack held fewer connections than the one that was found: {report}"
@@ -454,7 +454,7 @@ fn some_frames(path: &Path, n: usize) {
         out.extend_from_slice(&v.to_le_bytes());
     }
     for i in 0..n {
-        for v in [1_700_000_000 + i as u32, 0, 60, 60] {
+        for v in [1_700_000_000 + u32::try_from(i).unwrap(), 0, 60, 60] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         let mut frame = [0u8; 60];

@@ -92,10 +92,15 @@ impl Detached {
     /// is not, with why; every other interface is attached or not wanted. `tap` names the tap in
     /// logs.
     pub fn update(&self, tap: &str, at: Instant, missing: &[(String, Reason)]) {
-        let mut entries = self.entries.lock().expect("detached lock");
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (iface, entry) in entries.iter_mut() {
-            if entry.now.is_some() && !missing.iter().any(|(m, _)| m == iface) {
-                let (since, _) = entry.now.take().expect("checked");
+            if missing.iter().any(|(m, _)| m == iface) {
+                continue;
+            }
+            if let Some((since, _)) = entry.now.take() {
                 let lasted = at.saturating_duration_since(since);
                 entry.done += lasted;
                 if entry.warned {
@@ -106,19 +111,23 @@ impl Detached {
         }
         for (iface, reason) in missing {
             let entry = entries.entry(iface.clone()).or_default();
-            match &mut entry.now {
-                None => entry.now = Some((at, reason.clone())),
-                Some((_, r)) if r != reason => {
-                    *r = reason.clone();
-                    // A new failure is worth its own line.
-                    if reason.is_failure() {
-                        entry.warned = false;
-                    }
+            let since = match &mut entry.now {
+                None => {
+                    entry.now = Some((at, reason.clone()));
+                    at
                 }
-                Some(_) => {}
-            }
-            let (since, reason) = entry.now.as_ref().expect("set above");
-            let lasted = at.saturating_duration_since(*since);
+                Some((since, r)) => {
+                    if r != reason {
+                        *r = reason.clone();
+                        // A new failure is worth its own line.
+                        if reason.is_failure() {
+                            entry.warned = false;
+                        }
+                    }
+                    *since
+                }
+            };
+            let lasted = at.saturating_duration_since(since);
             if !entry.warned && (reason.is_failure() || lasted >= GRACE) {
                 warn!(
                     tap,
@@ -136,7 +145,7 @@ impl Detached {
     pub fn view(&self, at: Instant) -> Vec<DetachedView> {
         self.entries
             .lock()
-            .expect("detached lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .map(|(iface, e)| DetachedView {
                 interface: iface.clone(),
@@ -154,7 +163,7 @@ impl Detached {
     pub fn detached_now(&self) -> usize {
         self.entries
             .lock()
-            .expect("detached lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .filter(|e| e.now.is_some())
             .count()
@@ -174,12 +183,21 @@ mod tests {
         d.update("t", s(2), &[("vm-a".into(), Reason::Pending)]);
         let v = d.view(s(3));
         assert_eq!(v.len(), 1);
-        assert_eq!((v[0].seconds_total, v[0].now_secs), (3.0, Some(3.0)));
+        assert_eq!(
+            (
+                v[0].seconds_total.to_bits(),
+                v[0].now_secs.map(f64::to_bits)
+            ),
+            (3.0f64.to_bits(), Some(3.0f64.to_bits()))
+        );
         assert_eq!(v[0].reason.as_deref(), Some("being attached"));
         d.update("t", s(4), &[]);
         assert_eq!(d.detached_now(), 0);
         let v = d.view(s(100));
-        assert_eq!((v[0].seconds_total, v[0].now_secs), (4.0, None));
+        assert_eq!(
+            (v[0].seconds_total.to_bits(), v[0].now_secs),
+            (4.0f64.to_bits(), None)
+        );
         d.update(
             "t",
             s(100),
@@ -187,7 +205,10 @@ mod tests {
         );
         d.update("t", s(101), &[("vm-b".into(), Reason::TapDown("x".into()))]);
         let v = d.view(s(103));
-        assert_eq!(v[0].seconds_total, 5.0, "vm-a: 4 s, then 1 s");
+        assert!(
+            (v[0].seconds_total - 5.0).abs() < 1e-9,
+            "vm-a: 4 s, then 1 s"
+        );
         assert_eq!(
             (v[1].interface.as_str(), v[1].now_secs),
             ("vm-b", Some(2.0))

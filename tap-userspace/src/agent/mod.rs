@@ -357,7 +357,11 @@ impl Agent {
     fn account(&self) {
         let at = Instant::now();
         for tap in self.taps.values() {
-            let (attached, errors, ready) = tap.shared.live.attachment_state();
+            let crate::live::AttachmentState {
+                attached,
+                errors,
+                ready,
+            } = tap.shared.live.attachment_state();
             let (state, error) = tap.shared.state.lock().expect("tap state lock").clone();
             let missing: Vec<(String, Reason)> = self
                 .wanted(&tap.config)
