@@ -66,6 +66,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Capture(args) => {
             let config = CaptureConfig::from_args(&args)?;
+            // Raised to the hard limit before anything is opened (see tap::listener).
+            let _ = tap::listener::descriptor_limit();
             // Created now, before anything is attached, as the -Z user would create it: a path
             // that cannot be written fails here, not after the capture.
             let stats_file = args
