@@ -57,7 +57,7 @@ pub const SUPPORTED: &str = "tap supports host, net (ADDR/LEN, ADDR mask MASK), 
     [ip|ip6] proto, protochain, vlan [ID], and/or/not and parentheses";
 
 /// Longest expression parsed, in bytes (1 MiB). Parsing and compiling cost time and memory in
-/// proportion to the expression's length (about 0.1 s and 100 MB at the limit, at worst), so
+/// proportion to the expression's length (at the limit, at worst about 0.6 s and 90 MB), so
 /// this bounds both; it leaves room for the largest set the kernel program takes (65,536 hosts
 /// written `host A or B or ...`).
 pub const MAX_EXPRESSION_LEN: usize = 1 << 20;
