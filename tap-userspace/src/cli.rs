@@ -105,6 +105,9 @@ pub enum GenerateCommand {
     Man {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
+        /// Overwrite man pages already there.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -169,9 +172,13 @@ pub struct ReplayArgs {
     /// Input capture (pcap or pcapng).
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: PathBuf,
-    /// Output pcap file for the selected packets, or '-' for standard output.
+    /// Output pcap file for the selected packets, or '-' for standard output. Created 0600; an
+    /// existing file or a symbolic link is refused.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<PathBuf>,
+    /// Overwrite an existing output file (never through a symbolic link).
+    #[arg(long)]
+    pub force: bool,
     /// Which program to run the packets through.
     #[arg(long, value_enum, default_value = "xdp")]
     pub hook: HookArg,

@@ -142,7 +142,7 @@ pub enum OutputConfigError {
     Interval,
     #[error("-W must be at least 1")]
     RingFiles,
-    #[error("unknown --compress '{0}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)")]
+    #[error("unknown --compress '{}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)", crate::excerpt::excerpt(.0))]
     Compress(String),
     #[error(transparent)]
     Pattern(#[from] crate::sink::rotate::PatternError),
@@ -382,10 +382,8 @@ pub fn filter_from_args(args: &FilterArgs) -> Result<FilterImage, ConfigError> {
     let text = if let Some(f) = &args.filter {
         f.clone()
     } else if let Some(path) = &args.filter_file {
-        let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::FilterFile {
-            path: path.clone(),
-            source,
-        })?;
+        let raw = crate::bounded_read::read_text(path, crate::bounded_read::FILTER_FILE_MAX)
+            .map_err(ConfigError::FilterFile)?;
         // tcpdump -F: '#' starts a comment to the end of the line.
         raw.lines()
             .map(|l| l.split('#').next().unwrap_or(""))

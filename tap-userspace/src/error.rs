@@ -2,10 +2,12 @@
 
 use std::{io, path::PathBuf};
 
+use crate::excerpt::excerpt;
+
 /// Errors while validating what the user asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("unknown interface '{iface}'")]
+    #[error("unknown interface '{}'", excerpt(iface))]
     UnknownInterface { iface: String },
     #[error("no default route to pick an interface from; choose one with -i")]
     NoDefaultInterface,
@@ -19,19 +21,15 @@ pub enum ConfigError {
     DuplicateInterface { iface: String },
     #[error("--xdp-mode applies only to --hook xdp")]
     XdpModeWithoutXdp,
-    #[error("cannot read the filter file {path}: {source}")]
-    FilterFile {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("filter file: {0}")]
+    FilterFile(#[source] crate::bounded_read::BoundedReadError),
     #[error("filter: {0}")]
     Filter(#[source] crate::filter::FilterError),
     #[error("--sample must be at least 1")]
     Sample,
     #[error("nothing to write to: give -w FILE (or -), --serve, --inject or --forward")]
     NoOutput,
-    #[error("--serve '{value}': use unix:PATH")]
+    #[error("--serve '{}': use unix:PATH", excerpt(value))]
     Serve { value: String },
     #[error("--forward {0}")]
     Forward(#[source] crate::sink::vxlan::VxlanError),
@@ -39,7 +37,10 @@ pub enum ConfigError {
     SuricataWithoutRotation,
     #[error(transparent)]
     Output(#[from] crate::config::OutputConfigError),
-    #[error("unknown --decap item '{item}': use vxlan[:PORT], geneve, gre, erspan")]
+    #[error(
+        "unknown --decap item '{}': use vxlan[:PORT], geneve, gre, erspan",
+        excerpt(item)
+    )]
     Decap { item: String },
 }
 
@@ -137,5 +138,5 @@ pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = e.source();
     }
-    parts.join(": ").replace('\n', " ")
+    crate::excerpt::line(&parts.join(": ").replace('\n', " ")).into_owned()
 }

@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod bench_writer;
+pub mod bounded_read;
 pub mod capture;
 pub mod capture_file;
 pub mod cli;
@@ -19,8 +20,11 @@ pub mod custody;
 pub mod drain;
 pub mod error;
 pub mod evidence;
+pub mod excerpt;
 pub mod filter;
 pub mod iface;
+pub mod links;
+pub mod listener;
 pub mod live;
 pub mod loader;
 pub mod print;
@@ -28,6 +32,7 @@ pub mod privilege;
 pub mod reader;
 pub mod replay;
 pub mod ring;
+pub mod safe_create;
 pub mod sink;
 pub mod summary;
 pub mod testrun;

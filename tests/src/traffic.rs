@@ -171,3 +171,29 @@ pub fn http_get_path(ns: &Netns, host: &str, path: &str) {
     ]));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "GET {url}");
 }
+
+/// Sends `count` UDP datagrams of `size` bytes from `ns` to `host`:9, spread evenly over
+/// `over`.
+pub fn paced_udp(ns: &Netns, host: &str, count: u32, size: usize, over: Duration) {
+    const PACED: &str = r#"
+import socket, sys, time
+host, count, size, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+payload = bytes(size)
+start = time.monotonic()
+for i in range(count):
+    s.sendto(payload, (host, 9))
+    if i % 100 == 99:
+        ahead = start + secs * (i + 1) / count - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+"#;
+    run_ok(ns.cmd("python3").args([
+        "-c",
+        PACED,
+        host,
+        &count.to_string(),
+        &size.to_string(),
+        &over.as_secs_f64().to_string(),
+    ]));
+}

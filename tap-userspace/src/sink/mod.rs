@@ -71,6 +71,21 @@ pub enum StorageError {
     Pattern(#[from] rotate::PatternError),
 }
 
+impl From<crate::safe_create::CreateError> for StorageError {
+    fn from(e: crate::safe_create::CreateError) -> Self {
+        use crate::safe_create::CreateError as E;
+        match e {
+            E::Exists { path } => Self::Exists { path },
+            E::Symlink { path } => Self::Symlink { path },
+            E::Linked { ref path } => Self::Create {
+                path: path.clone(),
+                source: io::Error::other(e.to_string()),
+            },
+            E::Open { path, source } => Self::Create { path, source },
+        }
+    }
+}
+
 /// Why a sink stopped taking packets.
 #[derive(Debug)]
 pub enum SinkStop {
