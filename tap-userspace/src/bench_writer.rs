@@ -19,9 +19,9 @@ use std::{
 use tap_common::event::{DIR_INBOUND, HEADER_LEN, HOOK_TC_INGRESS, PacketHeader};
 
 use crate::{
-    cli::FormatArg,
-    config::{Compression, DiskFull, Format, Hook, Interface, Output, OutputConfig, Rotation},
-    drain::{Batch, BatchBuilder},
+    model::{Compression, DiskFull, Format, Hook, Interface, Output, OutputConfig, Rotation},
+    pipeline::drain::{Batch, BatchBuilder},
+    settings::flags::FormatArg,
     sink::{self, CaptureStats, SinkSetup, StorageError},
 };
 
@@ -49,7 +49,7 @@ pub struct BenchWriterArgs {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    crate::cli::scaled_size(s, 1000)
+    crate::settings::flags::scaled_size(s, 1000)
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("not a size: {s}"))

@@ -2,7 +2,7 @@
 
 use std::{io, path::PathBuf};
 
-use crate::excerpt::excerpt;
+use crate::support::excerpt::excerpt;
 
 /// Errors while validating what the user asked for.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,7 @@ pub enum ConfigError {
     #[error("--xdp-mode applies only to --hook xdp")]
     XdpModeWithoutXdp,
     #[error("filter file: {0}")]
-    FilterFile(#[source] crate::bounded_read::BoundedReadError),
+    FilterFile(#[source] crate::support::bounded_read::BoundedReadError),
     #[error("filter: {0}")]
     Filter(#[source] crate::filter::FilterError),
     #[error("--sample must be at least 1")]
@@ -36,7 +36,7 @@ pub enum ConfigError {
     #[error("--suricata-socket submits finished files: it needs -C or -G")]
     SuricataWithoutRotation,
     #[error(transparent)]
-    Output(#[from] crate::config::OutputConfigError),
+    Output(#[from] crate::model::OutputConfigError),
     #[error(
         "unknown --decap item '{}': use vxlan[:PORT], geneve, gre, erspan",
         excerpt(item)
@@ -114,7 +114,7 @@ pub enum CaptureError {
     #[error("{0}")]
     Consumer(String),
     #[error(transparent)]
-    Privileges(#[from] crate::privilege::PrivilegeError),
+    Privileges(#[from] crate::support::privilege::PrivilegeError),
     #[error("ring buffer polling failed: {0}")]
     Poll(#[source] io::Error),
     #[error("cannot switch on BPF run-time statistics (--program-stats): {0}")]
@@ -138,5 +138,5 @@ pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = e.source();
     }
-    crate::excerpt::line(&parts.join(": ").replace('\n', " ")).into_owned()
+    crate::support::excerpt::line(&parts.join(": ").replace('\n', " ")).into_owned()
 }

@@ -12,12 +12,12 @@ use std::{
 };
 
 use tap::{
-    capture_file::{Compression as FileCompression, open_capture},
     print::{
         Direction, Dump, DumpStyle, LINKTYPE_ETHERNET, PacketRef, PrintOptions, Printer,
         TCPDUMP_DECODES_ETHERTYPES, TCPDUMP_DECODES_PROTOCOLS, TimeStyle, tcpdump_decodes_tcp,
         tcpdump_decodes_udp,
     },
+    replay::capture_file::{Compression as FileCompression, open_capture},
     sink::pcapng::{self, InterfaceDesc, SectionInfo},
 };
 use tap_common::event::{DIR_INBOUND, DIR_OUTBOUND, HOOK_TC_EGRESS, HOOK_TC_INGRESS};
@@ -636,8 +636,8 @@ fn interface_prefix_matches_tcpdump_sll2() {
 fn reads_compressed_files_tap_writes() {
     use std::time::Duration;
     use tap::{
-        config::{Compression, DiskFull, Format, Hook, Interface, Output, OutputConfig, Rotation},
-        drain::BatchBuilder,
+        model::{Compression, DiskFull, Format, Hook, Interface, Output, OutputConfig, Rotation},
+        pipeline::drain::BatchBuilder,
         sink::{CaptureStats, SinkSetup},
     };
     use tap_common::event::PacketHeader;

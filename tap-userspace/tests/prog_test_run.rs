@@ -2,8 +2,8 @@
 //! advanced. Needs root (BPF): run through `cargo xtask test`.
 
 use tap::{
-    config::Hook,
-    testrun::{ProgRunner, RingState, RunnerSpec, udp_frame, udp_frame_to},
+    kernel::testrun::{ProgRunner, RingState, RunnerSpec, udp_frame, udp_frame_to},
+    model::Hook,
 };
 use tap_common::event::{DIR_INBOUND, DIR_OUTBOUND, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP};
 

@@ -19,8 +19,8 @@ use tracing::{debug, info};
 
 use super::{AgentError, AgentShared, Request};
 use crate::{
-    excerpt::excerpt,
-    listener::{self, Conn, Limits, Listener, UnixSocketFile},
+    support::excerpt::excerpt,
+    support::listener::{self, Conn, Limits, Listener, UnixSocketFile},
 };
 
 /// Longest request line read.

@@ -1,7 +1,7 @@
 //! Prometheus metrics: `GET /metrics` on `agent.metrics_listen`, in the OpenMetrics text format
 //! (which Prometheus scrapes natively).
 //!
-//! Everything is read at scrape time from the taps' [`crate::live::LiveStats`]: the kernel
+//! Everything is read at scrape time from the taps' [`crate::pipeline::live::LiveStats`]: the kernel
 //! counters (per loaded object, so per tap: the programs cannot tell interfaces apart without
 //! extra per-packet work), the writer's counts, and the packets and bytes read from the ring per
 //! interface and hook (from each record's header). A tap restarted by a reload starts its
@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info};
 
 use super::{AgentError, AgentShared, TapState};
-use crate::listener::{Conn, Limits, Listener};
+use crate::support::listener::{Conn, Limits, Listener};
 
 type Labels = Vec<(String, String)>;
 
@@ -325,7 +325,7 @@ mod tests {
     use std::sync::{Mutex, atomic::Ordering::Relaxed};
 
     use super::*;
-    use crate::{agent::TapShared, live::LiveStats};
+    use crate::{agent::TapShared, pipeline::live::LiveStats};
 
     /// `name{labels} value` lines, the `# EOF` and comments left out.
     fn samples(text: &str) -> Vec<(String, f64)> {

@@ -1,10 +1,10 @@
 //! `tap agent`: several named taps from one configuration file, as a long-running service.
 //!
-//! Each tap is a capture of its own ([`crate::capture::run_tap`]: its loaded object, ring,
-//! programs and writer), started with its validated [`config::TapConfig`] and stopped by its own
+//! Each tap is a capture of its own ([`crate::pipeline::run::run_tap`]: its loaded object, ring,
+//! programs and writer), started with its validated [`crate::settings::agent_file::TapConfig`] and stopped by its own
 //! shutdown future. The agent's loop owns the set of taps and does what changes it:
 //!
-//! - it follows the interfaces through rtnetlink ([`crate::links`]: link events, and a dump
+//! - it follows the interfaces through rtnetlink ([`crate::kernel::links`]: link events, and a dump
 //!   every [`RESYNC`]) and tells each tap the ones its names and globs match now
 //!   ([`Control::Interfaces`]): new ones are attached, vanished ones released, without touching
 //!   the ring, the writer or the other interfaces. An interface is released only on positive
@@ -18,10 +18,9 @@
 //!   starts it again.
 //!
 //! Alongside run the control socket ([`control`]) and the metrics endpoint ([`metrics`]), which
-//! read the taps' [`LiveStats`] directly. Both are bounded listeners ([`crate::listener`]): no
+//! read the taps' [`LiveStats`] directly. Both are bounded listeners ([`crate::support::listener`]): no
 //! client can take the descriptors the capture needs.
 
-pub mod config;
 pub mod control;
 pub mod detached;
 pub mod metrics;
@@ -37,8 +36,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use config::DEFAULT_CONTROL_SOCKET;
-use config::{AgentConfig, AgentConfigError, TapConfig};
+pub use crate::settings::agent_file::DEFAULT_CONTROL_SOCKET;
+use crate::settings::agent_file::{AgentConfig, AgentConfigError, TapConfig};
 use serde::Serialize;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -47,10 +46,10 @@ use tokio::{
 use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::{
-    capture::{self, Control},
-    config::Interface,
-    links::{LinkError, Links},
-    live::{LiveStats, Snapshot},
+    kernel::links::{LinkError, Links},
+    model::Interface,
+    pipeline::live::{LiveStats, Snapshot},
+    pipeline::run::Control,
 };
 use detached::{Detached, DetachedView, Reason};
 
@@ -234,7 +233,7 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let config = AgentConfig::load(path)?;
     // Before any listener: the descriptor budget of their clients follows the raised limit.
-    let nofile = crate::listener::descriptor_limit();
+    let nofile = crate::support::listener::descriptor_limit();
     let mut links = Links::open().await?;
     let shared = Arc::new(AgentShared::new(path.to_path_buf()));
     let (requests_tx, mut requests) = mpsc::channel::<Request>(8);
@@ -272,7 +271,7 @@ pub async fn run(
         config = %path.display(),
         taps = agent.taps.len(),
         descriptors = nofile,
-        client_connections = crate::listener::connection_budget(),
+        client_connections = crate::support::listener::connection_budget(),
         "agent ready"
     );
     sd_notify("READY=1");
@@ -357,7 +356,7 @@ impl Agent {
     fn account(&self) {
         let at = Instant::now();
         for tap in self.taps.values() {
-            let crate::live::AttachmentState {
+            let crate::pipeline::live::AttachmentState {
                 attached,
                 errors,
                 ready,
@@ -405,7 +404,7 @@ impl Agent {
             started: Instant::now(),
             detached,
         });
-        let (control, control_rx) = capture::control_channel();
+        let (control, control_rx) = crate::pipeline::run::control_channel();
         let (stop, stop_rx) = oneshot::channel::<()>();
         self.next_generation += 1;
         let generation = self.next_generation;
@@ -416,7 +415,7 @@ impl Agent {
         let task = tokio::spawn(
             async move {
                 info!("starting");
-                let result = capture::run_tap(
+                let result = crate::pipeline::run::run_tap(
                     capture,
                     async move {
                         let _ = stop_rx.await;

@@ -5,12 +5,13 @@ use std::{io::IsTerminal as _, process::ExitCode, sync::Arc};
 use anyhow::Context as _;
 use clap::Parser;
 use tap::{
-    agent, capture,
-    cli::{Cli, Command, CtlCommand, GenerateCommand, HookArg, LogFormatArg},
-    config::{self, CaptureConfig, Hook},
+    agent,
     error::{CaptureError, LoadError},
-    live::LiveStats,
+    model::{self as config, CaptureConfig, Hook},
+    pipeline::live::LiveStats,
+    pipeline::run as capture,
     replay::{self, ReplayConfig},
+    settings::flags::{Cli, Command, CtlCommand, GenerateCommand, HookArg, LogFormatArg},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -59,15 +60,15 @@ fn chain(err: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    tap::excerpt::line(&parts.join(": ").replace('\n', " ")).into_owned()
+    tap::support::excerpt::line(&parts.join(": ").replace('\n', " ")).into_owned()
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Capture(args) => {
             let config = CaptureConfig::from_args(&args)?;
-            // Raised to the hard limit before anything is opened (see tap::listener).
-            let _ = tap::listener::descriptor_limit();
+            // Raised to the hard limit before anything is opened (see tap::support::listener).
+            let _ = tap::support::listener::descriptor_limit();
             // Created now, before anything is attached, as the -Z user would create it: a path
             // that cannot be written fails here, not after the capture.
             let stats_file = args
@@ -141,7 +142,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             // Status and errors name the file in full; relative paths in it follow its directory.
             args.config = std::path::absolute(&args.config).unwrap_or(args.config);
             if args.check {
-                let config = agent::config::AgentConfig::load(&args.config)?;
+                let config = tap::settings::agent_file::AgentConfig::load(&args.config)?;
                 println!(
                     "{}: valid, {} taps",
                     args.config.display(),
@@ -240,24 +241,24 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 HookArg::TcIngress | HookArg::Tc => Hook::TcIngress,
                 HookArg::TcEgress => Hook::TcEgress,
             };
-            let filter = config::filter_from_args(&tap::cli::FilterArgs {
+            let filter = config::filter_from_args(&tap::settings::flags::FilterArgs {
                 filter: args.filter,
                 filter_file: args.filter_file,
                 expression: Vec::new(),
             })?;
             let dsts = if args.dsts.is_empty() {
-                vec![tap::testrun::FRAME_DST_V4]
+                vec![tap::kernel::testrun::FRAME_DST_V4]
             } else {
                 args.dsts.iter().map(|a| a.octets()).collect()
             };
-            let spec = tap::testrun::BenchSpec {
+            let spec = tap::kernel::testrun::BenchSpec {
                 hook,
                 frame_len: args.frame_len,
                 repeat: args.repeat,
                 filter,
                 dsts,
             };
-            for line in tap::testrun::bench_prog(&spec)? {
+            for line in tap::kernel::testrun::bench_prog(&spec)? {
                 println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
@@ -313,7 +314,7 @@ fn write_man_pages(cmd: clap::Command, dir: &std::path::Path, force: bool) -> an
     let path = dir.join(man.get_filename());
     let mut text = Vec::new();
     man.render(&mut text).context("rendering a man page")?;
-    tap::safe_create::create(&path, force)?
+    tap::support::safe_create::create(&path, force)?
         .write_all(&text)
         .with_context(|| format!("writing {}", path.display()))
 }
@@ -331,10 +332,10 @@ impl StatsFile {
     fn create(
         path: &std::path::Path,
         force: bool,
-        run_as: Option<&tap::privilege::RunAs>,
+        run_as: Option<&tap::support::privilege::RunAs>,
     ) -> anyhow::Result<Self> {
         let new = std::fs::symlink_metadata(path).is_err();
-        let create = || tap::safe_create::create(path, force);
+        let create = || tap::support::safe_create::create(path, force);
         let file = match run_as {
             Some(user) => user.as_effective(create)?,
             None => create(),
@@ -392,7 +393,7 @@ mod status {
         time::{Duration, Instant},
     };
 
-    use tap::{agent::control::human_bytes, live::LiveStats};
+    use tap::{agent::control::human_bytes, pipeline::live::LiveStats};
 
     const EVERY: Duration = Duration::from_millis(500);
 

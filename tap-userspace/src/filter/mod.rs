@@ -49,7 +49,7 @@ pub use parse::parse;
 
 use tap_common::filter::{MAX_ADDRS, MAX_MACS};
 
-use crate::excerpt::{excerpt, words};
+use crate::support::excerpt::{excerpt, words};
 
 /// What tap's filter language covers, for error messages.
 pub const SUPPORTED: &str = "tap supports host, net (ADDR/LEN, ADDR mask MASK), port, portrange, \
@@ -63,7 +63,7 @@ pub const SUPPORTED: &str = "tap supports host, net (ADDR/LEN, ADDR mask MASK), 
 pub const MAX_EXPRESSION_LEN: usize = 1 << 20;
 
 /// Why a filter expression was refused. One line each; positions are 1-based columns; a token
-/// is echoed as a short excerpt ([`crate::excerpt`]), whatever its length.
+/// is echoed as a short excerpt ([`crate::support::excerpt`]), whatever its length.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
     /// A pcap-filter feature outside tap's subset.

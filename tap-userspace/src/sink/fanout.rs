@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::{CaptureStats, Sink, SinkReport, SinkStop, checksum, suricata::SuricataDriver};
-use crate::drain::Batch;
+use crate::pipeline::drain::Batch;
 
 /// A named consumer.
 pub struct Consumer {

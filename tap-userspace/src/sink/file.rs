@@ -1,6 +1,6 @@
 //! One output file on disk.
 //!
-//! Created through [`crate::safe_create`]: 0600 with `O_NOFOLLOW` (a symbolic link at the name
+//! Created through [`crate::support::safe_create`]: 0600 with `O_NOFOLLOW` (a symbolic link at the name
 //! is refused) and, unless `--force`, `O_EXCL` (an existing file is refused, never
 //! overwritten). Data is appended only in whole records; when a write fails part-way (a full disk) the file is cut back to the last
 //! whole record, so what it holds stays readable. Finishing syncs the file and, for a file
@@ -51,11 +51,11 @@ pub struct OutFile {
     regular: bool,
 }
 
-pub use crate::safe_create::Existing;
+pub use crate::support::safe_create::Existing;
 
 /// Refuses a symbolic link at `path`, and an existing file unless `force`.
 pub fn check_target(path: &Path, force: bool) -> Result<Existing, StorageError> {
-    Ok(crate::safe_create::check_target(path, force)?)
+    Ok(crate::support::safe_create::check_target(path, force)?)
 }
 
 impl OutFile {
@@ -65,7 +65,7 @@ impl OutFile {
         let open_path = temp.as_deref().unwrap_or(path);
         // A temporary name left by a capture that crashed is someone's data now: the one
         // safe-create path checks the name it opens, too.
-        let file = crate::safe_create::create(open_path, force)?;
+        let file = crate::support::safe_create::create(open_path, force)?;
         let meta = file.metadata().map_err(|source| StorageError::Create {
             path: open_path.to_path_buf(),
             source,

@@ -18,7 +18,7 @@ use std::{
 };
 
 use super::{CaptureStats, Sink, SinkReport, SinkStop};
-use crate::{drain::Batch, iface};
+use crate::{kernel::iface, pipeline::drain::Batch};
 
 /// Errors opening the monitor interface.
 #[derive(Debug, thiserror::Error)]

@@ -21,9 +21,9 @@ pub mod writer;
 use std::{io, path::PathBuf, time::Instant};
 
 use crate::{
-    config::{Hook, Interface, OutputConfig},
-    drain::Batch,
-    summary::KernelCounters,
+    model::{Hook, Interface, OutputConfig},
+    pipeline::drain::Batch,
+    pipeline::summary::KernelCounters,
 };
 
 /// Counters of the whole capture, as the statistics blocks of a pcapng file report them.
@@ -71,9 +71,9 @@ pub enum StorageError {
     Pattern(#[from] rotate::PatternError),
 }
 
-impl From<crate::safe_create::CreateError> for StorageError {
-    fn from(e: crate::safe_create::CreateError) -> Self {
-        use crate::safe_create::CreateError as E;
+impl From<crate::support::safe_create::CreateError> for StorageError {
+    fn from(e: crate::support::safe_create::CreateError) -> Self {
+        use crate::support::safe_create::CreateError as E;
         match e {
             E::Exists { path } => Self::Exists { path },
             E::Symlink { path } => Self::Symlink { path },

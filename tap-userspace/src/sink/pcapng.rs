@@ -26,8 +26,8 @@ use tap_common::event::{
 
 use super::{CaptureStats, pcap::LINKTYPE_ETHERNET};
 use crate::{
-    config::{Hook, Interface},
-    drain::Packet,
+    model::{Hook, Interface},
+    pipeline::drain::Packet,
 };
 
 /// Block types.
@@ -798,7 +798,7 @@ mod tests {
         assert!(header_len > 0);
         let mut t = Vec::new();
         let stats = CaptureStats {
-            kernel: crate::summary::KernelCounters {
+            kernel: crate::pipeline::summary::KernelCounters {
                 seen: 10,
                 ring_full: 2,
                 ..Default::default()

@@ -30,8 +30,8 @@ use super::{
     pcap::{LINKTYPE_ETHERNET, global_header, record_header},
 };
 use crate::{
-    drain::Batch,
-    listener::{self, Limits, Listener, Slot, UnixSocketFile},
+    pipeline::drain::Batch,
+    support::listener::{self, Limits, Listener, Slot, UnixSocketFile},
 };
 
 /// Chunks a reader may have queued before it starts losing packets.

@@ -16,7 +16,7 @@ use std::{
 };
 
 use super::{CaptureStats, Sink, SinkReport, SinkStop};
-use crate::drain::Batch;
+use crate::pipeline::drain::Batch;
 
 /// Where and how to forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -415,7 +415,7 @@ mod tests {
             max_inner: 40,
         };
         let mut sink = VxlanSink::open(target).unwrap();
-        let mut builder = crate::drain::BatchBuilder::with_capacity(4096);
+        let mut builder = crate::pipeline::drain::BatchBuilder::with_capacity(4096);
         let frame = udp4([192, 0, 2, 1], [192, 0, 2, 2], 1000, 53);
         let header = tap_common::event::PacketHeader {
             orig_len: frame.len() as u32,

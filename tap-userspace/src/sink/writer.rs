@@ -29,9 +29,9 @@ use super::{
     rotate::{self, LocalTime, NamePattern, PostRotate, Ring},
 };
 use crate::{
-    config::{Compression, DiskFull, Format, Output, Rotation},
     custody::Recorder,
-    drain::{Batch, Packet},
+    model::{Compression, DiskFull, Format, Output, Rotation},
+    pipeline::drain::{Batch, Packet},
 };
 
 /// Bytes of records gathered before a write: large writes, few system calls.
@@ -152,7 +152,7 @@ struct Files {
     current: Option<OutFile>,
     ring: Ring,
     post: PostRotate,
-    /// Skip names already taken (see [`crate::config::OutputConfig::resume`]).
+    /// Skip names already taken (see [`crate::model::OutputConfig::resume`]).
     resume: bool,
     /// Records each finished file (and each the ring deletes) in the directory's manifest.
     custody: Option<Recorder>,
@@ -787,17 +787,17 @@ mod tests {
 
     use super::*;
     use crate::{
-        config::{Hook, Interface, OutputConfig},
-        drain::BatchBuilder,
-        reader::CaptureReader,
+        model::{Hook, Interface, OutputConfig},
+        pipeline::drain::BatchBuilder,
+        replay::reader::CaptureReader,
     };
 
     /// `n` packets of `size` bytes stamped `ts_ns` (wall clock, ns since the epoch) onwards.
     pub(crate) fn batch(n: usize, size: usize, ts_ns: u64) -> Batch {
         let mut b = BatchBuilder::with_capacity(n * (HEADER_LEN + size));
         // The batch adds the monotonic → wall clock offset when it is read: take it off here.
-        let mono =
-            (i128::from(ts_ns) - i128::from(crate::clock::realtime_offset_ns())).max(0) as u64;
+        let mono = (i128::from(ts_ns) - i128::from(crate::kernel::clock::realtime_offset_ns()))
+            .max(0) as u64;
         for i in 0..n {
             let header = PacketHeader {
                 ts_ns: mono + i as u64,
@@ -1109,7 +1109,7 @@ mod tests {
         ));
         sink.write_batch(&batch(5, 60, 1)).unwrap();
         let stats = CaptureStats {
-            kernel: crate::summary::KernelCounters {
+            kernel: crate::pipeline::summary::KernelCounters {
                 seen: 9,
                 matched: 8,
                 ring_full: 2,

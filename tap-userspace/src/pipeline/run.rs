@@ -23,14 +23,14 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::{CaptureConfig, Interface, Output},
-    drain::{Batch, BatchLimits, Drain, POLL_INTERVAL},
     error::CaptureError,
     filter::maps::FilterImage,
-    live::LiveStats,
-    loader::{self, LoadSpec},
+    kernel::loader::{self, LoadSpec},
+    model::{CaptureConfig, Interface, Output},
+    pipeline::drain::{Batch, BatchLimits, Drain, POLL_INTERVAL},
+    pipeline::live::LiveStats,
+    pipeline::summary::{KernelCounters, ProgramCost, Summary},
     sink::{self, CaptureStats, Sink, SinkReport, SinkSetup, SinkStop, StatsSource},
-    summary::{KernelCounters, ProgramCost, Summary},
 };
 
 /// Batches the writer may have queued before the drain starts dropping. A batch is a range of the

@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Raw structures mirror the file (`serde`, unknown keys refused); [`AgentConfig::parse`] turns
-//! them into one [`crate::config::CaptureConfig`] per tap through the same validation as the
+//! them into one [`crate::model::CaptureConfig`] per tap through the same validation as the
 //! command line, with the key's position kept for the error.
 
 use std::{
@@ -35,13 +35,12 @@ use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
 use toml::Spanned;
 
 use crate::{
-    cli::{ConsumerArgs, DiskFullArg, FilterArgs, FormatArg, OutputArgs},
-    config::{
-        self, CaptureConfig, Consumers, Decap, Hook, Output, OutputConfig, OutputConfigError,
-        XdpMode,
-    },
     error::ConfigError,
-    excerpt,
+    model::{
+        CaptureConfig, Consumers, Decap, Hook, Output, OutputConfig, OutputConfigError, XdpMode,
+    },
+    settings::flags::{ConsumerArgs, DiskFullArg, FilterArgs, FormatArg, OutputArgs},
+    support::excerpt,
 };
 
 /// Where `tap ctl` and the agent meet when the file does not say.
@@ -54,7 +53,7 @@ const IFNAME_MAX: usize = 15;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentConfigError {
     #[error(transparent)]
-    Read(#[from] crate::bounded_read::BoundedReadError),
+    Read(#[from] crate::support::bounded_read::BoundedReadError),
     /// `path:line:column: key: message`.
     #[error("{path}:{line}:{column}: {key}: {message}")]
     Invalid {
@@ -293,7 +292,10 @@ impl Source<'_> {
 impl AgentConfig {
     /// Reads and validates the file.
     pub fn load(path: &Path) -> Result<Self, AgentConfigError> {
-        let text = crate::bounded_read::read_text(path, crate::bounded_read::AGENT_CONFIG_MAX)?;
+        let text = crate::support::bounded_read::read_text(
+            path,
+            crate::support::bounded_read::AGENT_CONFIG_MAX,
+        )?;
         Self::parse(path, &text)
     }
 
@@ -478,7 +480,7 @@ fn validate_tap(
     } else {
         "filter"
     };
-    let filter = config::filter_from_args(&filter_args)
+    let filter = crate::model::filter_from_args(&filter_args)
         .map_err(|e| err(filter_span.clone(), filter_key, error_text(&e)))?;
 
     let snaplen = match raw.snaplen.as_ref().map(|s| *s.get_ref()) {
@@ -489,7 +491,7 @@ fn validate_tap(
         None => u64::from(DEFAULT_RING_SIZE),
         Some(r) => {
             let size = *r.get_ref();
-            let min = config::page_size();
+            let min = crate::model::page_size();
             if !size.is_power_of_two() || size < min || size > 1 << 31 {
                 return Err(err(
                     r.span(),
@@ -515,7 +517,7 @@ fn validate_tap(
     };
     let rate_per_cpu = match raw.max_rate.as_ref().map(|r| *r.get_ref()) {
         None | Some(0) => 0,
-        Some(pps) => pps.div_ceil(config::ncpus()),
+        Some(pps) => pps.div_ceil(crate::model::ncpus()),
     };
     let decap = match &raw.decap {
         None => Decap::default(),
@@ -820,7 +822,7 @@ forward = ["vxlan://192.0.2.9?vni=7"]
             Some(Path::new("/etc/tap/vms.sock")),
             "relative to the file"
         );
-        assert_eq!(vms.capture.output.format, config::Format::Pcapng);
+        assert_eq!(vms.capture.output.format, crate::model::Format::Pcapng);
         assert_eq!(vms.capture.output.rotation.interval_secs, Some(600));
         let up = &c.taps[1];
         assert_eq!(

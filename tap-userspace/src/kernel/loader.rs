@@ -13,9 +13,9 @@ use tap_common::maps;
 use tracing::{info, warn};
 
 use crate::{
-    config::{Hook, Interface, XdpMode},
     error::LoadError,
     filter::maps::{FilterImage, FilterMaps},
+    model::{Hook, Interface, XdpMode},
 };
 
 /// What to load and where to attach it.
@@ -68,13 +68,13 @@ enum LinkId {
 /// The ring buffer map: its descriptor (for epoll) and its memory, mapped once.
 pub struct RingMap {
     data: MapData,
-    pub ring: std::sync::Arc<crate::ring::Ring>,
+    pub ring: std::sync::Arc<crate::kernel::ring::Ring>,
 }
 
 impl RingMap {
     fn new(data: MapData, size: u32) -> std::io::Result<Self> {
         use std::os::fd::AsFd as _;
-        let ring = crate::ring::Ring::new(data.fd().as_fd(), size)?;
+        let ring = crate::kernel::ring::Ring::new(data.fd().as_fd(), size)?;
         Ok(Self {
             data,
             ring: std::sync::Arc::new(ring),

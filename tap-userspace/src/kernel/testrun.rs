@@ -18,13 +18,13 @@ use tap_common::{
 };
 
 use crate::{
-    capture::read_counters,
-    config::{Hook, XdpMode},
-    drain::{RecordError, parse_record},
     error::LoadError,
     filter::maps::FilterImage,
-    loader::{self, Attached, LoadSpec, Maps},
-    summary::KernelCounters,
+    kernel::loader::{self, Attached, LoadSpec, Maps},
+    model::{Hook, XdpMode},
+    pipeline::drain::{RecordError, parse_record},
+    pipeline::run::read_counters,
+    pipeline::summary::KernelCounters,
 };
 
 /// Shortest frame the kernel test-runs: an Ethernet header, in bytes.
@@ -212,7 +212,7 @@ impl ProgRunner {
     }
 
     /// The ring, to read records directly.
-    pub fn ring(&self) -> &crate::ring::Ring {
+    pub fn ring(&self) -> &crate::kernel::ring::Ring {
         &self.maps.ring.ring
     }
 
@@ -664,7 +664,7 @@ mod tests {
     fn bench_prog_command_line() {
         use clap::Parser as _;
 
-        use crate::cli::{Cli, Command, HookArg};
+        use crate::settings::flags::{Cli, Command, HookArg};
         let cli = Cli::try_parse_from([
             "tap",
             "bench-prog",

@@ -1,4 +1,4 @@
-//! Command line, in tcpdump's habits. Raw values only; [`crate::config`] validates them.
+//! Command line, in tcpdump's habits. Raw values only; [`crate::model`] validates them.
 
 use std::path::PathBuf;
 

@@ -16,8 +16,8 @@ use serde::Serialize;
 use tap_common::event::HEADER_LEN;
 
 use crate::{
-    config::Hook, drain::Batch, loader::Attachment, ring::Ring, sink::WriterProgress,
-    summary::KernelCounters,
+    kernel::loader::Attachment, kernel::ring::Ring, model::Hook, pipeline::drain::Batch,
+    pipeline::summary::KernelCounters, sink::WriterProgress,
 };
 
 /// Packets and bytes read from the ring for one interface and hook.
@@ -232,7 +232,7 @@ impl LiveStats {
             .lock()
             .expect("live stats lock")
             .as_ref()
-            .map(|c| crate::capture::read_counters(c))
+            .map(|c| crate::pipeline::run::read_counters(c))
             .unwrap_or_default();
         let ring = self.ring.lock().expect("live stats lock").clone();
         let names = self.names.lock().expect("live stats lock").clone();
@@ -240,7 +240,7 @@ impl LiveStats {
             names
                 .get(&ifindex)
                 .cloned()
-                .or_else(|| crate::iface::ifname(ifindex))
+                .or_else(|| crate::kernel::iface::ifname(ifindex))
                 .unwrap_or_else(|| format!("ifindex {ifindex}"))
         };
         let interfaces = self

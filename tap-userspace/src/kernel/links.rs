@@ -9,7 +9,7 @@
 //! events make the next [`Links::changed`] resynchronise.
 //!
 //! Both sockets are opened once, by [`Links::open`], and kept: following interfaces never needs
-//! a new descriptor, so running out of them (see [`crate::listener`]) cannot blind it. Both are
+//! a new descriptor, so running out of them (see [`crate::support::listener`]) cannot blind it. Both are
 //! non-blocking, driven by Tokio's [`AsyncFd`]. Needs Linux 2.6 rtnetlink; no privileges.
 
 use std::{
@@ -29,7 +29,7 @@ use netlink_packet_route::{
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use crate::config::Interface;
+use crate::model::Interface;
 
 /// `RTMGRP_LINK`: the multicast group of link events.
 const RTMGRP_LINK: u32 = 1;

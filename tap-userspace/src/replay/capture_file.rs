@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::reader::{CaptureReader, ReadError};
+use crate::replay::reader::{CaptureReader, ReadError};
 
 /// The first four bytes of a zstd frame (0xFD2FB528, little-endian).
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];

@@ -1,4 +1,4 @@
-//! Validated configuration: what [`crate::capture::run`] needs, checked before anything is
+//! Validated configuration: what [`crate::pipeline::run::run`] needs, checked before anything is
 //! loaded or attached.
 
 use std::{path::PathBuf, time::Duration};
@@ -6,10 +6,12 @@ use std::{path::PathBuf, time::Duration};
 use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
 
 use crate::{
-    cli::{CaptureArgs, DiskFullArg, FilterArgs, FormatArg, HookArg, OutputArgs, XdpModeArg},
     error::ConfigError,
     filter::maps::FilterImage,
-    iface,
+    kernel::iface,
+    settings::flags::{
+        CaptureArgs, DiskFullArg, FilterArgs, FormatArg, HookArg, OutputArgs, XdpModeArg,
+    },
 };
 
 /// CPUs the programs may run on.
@@ -142,12 +144,12 @@ pub enum OutputConfigError {
     Interval,
     #[error("-W must be at least 1")]
     RingFiles,
-    #[error("unknown --compress '{}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)", crate::excerpt::excerpt(.0))]
+    #[error("unknown --compress '{}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)", crate::support::excerpt::excerpt(.0))]
     Compress(String),
     #[error(transparent)]
     Pattern(#[from] crate::sink::rotate::PatternError),
     #[error(transparent)]
-    User(#[from] crate::privilege::PrivilegeError),
+    User(#[from] crate::support::privilege::PrivilegeError),
 }
 
 fn ends_with_ci(name: &str, suffix: &str) -> bool {
@@ -266,7 +268,7 @@ pub struct CaptureConfig {
     /// Live consumers besides the output.
     pub consumers: Consumers,
     /// Run as this user once the programs are attached (`-Z`).
-    pub run_as: Option<crate::privilege::RunAs>,
+    pub run_as: Option<crate::support::privilege::RunAs>,
     pub quiet: bool,
     pub xdp_program: Option<String>,
     pub filter: FilterImage,
@@ -297,7 +299,7 @@ pub struct Consumers {
 }
 
 impl Consumers {
-    pub fn from_args(args: &crate::cli::ConsumerArgs) -> Result<Self, ConfigError> {
+    pub fn from_args(args: &crate::settings::flags::ConsumerArgs) -> Result<Self, ConfigError> {
         let serve = match &args.serve {
             None => None,
             Some(s) => match s.strip_prefix("unix:") {
@@ -382,8 +384,11 @@ pub fn filter_from_args(args: &FilterArgs) -> Result<FilterImage, ConfigError> {
     let text = if let Some(f) = &args.filter {
         f.clone()
     } else if let Some(path) = &args.filter_file {
-        let raw = crate::bounded_read::read_text(path, crate::bounded_read::FILTER_FILE_MAX)
-            .map_err(ConfigError::FilterFile)?;
+        let raw = crate::support::bounded_read::read_text(
+            path,
+            crate::support::bounded_read::FILTER_FILE_MAX,
+        )
+        .map_err(ConfigError::FilterFile)?;
         // tcpdump -F: '#' starts a comment to the end of the line.
         raw.lines()
             .map(|l| l.split('#').next().unwrap_or(""))
@@ -462,9 +467,9 @@ impl CaptureConfig {
             return Err(ConfigError::SuricataWithoutRotation);
         }
         let run_as = match &args.output.run_as {
-            Some(user) => {
-                Some(crate::privilege::RunAs::lookup(user).map_err(OutputConfigError::User)?)
-            }
+            Some(user) => Some(
+                crate::support::privilege::RunAs::lookup(user).map_err(OutputConfigError::User)?,
+            ),
             None => None,
         };
         Ok(Self {
@@ -507,7 +512,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::settings::flags::{Cli, Command};
 
     fn config(args: &[&str]) -> Result<CaptureConfig, ConfigError> {
         let cli = Cli::try_parse_from(["tap", "capture"].iter().chain(args.iter())).unwrap();

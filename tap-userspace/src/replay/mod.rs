@@ -7,6 +7,9 @@
 //! packet the program decapsulated is written as the inner frame it recorded, as a capture
 //! would write it.
 
+pub mod capture_file;
+pub mod reader;
+
 use std::{
     fs::File,
     io::{self, BufReader},
@@ -20,15 +23,15 @@ use tap_common::{
 };
 
 use crate::{
-    capture::read_counters,
-    config::Hook,
-    drain::parse_record,
     error::{CaptureError, LoadError},
     filter::maps::FilterImage,
-    loader::{self, LoadSpec},
-    reader::{CaptureReader, ReadError},
+    kernel::loader::{self, LoadSpec},
+    model::Hook,
+    pipeline::drain::parse_record,
+    pipeline::run::read_counters,
+    pipeline::summary::KernelCounters,
+    replay::reader::{CaptureReader, ReadError},
     sink::pcap::PcapWriter,
-    summary::KernelCounters,
 };
 
 /// Smallest frame a test run accepts (an Ethernet header).
@@ -134,7 +137,7 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
     let spec = LoadSpec {
         interfaces: &[],
         hooks: &[config.hook],
-        xdp_mode: crate::config::XdpMode::Auto,
+        xdp_mode: crate::model::XdpMode::Auto,
         snaplen: MAX_FRAME,
         // One packet in flight at a time: a small ring is plenty.
         ring_size: 1 << 20,
@@ -268,8 +271,8 @@ impl Output {
             });
         }
         let created = std::fs::symlink_metadata(path).is_err();
-        let file =
-            crate::safe_create::create(path, force).map_err(|e| CaptureError::Storage(e.into()))?;
+        let file = crate::support::safe_create::create(path, force)
+            .map_err(|e| CaptureError::Storage(e.into()))?;
         Ok(Self {
             path: path.to_path_buf(),
             file: Some(file),

@@ -3,7 +3,7 @@
 //! The ring's file descriptor is registered with epoll (Tokio's [`AsyncFd`]), so the drain sleeps
 //! until the kernel signals data (or its poll interval passes) and then takes everything
 //! available, up to a batch limit, in one go. Each record is checked before it is trusted, and
-//! left where the programs wrote it: a batch is a range of the ring ([`crate::ring::View`]) that
+//! left where the programs wrote it: a batch is a range of the ring ([`crate::kernel::ring::View`]) that
 //! goes back to the kernel when the batch drops, once written. No packet is copied and nothing is
 //! allocated per packet; the ring is the capture's buffer.
 
@@ -19,9 +19,9 @@ use tap_common::{
 use tokio::io::unix::AsyncFd;
 
 use crate::{
-    clock,
-    loader::RingMap,
-    ring::{self, Ring, View},
+    kernel::clock,
+    kernel::loader::RingMap,
+    kernel::ring::{self, Ring, View},
 };
 
 /// Why a ring record was refused.

@@ -1,0 +1,8 @@
+//! Small pieces every layer uses: bounded reads, the one safe-create path, short excerpts of
+//! echoed input, bounded listeners and dropping privileges.
+
+pub mod bounded_read;
+pub mod excerpt;
+pub mod listener;
+pub mod privilege;
+pub mod safe_create;
