@@ -21,38 +21,23 @@ use tap_common::event::{DIR_INBOUND, HEADER_LEN, HOOK_TC_INGRESS, PacketHeader};
 use crate::{
     model::{Compression, DiskFull, Format, Hook, Interface, Output, OutputConfig, Rotation},
     pipeline::drain::{Batch, BatchBuilder},
-    settings::flags::FormatArg,
     sink::{self, CaptureStats, SinkSetup, StorageError},
 };
 
-/// Arguments of `tap bench-writer`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchWriterArgs {
-    /// Directory to write the file into (it is deleted afterwards unless --keep).
-    #[arg(long, value_name = "DIR")]
+/// What `tap bench-writer` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchWriterSpec {
+    /// Directory to write the file into (it is deleted afterwards unless `keep`).
     pub to: PathBuf,
-    /// Packet bytes to write: a number with an optional k, M or G (powers of 1000).
-    #[arg(long, value_name = "N", default_value = "1G", value_parser = parse_size)]
+    /// Packet bytes to write.
     pub bytes: u64,
-    /// File format.
-    #[arg(long, value_enum, default_value = "pcap")]
-    pub format: FormatArg,
-    /// Compress with zstd at this level (1-19).
-    #[arg(long, value_name = "LEVEL")]
+    pub format: Format,
+    /// zstd level (clamped to 1-19); none: uncompressed.
     pub zstd: Option<i32>,
     /// Captured bytes per packet.
-    #[arg(long, value_name = "BYTES", default_value_t = 1500)]
     pub packet_size: u32,
     /// Keep the file.
-    #[arg(long)]
     pub keep: bool,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    crate::settings::flags::scaled_size(s, 1000)
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("not a size: {s}"))
 }
 
 /// What one run measured.
@@ -191,11 +176,8 @@ pub fn measure(
 }
 
 /// `tap bench-writer`: measures and prints one line.
-pub fn run(args: &BenchWriterArgs) -> Result<BenchResult, StorageError> {
-    let format = match args.format {
-        FormatArg::Pcap => Format::Pcap,
-        FormatArg::Pcapng => Format::Pcapng,
-    };
+pub fn run(args: &BenchWriterSpec) -> Result<BenchResult, StorageError> {
+    let format = args.format;
     let compression = match args.zstd {
         Some(level) => Compression::Zstd {
             level: level.clamp(1, 19),
@@ -226,14 +208,6 @@ pub fn run(args: &BenchWriterArgs) -> Result<BenchResult, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("2G"), Ok(2_000_000_000));
-        assert_eq!(parse_size("1.5M"), Ok(1_500_000));
-        assert_eq!(parse_size("123"), Ok(123));
-        assert!(parse_size("x").is_err());
-    }
 
     #[test]
     fn a_small_run_writes_what_it_says() {

@@ -10,7 +10,6 @@
 pub mod agent;
 pub mod bench_writer;
 pub mod custody;
-pub mod error;
 pub mod evidence;
 pub mod filter;
 pub mod kernel;

@@ -1,23 +1,13 @@
-//! Validated configuration: what [`crate::pipeline::run::run`] needs, checked before anything is
-//! loaded or attached.
+//! The vocabulary of a capture: plain types every layer may use (the loader, the sinks, the live
+//! counters, the agent), and the validated settings built from them. It imports nothing above
+//! it; the rules that build these values from what a user wrote are in [`crate::settings`].
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
+use serde::Deserialize;
+use tap_common::event::{HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP};
 
-use crate::{
-    error::ConfigError,
-    filter::maps::FilterImage,
-    kernel::iface,
-    settings::flags::{
-        CaptureArgs, DiskFullArg, FilterArgs, FormatArg, HookArg, OutputArgs, XdpModeArg,
-    },
-};
-
-/// CPUs the programs may run on.
-pub(crate) fn ncpus() -> u32 {
-    aya::util::nr_cpus().map_or(1, |n| n.max(1) as u32)
-}
+use crate::{filter::maps::FilterImage, support::privilege::RunAs};
 
 /// A kernel attach point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +18,8 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// The name users write and reports print.
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Hook::Xdp => "xdp",
@@ -37,11 +29,82 @@ impl Hook {
     }
 }
 
+/// A record header's hook code (`tap_common::event::HOOK_*`) that names no hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown hook code {0}")]
+pub struct UnknownHook(pub tap_common::event::Hook);
+
+impl TryFrom<tap_common::event::Hook> for Hook {
+    type Error = UnknownHook;
+
+    fn try_from(code: tap_common::event::Hook) -> Result<Self, Self::Error> {
+        match code {
+            HOOK_XDP => Ok(Hook::Xdp),
+            HOOK_TC_INGRESS => Ok(Hook::TcIngress),
+            HOOK_TC_EGRESS => Ok(Hook::TcEgress),
+            other => Err(UnknownHook(other)),
+        }
+    }
+}
+
+impl From<Hook> for tap_common::event::Hook {
+    fn from(hook: Hook) -> Self {
+        match hook {
+            Hook::Xdp => HOOK_XDP,
+            Hook::TcIngress => HOOK_TC_INGRESS,
+            Hook::TcEgress => HOOK_TC_EGRESS,
+        }
+    }
+}
+
+/// Where in the kernel to tap, as a user chooses it: one hook, or TC in both directions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookChoice {
+    /// XDP: ingress only, earliest point, cheapest.
+    Xdp,
+    /// TC ingress and egress: both directions of the host's traffic.
+    #[default]
+    Tc,
+    /// TC ingress only.
+    TcIngress,
+    /// TC egress only.
+    TcEgress,
+}
+
+impl HookChoice {
+    /// The hooks attached for this choice.
+    #[must_use]
+    pub fn hooks(self) -> Vec<Hook> {
+        match self {
+            HookChoice::Xdp => vec![Hook::Xdp],
+            HookChoice::Tc => vec![Hook::TcIngress, Hook::TcEgress],
+            HookChoice::TcIngress => vec![Hook::TcIngress],
+            HookChoice::TcEgress => vec![Hook::TcEgress],
+        }
+    }
+
+    /// The one program that runs packets of a file (`tap replay`) or a bench: TC means ingress.
+    #[must_use]
+    pub fn program(self) -> Hook {
+        match self {
+            HookChoice::Xdp => Hook::Xdp,
+            HookChoice::Tc | HookChoice::TcIngress => Hook::TcIngress,
+            HookChoice::TcEgress => Hook::TcEgress,
+        }
+    }
+}
+
 /// XDP attach mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic when the driver lacks it.
+    #[default]
     Auto,
+    /// Native (driver) mode only.
     Native,
+    /// Generic (skb) mode.
     Generic,
 }
 
@@ -63,9 +126,12 @@ pub enum Output {
 }
 
 /// File format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
+    /// Classic pcap, nanosecond timestamps.
     Pcap,
+    /// pcapng: interface per interface and hook, direction flags, drop statistics.
     Pcapng,
 }
 
@@ -84,9 +150,11 @@ pub enum Compression {
 pub const ZSTD_DEFAULT_LEVEL: i32 = 1;
 
 /// What a full disk does to the capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DiskFull {
     /// Finish the current file and stop capturing.
+    #[default]
     Stop,
     /// Finish the current file and count the packets that follow as dropped.
     Drop,
@@ -104,6 +172,7 @@ pub struct Rotation {
 }
 
 impl Rotation {
+    #[must_use]
     pub fn active(&self) -> bool {
         self.max_bytes.is_some() || self.interval_secs.is_some()
     }
@@ -129,161 +198,14 @@ pub struct OutputConfig {
     pub resume: bool,
 }
 
-/// Errors in the output options.
-#[derive(Debug, thiserror::Error)]
-pub enum OutputConfigError {
-    #[error("-C, -G and -W need a file name: standard output cannot rotate")]
-    RotationToStdout,
-    #[error("--post-rotate needs a file output")]
-    PostRotateToStdout,
-    #[error("-W needs -C or -G: it keeps the newest files of a rotation")]
-    RingWithoutRotation,
-    #[error("-C must be a positive number of megabytes")]
-    FileSize,
-    #[error("-G must be at least 1 second")]
-    Interval,
-    #[error("-W must be at least 1")]
-    RingFiles,
-    #[error("unknown --compress '{}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)", crate::support::excerpt::excerpt(.0))]
-    Compress(String),
-    #[error(transparent)]
-    Pattern(#[from] crate::sink::rotate::PatternError),
-    #[error(transparent)]
-    User(#[from] crate::support::privilege::PrivilegeError),
-}
-
-fn ends_with_ci(name: &str, suffix: &str) -> bool {
-    name.len() >= suffix.len() && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-}
-
-impl OutputConfig {
-    /// Validates the output options; the format and compression default from the file name.
-    pub fn from_args(
-        write: &std::path::Path,
-        args: &OutputArgs,
-    ) -> Result<Self, OutputConfigError> {
-        let target = if write.as_os_str() == "-" {
-            Output::Stdout
-        } else {
-            Output::File(write.to_path_buf())
-        };
-        let name = match &target {
-            Output::File(p) => p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            Output::Stdout | Output::None => String::new(),
-        };
-        let compressed_name = ends_with_ci(&name, ".zst") || ends_with_ci(&name, ".zstd");
-        let format = match args.format {
-            Some(FormatArg::Pcap) => Format::Pcap,
-            Some(FormatArg::Pcapng) => Format::Pcapng,
-            None => {
-                let base = if compressed_name {
-                    &name[..name.rfind('.').unwrap_or(name.len())]
-                } else {
-                    &name[..]
-                };
-                if ends_with_ci(base, ".pcapng") {
-                    Format::Pcapng
-                } else {
-                    Format::Pcap
-                }
-            }
-        };
-        let compression = match args.compress.as_deref() {
-            None if compressed_name => Compression::Zstd {
-                level: ZSTD_DEFAULT_LEVEL,
-            },
-            None | Some("none") => Compression::None,
-            Some("zstd") => Compression::Zstd {
-                level: ZSTD_DEFAULT_LEVEL,
-            },
-            Some(other) => match other
-                .strip_prefix("zstd:")
-                .and_then(|l| l.parse::<i32>().ok())
-            {
-                Some(level) if (1..=19).contains(&level) => Compression::Zstd { level },
-                _ => return Err(OutputConfigError::Compress(other.to_string())),
-            },
-        };
-        let max_bytes = match args.file_size {
-            None => None,
-            Some(mb) if mb.is_finite() && mb > 0.0 && mb * 1e6 >= 1.0 => Some((mb * 1e6) as u64),
-            Some(_) => return Err(OutputConfigError::FileSize),
-        };
-        let interval_secs = match args.rotate_seconds {
-            Some(0) => return Err(OutputConfigError::Interval),
-            other => other,
-        };
-        let max_files = match args.ring_files {
-            Some(0) => return Err(OutputConfigError::RingFiles),
-            other => other,
-        };
-        let rotation = Rotation {
-            max_bytes,
-            interval_secs,
-            max_files,
-        };
-        if max_files.is_some() && !rotation.active() {
-            return Err(OutputConfigError::RingWithoutRotation);
-        }
-        if let Output::File(path) = &target {
-            crate::sink::rotate::NamePattern::new(path, rotation.active())?;
-        } else if rotation.active() {
-            return Err(OutputConfigError::RotationToStdout);
-        } else if args.post_rotate.is_some() {
-            return Err(OutputConfigError::PostRotateToStdout);
-        }
-        Ok(Self {
-            target,
-            format,
-            compression,
-            rotation,
-            post_rotate: args.post_rotate.clone(),
-            flush_interval: Duration::from_millis(args.flush_interval),
-            on_disk_full: match args.on_disk_full {
-                DiskFullArg::Stop => DiskFull::Stop,
-                DiskFullArg::Drop => DiskFull::Drop,
-            },
-            force: args.force,
-            resume: false,
-        })
-    }
-}
-
-/// A validated capture.
-#[derive(Debug, Clone)]
-pub struct CaptureConfig {
-    pub interfaces: Vec<Interface>,
-    pub hooks: Vec<Hook>,
-    pub xdp_mode: XdpMode,
-    /// Bytes kept of each packet, 1..=MAX_FRAME.
-    pub snaplen: u32,
-    pub count: Option<u64>,
-    pub duration: Option<Duration>,
-    /// Ring buffer size in bytes (power of two, at least a page).
-    pub ring_size: u32,
-    pub output: OutputConfig,
-    /// Live consumers besides the output.
-    pub consumers: Consumers,
-    /// Run as this user once the programs are attached (`-Z`).
-    pub run_as: Option<crate::support::privilege::RunAs>,
-    pub quiet: bool,
-    pub xdp_program: Option<String>,
-    pub filter: FilterImage,
-    /// The `-F` file, re-read on SIGHUP to replace the filter of a running capture.
-    pub filter_file: Option<PathBuf>,
-    /// Keep 1 in `sample` matched packets (1: all).
-    pub sample: u32,
-    /// Matched packets per second kept, per CPU (0: no cap).
-    pub rate_per_cpu: u32,
-    /// Tunnels to decapsulate.
-    pub decap: Decap,
-    /// Drop every packet after copying it (XDP_DROP / TC_ACT_SHOT).
-    pub consume: bool,
-    /// Switch on the kernel's BPF run-time statistics and report the programs' cost.
-    pub program_stats: bool,
+/// A collector that gets a VXLAN copy of each packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanTarget {
+    pub collector: SocketAddr,
+    /// VXLAN network identifier, 24 bits.
+    pub vni: u32,
+    /// Longest inner frame sent whole, in bytes; longer ones are truncated and counted.
+    pub max_inner: usize,
 }
 
 /// Live consumers, validated.
@@ -292,38 +214,15 @@ pub struct Consumers {
     /// `--serve unix:PATH`.
     pub serve: Option<PathBuf>,
     pub inject: Option<String>,
-    pub forward: Vec<crate::sink::vxlan::VxlanTarget>,
+    pub forward: Vec<VxlanTarget>,
     pub fix_checksums: bool,
     pub suricata_socket: Option<PathBuf>,
     pub suricata_output: PathBuf,
 }
 
 impl Consumers {
-    pub fn from_args(args: &crate::settings::flags::ConsumerArgs) -> Result<Self, ConfigError> {
-        let serve = match &args.serve {
-            None => None,
-            Some(s) => match s.strip_prefix("unix:") {
-                Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-                _ => return Err(ConfigError::Serve { value: s.clone() }),
-            },
-        };
-        let forward = args
-            .forward
-            .iter()
-            .map(|u| crate::sink::vxlan::VxlanTarget::parse(u).map_err(ConfigError::Forward))
-            .collect::<Result<Vec<_>, _>>()?;
-        let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
-        Ok(Self {
-            serve,
-            inject: args.inject.clone(),
-            forward,
-            fix_checksums: args.fix_checksums,
-            suricata_socket: args.suricata_socket.as_ref().map(absolute),
-            suricata_output: absolute(&args.suricata_output),
-        })
-    }
-
     /// True when a consumer besides the file output is configured.
+    #[must_use]
     pub fn any(&self) -> bool {
         self.serve.is_some() || self.inject.is_some() || !self.forward.is_empty()
     }
@@ -347,406 +246,51 @@ impl Default for Decap {
     }
 }
 
-impl std::str::FromStr for Decap {
-    type Err = ConfigError;
-
-    /// `vxlan[:PORT],geneve,gre,erspan` (any subset, comma-separated).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        use tap_common::config::decap;
-        let mut out = Decap::default();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (name, port) = match item.split_once(':') {
-                Some((n, p)) => (n, Some(p)),
-                None => (item, None),
-            };
-            let bad = || ConfigError::Decap {
-                item: item.to_string(),
-            };
-            match (name, port) {
-                ("vxlan", None) => out.bits |= decap::VXLAN,
-                ("vxlan", Some(p)) => {
-                    out.bits |= decap::VXLAN;
-                    out.vxlan_port = p.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
-                }
-                ("geneve", None) => out.bits |= decap::GENEVE,
-                ("gre", None) => out.bits |= decap::GRE,
-                ("erspan", None) => out.bits |= decap::ERSPAN,
-                _ => return Err(bad()),
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Reads the filter expression from where the user gave it and compiles it. An empty
-/// expression means no filter (every packet).
-pub fn filter_from_args(args: &FilterArgs) -> Result<FilterImage, ConfigError> {
-    let text = if let Some(f) = &args.filter {
-        f.clone()
-    } else if let Some(path) = &args.filter_file {
-        let raw = crate::support::bounded_read::read_text(
-            path,
-            crate::support::bounded_read::FILTER_FILE_MAX,
-        )
-        .map_err(ConfigError::FilterFile)?;
-        // tcpdump -F: '#' starts a comment to the end of the line.
-        raw.lines()
-            .map(|l| l.split('#').next().unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join(" ")
-    } else {
-        args.expression.join(" ")
-    };
-    crate::filter::image(text.trim()).map_err(ConfigError::Filter)
-}
-
-pub(crate) fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 { size as u64 } else { 4096 }
-}
-
-impl CaptureConfig {
-    /// Validates raw arguments. Resolves interfaces (so an unknown one fails here, before any
-    /// program is loaded).
-    pub fn from_args(args: &CaptureArgs) -> Result<Self, ConfigError> {
-        let names = if args.interfaces.is_empty() {
-            vec![iface::default_route_interface()?]
-        } else {
-            args.interfaces.clone()
-        };
-        let mut interfaces: Vec<Interface> = Vec::with_capacity(names.len());
-        for name in names {
-            let ifindex = iface::ifindex(&name).ok_or_else(|| ConfigError::UnknownInterface {
-                iface: name.clone(),
-            })?;
-            if interfaces.iter().any(|i| i.ifindex == ifindex) {
-                return Err(ConfigError::DuplicateInterface { iface: name });
-            }
-            interfaces.push(Interface { name, ifindex });
-        }
-        let hooks = match args.hook {
-            HookArg::Xdp => vec![Hook::Xdp],
-            HookArg::Tc => vec![Hook::TcIngress, Hook::TcEgress],
-            HookArg::TcIngress => vec![Hook::TcIngress],
-            HookArg::TcEgress => vec![Hook::TcEgress],
-        };
-        if args.xdp_mode.is_some() && args.hook != HookArg::Xdp {
-            return Err(ConfigError::XdpModeWithoutXdp);
-        }
-        let xdp_mode = match args.xdp_mode.unwrap_or(XdpModeArg::Auto) {
-            XdpModeArg::Auto => XdpMode::Auto,
-            XdpModeArg::Native => XdpMode::Native,
-            XdpModeArg::Generic => XdpMode::Generic,
-        };
-        let snaplen = match args.snaplen {
-            // tcpdump's -s 0 means "everything".
-            None | Some(0) => DEFAULT_SNAPLEN,
-            Some(s) if s > MAX_FRAME => MAX_FRAME,
-            Some(s) => s,
-        };
-        let min_ring = page_size();
-        let ring_size = args.ring_size.unwrap_or(u64::from(DEFAULT_RING_SIZE));
-        if !ring_size.is_power_of_two() || ring_size < min_ring || ring_size > 1 << 31 {
-            return Err(ConfigError::RingSize {
-                size: ring_size,
-                min: min_ring,
-            });
-        }
-        let consumers = Consumers::from_args(&args.consumers)?;
-        let output = match &args.write {
-            Some(write) => OutputConfig::from_args(write, &args.output)?,
-            None if consumers.any() => {
-                let mut o = OutputConfig::from_args(std::path::Path::new("-"), &args.output)?;
-                o.target = Output::None;
-                o
-            }
-            None => return Err(ConfigError::NoOutput),
-        };
-        if consumers.suricata_socket.is_some() && !output.rotation.active() {
-            return Err(ConfigError::SuricataWithoutRotation);
-        }
-        let run_as = match &args.output.run_as {
-            Some(user) => Some(
-                crate::support::privilege::RunAs::lookup(user).map_err(OutputConfigError::User)?,
-            ),
-            None => None,
-        };
-        Ok(Self {
-            interfaces,
-            hooks,
-            xdp_mode,
-            snaplen,
-            count: args.count,
-            duration: args.duration.map(Duration::from_secs_f64),
-            ring_size: ring_size as u32,
-            output,
-            run_as,
-            quiet: args.quiet,
-            xdp_program: args.xdp_program.clone(),
-            consumers,
-            filter: filter_from_args(&args.filter)?,
-            filter_file: args.filter.filter_file.clone(),
-            decap: match &args.decap {
-                Some(d) => d.parse()?,
-                None => Decap::default(),
-            },
-            consume: args.consume,
-            program_stats: args.program_stats,
-            sample: match args.sample {
-                Some(0) => return Err(ConfigError::Sample),
-                Some(n) => n,
-                None => 1,
-            },
-            rate_per_cpu: match args.max_rate {
-                None | Some(0) => 0,
-                // Each CPU keeps its share, rounded up so the cap is never below what was asked.
-                Some(pps) => pps.div_ceil(ncpus()),
-            },
-        })
-    }
+/// A validated capture: what [`crate::pipeline::run`] needs, checked before anything is loaded
+/// or attached.
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    pub interfaces: Vec<Interface>,
+    pub hooks: Vec<Hook>,
+    pub xdp_mode: XdpMode,
+    /// Bytes kept of each packet, 1..=MAX_FRAME.
+    pub snaplen: u32,
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    /// Ring buffer size in bytes (power of two, at least a page).
+    pub ring_size: u32,
+    pub output: OutputConfig,
+    /// Live consumers besides the output.
+    pub consumers: Consumers,
+    /// Run as this user once the programs are attached (`-Z`).
+    pub run_as: Option<RunAs>,
+    pub quiet: bool,
+    pub xdp_program: Option<String>,
+    pub filter: FilterImage,
+    /// Keep 1 in `sample` matched packets (1: all).
+    pub sample: u32,
+    /// Matched packets per second kept, per CPU (0: no cap).
+    pub rate_per_cpu: u32,
+    /// Tunnels to decapsulate.
+    pub decap: Decap,
+    /// Drop every packet after copying it (XDP_DROP / TC_ACT_SHOT).
+    pub consume: bool,
+    /// Switch on the kernel's BPF run-time statistics and report the programs' cost.
+    pub program_stats: bool,
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::settings::flags::{Cli, Command};
-
-    fn config(args: &[&str]) -> Result<CaptureConfig, ConfigError> {
-        let cli = Cli::try_parse_from(["tap", "capture"].iter().chain(args.iter())).unwrap();
-        let Command::Capture(args) = cli.command else {
-            panic!("capture")
-        };
-        CaptureConfig::from_args(&args)
-    }
 
     #[test]
-    fn loopback_resolves_with_defaults() {
-        let c = config(&["-i", "lo", "-w", "-"]).unwrap();
-        assert_eq!(
-            c.interfaces,
-            [Interface {
-                name: "lo".into(),
-                ifindex: 1
-            }]
-        );
-        assert_eq!(c.hooks, [Hook::TcIngress, Hook::TcEgress]);
-        assert_eq!(c.snaplen, DEFAULT_SNAPLEN);
-        assert_eq!(c.output.target, Output::Stdout);
-        assert_eq!(c.output.format, Format::Pcap);
-    }
-
-    #[test]
-    fn snaplen_zero_means_whole_packet_and_large_is_clamped() {
-        assert_eq!(
-            config(&["-i", "lo", "-s", "0", "-w", "x"]).unwrap().snaplen,
-            DEFAULT_SNAPLEN
-        );
-        assert_eq!(
-            config(&["-i", "lo", "-s", "65535", "-w", "x"])
-                .unwrap()
-                .snaplen,
-            MAX_FRAME
-        );
-        assert_eq!(
-            config(&["-i", "lo", "-s", "96", "-w", "x"])
-                .unwrap()
-                .snaplen,
-            96
-        );
-    }
-
-    #[test]
-    fn an_output_or_a_consumer_is_required() {
-        assert!(matches!(config(&["-i", "lo"]), Err(ConfigError::NoOutput)));
-        let c = config(&["-i", "lo", "--serve", "unix:/tmp/x.sock"]).unwrap();
-        assert_eq!(c.output.target, Output::None);
-        assert!(matches!(
-            config(&["-i", "lo", "--serve", "/tmp/x.sock"]),
-            Err(ConfigError::Serve { .. })
-        ));
-        assert!(matches!(
-            config(&["-i", "lo", "--forward", "vxlan://192.0.2.9"]),
-            Err(ConfigError::Forward(_))
-        ));
-        assert!(matches!(
-            config(&[
-                "-i",
-                "lo",
-                "-w",
-                "x.pcap",
-                "--suricata-socket",
-                "/run/s.sock"
-            ]),
-            Err(ConfigError::SuricataWithoutRotation)
-        ));
-    }
-
-    #[test]
-    fn decap_lists() {
-        use tap_common::config::decap;
-        let d: Decap = "vxlan:8472,geneve,gre,erspan".parse().unwrap();
-        assert_eq!(
-            d.bits,
-            decap::VXLAN | decap::GENEVE | decap::GRE | decap::ERSPAN
-        );
-        assert_eq!(d.vxlan_port, 8472);
-        assert_eq!("vxlan".parse::<Decap>().unwrap().vxlan_port, 4789);
-        assert!("vxlan:0".parse::<Decap>().is_err());
-        assert!("ipip".parse::<Decap>().is_err());
-    }
-
-    #[test]
-    fn output_format_and_compression_follow_the_name() {
-        let out = |args: &[&str]| config(&[&["-i", "lo"][..], args].concat()).unwrap().output;
-        let o = out(&["-w", "/d/x.pcapng.zst"]);
-        assert_eq!(
-            (o.format, o.compression),
-            (
-                Format::Pcapng,
-                Compression::Zstd {
-                    level: ZSTD_DEFAULT_LEVEL
-                }
-            )
-        );
-        let o = out(&["-w", "/d/x.PCAPNG"]);
-        assert_eq!(
-            (o.format, o.compression),
-            (Format::Pcapng, Compression::None)
-        );
-        let o = out(&["-w", "/d/x.pcap.zst"]);
-        assert_eq!(
-            (o.format, o.compression),
-            (
-                Format::Pcap,
-                Compression::Zstd {
-                    level: ZSTD_DEFAULT_LEVEL
-                }
-            )
-        );
-        let o = out(&["-w", "x.pcap", "--format", "pcapng", "--compress", "zstd:7"]);
-        assert_eq!(
-            (o.format, o.compression),
-            (Format::Pcapng, Compression::Zstd { level: 7 })
-        );
-        let o = out(&["-w", "x.pcap.zst", "--compress", "none"]);
-        assert_eq!(o.compression, Compression::None);
-        let o = out(&["-w", "-"]);
-        assert_eq!(
-            (o.target, o.format, o.flush_interval),
-            (Output::Stdout, Format::Pcap, Duration::from_secs(1))
-        );
-        assert!(!o.force && o.on_disk_full == DiskFull::Stop && o.rotation == Rotation::default());
-    }
-
-    #[test]
-    fn rotation_options() {
-        let c = config(&[
-            "-i",
-            "lo",
-            "-w",
-            "cap.pcap",
-            "-C",
-            "2.5",
-            "-G",
-            "60",
-            "-W",
-            "4",
-            "--flush-interval",
-            "250",
-            "--on-disk-full",
-            "drop",
-            "--force",
-            "--post-rotate",
-            "gzip",
-        ])
-        .unwrap();
-        let o = c.output;
-        assert_eq!(
-            o.rotation,
-            Rotation {
-                max_bytes: Some(2_500_000),
-                interval_secs: Some(60),
-                max_files: Some(4)
-            }
-        );
-        assert_eq!(
-            (o.flush_interval, o.on_disk_full, o.force),
-            (Duration::from_millis(250), DiskFull::Drop, true)
-        );
-        assert_eq!(o.post_rotate.as_deref(), Some("gzip"));
-        assert_eq!(
-            config(&["-i", "lo", "-w", "x", "-Z", "root"])
-                .unwrap()
-                .run_as
-                .unwrap()
-                .uid,
-            0
-        );
-    }
-
-    #[test]
-    fn bad_output_options_are_refused() {
-        use OutputConfigError as E;
-        let err = |args: &[&str]| match config(&[&["-i", "lo"][..], args].concat()) {
-            Err(ConfigError::Output(e)) => e,
-            other => panic!("{args:?}: {other:?}"),
-        };
-        assert!(matches!(err(&["-w", "-", "-C", "1"]), E::RotationToStdout));
-        assert!(matches!(
-            err(&["-w", "-", "--post-rotate", "true"]),
-            E::PostRotateToStdout
-        ));
-        assert!(matches!(
-            err(&["-w", "x", "-W", "3"]),
-            E::RingWithoutRotation
-        ));
-        assert!(matches!(err(&["-w", "x", "-C", "0"]), E::FileSize));
-        assert!(matches!(err(&["-w", "x", "-C", "1e-9"]), E::FileSize));
-        assert!(matches!(err(&["-w", "x", "-G", "0"]), E::Interval));
-        assert!(matches!(
-            err(&["-w", "x", "-G", "1", "-W", "0"]),
-            E::RingFiles
-        ));
-        assert!(matches!(
-            err(&["-w", "x", "--compress", "lz4"]),
-            E::Compress(_)
-        ));
-        assert!(matches!(
-            err(&["-w", "x", "--compress", "zstd:30"]),
-            E::Compress(_)
-        ));
-        assert!(matches!(
-            err(&["-w", "x-%Q.pcap", "-G", "5"]),
-            E::Pattern(_)
-        ));
-        assert!(matches!(
-            err(&["-w", "x", "-Z", "no-such-user-tap"]),
-            E::User(_)
-        ));
-        // Without rotation the name is literal.
-        assert!(config(&["-i", "lo", "-w", "x-%Q.pcap"]).is_ok());
-    }
-
-    #[test]
-    fn bad_values_are_refused() {
-        assert!(matches!(
-            config(&["-i", "no-such-if0", "-w", "x"]),
-            Err(ConfigError::UnknownInterface { .. })
-        ));
-        assert!(matches!(
-            config(&["-i", "lo", "--ring-size", "12345", "-w", "x"]),
-            Err(ConfigError::RingSize { .. })
-        ));
-        assert!(matches!(
-            config(&["-i", "lo", "-i", "lo", "-w", "x"]),
-            Err(ConfigError::DuplicateInterface { .. })
-        ));
-        assert!(matches!(
-            config(&["-i", "lo", "--xdp-mode", "native", "-w", "x"]),
-            Err(ConfigError::XdpModeWithoutXdp)
-        ));
+    fn hooks_and_record_codes_convert_both_ways() {
+        for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
+            let code = tap_common::event::Hook::from(hook);
+            assert_eq!(Hook::try_from(code), Ok(hook));
+        }
+        assert_eq!(Hook::try_from(0), Err(UnknownHook(0)));
+        assert_eq!(HookChoice::Tc.hooks(), [Hook::TcIngress, Hook::TcEgress]);
+        assert_eq!(HookChoice::Tc.program(), Hook::TcIngress);
     }
 }

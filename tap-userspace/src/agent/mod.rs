@@ -447,7 +447,7 @@ impl Agent {
                             .or_else(|| summary.output_closed.then(|| "output closed".to_string()))
                     }
                     Err(e) => {
-                        let text = crate::error::one_line(&e);
+                        let text = crate::support::excerpt::one_line(&e);
                         error!(error = %text, "failed");
                         Some(text)
                     }

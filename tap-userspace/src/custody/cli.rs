@@ -1,54 +1,28 @@
 //! `tap verify` and `tap key`: their arguments and what they do, for the binary to dispatch.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{
     Custody, CustodyError, KeyError, MANIFEST_NAME, PublicKey, SecretKey, generate_key_pair,
     verify::{Verdict, VerifyError, verify_dir},
 };
 
-/// `tap verify DIR`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(after_help = VERIFY_HELP)]
-pub struct VerifyArgs {
-    /// The directory to check (or its tap-custody.jsonl).
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
-    /// The public key (PEM, from `tap key generate` or `openssl pkey -pubout`) that must have
-    /// signed the manifest's head and every signed entry.
-    #[arg(long, value_name = "FILE")]
-    pub public_key: Option<PathBuf>,
-}
-
-const VERIFY_HELP: &str = "\
-Checks, stopping at the first broken link: every line of DIR/tap-custody.jsonl (whole,
-unaltered, numbered in order, chained to the line before, its signature valid), then every file
-against its latest entry (size and SHA-256; a file tap removed must be gone), then that every
-other file of DIR (names starting with '.' aside) is in the manifest.
-
-Prints one line and exits 0 when all is intact; prints the first broken link (the file or the
-manifest line) and exits 1 otherwise, or when DIR cannot be checked.";
-
 /// `tap key`: ed25519 keys for signing manifests.
-#[derive(Debug, Clone, clap::Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyCommand {
     /// Write a new key pair: FILE (the secret key, PKCS#8 PEM, mode 0600) and FILE.pub (the
     /// public key, `SubjectPublicKeyInfo` PEM). Existing files are never replaced. OpenSSL makes
     /// and reads the same files (`openssl genpkey -algorithm ed25519`).
     Generate {
-        #[arg(value_name = "FILE")]
         secret: PathBuf,
         /// Where the public key goes (default: FILE.pub).
-        #[arg(long, value_name = "FILE")]
         public: Option<PathBuf>,
     },
     /// Sign DIR's manifest head now: appends a `seal` entry signed with the key, so `tap verify
     /// --public-key` can show nobody changed the directory since.
     Sign {
         /// The secret key (PEM, mode 0600).
-        #[arg(long, value_name = "FILE")]
         sign_key: PathBuf,
-        #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
 }
@@ -78,13 +52,9 @@ pub struct Outcome {
 /// # Errors
 /// The public key cannot be read, or the directory cannot be checked at all (no manifest, an
 /// unreadable file). A broken chain is an [`Outcome`] that is not `ok`.
-pub fn verify(args: &VerifyArgs) -> Result<Outcome, CustodyCliError> {
-    let trusted = args
-        .public_key
-        .as_deref()
-        .map(PublicKey::load)
-        .transpose()?;
-    Ok(match verify_dir(&args.dir, trusted.as_ref())? {
+pub fn verify(dir: &Path, public_key: Option<&Path>) -> Result<Outcome, CustodyCliError> {
+    let trusted = public_key.map(PublicKey::load).transpose()?;
+    Ok(match verify_dir(dir, trusted.as_ref())? {
         Verdict::Intact(i) => Outcome {
             line: i.to_string(),
             ok: true,

@@ -4,66 +4,45 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use super::{CaseConfig, DEFAULT_MAX_LINE, EvidenceError, FollowConfig, Selector, Source, Start};
+use super::{CaseConfig, EvidenceError, FollowConfig, Selector, Source, Start};
 
-/// `tap alerts`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AlertsArgs {
+/// `tap alerts`: what to follow, select and how to group alerts into cases (defaults as
+/// the command line gives them).
+#[derive(Debug, Clone)]
+pub struct AlertsOptions {
     /// Follow this eve.json (through rotation and truncation).
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "eve_socket",
-        required_unless_present = "eve_socket"
-    )]
     pub eve: Option<PathBuf>,
     /// Listen on this unix socket for Suricata's `filetype: unix_stream` eve-log output.
-    #[arg(long, value_name = "PATH")]
     pub eve_socket: Option<PathBuf>,
     /// Read the file from its start (default: only alerts written from now on).
-    #[arg(long)]
     pub from_start: bool,
     /// Read the file to its end once, close every case, print, and exit.
-    #[arg(long, requires = "eve")]
     pub once: bool,
     /// Signature ids (and ranges) to select, e.g. 2100498,2200000-2299999.
-    #[arg(long, value_name = "LIST")]
     pub sid: Option<String>,
     /// Select alerts of this severity or more severe (1 is the most severe).
-    #[arg(long, value_name = "N")]
     pub severity: Option<u8>,
     /// Signature ids never to select.
-    #[arg(long, value_name = "LIST")]
     pub exclude_sid: Option<String>,
     /// Seconds of history before the first alert.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub before: f64,
     /// Seconds after each alert.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub after: f64,
     /// Longest window, seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
     pub max_window: f64,
     /// Seconds after a window's end before its request is made.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub settle: f64,
     /// Evidence files per second, on average.
-    #[arg(long, value_name = "N", default_value_t = 10.0)]
     pub rate: f64,
     /// Evidence files at once.
-    #[arg(long, value_name = "N", default_value_t = 100)]
     pub burst: u32,
     /// Flows with an open window, at most.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_open: usize,
     /// Alerts listed per file, at most.
-    #[arg(long, value_name = "N", default_value_t = 32)]
     pub max_alerts: usize,
     /// Longest EVE line, bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE)]
     pub max_line: usize,
     /// Suricata connections served at once (socket only).
-    #[arg(long, value_name = "N", default_value_t = 4)]
     pub max_connections: usize,
 }
 
@@ -73,7 +52,7 @@ fn ns(secs: f64) -> u64 {
     })
 }
 
-impl AlertsArgs {
+impl AlertsOptions {
     /// The follower's settings.
     ///
     /// # Errors
@@ -134,7 +113,7 @@ impl AlertsArgs {
 ///
 /// # Errors
 /// Bad arguments, a file that cannot be read, a socket that cannot be bound.
-pub fn run(args: &AlertsArgs) -> Result<super::Stats, EvidenceError> {
+pub fn run(args: &AlertsOptions) -> Result<super::Stats, EvidenceError> {
     use std::io::Write as _;
     let config = args.config()?;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -2,8 +2,6 @@
 
 use std::ffi::CString;
 
-use crate::error::ConfigError;
-
 /// Index of the interface `name`, if it exists.
 pub fn ifindex(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
@@ -30,18 +28,18 @@ pub fn ifname(index: u32) -> Option<String> {
 
 /// The interface of the IPv4 default route (lowest metric), else of the IPv6 one, as tcpdump
 /// picks "the first interface that is up" but more usefully for a host with one uplink.
-pub fn default_route_interface() -> Result<String, ConfigError> {
+pub fn default_route_interface() -> Option<String> {
     if let Ok(table) = std::fs::read_to_string("/proc/net/route") {
         if let Some(name) = default_v4(&table) {
-            return Ok(name);
+            return Some(name);
         }
     }
     if let Ok(table) = std::fs::read_to_string("/proc/net/ipv6_route") {
         if let Some(name) = default_v6(&table) {
-            return Ok(name);
+            return Some(name);
         }
     }
-    Err(ConfigError::NoDefaultInterface)
+    None
 }
 
 fn default_v4(table: &str) -> Option<String> {

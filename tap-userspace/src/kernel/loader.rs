@@ -13,10 +13,55 @@ use tap_common::maps;
 use tracing::{info, warn};
 
 use crate::{
-    error::LoadError,
     filter::maps::{FilterImage, FilterMaps},
     model::{Hook, Interface, XdpMode},
 };
+
+/// Errors while loading and attaching the programs. aya's `ProgramError` is boxed: it is large,
+/// and every loader step and each error that wraps this one (capture, replay) returns it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "permission denied while {op}: tap needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+    )]
+    NotPermitted { op: &'static str },
+    #[error("the kernel refused program {program}: {message}")]
+    Rejected {
+        program: String,
+        message: String,
+        verifier_log: String,
+    },
+    #[error("interface {iface} does not support native XDP: use --xdp-mode generic or auto")]
+    NativeXdpUnsupported {
+        iface: String,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("attaching {program} to {iface} failed: {source}")]
+    Attach {
+        program: String,
+        iface: String,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("loading the BPF object failed: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("the BPF object has no {kind} named {name}")]
+    Missing { kind: &'static str, name: String },
+    #[error("installing the filter failed: {0}")]
+    Filter(#[source] crate::filter::maps::FilterMapError),
+    #[error("mapping the ring buffer failed: {source}")]
+    RingMap {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("BPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
 
 /// What to load and where to attach it.
 #[derive(Debug, Clone)]

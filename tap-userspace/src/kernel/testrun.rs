@@ -18,8 +18,8 @@ use tap_common::{
 };
 
 use crate::{
-    error::LoadError,
     filter::maps::FilterImage,
+    kernel::loader::LoadError,
     kernel::loader::{self, Attached, LoadSpec, Maps},
     model::{Hook, XdpMode},
     pipeline::drain::{RecordError, parse_record},
@@ -658,65 +658,5 @@ mod tests {
     fn mean_is_weighted_by_runs() {
         assert_eq!(mean_ns(0, 0), 0.0);
         assert_eq!(mean_ns(30 * 4 + 40 * 2, 6), 200.0 / 6.0);
-    }
-
-    #[test]
-    fn bench_prog_command_line() {
-        use clap::Parser as _;
-
-        use crate::settings::flags::{Cli, Command, HookArg};
-        let cli = Cli::try_parse_from([
-            "tap",
-            "bench-prog",
-            "--hook",
-            "tc",
-            "--frame-len",
-            "1500",
-            "--repeat",
-            "10",
-        ])
-        .unwrap();
-        let Command::BenchProg(args) = cli.command else {
-            panic!("bench-prog")
-        };
-        assert_eq!(
-            (args.hook, args.frame_len, args.repeat),
-            (HookArg::Tc, 1500, 10)
-        );
-        let cli = Cli::try_parse_from(["tap", "bench-prog"]).unwrap();
-        let Command::BenchProg(args) = cli.command else {
-            panic!("bench-prog")
-        };
-        assert_eq!(
-            (args.hook, args.frame_len, args.repeat),
-            (HookArg::Xdp, 64, 1_000_000)
-        );
-        assert!(args.dsts.is_empty() && args.filter.is_none() && args.filter_file.is_none());
-        let cli = Cli::try_parse_from([
-            "tap",
-            "bench-prog",
-            "--filter-file",
-            "rules.txt",
-            "--dst",
-            "10.0.0.1",
-            "--dst",
-            "192.0.2.2",
-        ])
-        .unwrap();
-        let Command::BenchProg(args) = cli.command else {
-            panic!("bench-prog")
-        };
-        assert_eq!(
-            args.dsts,
-            [[10, 0, 0, 1], [192, 0, 2, 2]].map(std::net::Ipv4Addr::from)
-        );
-        assert_eq!(
-            args.filter_file.as_deref(),
-            Some(std::path::Path::new("rules.txt"))
-        );
-        assert!(
-            Cli::try_parse_from(["tap", "bench-prog", "--filter", "udp", "--filter-file", "x"])
-                .is_err()
-        );
     }
 }

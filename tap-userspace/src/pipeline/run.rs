@@ -9,6 +9,7 @@
 use std::{
     future::Future,
     io::{self, Write},
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -23,7 +24,6 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::{
-    error::CaptureError,
     filter::maps::FilterImage,
     kernel::loader::{self, LoadSpec},
     model::{CaptureConfig, Interface, Output},
@@ -32,6 +32,41 @@ use crate::{
     pipeline::summary::{KernelCounters, ProgramCost, Summary},
     sink::{self, CaptureStats, Sink, SinkReport, SinkSetup, SinkStop, StatsSource},
 };
+
+/// Errors of a running capture.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Load(#[from] crate::kernel::loader::LoadError),
+    #[error("cannot open {path}: {source}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing {what} failed: {source}")]
+    Write {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] crate::sink::StorageError),
+    #[error("{0}")]
+    Consumer(String),
+    #[error(transparent)]
+    Privileges(#[from] crate::support::privilege::PrivilegeError),
+    #[error("ring buffer polling failed: {0}")]
+    Poll(#[source] io::Error),
+    #[error("cannot switch on BPF run-time statistics (--program-stats): {0}")]
+    ProgramStats(#[source] io::Error),
+    #[error("cannot install the {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
 
 /// Batches the writer may have queued before the drain starts dropping. A batch is a range of the
 /// ring, not a copy, so what it holds is bounded by the ring: the bound is on their number, and

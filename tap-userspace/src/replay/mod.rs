@@ -23,11 +23,12 @@ use tap_common::{
 };
 
 use crate::{
-    error::{CaptureError, LoadError},
     filter::maps::FilterImage,
+    kernel::loader::LoadError,
     kernel::loader::{self, LoadSpec},
     model::Hook,
     pipeline::drain::parse_record,
+    pipeline::run::CaptureError,
     pipeline::run::read_counters,
     pipeline::summary::KernelCounters,
     replay::reader::{CaptureReader, ReadError},

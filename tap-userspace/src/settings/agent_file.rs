@@ -20,9 +20,9 @@
 //! ring_files = 144
 //! ```
 //!
-//! Raw structures mirror the file (`serde`, unknown keys refused); [`AgentConfig::parse`] turns
-//! them into one [`crate::model::CaptureConfig`] per tap through the same validation as the
-//! command line, with the key's position kept for the error.
+//! A reader that only translates: each `[[tap]]` is a [`super::document`] like a session's,
+//! turned into the raw settings and validated by [`super::rules`] as a service's capture. A
+//! refusal is placed at its key's position (`path:line:column`), found in the parsed document.
 
 use std::{
     net::SocketAddr,
@@ -31,23 +31,28 @@ use std::{
 };
 
 use serde::Deserialize;
-use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
-use toml::Spanned;
+#[cfg(test)]
+use tap_common::config::DEFAULT_SNAPLEN;
+use toml::{
+    Spanned,
+    de::{DeTable, DeValue},
+};
 
+use super::{
+    document::TapDoc,
+    error::{Key, SettingError},
+    raw::{Purpose, RawCapture},
+    rules,
+};
+#[cfg(test)]
+use crate::model::{Hook, XdpMode};
 use crate::{
-    error::ConfigError,
-    model::{
-        CaptureConfig, Consumers, Decap, Hook, Output, OutputConfig, OutputConfigError, XdpMode,
-    },
-    settings::flags::{ConsumerArgs, DiskFullArg, FilterArgs, FormatArg, OutputArgs},
+    model::{CaptureConfig, Output},
     support::excerpt,
 };
 
 /// Where `tap ctl` and the agent meet when the file does not say.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/tap/tap.sock";
-
-/// Longest interface name Linux accepts (IFNAMSIZ - 1).
-const IFNAME_MAX: usize = 15;
 
 /// Errors of the configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,7 @@ pub enum AgentConfigError {
 
 impl AgentConfigError {
     /// 1-based line of the error, if it has one.
+    #[must_use]
     pub fn line(&self) -> Option<usize> {
         match self {
             Self::Invalid { line, .. } => Some(*line),
@@ -75,98 +81,20 @@ impl AgentConfigError {
     }
 }
 
-// ---- The file as written -------------------------------------------------------------------
-
+/// The file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawFile {
-    agent: Option<RawAgent>,
+struct FileDoc {
+    agent: Option<AgentDoc>,
     #[serde(default)]
-    tap: Vec<Spanned<RawTap>>,
+    tap: Vec<TapDoc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAgent {
-    control_socket: Option<Spanned<PathBuf>>,
-    metrics_listen: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum RawHook {
-    Xdp,
-    Tc,
-    TcIngress,
-    TcEgress,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum RawXdpMode {
-    Auto,
-    Native,
-    Generic,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum RawFormat {
-    Pcap,
-    Pcapng,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum RawDiskFull {
-    Stop,
-    Drop,
-}
-
-/// One `[[tap]]`. Equality ignores positions (see [`Spanned`]'s `PartialEq`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTap {
-    name: Spanned<String>,
-    interfaces: Spanned<Vec<Spanned<String>>>,
-    hook: Option<Spanned<RawHook>>,
-    xdp_mode: Option<Spanned<RawXdpMode>>,
-    filter: Option<Spanned<String>>,
-    filter_file: Option<Spanned<PathBuf>>,
-    snaplen: Option<Spanned<u32>>,
-    ring_size: Option<Spanned<u64>>,
-    sample: Option<Spanned<u32>>,
-    max_rate: Option<Spanned<u32>>,
-    decap: Option<Spanned<String>>,
-    consume: Option<bool>,
-    serve: Option<Spanned<PathBuf>>,
-    inject: Option<Spanned<String>>,
-    forward: Option<Spanned<Vec<Spanned<String>>>>,
-    fix_checksums: Option<bool>,
-    file: Option<Spanned<RawFileSink>>,
-    suricata: Option<Spanned<RawSuricata>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFileSink {
-    path: Spanned<PathBuf>,
-    format: Option<Spanned<RawFormat>>,
-    compress: Option<Spanned<String>>,
-    file_size_mb: Option<Spanned<f64>>,
-    rotate_seconds: Option<Spanned<u64>>,
-    ring_files: Option<Spanned<u32>>,
-    post_rotate: Option<Spanned<String>>,
-    flush_interval_ms: Option<Spanned<u64>>,
-    on_disk_full: Option<Spanned<RawDiskFull>>,
-    force: Option<bool>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSuricata {
-    socket: Spanned<PathBuf>,
-    output: Option<Spanned<PathBuf>>,
+struct AgentDoc {
+    control_socket: Option<PathBuf>,
+    metrics_listen: Option<String>,
 }
 
 // ---- Validated -----------------------------------------------------------------------------
@@ -190,8 +118,8 @@ pub struct TapConfig {
     pub patterns: Vec<String>,
     /// The capture, with no interfaces: the agent attaches them as they match.
     pub capture: CaptureConfig,
-    /// What of the file needs a restart when it changes (the live-applicable keys blanked).
-    restart_key: RawTap,
+    /// What needs a restart when it changes (see [`RawCapture::restart_key`]).
+    restart_key: RawCapture,
 }
 
 /// What a reload has to do to a tap that exists before and after it.
@@ -205,12 +133,29 @@ pub struct TapChange {
 }
 
 impl TapConfig {
+    /// Validates one tap of a service (a `[[tap]]`, a session) by the rules.
+    ///
+    /// # Errors
+    /// The first setting a rule refuses.
+    pub fn from_raw(raw: super::raw::RawTap) -> Result<Self, SettingError> {
+        rules::tap_name(&raw.name)?;
+        let capture = rules::capture(&raw.capture, Purpose::Service)?;
+        Ok(Self {
+            name: raw.name,
+            patterns: raw.capture.interfaces.clone(),
+            capture,
+            restart_key: raw.capture.restart_key(),
+        })
+    }
+
     /// True when interface `name` is one of this tap's (by name or glob).
+    #[must_use]
     pub fn matches(&self, name: &str) -> bool {
         self.patterns.iter().any(|p| glob_match(p, name))
     }
 
     /// How `new` differs from `self`.
+    #[must_use]
     pub fn change_to(&self, new: &TapConfig) -> TapChange {
         TapChange {
             restart: self.restart_key != new.restart_key,
@@ -223,6 +168,7 @@ impl TapConfig {
 }
 
 /// Shell-style match of an interface name (`*`, `?`, `[...]`), as fnmatch(3) without flags.
+#[must_use]
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     if !pattern.contains(['*', '?', '[']) {
         return pattern == name;
@@ -235,6 +181,25 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     };
     // SAFETY: two valid NUL-terminated strings.
     unsafe { libc::fnmatch(p.as_ptr(), n.as_ptr(), 0) == 0 }
+}
+
+/// The file as a tree of positioned values, to find where a key is written.
+fn document(text: &str) -> Option<Spanned<DeValue<'_>>> {
+    let table = DeTable::parse(text).ok()?;
+    let span = table.span();
+    Some(Spanned::new(span, DeValue::Table(table.into_inner())))
+}
+
+/// A setting's name within the file, where a reason mentions it.
+fn file_name(key: Key) -> String {
+    match key {
+        Key::Write => "[tap.file]".to_string(),
+        Key::SuricataSocket => "[tap.suricata]".to_string(),
+        other => {
+            let name = other.name();
+            name.rsplit('.').next().unwrap_or(name).to_string()
+        }
+    }
 }
 
 /// Turns byte positions into `path:line:column` errors.
@@ -287,10 +252,53 @@ impl Source<'_> {
             _ => "(file)".to_string(),
         }
     }
+
+    /// Where tap `tap` (its index) says `key` (and its item `index`): the value, or the
+    /// nearest table that holds it.
+    fn span_of(&self, tap: usize, key: Key, index: Option<usize>) -> Range<usize> {
+        let Some(doc) = document(self.text) else {
+            return 0..0;
+        };
+        let Some(table) = doc.get_ref().get("tap").and_then(|t| t.get_ref().get(tap)) else {
+            return 0..0;
+        };
+        let mut at: &Spanned<DeValue<'_>> = table;
+        if key == Key::Sinks {
+            return at.span();
+        }
+        let path = match key {
+            Key::SuricataSocket => "suricata",
+            other => other.name(),
+        };
+        for part in path.split('.') {
+            match at.get_ref().get(part) {
+                Some(v) => at = v,
+                None => return at.span(),
+            }
+        }
+        if let Some(item) = index.and_then(|i| at.get_ref().get(i)) {
+            at = item;
+        }
+        at.span()
+    }
+
+    /// A rule's refusal, placed at its key in tap number `tap` (named `name`).
+    fn refusal(&self, tap: usize, name: &str, e: &SettingError) -> AgentConfigError {
+        let span = self.span_of(tap, e.key, e.index);
+        let key = match e.key {
+            Key::Name => "name".to_string(),
+            k => format!("tap '{name}': {}", k.name()),
+        };
+        let name_of = |k: Key| file_name(k);
+        self.error(span, key, e.reason.render_after(e.key, &name_of))
+    }
 }
 
 impl AgentConfig {
     /// Reads and validates the file.
+    ///
+    /// # Errors
+    /// The file cannot be read, does not parse, or a setting is refused.
     pub fn load(path: &Path) -> Result<Self, AgentConfigError> {
         let text = crate::support::bounded_read::read_text(
             path,
@@ -301,9 +309,12 @@ impl AgentConfig {
 
     /// Validates `text`, the contents of `path` (relative paths in it are relative to the
     /// directory of `path`).
+    ///
+    /// # Errors
+    /// As [`AgentConfig::load`].
     pub fn parse(path: &Path, text: &str) -> Result<Self, AgentConfigError> {
         let src = Source { path, text };
-        let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let raw: FileDoc = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let key = src.key_at(span.start);
             // toml's and serde's messages quote the offending value: cut long ones.
@@ -318,47 +329,50 @@ impl AgentConfig {
             }
         };
         let agent = raw.agent.unwrap_or_default();
-        let control_socket = agent.control_socket.as_ref().map_or_else(
-            || PathBuf::from(DEFAULT_CONTROL_SOCKET),
-            |s| resolve(s.get_ref()),
-        );
+        let control_socket = agent
+            .control_socket
+            .as_deref()
+            .map_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET), resolve);
         let metrics_listen = match &agent.metrics_listen {
             None => None,
-            Some(s) => Some(s.get_ref().parse::<SocketAddr>().map_err(|_| {
-                src.error(
-                    s.span(),
-                    "agent.metrics_listen",
-                    format!(
-                        "'{}' is not an address and port (e.g. 127.0.0.1:9750)",
-                        excerpt::excerpt(s.get_ref())
-                    ),
-                )
+            Some(s) => Some(rules::metrics_listen(s).map_err(|e| {
+                let span = document(text)
+                    .and_then(|d| {
+                        d.get_ref()
+                            .get("agent")
+                            .and_then(|a| a.get_ref().get("metrics_listen"))
+                            .map(Spanned::span)
+                    })
+                    .unwrap_or(0..0);
+                src.error(span, Key::MetricsListen.name(), e.to_string())
             })?),
         };
         let mut taps: Vec<TapConfig> = Vec::with_capacity(raw.tap.len());
         let mut sinks: Vec<(PathBuf, String)> = Vec::new();
-        for tap in &raw.tap {
-            let t = validate_tap(&src, tap, &resolve)?;
+        for (i, doc) in raw.tap.into_iter().enumerate() {
+            let tap = doc.into_raw(&resolve);
+            let name = tap.name.clone();
+            let t = TapConfig::from_raw(tap).map_err(|e| src.refusal(i, &name, &e))?;
             if taps.iter().any(|o| o.name == t.name) {
                 return Err(src.error(
-                    tap.get_ref().name.span(),
+                    src.span_of(i, Key::Name, None),
                     "name",
                     format!("a tap named '{}' is already defined", t.name),
                 ));
             }
             // Two taps writing the same file or serving the same socket would clobber each other.
-            let mut mine: Vec<(PathBuf, Range<usize>, &str)> = Vec::new();
-            if let (Output::File(p), Some(f)) = (&t.capture.output.target, &tap.get_ref().file) {
-                mine.push((p.clone(), f.get_ref().path.span(), "file.path"));
+            let mut mine: Vec<(PathBuf, Key)> = Vec::new();
+            if let Output::File(p) = &t.capture.output.target {
+                mine.push((p.clone(), Key::Write));
             }
-            if let (Some(p), Some(s)) = (&t.capture.consumers.serve, &tap.get_ref().serve) {
-                mine.push((p.clone(), s.span(), "serve"));
+            if let Some(p) = &t.capture.consumers.serve {
+                mine.push((p.clone(), Key::Serve));
             }
-            for (p, span, key) in mine {
+            for (p, key) in mine {
                 if let Some((_, other)) = sinks.iter().find(|(q, _)| *q == p) {
                     return Err(src.error(
-                        span,
-                        format!("tap '{}': {key}", t.name),
+                        src.span_of(i, key, None),
+                        format!("tap '{}': {}", t.name, key.name()),
                         format!("{} is already used by tap '{other}'", p.display()),
                     ));
                 }
@@ -372,384 +386,6 @@ impl AgentConfig {
             metrics_listen,
             taps,
         })
-    }
-}
-
-fn validate_tap(
-    src: &Source<'_>,
-    spanned: &Spanned<RawTap>,
-    resolve: &dyn Fn(&Path) -> PathBuf,
-) -> Result<TapConfig, AgentConfigError> {
-    let raw = spanned.get_ref();
-    let name = raw.name.get_ref().clone();
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(src.error(
-            raw.name.span(),
-            "name",
-            "use 1 to 64 letters, digits, '-', '_' or '.'",
-        ));
-    }
-    let err = |span: Range<usize>, key: &str, message: String| {
-        src.error(span, format!("tap '{name}': {key}"), message)
-    };
-
-    let patterns: Vec<String> = raw
-        .interfaces
-        .get_ref()
-        .iter()
-        .map(|p| p.get_ref().clone())
-        .collect();
-    if patterns.is_empty() {
-        return Err(err(
-            raw.interfaces.span(),
-            "interfaces",
-            "list at least one interface name or glob".into(),
-        ));
-    }
-    for p in raw.interfaces.get_ref() {
-        let text = p.get_ref();
-        if text.is_empty()
-            || text.len() > IFNAME_MAX
-            || text.contains(['/', ':'])
-            || text.chars().any(char::is_whitespace)
-        {
-            return Err(err(
-                p.span(),
-                "interfaces",
-                format!(
-                    "'{}' is not an interface name or glob (at most {IFNAME_MAX} characters, no '/', ':' or spaces)",
-                    excerpt::excerpt(text)
-                ),
-            ));
-        }
-    }
-
-    let hooks = match raw.hook.as_ref().map(|h| *h.get_ref()) {
-        Some(RawHook::Xdp) => vec![Hook::Xdp],
-        None | Some(RawHook::Tc) => vec![Hook::TcIngress, Hook::TcEgress],
-        Some(RawHook::TcIngress) => vec![Hook::TcIngress],
-        Some(RawHook::TcEgress) => vec![Hook::TcEgress],
-    };
-    let xdp_mode = match &raw.xdp_mode {
-        Some(m) if hooks != [Hook::Xdp] => {
-            return Err(err(
-                m.span(),
-                "xdp_mode",
-                "applies only to hook = \"xdp\"".into(),
-            ));
-        }
-        Some(m) => match m.get_ref() {
-            RawXdpMode::Auto => XdpMode::Auto,
-            RawXdpMode::Native => XdpMode::Native,
-            RawXdpMode::Generic => XdpMode::Generic,
-        },
-        None => XdpMode::Auto,
-    };
-
-    let filter_args = match (&raw.filter, &raw.filter_file) {
-        (Some(_), Some(f)) => {
-            return Err(err(
-                f.span(),
-                "filter_file",
-                "give filter or filter_file, not both".into(),
-            ));
-        }
-        (Some(f), None) => FilterArgs {
-            filter: Some(f.get_ref().clone()),
-            ..FilterArgs::default()
-        },
-        (None, Some(f)) => FilterArgs {
-            filter_file: Some(resolve(f.get_ref())),
-            ..FilterArgs::default()
-        },
-        (None, None) => FilterArgs::default(),
-    };
-    let filter_span = raw
-        .filter
-        .as_ref()
-        .map(Spanned::span)
-        .or(raw.filter_file.as_ref().map(Spanned::span))
-        .unwrap_or(spanned.span());
-    let filter_key = if raw.filter_file.is_some() {
-        "filter_file"
-    } else {
-        "filter"
-    };
-    let filter = crate::model::filter_from_args(&filter_args)
-        .map_err(|e| err(filter_span.clone(), filter_key, error_text(&e)))?;
-
-    let snaplen = match raw.snaplen.as_ref().map(|s| *s.get_ref()) {
-        None | Some(0) => DEFAULT_SNAPLEN,
-        Some(s) => s.min(MAX_FRAME),
-    };
-    let ring_size = match &raw.ring_size {
-        None => u64::from(DEFAULT_RING_SIZE),
-        Some(r) => {
-            let size = *r.get_ref();
-            let min = crate::model::page_size();
-            if !size.is_power_of_two() || size < min || size > 1 << 31 {
-                return Err(err(
-                    r.span(),
-                    "ring_size",
-                    format!(
-                        "{size} is not a power of two from {min} (the page size) to 2147483648"
-                    ),
-                ));
-            }
-            size
-        }
-    };
-    let sample = match &raw.sample {
-        Some(s) if *s.get_ref() == 0 => {
-            return Err(err(
-                s.span(),
-                "sample",
-                "must be at least 1 (1: keep every packet)".into(),
-            ));
-        }
-        Some(s) => *s.get_ref(),
-        None => 1,
-    };
-    let rate_per_cpu = match raw.max_rate.as_ref().map(|r| *r.get_ref()) {
-        None | Some(0) => 0,
-        Some(pps) => pps.div_ceil(crate::model::ncpus()),
-    };
-    let decap = match &raw.decap {
-        None => Decap::default(),
-        Some(d) => d
-            .get_ref()
-            .parse::<Decap>()
-            .map_err(|e| err(d.span(), "decap", error_text(&e)))?,
-    };
-
-    let output = match &raw.file {
-        None => {
-            let mut o = OutputConfig::from_args(Path::new("-"), &OutputArgs::default_values())
-                .map_err(|e| err(spanned.span(), "file", e.to_string()))?;
-            o.target = Output::None;
-            o
-        }
-        Some(f) => file_sink(src, &name, f, resolve)?,
-    };
-    let consumer_args = ConsumerArgs {
-        serve: raw
-            .serve
-            .as_ref()
-            .map(|s| format!("unix:{}", resolve(s.get_ref()).display())),
-        inject: raw.inject.as_ref().map(|s| s.get_ref().clone()),
-        forward: raw
-            .forward
-            .as_ref()
-            .map(|f| f.get_ref().iter().map(|u| u.get_ref().clone()).collect())
-            .unwrap_or_default(),
-        fix_checksums: raw.fix_checksums.unwrap_or(false),
-        suricata_socket: raw
-            .suricata
-            .as_ref()
-            .map(|s| resolve(s.get_ref().socket.get_ref())),
-        suricata_output: raw
-            .suricata
-            .as_ref()
-            .and_then(|s| s.get_ref().output.as_ref())
-            .map_or_else(
-                || PathBuf::from("/var/log/suricata"),
-                |o| resolve(o.get_ref()),
-            ),
-    };
-    if let Some(i) = &raw.inject {
-        let text = i.get_ref();
-        if text.is_empty() || text.len() > IFNAME_MAX || text.contains(['/', ':', '*', '?', '[']) {
-            return Err(err(
-                i.span(),
-                "inject",
-                format!("'{}' is not an interface name", excerpt::excerpt(text)),
-            ));
-        }
-    }
-    let consumers = Consumers::from_args(&consumer_args).map_err(|e| {
-        // Only --forward can fail here: say which URL.
-        let span = raw.forward.as_ref().map_or(spanned.span(), |f| {
-            f.get_ref()
-                .iter()
-                .find(|u| crate::sink::vxlan::VxlanTarget::parse(u.get_ref()).is_err())
-                .map_or(f.span(), Spanned::span)
-        });
-        err(
-            span,
-            "forward",
-            error_text(&e).trim_start_matches("--forward ").to_string(),
-        )
-    })?;
-    if output.target == Output::None && !consumers.any() {
-        return Err(err(
-            spanned.span(),
-            "(tap)",
-            "no sink: give [tap.file], serve, inject or forward".into(),
-        ));
-    }
-    if let Some(s) = &raw.suricata {
-        if !output.rotation.active() {
-            return Err(err(
-                s.span(),
-                "suricata",
-                "submits finished files: [tap.file] needs file_size_mb or rotate_seconds".into(),
-            ));
-        }
-    }
-
-    let mut restart_key = raw.clone();
-    restart_key.interfaces = Spanned::new(0..0, Vec::new());
-    restart_key.filter = None;
-    restart_key.filter_file = None;
-    restart_key.sample = None;
-    restart_key.max_rate = None;
-
-    let capture = CaptureConfig {
-        interfaces: Vec::new(),
-        hooks,
-        xdp_mode,
-        snaplen,
-        count: None,
-        duration: None,
-        ring_size: ring_size as u32,
-        output,
-        consumers,
-        run_as: None,
-        quiet: true,
-        xdp_program: None,
-        filter,
-        filter_file: filter_args.filter_file,
-        sample,
-        rate_per_cpu,
-        decap,
-        consume: raw.consume.unwrap_or(false),
-        program_stats: false,
-    };
-    Ok(TapConfig {
-        name,
-        patterns,
-        capture,
-        restart_key,
-    })
-}
-
-/// `[tap.file]`, validated by the command line's rules, errors worded for the file.
-fn file_sink(
-    src: &Source<'_>,
-    tap: &str,
-    f: &Spanned<RawFileSink>,
-    resolve: &dyn Fn(&Path) -> PathBuf,
-) -> Result<OutputConfig, AgentConfigError> {
-    let raw = f.get_ref();
-    let err = |span: Range<usize>, key: &str, message: String| {
-        src.error(span, format!("tap '{tap}': file.{key}"), message)
-    };
-    let span_of = |s: Option<Range<usize>>| s.unwrap_or(f.span());
-    let path = raw.path.get_ref();
-    if path.as_os_str().is_empty() || path.as_os_str() == "-" {
-        return Err(err(
-            raw.path.span(),
-            "path",
-            "give a file name (standard output is not for a service)".into(),
-        ));
-    }
-    let args = OutputArgs {
-        format: raw.format.as_ref().map(|f| match f.get_ref() {
-            RawFormat::Pcap => FormatArg::Pcap,
-            RawFormat::Pcapng => FormatArg::Pcapng,
-        }),
-        compress: raw.compress.as_ref().map(|c| c.get_ref().clone()),
-        file_size: raw.file_size_mb.as_ref().map(|s| *s.get_ref()),
-        rotate_seconds: raw.rotate_seconds.as_ref().map(|s| *s.get_ref()),
-        ring_files: raw.ring_files.as_ref().map(|s| *s.get_ref()),
-        post_rotate: raw.post_rotate.as_ref().map(|s| s.get_ref().clone()),
-        flush_interval: raw
-            .flush_interval_ms
-            .as_ref()
-            .map_or(1000, |s| *s.get_ref()),
-        on_disk_full: match raw.on_disk_full.as_ref().map(|s| *s.get_ref()) {
-            Some(RawDiskFull::Drop) => DiskFullArg::Drop,
-            None | Some(RawDiskFull::Stop) => DiskFullArg::Stop,
-        },
-        force: raw.force.unwrap_or(false),
-        run_as: None,
-    };
-    let mut output = OutputConfig::from_args(&resolve(path), &args).map_err(|e| {
-        use OutputConfigError as E;
-        match e {
-            E::RingWithoutRotation => err(
-                span_of(raw.ring_files.as_ref().map(Spanned::span)),
-                "ring_files",
-                "needs file_size_mb or rotate_seconds: it keeps the newest files of a rotation"
-                    .into(),
-            ),
-            E::FileSize => err(
-                span_of(raw.file_size_mb.as_ref().map(Spanned::span)),
-                "file_size_mb",
-                "must be a positive number of megabytes".into(),
-            ),
-            E::Interval => err(
-                span_of(raw.rotate_seconds.as_ref().map(Spanned::span)),
-                "rotate_seconds",
-                "must be at least 1".into(),
-            ),
-            E::RingFiles => err(
-                span_of(raw.ring_files.as_ref().map(Spanned::span)),
-                "ring_files",
-                "must be at least 1".into(),
-            ),
-            E::Compress(c) => err(
-                span_of(raw.compress.as_ref().map(Spanned::span)),
-                "compress",
-                format!(
-                    "unknown '{}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)",
-                    excerpt::excerpt(&c)
-                ),
-            ),
-            E::Pattern(p) => err(raw.path.span(), "path", p.to_string()),
-            other => err(f.span(), "(file)", other.to_string()),
-        }
-    })?;
-    // A tap restarted (a reload, the service) goes on numbering after its earlier files.
-    output.resume = true;
-    Ok(output)
-}
-
-/// An error and its causes on one line.
-fn error_text(e: &ConfigError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text.replace('\n', " ")
-}
-
-impl OutputArgs {
-    /// The command line's defaults, for a tap without a file.
-    pub fn default_values() -> Self {
-        Self {
-            format: None,
-            compress: None,
-            file_size: None,
-            rotate_seconds: None,
-            ring_files: None,
-            post_rotate: None,
-            flush_interval: 1000,
-            on_disk_full: DiskFullArg::Stop,
-            force: false,
-            run_as: None,
-        }
     }
 }
 

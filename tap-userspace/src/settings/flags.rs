@@ -1,17 +1,26 @@
-//! Command line, in tcpdump's habits. Raw values only; [`crate::model`] validates them.
+//! The command line, in tcpdump's habits: a reader that only translates. The clap types are
+//! private to this module; it hands out [`Invocation`], whose capture settings are the raw
+//! settings every front door fills, and words the rules' errors with flag names
+//! ([`worded`]).
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use super::{
+    error::{Key, SettingError},
+    raw::{RawCapture, RawFilter, RawOutput, RawServe},
+};
+use crate::model::{DiskFull, Format, HookChoice, XdpMode};
+
 #[derive(Debug, Parser)]
 #[command(name = "tap", version, about = "A packet tap on XDP and TC eBPF programs", long_about = None)]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
     /// Log level for tap's own messages (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", env = "TAP_LOG")]
-    pub log: String,
+    log: String,
     /// Log format: human-readable lines, or one JSON object per line (for journald or a log
     /// shipper).
     #[arg(
@@ -21,12 +30,12 @@ pub struct Cli {
         default_value = "human",
         env = "TAP_LOG_FORMAT"
     )]
-    pub log_format: LogFormatArg,
+    log_format: LogFormatArg,
 }
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormatArg {
+enum LogFormatArg {
     /// One line per event: time, level, message, fields.
     Human,
     /// One JSON object per event.
@@ -36,7 +45,7 @@ pub enum LogFormatArg {
 /// `tap agent`: a long-running service of several taps from one configuration file.
 #[derive(Debug, clap::Args)]
 #[command(after_help = AGENT_HELP)]
-pub struct AgentArgs {
+struct AgentArgs {
     /// The configuration file (TOML): the taps, their interfaces, filters and sinks.
     #[arg(
         short = 'c',
@@ -44,15 +53,15 @@ pub struct AgentArgs {
         value_name = "FILE",
         default_value = "/etc/tap/tap.toml"
     )]
-    pub config: PathBuf,
+    config: PathBuf,
     /// Check the configuration file and exit: 0 when it is valid, 1 with the error (file, line,
     /// key) when not. Nothing is loaded or attached.
     #[arg(long)]
-    pub check: bool,
+    check: bool,
 }
 
 /// How `tap agent --help` explains reloads and the control socket.
-pub const AGENT_HELP: &str = "\
+const AGENT_HELP: &str = "\
 Reload:
   SIGHUP or `tap ctl reload` re-reads the file. A file that does not validate is refused and
   logged (file:line: key: reason); the running taps go on unchanged. Otherwise a changed
@@ -72,17 +81,17 @@ Control and metrics:
 
 /// `tap ctl`: talk to a running agent.
 #[derive(Debug, clap::Args)]
-pub struct CtlArgs {
+struct CtlArgs {
     /// The agent's control socket.
-    #[arg(long, value_name = "PATH", default_value = crate::agent::DEFAULT_CONTROL_SOCKET)]
-    pub socket: PathBuf,
+    #[arg(long, value_name = "PATH", default_value = super::agent_file::DEFAULT_CONTROL_SOCKET)]
+    socket: PathBuf,
     #[command(subcommand)]
-    pub command: CtlCommand,
+    command: CtlCommand,
 }
 
 /// What to ask the agent.
 #[derive(Debug, Clone, Subcommand)]
-pub enum CtlCommand {
+enum CtlCommand {
     /// Print each tap's state, interfaces and counters.
     Status {
         /// Print the agent's answer as JSON instead of a table.
@@ -95,7 +104,7 @@ pub enum CtlCommand {
 
 /// `tap generate`: shell completions and man pages from these definitions (for packagers).
 #[derive(Debug, Clone, Subcommand)]
-pub enum GenerateCommand {
+enum GenerateCommand {
     /// Print the completion script for SHELL to standard output.
     Completions {
         #[arg(value_enum)]
@@ -112,13 +121,13 @@ pub enum GenerateCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Capture packets on one or more interfaces and write them as pcap or pcapng.
     #[command(after_help = STORAGE_HELP)]
     Capture(Box<CaptureArgs>),
     /// Write synthetic packets through the capture writer and print its throughput.
     #[command(hide = true)]
-    BenchWriter(crate::bench_writer::BenchWriterArgs),
+    BenchWriter(BenchWriterArgs),
     /// Run the kernel program over the packets of a pcap file (BPF_PROG_TEST_RUN) and write
     /// the ones the filter selects: test a filter on a saved capture.
     Replay(ReplayArgs),
@@ -134,66 +143,66 @@ pub enum Command {
     #[command(hide = true, subcommand)]
     Generate(GenerateCommand),
     /// Check a directory's chain of custody: its manifest, signatures and files.
-    Verify(crate::custody::cli::VerifyArgs),
+    Verify(VerifyArgs),
     /// Make ed25519 keys for signing manifests, or sign a directory's manifest now.
     #[command(subcommand)]
-    Key(crate::custody::cli::KeyCommand),
+    Key(KeyFlags),
     /// Follow Suricata's EVE alerts and print the evidence requests they make (JSON lines).
     #[command(hide = true)]
-    Alerts(crate::evidence::cli::AlertsArgs),
+    Alerts(Box<AlertsArgs>),
 }
 
 #[derive(Debug, clap::Args)]
-pub struct BenchProgArgs {
+struct BenchProgArgs {
     /// Program to time (tc: the TC ingress classifier).
     #[arg(long, value_enum, default_value = "xdp")]
-    pub hook: HookArg,
+    hook: HookArg,
     /// Length in bytes of the Ethernet/IPv4/UDP test frame (no FCS).
     #[arg(long, value_name = "BYTES", default_value_t = 64)]
-    pub frame_len: usize,
+    frame_len: usize,
     /// Program runs per measurement (a selected frame: once with the ring having room, once
     /// with it full; a rejected frame: once).
     #[arg(long, value_name = "RUNS", default_value_t = 1_000_000)]
-    pub repeat: u64,
+    repeat: u64,
     /// IPv4 destination of a test frame (source 192.0.2.1); repeat to time several frames with
     /// one load, one line each. Default: 192.0.2.2.
     #[arg(long = "dst", value_name = "IPV4")]
-    pub dsts: Vec<std::net::Ipv4Addr>,
+    dsts: Vec<std::net::Ipv4Addr>,
     /// Filter the program applies (pcap-filter syntax). Default: none, every frame is selected.
     #[arg(long, value_name = "EXPR", conflicts_with = "filter_file")]
-    pub filter: Option<String>,
+    filter: Option<String>,
     /// Read the filter from FILE ('#' starts a comment, as with tcpdump -F).
     #[arg(long, value_name = "FILE")]
-    pub filter_file: Option<PathBuf>,
+    filter_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
+struct ReplayArgs {
     /// Input capture (pcap or pcapng).
     #[arg(short = 'r', long = "read", value_name = "FILE")]
-    pub read: PathBuf,
+    read: PathBuf,
     /// Output pcap file for the selected packets, or '-' for standard output. Created 0600; an
     /// existing file or a symbolic link is refused.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
-    pub write: Option<PathBuf>,
+    write: Option<PathBuf>,
     /// Overwrite an existing output file (never through a symbolic link).
     #[arg(long)]
-    pub force: bool,
+    force: bool,
     /// Which program to run the packets through.
     #[arg(long, value_enum, default_value = "xdp")]
-    pub hook: HookArg,
+    hook: HookArg,
     /// Print nothing but errors (no summary).
     #[arg(short = 'q', long)]
-    pub quiet: bool,
+    quiet: bool,
     /// Strip tunnel headers, as for `tap capture --decap`.
     #[arg(long, value_name = "LIST")]
-    pub decap: Option<String>,
+    decap: Option<String>,
     #[command(flatten)]
-    pub filter: FilterArgs,
+    filter: FilterArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum HookArg {
+enum HookArg {
     /// XDP: ingress only, earliest point, cheapest.
     Xdp,
     /// TC ingress and egress: both directions of the host's traffic.
@@ -205,7 +214,7 @@ pub enum HookArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum XdpModeArg {
+enum XdpModeArg {
     /// Native (driver) mode, falling back to generic when the driver lacks it.
     Auto,
     /// Native (driver) mode only.
@@ -215,73 +224,73 @@ pub enum XdpModeArg {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct CaptureArgs {
+struct CaptureArgs {
     /// Interface to capture on; repeat for several. Default: the default-route interface.
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    pub interfaces: Vec<String>,
+    interfaces: Vec<String>,
     /// Where in the kernel to tap.
     #[arg(long, value_enum, default_value = "tc")]
-    pub hook: HookArg,
+    hook: HookArg,
     /// XDP attach mode (with --hook xdp).
     #[arg(long, value_enum)]
-    pub xdp_mode: Option<XdpModeArg>,
+    xdp_mode: Option<XdpModeArg>,
     /// Snap length: bytes kept of each packet (the original length is recorded too).
     #[arg(short = 's', long = "snaplen", value_name = "BYTES")]
-    pub snaplen: Option<u32>,
+    snaplen: Option<u32>,
     /// Exit after writing COUNT packets.
     #[arg(short = 'c', long = "count", value_name = "COUNT")]
-    pub count: Option<u64>,
+    count: Option<u64>,
     /// Exit after SECS seconds.
     #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    duration: Option<f64>,
     /// Size of the kernel ring buffer: bytes, or with a K, M or G suffix (powers of 1024), a
     /// power of two. It is the capture's only buffer.
     #[arg(long, value_name = "BYTES", value_parser = parse_binary_size)]
-    pub ring_size: Option<u64>,
+    ring_size: Option<u64>,
     /// Output file (a name pattern with -C/-G), a named pipe, or '-' for standard output. The
     /// name chooses the format: pcapng for '.pcapng' and '.pcapng.zst', pcap otherwise; '.zst'
     /// compresses. Optional when another consumer (--serve, --inject, --forward) is given.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
-    pub write: Option<PathBuf>,
+    write: Option<PathBuf>,
     #[command(flatten)]
-    pub consumers: ConsumerArgs,
+    consumers: ConsumerArgs,
     #[command(flatten)]
-    pub output: Box<OutputArgs>,
+    output: Box<OutputArgs>,
     /// Print nothing but errors (no summary, no status line).
     #[arg(short = 'q', long)]
-    pub quiet: bool,
+    quiet: bool,
     /// Write the final summary as JSON to FILE when the capture ends.
     #[arg(long, value_name = "FILE")]
-    pub stats_json: Option<PathBuf>,
+    stats_json: Option<PathBuf>,
     /// Load this XDP program of the object instead of the tap program (tests only).
     #[arg(long, hide = true)]
-    pub xdp_program: Option<String>,
+    xdp_program: Option<String>,
     #[command(flatten)]
-    pub filter: FilterArgs,
+    filter: FilterArgs,
     /// Keep 1 in N matched packets (sampling); the others are counted as sampled out.
     #[arg(long, value_name = "N")]
-    pub sample: Option<u32>,
+    sample: Option<u32>,
     /// Keep at most this many matched packets per second (spread over CPUs); the rest are
     /// counted as rate-limited.
     #[arg(long, value_name = "PPS")]
-    pub max_rate: Option<u32>,
+    max_rate: Option<u32>,
     /// Strip tunnel headers of mirrored traffic (comma-separated: vxlan[:PORT], geneve, gre,
     /// erspan): filters see and files record the inner frame, with the tunnel id.
     #[arg(long, value_name = "LIST")]
-    pub decap: Option<String>,
+    decap: Option<String>,
     /// Drop every packet after copying it, so mirrored traffic on a dedicated monitor
     /// interface never enters the host's stack (fastest mode).
     #[arg(long)]
-    pub consume: bool,
+    consume: bool,
     /// Measure the kernel programs' own time per packet (the kernel's BPF run-time statistics,
     /// switched on host-wide while tap runs) and report it in the summary. Costs each BPF program
     /// on the host two clock reads per run while on.
     #[arg(long)]
-    pub program_stats: bool,
+    program_stats: bool,
 }
 
 /// How `tap capture --help` explains file names, rotation and crash safety.
-pub const STORAGE_HELP: &str = "\
+const STORAGE_HELP: &str = "\
 Output files:
   Files are created 0600 and never overwritten (use --force); a symbolic link at the name is
   refused; a device or named pipe (/dev/null) is written to. Data reaches the file at least every --flush-interval ms, in whole records: after a
@@ -310,7 +319,7 @@ Full disk:
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FormatArg {
+enum FormatArg {
     /// Classic pcap, nanosecond timestamps.
     Pcap,
     /// pcapng: interface per interface and hook, direction flags, drop statistics.
@@ -319,7 +328,7 @@ pub enum FormatArg {
 
 /// What to do when the disk is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DiskFullArg {
+enum DiskFullArg {
     /// Finish the current file and end the capture (exit status 1).
     Stop,
     /// Finish the current file and keep capturing, counting packets as dropped.
@@ -328,64 +337,64 @@ pub enum DiskFullArg {
 
 /// Output options of `tap capture`: format, rotation, durability, privileges.
 #[derive(Debug, Clone, clap::Args)]
-pub struct OutputArgs {
+struct OutputArgs {
     /// Output format (default: from the file name; pcap for standard output).
     #[arg(long, value_enum)]
-    pub format: Option<FormatArg>,
+    format: Option<FormatArg>,
     /// Compress the output: none, zstd, or zstd:LEVEL (1-19, default 1). Default: zstd for
     /// names ending in .zst.
     #[arg(long, value_name = "ALGO")]
-    pub compress: Option<String>,
+    compress: Option<String>,
     /// Start a new file before one would exceed MB megabytes (1,000,000 bytes).
     #[arg(short = 'C', long = "file-size", value_name = "MB")]
-    pub file_size: Option<f64>,
+    file_size: Option<f64>,
     /// Start a new file every SECS seconds, aligned to the clock.
     #[arg(short = 'G', long = "rotate-seconds", value_name = "SECS")]
-    pub rotate_seconds: Option<u64>,
+    rotate_seconds: Option<u64>,
     /// Keep at most N files (a ring): the oldest this capture wrote is deleted. Needs -C or -G.
     #[arg(short = 'W', long = "ring-files", value_name = "N")]
-    pub ring_files: Option<u32>,
+    ring_files: Option<u32>,
     /// Run CMD on each finished file (the file's path as its argument), in the background.
     #[arg(long, value_name = "CMD")]
-    pub post_rotate: Option<String>,
+    post_rotate: Option<String>,
     /// Write buffered packets at least this often, in milliseconds (0: after every batch).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
-    pub flush_interval: u64,
+    flush_interval: u64,
     /// What to do when the disk is full.
     #[arg(long, value_enum, default_value = "stop")]
-    pub on_disk_full: DiskFullArg,
+    on_disk_full: DiskFullArg,
     /// Overwrite existing files.
     #[arg(long)]
-    pub force: bool,
+    force: bool,
     /// After attaching, run as USER (its groups too); files are created as that user.
     #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER")]
-    pub run_as: Option<String>,
+    run_as: Option<String>,
 }
 
 /// Live consumers besides the file: streams, a monitor interface, remote collectors, Suricata.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct ConsumerArgs {
+struct ConsumerArgs {
     /// Serve live pcap streams on a Unix socket (mode 0600): `unix:PATH`. Every client that
     /// connects gets its own stream, starting with a pcap header; a slow client loses packets
     /// (counted), never slows the capture or the others.
     #[arg(long, value_name = "unix:PATH")]
-    pub serve: Option<String>,
+    serve: Option<String>,
     /// Write captured frames into a monitor interface for an IDS in af-packet mode: an existing
     /// TAP device, an unaddressed veth end (frames arrive on it), or a new TAP device of that name.
     #[arg(long, value_name = "IFACE")]
-    pub inject: Option<String>,
+    inject: Option<String>,
     /// Send each captured frame to a collector, VXLAN-encapsulated as cloud vTAPs do:
     /// `vxlan://HOST[:PORT]?vni=N[&max_len=BYTES]`. Repeat for several collectors.
     #[arg(long, value_name = "URL")]
-    pub forward: Vec<String>,
+    forward: Vec<String>,
     /// Recompute IPv4/TCP/UDP/ICMP checksums of the delivered copies (not of the wire traffic),
     /// for consumers that check them (offload leaves them partial on the sending host).
     #[arg(long)]
-    pub fix_checksums: bool,
+    fix_checksums: bool,
     /// Submit each finished file (with -C or -G) to Suricata's unix socket (`suricata
     /// --unix-socket=PATH`); reconnects when Suricata restarts.
     #[arg(long, value_name = "PATH")]
-    pub suricata_socket: Option<PathBuf>,
+    suricata_socket: Option<PathBuf>,
     /// Directory where Suricata writes the results of submitted files.
     #[arg(
         long,
@@ -393,15 +402,15 @@ pub struct ConsumerArgs {
         default_value = "/var/log/suricata",
         requires = "suricata_socket"
     )]
-    pub suricata_output: PathBuf,
+    suricata_output: PathBuf,
 }
 
 /// Where the filter expression comes from: trailing words (like tcpdump), `-f`, or `-F FILE`.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct FilterArgs {
+struct FilterArgs {
     /// Filter expression (pcap-filter syntax), instead of trailing words.
     #[arg(short = 'f', long = "filter", value_name = "EXPR", conflicts_with_all = ["filter_file", "expression"])]
-    pub filter: Option<String>,
+    filter: Option<String>,
     /// Read the filter expression from FILE (like tcpdump -F).
     #[arg(
         short = 'F',
@@ -409,10 +418,628 @@ pub struct FilterArgs {
         value_name = "FILE",
         conflicts_with = "expression"
     )]
-    pub filter_file: Option<PathBuf>,
+    filter_file: Option<PathBuf>,
     /// Filter expression as trailing words: `tap capture -i eth0 -w x.pcap tcp and port 443`.
     #[arg(value_name = "EXPR", trailing_var_arg = true)]
-    pub expression: Vec<String>,
+    expression: Vec<String>,
+}
+
+/// `tap verify DIR`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = VERIFY_HELP)]
+struct VerifyArgs {
+    /// The directory to check (or its tap-custody.jsonl).
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// The public key (PEM, from `tap key generate` or `openssl pkey -pubout`) that must have
+    /// signed the manifest's head and every signed entry.
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<PathBuf>,
+}
+
+const VERIFY_HELP: &str = "\
+Checks, stopping at the first broken link: every line of DIR/tap-custody.jsonl (whole,
+unaltered, numbered in order, chained to the line before, its signature valid), then every file
+against its latest entry (size and SHA-256; a file tap removed must be gone), then that every
+other file of DIR (names starting with '.' aside) is in the manifest.
+
+Prints one line and exits 0 when all is intact; prints the first broken link (the file or the
+manifest line) and exits 1 otherwise, or when DIR cannot be checked.";
+
+/// `tap key`: ed25519 keys for signing manifests.
+#[derive(Debug, Clone, clap::Subcommand)]
+enum KeyFlags {
+    /// Write a new key pair: FILE (the secret key, PKCS#8 PEM, mode 0600) and FILE.pub (the
+    /// public key, `SubjectPublicKeyInfo` PEM). Existing files are never replaced. OpenSSL makes
+    /// and reads the same files (`openssl genpkey -algorithm ed25519`).
+    Generate {
+        #[arg(value_name = "FILE")]
+        secret: PathBuf,
+        /// Where the public key goes (default: FILE.pub).
+        #[arg(long, value_name = "FILE")]
+        public: Option<PathBuf>,
+    },
+    /// Sign DIR's manifest head now: appends a `seal` entry signed with the key, so `tap verify
+    /// --public-key` can show nobody changed the directory since.
+    Sign {
+        /// The secret key (PEM, mode 0600).
+        #[arg(long, value_name = "FILE")]
+        sign_key: PathBuf,
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// `tap alerts`.
+#[derive(Debug, Clone, clap::Args)]
+struct AlertsArgs {
+    /// Follow this eve.json (through rotation and truncation).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "eve_socket",
+        required_unless_present = "eve_socket"
+    )]
+    eve: Option<PathBuf>,
+    /// Listen on this unix socket for Suricata's `filetype: unix_stream` eve-log output.
+    #[arg(long, value_name = "PATH")]
+    eve_socket: Option<PathBuf>,
+    /// Read the file from its start (default: only alerts written from now on).
+    #[arg(long)]
+    from_start: bool,
+    /// Read the file to its end once, close every case, print, and exit.
+    #[arg(long, requires = "eve")]
+    once: bool,
+    /// Signature ids (and ranges) to select, e.g. 2100498,2200000-2299999.
+    #[arg(long, value_name = "LIST")]
+    sid: Option<String>,
+    /// Select alerts of this severity or more severe (1 is the most severe).
+    #[arg(long, value_name = "N")]
+    severity: Option<u8>,
+    /// Signature ids never to select.
+    #[arg(long, value_name = "LIST")]
+    exclude_sid: Option<String>,
+    /// Seconds of history before the first alert.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    before: f64,
+    /// Seconds after each alert.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    after: f64,
+    /// Longest window, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    max_window: f64,
+    /// Seconds after a window's end before its request is made.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    settle: f64,
+    /// Evidence files per second, on average.
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    rate: f64,
+    /// Evidence files at once.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    burst: u32,
+    /// Flows with an open window, at most.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_open: usize,
+    /// Alerts listed per file, at most.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    max_alerts: usize,
+    /// Longest EVE line, bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::evidence::DEFAULT_MAX_LINE)]
+    max_line: usize,
+    /// Suricata connections served at once (socket only).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    max_connections: usize,
+}
+
+/// Arguments of `tap bench-writer`.
+#[derive(Debug, Clone, clap::Args)]
+struct BenchWriterArgs {
+    /// Directory to write the file into (it is deleted afterwards unless --keep).
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Packet bytes to write: a number with an optional k, M or G (powers of 1000).
+    #[arg(long, value_name = "N", default_value = "1G", value_parser = parse_size)]
+    bytes: u64,
+    /// File format.
+    #[arg(long, value_enum, default_value = "pcap")]
+    format: FormatArg,
+    /// Compress with zstd at this level (1-19).
+    #[arg(long, value_name = "LEVEL")]
+    zstd: Option<i32>,
+    /// Captured bytes per packet.
+    #[arg(long, value_name = "BYTES", default_value_t = 1500)]
+    packet_size: u32,
+    /// Keep the file.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    scaled_size(s, 1000)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("not a size: {s}"))
+}
+
+// ---- What the command line asks for, in the library's own types ----------------------------
+
+/// A parsed command line.
+#[derive(Debug)]
+pub struct Invocation {
+    /// Log level for tap's own messages (an `EnvFilter` directive).
+    pub log: String,
+    /// One JSON object per log line, instead of human-readable lines.
+    pub json_logs: bool,
+    pub command: Request,
+}
+
+/// What to do.
+#[derive(Debug)]
+pub enum Request {
+    /// `tap capture`: the raw settings, validated by [`super::rules::capture`].
+    Capture {
+        capture: Box<RawCapture>,
+        /// `--stats-json FILE`.
+        stats_json: Option<PathBuf>,
+    },
+    Replay(ReplayRequest),
+    BenchProg(BenchProgRequest),
+    BenchWriter(crate::bench_writer::BenchWriterSpec),
+    Agent {
+        config: PathBuf,
+        /// Check the file and exit.
+        check: bool,
+    },
+    Ctl {
+        socket: PathBuf,
+        command: CtlRequest,
+    },
+    /// Shell completions or man pages, made from these very definitions.
+    Generate(Generate),
+    Verify {
+        dir: PathBuf,
+        public_key: Option<PathBuf>,
+    },
+    Key(crate::custody::cli::KeyCommand),
+    Alerts(Box<crate::evidence::cli::AlertsOptions>),
+}
+
+/// `tap replay`.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    pub read: PathBuf,
+    pub write: Option<PathBuf>,
+    pub force: bool,
+    pub hook: HookChoice,
+    pub quiet: bool,
+    pub decap: Option<String>,
+    pub filter: RawFilter,
+}
+
+/// `tap bench-prog`.
+#[derive(Debug, Clone)]
+pub struct BenchProgRequest {
+    pub hook: HookChoice,
+    /// Bytes, no FCS.
+    pub frame_len: usize,
+    pub repeat: u64,
+    pub dsts: Vec<std::net::Ipv4Addr>,
+    pub filter: RawFilter,
+}
+
+/// `tap ctl`'s question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtlRequest {
+    Status { json: bool },
+    Reload,
+}
+
+/// `tap generate`.
+#[derive(Debug)]
+pub struct Generate(GenerateCommand);
+
+/// Errors of `tap generate`.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("creating {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("rendering a man page: {0}")]
+    Render(#[source] std::io::Error),
+    #[error(transparent)]
+    Create(#[from] crate::support::safe_create::CreateError),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Generate {
+    /// Prints the completion script, or writes the man pages.
+    ///
+    /// # Errors
+    /// A man page directory or file that cannot be made or written.
+    pub fn run(&self) -> Result<(), GenerateError> {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        match &self.0 {
+            GenerateCommand::Completions { shell } => {
+                clap_complete::generate(*shell, &mut command, "tap", &mut std::io::stdout());
+            }
+            GenerateCommand::Man { dir, force } => {
+                std::fs::create_dir_all(dir).map_err(|source| GenerateError::Dir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let mut command = command.disable_help_subcommand(true);
+                command.build();
+                write_man_pages(command, dir, *force)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `tap.1` and a page per visible subcommand, as clap_mangen names them, each written through
+/// the one safe-create path.
+fn write_man_pages(
+    cmd: clap::Command,
+    dir: &std::path::Path,
+    force: bool,
+) -> Result<(), GenerateError> {
+    use std::io::Write as _;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+        write_man_pages(sub, dir, force)?;
+    }
+    let man = clap_mangen::Man::new(cmd);
+    let path = dir.join(man.get_filename());
+    let mut text = Vec::new();
+    man.render(&mut text).map_err(GenerateError::Render)?;
+    crate::support::safe_create::create(&path, force)?
+        .write_all(&text)
+        .map_err(|source| GenerateError::Write { path, source })
+}
+
+/// Reads the process's command line; a usage error or `--help` ends the process as clap does.
+#[must_use]
+pub fn from_env() -> Invocation {
+    translate(Cli::parse())
+}
+
+/// Reads `args` (the program name first).
+///
+/// # Errors
+/// The words clap refuses, as clap words them.
+pub fn try_from_args<I, T>(args: I) -> Result<Invocation, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+        .map(translate)
+        .map_err(|e| e.to_string())
+}
+
+/// The flag that sets `key`, as the reasons of [`SettingError`] name it.
+#[must_use]
+pub fn flag(key: Key) -> &'static str {
+    match key {
+        Key::Interfaces => "-i",
+        Key::Hook => "--hook",
+        Key::XdpMode => "--xdp-mode",
+        Key::Filter => "filter",
+        Key::FilterFile => "-F",
+        Key::Snaplen => "-s",
+        Key::RingSize => "--ring-size",
+        Key::Sample => "--sample",
+        Key::MaxRate => "--max-rate",
+        Key::Decap => "--decap",
+        Key::Serve => "--serve",
+        Key::Inject => "--inject",
+        Key::Forward => "--forward",
+        Key::SuricataSocket => "--suricata-socket",
+        Key::Write => "-w",
+        Key::Format => "--format",
+        Key::Compress => "--compress",
+        Key::FileSize => "-C",
+        Key::RotateSeconds => "-G",
+        Key::RingFiles => "-W",
+        Key::PostRotate => "--post-rotate",
+        Key::FlushInterval => "--flush-interval",
+        Key::RunAs => "-Z",
+        Key::Sinks => "(capture)",
+        Key::Name => "(name)",
+        Key::MetricsListen => "(metrics)",
+    }
+}
+
+/// A rule's refusal as the command line says it: the reason, settings named by their flags.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FlagError {
+    pub key: Key,
+    pub message: String,
+}
+
+/// Words `e` for the command line.
+#[must_use]
+pub fn worded(e: &SettingError) -> FlagError {
+    FlagError {
+        key: e.key,
+        message: e.reason.render(&|k| flag(k).to_string()),
+    }
+}
+
+impl From<HookArg> for HookChoice {
+    fn from(h: HookArg) -> Self {
+        match h {
+            HookArg::Xdp => HookChoice::Xdp,
+            HookArg::Tc => HookChoice::Tc,
+            HookArg::TcIngress => HookChoice::TcIngress,
+            HookArg::TcEgress => HookChoice::TcEgress,
+        }
+    }
+}
+
+impl From<XdpModeArg> for XdpMode {
+    fn from(m: XdpModeArg) -> Self {
+        match m {
+            XdpModeArg::Auto => XdpMode::Auto,
+            XdpModeArg::Native => XdpMode::Native,
+            XdpModeArg::Generic => XdpMode::Generic,
+        }
+    }
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Pcap => Format::Pcap,
+            FormatArg::Pcapng => Format::Pcapng,
+        }
+    }
+}
+
+impl From<DiskFullArg> for DiskFull {
+    fn from(d: DiskFullArg) -> Self {
+        match d {
+            DiskFullArg::Stop => DiskFull::Stop,
+            DiskFullArg::Drop => DiskFull::Drop,
+        }
+    }
+}
+
+impl From<FilterArgs> for RawFilter {
+    fn from(f: FilterArgs) -> Self {
+        Self {
+            expression: f.filter,
+            file: f.filter_file,
+            words: f.expression,
+        }
+    }
+}
+
+fn raw_capture(args: CaptureArgs) -> RawCapture {
+    let CaptureArgs {
+        interfaces,
+        hook,
+        xdp_mode,
+        snaplen,
+        count,
+        duration,
+        ring_size,
+        write,
+        consumers,
+        output,
+        quiet,
+        stats_json: _,
+        xdp_program,
+        filter,
+        sample,
+        max_rate,
+        decap,
+        consume,
+        program_stats,
+    } = args;
+    let o = *output;
+    RawCapture {
+        interfaces,
+        hook: Some(hook.into()),
+        xdp_mode: xdp_mode.map(Into::into),
+        filter: filter.into(),
+        snaplen,
+        count,
+        duration,
+        ring_size,
+        output: RawOutput {
+            path: write,
+            format: o.format.map(Into::into),
+            compress: o.compress,
+            file_size_mb: o.file_size,
+            rotate_seconds: o.rotate_seconds,
+            ring_files: o.ring_files,
+            post_rotate: o.post_rotate,
+            flush_interval_ms: Some(o.flush_interval),
+            on_disk_full: Some(o.on_disk_full.into()),
+            force: o.force,
+            run_as: o.run_as,
+        },
+        serve: consumers.serve.map(RawServe::Address),
+        inject: consumers.inject,
+        forward: consumers.forward,
+        fix_checksums: consumers.fix_checksums,
+        suricata_socket: consumers.suricata_socket,
+        suricata_output: Some(consumers.suricata_output),
+        quiet,
+        xdp_program,
+        sample,
+        max_rate,
+        decap,
+        consume,
+        program_stats,
+    }
+}
+
+fn translate(cli: Cli) -> Invocation {
+    let command = match cli.command {
+        Command::Capture(args) => {
+            let stats_json = args.stats_json.clone();
+            Request::Capture {
+                capture: Box::new(raw_capture(*args)),
+                stats_json,
+            }
+        }
+        Command::Replay(a) => Request::Replay(ReplayRequest {
+            read: a.read,
+            write: a.write,
+            force: a.force,
+            hook: a.hook.into(),
+            quiet: a.quiet,
+            decap: a.decap,
+            filter: a.filter.into(),
+        }),
+        Command::BenchProg(a) => Request::BenchProg(BenchProgRequest {
+            hook: a.hook.into(),
+            frame_len: a.frame_len,
+            repeat: a.repeat,
+            dsts: a.dsts,
+            filter: RawFilter {
+                expression: a.filter,
+                file: a.filter_file,
+                words: Vec::new(),
+            },
+        }),
+        Command::BenchWriter(a) => Request::BenchWriter(crate::bench_writer::BenchWriterSpec {
+            to: a.to,
+            bytes: a.bytes,
+            format: a.format.into(),
+            zstd: a.zstd,
+            packet_size: a.packet_size,
+            keep: a.keep,
+        }),
+        Command::Agent(a) => Request::Agent {
+            config: a.config,
+            check: a.check,
+        },
+        Command::Ctl(a) => Request::Ctl {
+            socket: a.socket,
+            command: match a.command {
+                CtlCommand::Status { json } => CtlRequest::Status { json },
+                CtlCommand::Reload => CtlRequest::Reload,
+            },
+        },
+        Command::Generate(g) => Request::Generate(Generate(g)),
+        Command::Verify(a) => Request::Verify {
+            dir: a.dir,
+            public_key: a.public_key,
+        },
+        Command::Key(k) => Request::Key(match k {
+            KeyFlags::Generate { secret, public } => {
+                crate::custody::cli::KeyCommand::Generate { secret, public }
+            }
+            KeyFlags::Sign { sign_key, dir } => {
+                crate::custody::cli::KeyCommand::Sign { sign_key, dir }
+            }
+        }),
+        Command::Alerts(a) => {
+            let AlertsArgs {
+                eve,
+                eve_socket,
+                from_start,
+                once,
+                sid,
+                severity,
+                exclude_sid,
+                before,
+                after,
+                max_window,
+                settle,
+                rate,
+                burst,
+                max_open,
+                max_alerts,
+                max_line,
+                max_connections,
+            } = *a;
+            Request::Alerts(Box::new(crate::evidence::cli::AlertsOptions {
+                eve,
+                eve_socket,
+                from_start,
+                once,
+                sid,
+                severity,
+                exclude_sid,
+                before,
+                after,
+                max_window,
+                settle,
+                rate,
+                burst,
+                max_open,
+                max_alerts,
+                max_line,
+                max_connections,
+            }))
+        }
+    };
+    Invocation {
+        log: cli.log,
+        json_logs: cli.log_format == LogFormatArg::Json,
+        command,
+    }
+}
+
+/// Parses a size: a number (fractions allowed) with an optional k, M or G suffix, each `unit`
+/// (1000 or 1024) times the one before.
+pub fn scaled_size(s: &str, unit: u32) -> Result<u64, String> {
+    let (number, power) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => match c.to_ascii_uppercase() {
+            'K' => (&s[..i], 1),
+            'M' => (&s[..i], 2),
+            'G' => (&s[..i], 3),
+            other => return Err(format!("unknown unit {other:?} in {s}: use K, M or G")),
+        },
+        _ => (s, 0),
+    };
+    let n: f64 = number.parse().map_err(|_| format!("not a size: {s}"))?;
+    let bytes = n * f64::from(unit).powi(power);
+    if !(0.0..u64::MAX as f64).contains(&bytes) {
+        return Err(format!("not a size: {s}"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Parses a size in bytes with an optional K, M or G suffix (powers of 1024).
+fn parse_binary_size(s: &str) -> Result<u64, String> {
+    scaled_size(s, 1024)
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::{parse_binary_size, parse_size};
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1.5M"), Ok(1_500_000));
+        assert_eq!(parse_size("123"), Ok(123));
+        assert!(parse_size("x").is_err());
+    }
+
+    #[test]
+    fn binary_sizes() {
+        assert_eq!(parse_binary_size("4096"), Ok(4096));
+        assert_eq!(parse_binary_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_binary_size("32k"), Ok(32 << 10));
+        assert_eq!(parse_binary_size("1G"), Ok(1 << 30));
+        assert!(parse_binary_size("8X").is_err());
+        assert!(parse_binary_size("M").is_err());
+        assert!(parse_binary_size("99999999999999G").is_err());
+    }
 }
 
 #[cfg(test)]
@@ -501,45 +1128,61 @@ mod tests {
         assert_eq!(args.consumers.forward, ["vxlan://192.0.2.9?vni=5"]);
         assert!(args.consumers.fix_checksums);
     }
-}
-
-/// Parses a size: a number (fractions allowed) with an optional k, M or G suffix, each `unit`
-/// (1000 or 1024) times the one before.
-pub fn scaled_size(s: &str, unit: u32) -> Result<u64, String> {
-    let (number, power) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => match c.to_ascii_uppercase() {
-            'K' => (&s[..i], 1),
-            'M' => (&s[..i], 2),
-            'G' => (&s[..i], 3),
-            other => return Err(format!("unknown unit {other:?} in {s}: use K, M or G")),
-        },
-        _ => (s, 0),
-    };
-    let n: f64 = number.parse().map_err(|_| format!("not a size: {s}"))?;
-    let bytes = n * f64::from(unit).powi(power);
-    if !(0.0..u64::MAX as f64).contains(&bytes) {
-        return Err(format!("not a size: {s}"));
-    }
-    Ok(bytes as u64)
-}
-
-/// Parses a size in bytes with an optional K, M or G suffix (powers of 1024).
-pub fn parse_binary_size(s: &str) -> Result<u64, String> {
-    scaled_size(s, 1024)
-}
-
-#[cfg(test)]
-mod size_tests {
-    use super::parse_binary_size;
 
     #[test]
-    fn binary_sizes() {
-        assert_eq!(parse_binary_size("4096"), Ok(4096));
-        assert_eq!(parse_binary_size("256M"), Ok(256 << 20));
-        assert_eq!(parse_binary_size("32k"), Ok(32 << 10));
-        assert_eq!(parse_binary_size("1G"), Ok(1 << 30));
-        assert!(parse_binary_size("8X").is_err());
-        assert!(parse_binary_size("M").is_err());
-        assert!(parse_binary_size("99999999999999G").is_err());
+    fn bench_prog_command_line() {
+        let cli = Cli::try_parse_from([
+            "tap",
+            "bench-prog",
+            "--hook",
+            "tc",
+            "--frame-len",
+            "1500",
+            "--repeat",
+            "10",
+        ])
+        .unwrap();
+        let Command::BenchProg(args) = cli.command else {
+            panic!("bench-prog")
+        };
+        assert_eq!(
+            (args.hook, args.frame_len, args.repeat),
+            (HookArg::Tc, 1500, 10)
+        );
+        let cli = Cli::try_parse_from(["tap", "bench-prog"]).unwrap();
+        let Command::BenchProg(args) = cli.command else {
+            panic!("bench-prog")
+        };
+        assert_eq!(
+            (args.hook, args.frame_len, args.repeat),
+            (HookArg::Xdp, 64, 1_000_000)
+        );
+        assert!(args.dsts.is_empty() && args.filter.is_none() && args.filter_file.is_none());
+        let cli = Cli::try_parse_from([
+            "tap",
+            "bench-prog",
+            "--filter-file",
+            "rules.txt",
+            "--dst",
+            "10.0.0.1",
+            "--dst",
+            "192.0.2.2",
+        ])
+        .unwrap();
+        let Command::BenchProg(args) = cli.command else {
+            panic!("bench-prog")
+        };
+        assert_eq!(
+            args.dsts,
+            [[10, 0, 0, 1], [192, 0, 2, 2]].map(std::net::Ipv4Addr::from)
+        );
+        assert_eq!(
+            args.filter_file.as_deref(),
+            Some(std::path::Path::new("rules.txt"))
+        );
+        assert!(
+            Cli::try_parse_from(["tap", "bench-prog", "--filter", "udp", "--filter-file", "x"])
+                .is_err()
+        );
     }
 }

@@ -11,28 +11,17 @@
 
 use std::{
     io,
-    net::{SocketAddr, ToSocketAddrs, UdpSocket},
+    net::{SocketAddr, UdpSocket},
     os::fd::AsRawFd,
 };
 
 use super::{CaptureStats, Sink, SinkReport, SinkStop};
+pub use crate::model::VxlanTarget;
 use crate::pipeline::drain::Batch;
 
-/// Where and how to forward.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VxlanTarget {
-    pub collector: SocketAddr,
-    /// VXLAN network identifier, 24 bits.
-    pub vni: u32,
-    /// Longest inner frame sent whole, in bytes; longer ones are truncated and counted.
-    pub max_inner: usize,
-}
-
-/// Errors in a `vxlan://` URL or while opening the sockets.
+/// Errors while opening the sockets.
 #[derive(Debug, thiserror::Error)]
 pub enum VxlanError {
-    #[error("'{url}': {reason}; expected vxlan://HOST[:PORT]?vni=N[&max_len=BYTES]")]
-    Url { url: String, reason: String },
     #[error("cannot open a UDP socket towards {collector}: {source}")]
     Socket {
         collector: SocketAddr,
@@ -52,77 +41,6 @@ pub const DEFAULT_MAX_INNER_V6: usize = 1444;
 const POOL: usize = 16;
 /// VXLAN header length.
 const HEADER: usize = 8;
-
-impl VxlanTarget {
-    /// Parses `vxlan://HOST[:PORT]?vni=N[&max_len=BYTES]` (IPv6 hosts in brackets).
-    pub fn parse(url: &str) -> Result<Self, VxlanError> {
-        let bad = |reason: &str| VxlanError::Url {
-            url: url.to_string(),
-            reason: reason.to_string(),
-        };
-        let rest = url
-            .strip_prefix("vxlan://")
-            .ok_or_else(|| bad("not a vxlan:// URL"))?;
-        let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if hostport.is_empty() {
-            return Err(bad("no collector host"));
-        }
-        let with_port = if hostport.starts_with('[') {
-            if hostport.contains("]:") {
-                hostport.to_string()
-            } else {
-                format!("{hostport}:{DEFAULT_PORT}")
-            }
-        } else if hostport.matches(':').count() == 1 {
-            hostport.to_string()
-        } else if hostport.contains(':') {
-            // A bare IPv6 address.
-            format!("[{hostport}]:{DEFAULT_PORT}")
-        } else {
-            format!("{hostport}:{DEFAULT_PORT}")
-        };
-        let collector = with_port
-            .to_socket_addrs()
-            .map_err(|e| bad(&format!("cannot resolve the collector: {e}")))?
-            .next()
-            .ok_or_else(|| bad("the collector resolves to no address"))?;
-        let mut vni = None;
-        // Sent with DF: a default too long for the path would turn every full-size frame into a
-        // send error.
-        let mut max_inner = if collector.is_ipv4() {
-            DEFAULT_MAX_INNER
-        } else {
-            DEFAULT_MAX_INNER_V6
-        };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| bad("query items are key=value"))?;
-            match k {
-                "vni" => {
-                    let n: u32 = v.parse().map_err(|_| bad("vni is not a number"))?;
-                    if n >= 1 << 24 {
-                        return Err(bad("vni must fit in 24 bits"));
-                    }
-                    vni = Some(n);
-                }
-                "max_len" => {
-                    max_inner = v.parse().map_err(|_| bad("max_len is not a number"))?;
-                    if !(64..=65000).contains(&max_inner) {
-                        return Err(bad("max_len must be 64 to 65000"));
-                    }
-                }
-                other => return Err(bad(&format!("unknown option '{other}'"))),
-            }
-        }
-        let vni = vni.ok_or_else(|| bad("vni=N is required"))?;
-        Ok(Self {
-            collector,
-            vni,
-            max_inner,
-        })
-    }
-}
 
 /// The VXLAN header for `vni`: flags with the I bit, the VNI in bytes 4..7.
 pub fn header(vni: u32) -> [u8; HEADER] {
@@ -340,36 +258,6 @@ impl Sink for VxlanSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls() {
-        let t = VxlanTarget::parse("vxlan://127.0.0.1?vni=42").unwrap();
-        assert_eq!(t.collector, "127.0.0.1:4789".parse().unwrap());
-        assert_eq!((t.vni, t.max_inner), (42, DEFAULT_MAX_INNER));
-        let t = VxlanTarget::parse("vxlan://127.0.0.1:8472?vni=7&max_len=9000").unwrap();
-        assert_eq!(t.collector.port(), 8472);
-        assert_eq!(t.max_inner, 9000);
-        let t = VxlanTarget::parse("vxlan://[::1]?vni=1").unwrap();
-        assert_eq!(t.collector, "[::1]:4789".parse().unwrap());
-        // The outer IPv6 header is 20 bytes longer: so is what the default leaves out.
-        assert_eq!(t.max_inner, DEFAULT_MAX_INNER_V6);
-        assert_eq!(DEFAULT_MAX_INNER_V6 + 40 + 8 + 8, 1500);
-        assert_eq!(
-            VxlanTarget::parse("vxlan://[::1]?vni=1&max_len=1464")
-                .unwrap()
-                .max_inner,
-            1464
-        );
-        for bad in [
-            "udp://1.2.3.4?vni=1",
-            "vxlan://1.2.3.4",
-            "vxlan://1.2.3.4?vni=16777216",
-            "vxlan://?vni=1",
-            "vxlan://1.2.3.4?vni=1&x=2",
-        ] {
-            assert!(VxlanTarget::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn header_bytes() {

@@ -83,6 +83,21 @@ pub fn line(line: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{}… ({} bytes)", &line[..cut], line.len()))
 }
 
+/// An error and its causes on one bounded line, each cause once ("a: b: c"): the one way every
+/// front door prints an error.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    line(&parts.join(": ").replace('\n', " ")).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,201 @@
+//! What a rule says when a value is refused: the setting's key and the reason, in words that fit
+//! a flag and a file alike. Each reader names the keys in its own syntax ([`Namer`]).
+
+use std::fmt;
+
+/// A setting, by its canonical name (the agent file's and a session's key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    Interfaces,
+    Hook,
+    XdpMode,
+    Filter,
+    FilterFile,
+    Snaplen,
+    RingSize,
+    Sample,
+    MaxRate,
+    Decap,
+    Serve,
+    Inject,
+    Forward,
+    SuricataSocket,
+    /// The output file (`-w`, `file.path`).
+    Write,
+    Format,
+    Compress,
+    FileSize,
+    RotateSeconds,
+    RingFiles,
+    PostRotate,
+    FlushInterval,
+    RunAs,
+    /// A capture's sinks as a whole: the file and the consumers.
+    Sinks,
+    /// A tap's name (agent file, sessions).
+    Name,
+    MetricsListen,
+}
+
+impl Key {
+    /// Every key, for readers that map them all (and their tests).
+    pub const ALL: [Key; 26] = [
+        Key::Interfaces,
+        Key::Hook,
+        Key::XdpMode,
+        Key::Filter,
+        Key::FilterFile,
+        Key::Snaplen,
+        Key::RingSize,
+        Key::Sample,
+        Key::MaxRate,
+        Key::Decap,
+        Key::Serve,
+        Key::Inject,
+        Key::Forward,
+        Key::SuricataSocket,
+        Key::Write,
+        Key::Format,
+        Key::Compress,
+        Key::FileSize,
+        Key::RotateSeconds,
+        Key::RingFiles,
+        Key::PostRotate,
+        Key::FlushInterval,
+        Key::RunAs,
+        Key::Sinks,
+        Key::Name,
+        Key::MetricsListen,
+    ];
+
+    /// The canonical name: the agent file's key within a `[[tap]]` (dotted for its tables) and a
+    /// session's JSON key path.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::Interfaces => "interfaces",
+            Key::Hook => "hook",
+            Key::XdpMode => "xdp_mode",
+            Key::Filter => "filter",
+            Key::FilterFile => "filter_file",
+            Key::Snaplen => "snaplen",
+            Key::RingSize => "ring_size",
+            Key::Sample => "sample",
+            Key::MaxRate => "max_rate",
+            Key::Decap => "decap",
+            Key::Serve => "serve",
+            Key::Inject => "inject",
+            Key::Forward => "forward",
+            Key::SuricataSocket => "suricata.socket",
+            Key::Write => "file.path",
+            Key::Format => "file.format",
+            Key::Compress => "file.compress",
+            Key::FileSize => "file.file_size_mb",
+            Key::RotateSeconds => "file.rotate_seconds",
+            Key::RingFiles => "file.ring_files",
+            Key::PostRotate => "file.post_rotate",
+            Key::FlushInterval => "file.flush_interval_ms",
+            Key::RunAs => "run_as",
+            Key::Sinks => "(tap)",
+            Key::Name => "name",
+            Key::MetricsListen => "agent.metrics_listen",
+        }
+    }
+}
+
+/// One piece of a reason: words, or a setting the reader names in its own syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Key(Key),
+}
+
+/// Why a value is refused, naming settings by [`Key`] so each reader words them its own way.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reason(Vec<Part>);
+
+impl Reason {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends words.
+    #[must_use]
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.0.push(Part::Text(text.into()));
+        self
+    }
+
+    /// Appends the name of a setting.
+    #[must_use]
+    pub fn key(mut self, key: Key) -> Self {
+        self.0.push(Part::Key(key));
+        self
+    }
+
+    /// The reason in words, each key named by `name`.
+    pub fn render(&self, name: &dyn Fn(Key) -> String) -> String {
+        self.0
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.clone(),
+                Part::Key(k) => name(*k),
+            })
+            .collect()
+    }
+
+    /// The reason without a leading mention of `key`: for readers that put the key before it
+    /// (`sample: must be at least 1` rather than `sample: sample must be ...`).
+    pub fn render_after(&self, key: Key, name: &dyn Fn(Key) -> String) -> String {
+        match self.0.split_first() {
+            Some((Part::Key(k), rest)) if *k == key => {
+                let text = Reason(rest.to_vec()).render(name);
+                text.strip_prefix(": ")
+                    .or_else(|| text.strip_prefix(' '))
+                    .map_or_else(|| text.clone(), str::to_string)
+            }
+            _ => self.render(name),
+        }
+    }
+}
+
+/// A refused setting: which one (and which item of a list), and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.reason.render(&|k| k.name().to_string()))]
+pub struct SettingError {
+    pub key: Key,
+    /// The item of a list setting (`forward`, `interfaces`) that is refused.
+    pub index: Option<usize>,
+    pub reason: Reason,
+}
+
+impl SettingError {
+    #[must_use]
+    pub fn new(key: Key, reason: Reason) -> Self {
+        Self {
+            key,
+            index: None,
+            reason,
+        }
+    }
+
+    #[must_use]
+    pub fn at(mut self, index: usize) -> Self {
+        self.index = Some(index);
+        self
+    }
+}
+
+/// A [`SettingError`] worded by a reader: the message its front door prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worded {
+    pub key: Key,
+    pub message: String,
+}
+
+impl fmt::Display for Worded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}

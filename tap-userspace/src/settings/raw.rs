@@ -1,0 +1,116 @@
+//! The raw settings: what a front door read, translated from its syntax and not yet checked.
+//! Every reader fills these; only [`super::rules`] turns them into the validated
+//! [`crate::model`] types.
+
+use std::path::PathBuf;
+
+use crate::model::{DiskFull, Format, HookChoice, XdpMode};
+
+/// What the capture is for: the rules differ only where a one-shot command and a service
+/// (a tap of the agent, a fleet session) need different things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `tap capture`: interfaces are names resolved now; standard output is an output.
+    Command,
+    /// A tap run by a service: interfaces are names or globs attached as they appear, the
+    /// output is a file (numbered on after an earlier run's files), names are plain names.
+    Service,
+}
+
+/// Where the filter expression comes from. More than one source is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawFilter {
+    /// The expression itself.
+    pub expression: Option<String>,
+    /// A file holding it (`#` starts a comment, as with tcpdump -F).
+    pub file: Option<PathBuf>,
+    /// The expression as separate words (tcpdump's trailing words), joined by spaces.
+    pub words: Vec<String>,
+}
+
+/// The `--serve` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawServe {
+    /// As written on the command line: `unix:PATH`.
+    Address(String),
+    /// A socket path (the agent file and sessions say only that).
+    Path(PathBuf),
+}
+
+/// The output file and how it is written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawOutput {
+    /// A file, a name pattern with rotation, or `-` for standard output.
+    pub path: Option<PathBuf>,
+    pub format: Option<Format>,
+    /// `none`, `zstd` or `zstd:LEVEL`.
+    pub compress: Option<String>,
+    /// Megabytes (1,000,000 bytes) per file.
+    pub file_size_mb: Option<f64>,
+    pub rotate_seconds: Option<u64>,
+    pub ring_files: Option<u32>,
+    pub post_rotate: Option<String>,
+    /// Milliseconds; default 1000.
+    pub flush_interval_ms: Option<u64>,
+    pub on_disk_full: Option<DiskFull>,
+    pub force: bool,
+    /// A user name (`-Z`).
+    pub run_as: Option<String>,
+}
+
+/// One capture as a front door described it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawCapture {
+    /// Interface names ([`Purpose::Command`]: none means the default-route interface) or, for a
+    /// service, names and globs.
+    pub interfaces: Vec<String>,
+    pub hook: Option<HookChoice>,
+    pub xdp_mode: Option<XdpMode>,
+    pub filter: RawFilter,
+    /// Bytes; 0 or none: the default.
+    pub snaplen: Option<u32>,
+    pub count: Option<u64>,
+    /// Seconds.
+    pub duration: Option<f64>,
+    /// Bytes.
+    pub ring_size: Option<u64>,
+    pub output: RawOutput,
+    pub serve: Option<RawServe>,
+    pub inject: Option<String>,
+    /// `vxlan://` URLs.
+    pub forward: Vec<String>,
+    pub fix_checksums: bool,
+    pub suricata_socket: Option<PathBuf>,
+    pub suricata_output: Option<PathBuf>,
+    pub quiet: bool,
+    pub xdp_program: Option<String>,
+    pub sample: Option<u32>,
+    /// Packets per second over all CPUs; 0 or none: no cap.
+    pub max_rate: Option<u32>,
+    /// `vxlan[:PORT],geneve,gre,erspan`.
+    pub decap: Option<String>,
+    pub consume: bool,
+    pub program_stats: bool,
+}
+
+impl RawCapture {
+    /// The settings a running tap can take without a restart, blanked: two captures whose
+    /// restart keys differ need the tap stopped and started anew.
+    #[must_use]
+    pub fn restart_key(&self) -> Self {
+        Self {
+            interfaces: Vec::new(),
+            filter: RawFilter::default(),
+            sample: None,
+            max_rate: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// A tap of a service: a name and its capture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTap {
+    pub name: String,
+    pub capture: RawCapture,
+}

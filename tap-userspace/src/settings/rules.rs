@@ -1,0 +1,806 @@
+//! The rule book: one function per setting, each written once, for every front door. A rule
+//! takes a raw value and returns the validated one or a [`SettingError`] naming its key.
+
+use std::{
+    net::{SocketAddr, ToSocketAddrs as _},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
+
+use super::{
+    error::{Key, Reason, SettingError},
+    raw::{Purpose, RawCapture, RawFilter, RawOutput, RawServe},
+};
+use crate::{
+    filter::maps::FilterImage,
+    kernel::iface,
+    model::{
+        CaptureConfig, Compression, Consumers, Decap, Hook, HookChoice, Interface, Output,
+        OutputConfig, Rotation, VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL,
+    },
+    sink::{rotate::NamePattern, vxlan},
+    support::{
+        bounded_read,
+        excerpt::{excerpt, one_line},
+        privilege::RunAs,
+    },
+};
+
+/// Longest interface name Linux accepts (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = 15;
+
+/// Where Suricata writes the results of submitted files when no one says.
+pub const DEFAULT_SURICATA_OUTPUT: &str = "/var/log/suricata";
+
+/// Longest tap name, in bytes.
+pub const TAP_NAME_MAX: usize = 64;
+
+type Rule<T> = Result<T, SettingError>;
+
+fn refuse<T>(key: Key, reason: Reason) -> Rule<T> {
+    Err(SettingError::new(key, reason))
+}
+
+/// CPUs the programs may run on.
+pub(crate) fn ncpus() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| u32::try_from(n.max(1)).unwrap_or(u32::MAX))
+}
+
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+}
+
+/// The whole capture: every rule, in one order for every front door.
+///
+/// # Errors
+/// The first setting a rule refuses.
+pub fn capture(raw: &RawCapture, purpose: Purpose) -> Rule<CaptureConfig> {
+    let interfaces = match purpose {
+        Purpose::Command => interfaces(&raw.interfaces)?,
+        Purpose::Service => {
+            patterns(&raw.interfaces)?;
+            Vec::new()
+        }
+    };
+    let (hooks, xdp_mode) = hooks(raw.hook, raw.xdp_mode)?;
+    let filter = filter(&raw.filter)?;
+    let snaplen = snaplen(raw.snaplen);
+    let ring_size = ring_size(raw.ring_size)?;
+    let sample = sample(raw.sample)?;
+    let rate_per_cpu = max_rate(raw.max_rate);
+    let decap = decap(raw.decap.as_deref())?;
+    let output = output(&raw.output, purpose)?;
+    let consumers = consumers(raw, purpose)?;
+    sinks(&output, &consumers)?;
+    if consumers.suricata_socket.is_some() && !output.rotation.active() {
+        return refuse(
+            Key::SuricataSocket,
+            Reason::new()
+                .key(Key::SuricataSocket)
+                .text(" submits finished files: it needs ")
+                .key(Key::FileSize)
+                .text(" or ")
+                .key(Key::RotateSeconds),
+        );
+    }
+    let run_as = raw.output.run_as.as_deref().map(run_as).transpose()?;
+    Ok(CaptureConfig {
+        interfaces,
+        hooks,
+        xdp_mode,
+        snaplen,
+        count: raw.count,
+        duration: raw.duration.map(Duration::from_secs_f64),
+        ring_size,
+        output,
+        consumers,
+        run_as,
+        quiet: raw.quiet || purpose == Purpose::Service,
+        xdp_program: raw.xdp_program.clone(),
+        filter,
+        sample,
+        rate_per_cpu,
+        decap,
+        consume: raw.consume,
+        program_stats: raw.program_stats,
+    })
+}
+
+/// Interface names, resolved now (so an unknown one fails before any program is loaded); none
+/// means the interface of the default route.
+///
+/// # Errors
+/// An unknown interface, one listed twice, or no default route.
+pub fn interfaces(names: &[String]) -> Rule<Vec<Interface>> {
+    let names = if names.is_empty() {
+        match iface::default_route_interface() {
+            Some(name) => vec![name],
+            None => {
+                return refuse(
+                    Key::Interfaces,
+                    Reason::new()
+                        .text("no default route to pick an interface from; choose one with ")
+                        .key(Key::Interfaces),
+                );
+            }
+        }
+    } else {
+        names.to_vec()
+    };
+    let mut interfaces: Vec<Interface> = Vec::with_capacity(names.len());
+    for (i, name) in names.into_iter().enumerate() {
+        let Some(ifindex) = iface::ifindex(&name) else {
+            return Err(SettingError::new(
+                Key::Interfaces,
+                Reason::new().text(format!("unknown interface '{}'", excerpt(&name))),
+            )
+            .at(i));
+        };
+        if interfaces.iter().any(|i| i.ifindex == ifindex) {
+            return Err(SettingError::new(
+                Key::Interfaces,
+                Reason::new().text(format!(
+                    "the same interface and hook is listed twice: {}",
+                    excerpt(&name)
+                )),
+            )
+            .at(i));
+        }
+        interfaces.push(Interface { name, ifindex });
+    }
+    Ok(interfaces)
+}
+
+/// Interface names or shell globs of a service, attached as interfaces appear.
+///
+/// # Errors
+/// None given, or one that cannot be an interface name or glob.
+pub fn patterns(patterns: &[String]) -> Rule<()> {
+    if patterns.is_empty() {
+        return refuse(
+            Key::Interfaces,
+            Reason::new().text("list at least one interface name or glob"),
+        );
+    }
+    for (i, text) in patterns.iter().enumerate() {
+        if text.is_empty()
+            || text.len() > IFNAME_MAX
+            || text.contains(['/', ':'])
+            || text.chars().any(char::is_whitespace)
+        {
+            return Err(SettingError::new(
+                Key::Interfaces,
+                Reason::new().text(format!(
+                    "'{}' is not an interface name or glob (at most {IFNAME_MAX} characters, no '/', ':' or spaces)",
+                    excerpt(text)
+                )),
+            )
+            .at(i));
+        }
+    }
+    Ok(())
+}
+
+/// The hooks, and the XDP mode (only with XDP).
+///
+/// # Errors
+/// An XDP mode with another hook.
+pub fn hooks(hook: Option<HookChoice>, mode: Option<XdpMode>) -> Rule<(Vec<Hook>, XdpMode)> {
+    let hook = hook.unwrap_or_default();
+    if mode.is_some() && hook != HookChoice::Xdp {
+        return refuse(
+            Key::XdpMode,
+            Reason::new()
+                .key(Key::XdpMode)
+                .text(" applies only to ")
+                .key(Key::Hook)
+                .text(" xdp"),
+        );
+    }
+    Ok((hook.hooks(), mode.unwrap_or_default()))
+}
+
+/// The filter, read from where it was given and compiled. No expression: every packet.
+///
+/// # Errors
+/// More than one source, a filter file that cannot be read, or an expression that does not
+/// compile.
+pub fn filter(raw: &RawFilter) -> Rule<FilterImage> {
+    let sources = usize::from(raw.expression.is_some())
+        + usize::from(raw.file.is_some())
+        + usize::from(!raw.words.is_empty());
+    if sources > 1 {
+        let key = if raw.file.is_some() {
+            Key::FilterFile
+        } else {
+            Key::Filter
+        };
+        return refuse(
+            key,
+            Reason::new()
+                .text("give ")
+                .key(Key::Filter)
+                .text(" or ")
+                .key(Key::FilterFile)
+                .text(", not both"),
+        );
+    }
+    let (text, key) = if let Some(f) = &raw.expression {
+        (f.clone(), Key::Filter)
+    } else if let Some(path) = &raw.file {
+        let text = bounded_read::read_text(path, bounded_read::FILTER_FILE_MAX).map_err(|e| {
+            SettingError::new(
+                Key::FilterFile,
+                Reason::new()
+                    .key(Key::FilterFile)
+                    .text(format!(": {}", one_line(&e))),
+            )
+        })?;
+        // tcpdump -F: '#' starts a comment to the end of the line.
+        let text = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        (text, Key::FilterFile)
+    } else {
+        (raw.words.join(" "), Key::Filter)
+    };
+    crate::filter::image(text.trim()).map_err(|e| {
+        SettingError::new(
+            key,
+            Reason::new()
+                .key(Key::Filter)
+                .text(format!(": {}", one_line(&e))),
+        )
+    })
+}
+
+/// Bytes kept of each packet: 0 or none is the default (tcpdump's -s 0: everything), larger
+/// than a frame is a frame.
+#[must_use]
+pub fn snaplen(snaplen: Option<u32>) -> u32 {
+    match snaplen {
+        None | Some(0) => DEFAULT_SNAPLEN,
+        Some(s) => s.min(MAX_FRAME),
+    }
+}
+
+/// The ring buffer's size in bytes.
+///
+/// # Errors
+/// Not a power of two from the page size to 2 GiB.
+pub fn ring_size(size: Option<u64>) -> Rule<u32> {
+    let size = size.unwrap_or(u64::from(DEFAULT_RING_SIZE));
+    let min = page_size();
+    match u32::try_from(size) {
+        Ok(s) if size.is_power_of_two() && size >= min && size <= 1 << 31 => Ok(s),
+        _ => refuse(
+            Key::RingSize,
+            Reason::new().key(Key::RingSize).text(format!(
+                " {size} is not a power of two from {min} (the page size) to 2147483648"
+            )),
+        ),
+    }
+}
+
+/// Keep 1 in N matched packets.
+///
+/// # Errors
+/// 0.
+pub fn sample(sample: Option<u32>) -> Rule<u32> {
+    match sample {
+        Some(0) => refuse(
+            Key::Sample,
+            Reason::new()
+                .key(Key::Sample)
+                .text(" must be at least 1 (1: keep every packet)"),
+        ),
+        Some(n) => Ok(n),
+        None => Ok(1),
+    }
+}
+
+/// Packets per second kept, per CPU: each CPU keeps its share, rounded up so the cap is never
+/// below what was asked. 0: no cap.
+#[must_use]
+pub fn max_rate(pps: Option<u32>) -> u32 {
+    match pps {
+        None | Some(0) => 0,
+        Some(pps) => pps.div_ceil(ncpus()),
+    }
+}
+
+/// `vxlan[:PORT],geneve,gre,erspan` (any subset, comma-separated).
+///
+/// # Errors
+/// An unknown item or a bad port.
+pub fn decap(list: Option<&str>) -> Rule<Decap> {
+    use tap_common::config::decap;
+    let mut out = Decap::default();
+    for item in list
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+    {
+        let (name, port) = match item.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (item, None),
+        };
+        let bad = || {
+            SettingError::new(
+                Key::Decap,
+                Reason::new().text("unknown ").key(Key::Decap).text(format!(
+                    " item '{}': use vxlan[:PORT], geneve, gre, erspan",
+                    excerpt(item)
+                )),
+            )
+        };
+        match (name, port) {
+            ("vxlan", None) => out.bits |= decap::VXLAN,
+            ("vxlan", Some(p)) => {
+                out.bits |= decap::VXLAN;
+                out.vxlan_port = p.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+            }
+            ("geneve", None) => out.bits |= decap::GENEVE,
+            ("gre", None) => out.bits |= decap::GRE,
+            ("erspan", None) => out.bits |= decap::ERSPAN,
+            _ => return Err(bad()),
+        }
+    }
+    Ok(out)
+}
+
+fn ends_with_ci(name: &str, suffix: &str) -> bool {
+    name.len() >= suffix.len()
+        && name.is_char_boundary(name.len() - suffix.len())
+        && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
+/// `none`, `zstd` or `zstd:LEVEL`; none given: zstd for a compressed name.
+///
+/// # Errors
+/// Anything else.
+pub fn compression(compress: Option<&str>, compressed_name: bool) -> Rule<Compression> {
+    Ok(match compress {
+        None if compressed_name => Compression::Zstd {
+            level: ZSTD_DEFAULT_LEVEL,
+        },
+        None | Some("none") => Compression::None,
+        Some("zstd") => Compression::Zstd {
+            level: ZSTD_DEFAULT_LEVEL,
+        },
+        Some(other) => match other
+            .strip_prefix("zstd:")
+            .and_then(|l| l.parse::<i32>().ok())
+        {
+            Some(level) if (1..=19).contains(&level) => Compression::Zstd { level },
+            _ => {
+                return refuse(
+                    Key::Compress,
+                    Reason::new()
+                        .text("unknown ")
+                        .key(Key::Compress)
+                        .text(format!(
+                            " '{}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)",
+                            excerpt(other)
+                        )),
+                );
+            }
+        },
+    })
+}
+
+/// The rotation limits.
+///
+/// # Errors
+/// A size that is not a positive number of megabytes, an interval or a file count of 0, or a
+/// file count without a rotation.
+pub fn rotation(raw: &RawOutput) -> Rule<Rotation> {
+    let max_bytes = match raw.file_size_mb {
+        None => None,
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a positive, finite number of bytes; beyond u64 saturates"
+        )]
+        Some(mb) if mb.is_finite() && mb > 0.0 && mb * 1e6 >= 1.0 => Some((mb * 1e6) as u64),
+        Some(_) => {
+            return refuse(
+                Key::FileSize,
+                Reason::new()
+                    .key(Key::FileSize)
+                    .text(" must be a positive number of megabytes"),
+            );
+        }
+    };
+    if raw.rotate_seconds == Some(0) {
+        return refuse(
+            Key::RotateSeconds,
+            Reason::new()
+                .key(Key::RotateSeconds)
+                .text(" must be at least 1 second"),
+        );
+    }
+    if raw.ring_files == Some(0) {
+        return refuse(
+            Key::RingFiles,
+            Reason::new()
+                .key(Key::RingFiles)
+                .text(" must be at least 1"),
+        );
+    }
+    let rotation = Rotation {
+        max_bytes,
+        interval_secs: raw.rotate_seconds,
+        max_files: raw.ring_files,
+    };
+    if rotation.max_files.is_some() && !rotation.active() {
+        return refuse(
+            Key::RingFiles,
+            Reason::new()
+                .key(Key::RingFiles)
+                .text(" needs ")
+                .key(Key::FileSize)
+                .text(" or ")
+                .key(Key::RotateSeconds)
+                .text(": it keeps the newest files of a rotation"),
+        );
+    }
+    Ok(rotation)
+}
+
+/// Where and how packets are stored; the format and compression default from the file name.
+/// No path: no file (only consumers).
+///
+/// # Errors
+/// As [`compression`] and [`rotation`], a name pattern that does not parse, rotation or a
+/// post-rotate command without a file, and for a service a path that is not a file name.
+pub fn output(raw: &RawOutput, purpose: Purpose) -> Rule<OutputConfig> {
+    let target = match &raw.path {
+        None => Output::None,
+        Some(p)
+            if purpose == Purpose::Service && (p.as_os_str().is_empty() || p == Path::new("-")) =>
+        {
+            return refuse(
+                Key::Write,
+                Reason::new().text("give a file name (standard output is not for a service)"),
+            );
+        }
+        Some(p) if p == Path::new("-") => Output::Stdout,
+        Some(p) => Output::File(p.clone()),
+    };
+    let name = match &target {
+        Output::File(p) => p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        Output::Stdout | Output::None => String::new(),
+    };
+    let compressed_name = ends_with_ci(&name, ".zst") || ends_with_ci(&name, ".zstd");
+    let format = raw.format.unwrap_or_else(|| {
+        let base = if compressed_name {
+            &name[..name.rfind('.').unwrap_or(name.len())]
+        } else {
+            &name[..]
+        };
+        if ends_with_ci(base, ".pcapng") {
+            crate::model::Format::Pcapng
+        } else {
+            crate::model::Format::Pcap
+        }
+    });
+    let compression = compression(raw.compress.as_deref(), compressed_name)?;
+    let rotation = rotation(raw)?;
+    if let Output::File(path) = &target {
+        NamePattern::new(path, rotation.active())
+            .map_err(|e| SettingError::new(Key::Write, Reason::new().text(one_line(&e))))?;
+    } else if rotation.active() {
+        return refuse(
+            Key::Write,
+            Reason::new()
+                .key(Key::FileSize)
+                .text(", ")
+                .key(Key::RotateSeconds)
+                .text(" and ")
+                .key(Key::RingFiles)
+                .text(" need a file name: standard output cannot rotate"),
+        );
+    } else if raw.post_rotate.is_some() {
+        return refuse(
+            Key::PostRotate,
+            Reason::new()
+                .key(Key::PostRotate)
+                .text(" needs a file output"),
+        );
+    }
+    let file = matches!(target, Output::File(_));
+    Ok(OutputConfig {
+        target,
+        format,
+        compression,
+        rotation,
+        post_rotate: raw.post_rotate.clone(),
+        flush_interval: Duration::from_millis(raw.flush_interval_ms.unwrap_or(1000)),
+        on_disk_full: raw.on_disk_full.unwrap_or_default(),
+        force: raw.force,
+        // A tap restarted (a reload, the service) goes on numbering after its earlier files.
+        resume: file && purpose == Purpose::Service,
+    })
+}
+
+/// The user to run as once attached.
+///
+/// # Errors
+/// An unknown user.
+pub fn run_as(user: &str) -> Rule<RunAs> {
+    RunAs::lookup(user).map_err(|e| SettingError::new(Key::RunAs, Reason::new().text(one_line(&e))))
+}
+
+/// The `--serve` socket.
+///
+/// # Errors
+/// An address that is not `unix:PATH`.
+pub fn serve(raw: &RawServe) -> Rule<PathBuf> {
+    match raw {
+        RawServe::Path(p) => Ok(p.clone()),
+        RawServe::Address(s) => match s.strip_prefix("unix:") {
+            Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+            _ => refuse(
+                Key::Serve,
+                Reason::new()
+                    .key(Key::Serve)
+                    .text(format!(" '{}': use unix:PATH", excerpt(s))),
+            ),
+        },
+    }
+}
+
+/// The monitor interface of `--inject`. A service's names are plain names: globs there are
+/// patterns of interfaces to tap.
+///
+/// # Errors
+/// For a service, a name that is no interface name.
+pub fn inject(name: &str, purpose: Purpose) -> Rule<String> {
+    if purpose == Purpose::Service
+        && (name.is_empty() || name.len() > IFNAME_MAX || name.contains(['/', ':', '*', '?', '[']))
+    {
+        return refuse(
+            Key::Inject,
+            Reason::new().text(format!("'{}' is not an interface name", excerpt(name))),
+        );
+    }
+    Ok(name.to_string())
+}
+
+/// A collector: `vxlan://HOST[:PORT]?vni=N[&max_len=BYTES]` (IPv6 hosts in brackets).
+///
+/// # Errors
+/// The URL, its host or its options are wrong; the words say which.
+pub fn vxlan_target(url: &str) -> Result<VxlanTarget, String> {
+    let bad = |reason: &str| {
+        format!(
+            "'{}': {reason}; expected vxlan://HOST[:PORT]?vni=N[&max_len=BYTES]",
+            excerpt(url)
+        )
+    };
+    let rest = url
+        .strip_prefix("vxlan://")
+        .ok_or_else(|| bad("not a vxlan:// URL"))?;
+    let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if hostport.is_empty() {
+        return Err(bad("no collector host"));
+    }
+    let port = vxlan::DEFAULT_PORT;
+    let with_port = if hostport.starts_with('[') {
+        if hostport.contains("]:") {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:{port}")
+        }
+    } else if hostport.matches(':').count() == 1 {
+        hostport.to_string()
+    } else if hostport.contains(':') {
+        // A bare IPv6 address.
+        format!("[{hostport}]:{port}")
+    } else {
+        format!("{hostport}:{port}")
+    };
+    let collector: SocketAddr = with_port
+        .to_socket_addrs()
+        .map_err(|e| bad(&format!("cannot resolve the collector: {e}")))?
+        .next()
+        .ok_or_else(|| bad("the collector resolves to no address"))?;
+    let mut vni = None;
+    // Sent with DF: a default too long for the path would turn every full-size frame into a
+    // send error.
+    let mut max_inner = if collector.is_ipv4() {
+        vxlan::DEFAULT_MAX_INNER
+    } else {
+        vxlan::DEFAULT_MAX_INNER_V6
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| bad("query items are key=value"))?;
+        match k {
+            "vni" => {
+                let n: u32 = v.parse().map_err(|_| bad("vni is not a number"))?;
+                if n >= 1 << 24 {
+                    return Err(bad("vni must fit in 24 bits"));
+                }
+                vni = Some(n);
+            }
+            "max_len" => {
+                max_inner = v.parse().map_err(|_| bad("max_len is not a number"))?;
+                if !(64..=65000).contains(&max_inner) {
+                    return Err(bad("max_len must be 64 to 65000"));
+                }
+            }
+            other => return Err(bad(&format!("unknown option '{}'", excerpt(other)))),
+        }
+    }
+    let vni = vni.ok_or_else(|| bad("vni=N is required"))?;
+    Ok(VxlanTarget {
+        collector,
+        vni,
+        max_inner,
+    })
+}
+
+/// The `--forward` collectors.
+///
+/// # Errors
+/// The first URL [`vxlan_target`] refuses.
+pub fn forward(urls: &[String]) -> Rule<Vec<VxlanTarget>> {
+    urls.iter()
+        .enumerate()
+        .map(|(i, u)| {
+            vxlan_target(u).map_err(|reason| {
+                SettingError::new(
+                    Key::Forward,
+                    Reason::new().key(Key::Forward).text(format!(" {reason}")),
+                )
+                .at(i)
+            })
+        })
+        .collect()
+}
+
+/// The live consumers besides the file.
+///
+/// # Errors
+/// As [`serve`], [`inject`] and [`forward`].
+pub fn consumers(raw: &RawCapture, purpose: Purpose) -> Rule<Consumers> {
+    let serve = raw.serve.as_ref().map(serve).transpose()?;
+    let inject = raw
+        .inject
+        .as_deref()
+        .map(|i| inject(i, purpose))
+        .transpose()?;
+    let forward = forward(&raw.forward)?;
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    Ok(Consumers {
+        serve,
+        inject,
+        forward,
+        fix_checksums: raw.fix_checksums,
+        suricata_socket: raw.suricata_socket.as_deref().map(absolute),
+        suricata_output: absolute(
+            raw.suricata_output
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_SURICATA_OUTPUT)),
+        ),
+    })
+}
+
+/// A capture needs somewhere to put packets.
+///
+/// # Errors
+/// Neither a file nor a consumer.
+pub fn sinks(output: &OutputConfig, consumers: &Consumers) -> Rule<()> {
+    if output.target == Output::None && !consumers.any() {
+        return refuse(
+            Key::Sinks,
+            Reason::new()
+                .text("no sink: give ")
+                .key(Key::Write)
+                .text(", ")
+                .key(Key::Serve)
+                .text(", ")
+                .key(Key::Inject)
+                .text(" or ")
+                .key(Key::Forward),
+        );
+    }
+    Ok(())
+}
+
+/// A tap's name: it names files, metrics labels and log lines.
+///
+/// # Errors
+/// Empty, too long, or other than letters, digits, `-`, `_` and `.`.
+pub fn tap_name(name: &str) -> Rule<()> {
+    if name.is_empty()
+        || name.len() > TAP_NAME_MAX
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return refuse(
+            Key::Name,
+            Reason::new().text("use 1 to 64 letters, digits, '-', '_' or '.'"),
+        );
+    }
+    Ok(())
+}
+
+/// Where the agent serves its metrics.
+///
+/// # Errors
+/// Not an address and port.
+pub fn metrics_listen(text: &str) -> Rule<SocketAddr> {
+    text.parse::<SocketAddr>().map_err(|_| {
+        SettingError::new(
+            Key::MetricsListen,
+            Reason::new().text(format!(
+                "'{}' is not an address and port (e.g. 127.0.0.1:9750)",
+                excerpt(text)
+            )),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = vxlan_target("vxlan://127.0.0.1?vni=42").unwrap();
+        assert_eq!(t.collector, "127.0.0.1:4789".parse().unwrap());
+        assert_eq!((t.vni, t.max_inner), (42, vxlan::DEFAULT_MAX_INNER));
+        let t = vxlan_target("vxlan://127.0.0.1:8472?vni=7&max_len=9000").unwrap();
+        assert_eq!(t.collector.port(), 8472);
+        assert_eq!(t.max_inner, 9000);
+        let t = vxlan_target("vxlan://[::1]?vni=1").unwrap();
+        assert_eq!(t.collector, "[::1]:4789".parse().unwrap());
+        // The outer IPv6 header is 20 bytes longer: so is what the default leaves out.
+        assert_eq!(t.max_inner, vxlan::DEFAULT_MAX_INNER_V6);
+        assert_eq!(vxlan::DEFAULT_MAX_INNER_V6 + 40 + 8 + 8, 1500);
+        assert_eq!(
+            vxlan_target("vxlan://[::1]?vni=1&max_len=1464")
+                .unwrap()
+                .max_inner,
+            1464
+        );
+        for bad in [
+            "udp://1.2.3.4?vni=1",
+            "vxlan://1.2.3.4",
+            "vxlan://1.2.3.4?vni=16777216",
+            "vxlan://?vni=1",
+            "vxlan://1.2.3.4?vni=1&x=2",
+        ] {
+            assert!(vxlan_target(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn decap_lists() {
+        use tap_common::config::decap;
+        let d = decap(Some("vxlan:8472,geneve,gre,erspan")).unwrap();
+        assert_eq!(
+            d.bits,
+            decap::VXLAN | decap::GENEVE | decap::GRE | decap::ERSPAN
+        );
+        assert_eq!(d.vxlan_port, 8472);
+        assert_eq!(decap(Some("vxlan")).unwrap().vxlan_port, 4789);
+        assert!(decap(Some("vxlan:0")).is_err());
+        assert!(decap(Some("ipip")).is_err());
+    }
+}

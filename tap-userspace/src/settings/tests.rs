@@ -1,0 +1,443 @@
+//! The rules through the command line: every case the flags' tests held before there was one
+//! rule book, and each rule's bad value through every front door (flags, agent file, session),
+//! asserting the same key and the same reason.
+
+use std::{path::Path, time::Duration};
+
+use tap_common::config::{DEFAULT_SNAPLEN, MAX_FRAME};
+
+use super::{
+    Key, SettingError,
+    agent_file::{AgentConfig, AgentConfigError},
+    flags::{self, Request},
+    raw::Purpose,
+    rules, session,
+};
+use crate::model::{
+    CaptureConfig, Compression, DiskFull, Format, Hook, Interface, Output, Rotation,
+    ZSTD_DEFAULT_LEVEL,
+};
+
+fn config(args: &[&str]) -> Result<CaptureConfig, SettingError> {
+    let invocation = flags::try_from_args(["tap", "capture"].iter().chain(args.iter())).unwrap();
+    let Request::Capture { capture, .. } = invocation.command else {
+        panic!("capture")
+    };
+    rules::capture(&capture, Purpose::Command)
+}
+
+fn refused(result: &Result<CaptureConfig, SettingError>, key: Key) -> bool {
+    matches!(result, Err(e) if e.key == key)
+}
+
+/// The refusal is `key`'s, and the command line says `needle` in it.
+fn err_is(e: SettingError, key: Key, needle: &str) -> bool {
+    e.key == key && flags::worded(&e).message.contains(needle)
+}
+
+#[test]
+fn loopback_resolves_with_defaults() {
+    let c = config(&["-i", "lo", "-w", "-"]).unwrap();
+    assert_eq!(
+        c.interfaces,
+        [Interface {
+            name: "lo".into(),
+            ifindex: 1
+        }]
+    );
+    assert_eq!(c.hooks, [Hook::TcIngress, Hook::TcEgress]);
+    assert_eq!(c.snaplen, DEFAULT_SNAPLEN);
+    assert_eq!(c.output.target, Output::Stdout);
+    assert_eq!(c.output.format, Format::Pcap);
+}
+
+#[test]
+fn snaplen_zero_means_whole_packet_and_large_is_clamped() {
+    assert_eq!(
+        config(&["-i", "lo", "-s", "0", "-w", "x"]).unwrap().snaplen,
+        DEFAULT_SNAPLEN
+    );
+    assert_eq!(
+        config(&["-i", "lo", "-s", "65535", "-w", "x"])
+            .unwrap()
+            .snaplen,
+        MAX_FRAME
+    );
+    assert_eq!(
+        config(&["-i", "lo", "-s", "96", "-w", "x"])
+            .unwrap()
+            .snaplen,
+        96
+    );
+}
+
+#[test]
+fn an_output_or_a_consumer_is_required() {
+    assert!(refused(&config(&["-i", "lo"]), Key::Sinks));
+    let c = config(&["-i", "lo", "--serve", "unix:/tmp/x.sock"]).unwrap();
+    assert_eq!(c.output.target, Output::None);
+    assert!(refused(
+        &config(&["-i", "lo", "--serve", "/tmp/x.sock"]),
+        Key::Serve
+    ));
+    assert!(refused(
+        &config(&["-i", "lo", "--forward", "vxlan://192.0.2.9"]),
+        Key::Forward
+    ));
+    assert!(refused(
+        &config(&[
+            "-i",
+            "lo",
+            "-w",
+            "x.pcap",
+            "--suricata-socket",
+            "/run/s.sock"
+        ]),
+        Key::SuricataSocket
+    ));
+}
+
+#[test]
+fn output_format_and_compression_follow_the_name() {
+    let out = |args: &[&str]| config(&[&["-i", "lo"][..], args].concat()).unwrap().output;
+    let o = out(&["-w", "/d/x.pcapng.zst"]);
+    assert_eq!(
+        (o.format, o.compression),
+        (
+            Format::Pcapng,
+            Compression::Zstd {
+                level: ZSTD_DEFAULT_LEVEL
+            }
+        )
+    );
+    let o = out(&["-w", "/d/x.PCAPNG"]);
+    assert_eq!(
+        (o.format, o.compression),
+        (Format::Pcapng, Compression::None)
+    );
+    let o = out(&["-w", "/d/x.pcap.zst"]);
+    assert_eq!(
+        (o.format, o.compression),
+        (
+            Format::Pcap,
+            Compression::Zstd {
+                level: ZSTD_DEFAULT_LEVEL
+            }
+        )
+    );
+    let o = out(&["-w", "x.pcap", "--format", "pcapng", "--compress", "zstd:7"]);
+    assert_eq!(
+        (o.format, o.compression),
+        (Format::Pcapng, Compression::Zstd { level: 7 })
+    );
+    let o = out(&["-w", "x.pcap.zst", "--compress", "none"]);
+    assert_eq!(o.compression, Compression::None);
+    let o = out(&["-w", "-"]);
+    assert_eq!(
+        (o.target, o.format, o.flush_interval),
+        (Output::Stdout, Format::Pcap, Duration::from_secs(1))
+    );
+    assert!(!o.force && o.on_disk_full == DiskFull::Stop && o.rotation == Rotation::default());
+}
+
+#[test]
+fn rotation_options() {
+    let c = config(&[
+        "-i",
+        "lo",
+        "-w",
+        "cap.pcap",
+        "-C",
+        "2.5",
+        "-G",
+        "60",
+        "-W",
+        "4",
+        "--flush-interval",
+        "250",
+        "--on-disk-full",
+        "drop",
+        "--force",
+        "--post-rotate",
+        "gzip",
+    ])
+    .unwrap();
+    let o = c.output;
+    assert_eq!(
+        o.rotation,
+        Rotation {
+            max_bytes: Some(2_500_000),
+            interval_secs: Some(60),
+            max_files: Some(4)
+        }
+    );
+    assert_eq!(
+        (o.flush_interval, o.on_disk_full, o.force),
+        (Duration::from_millis(250), DiskFull::Drop, true)
+    );
+    assert_eq!(o.post_rotate.as_deref(), Some("gzip"));
+    assert_eq!(
+        config(&["-i", "lo", "-w", "x", "-Z", "root"])
+            .unwrap()
+            .run_as
+            .unwrap()
+            .uid,
+        0
+    );
+}
+
+#[test]
+fn bad_output_options_are_refused() {
+    let err = |args: &[&str]| match config(&[&["-i", "lo"][..], args].concat()) {
+        Err(e) => e,
+        Ok(c) => panic!("{args:?}: {c:?}"),
+    };
+    assert!(err_is(
+        err(&["-w", "-", "-C", "1"]),
+        Key::Write,
+        "standard output cannot rotate"
+    ));
+    assert!(err_is(
+        err(&["-w", "-", "--post-rotate", "true"]),
+        Key::PostRotate,
+        "--post-rotate needs a file output"
+    ));
+    assert!(err_is(
+        err(&["-w", "x", "-W", "3"]),
+        Key::RingFiles,
+        "-W needs -C or -G"
+    ));
+    assert!(err_is(
+        err(&["-w", "x", "-C", "0"]),
+        Key::FileSize,
+        "-C must be a positive"
+    ));
+    assert!(err_is(
+        err(&["-w", "x", "-C", "1e-9"]),
+        Key::FileSize,
+        "-C must be a positive"
+    ));
+    assert!(err_is(
+        err(&["-w", "x", "-G", "0"]),
+        Key::RotateSeconds,
+        "-G must be at least 1"
+    ));
+    assert!(err_is(
+        err(&["-w", "x", "-G", "1", "-W", "0"]),
+        Key::RingFiles,
+        "-W must be at least 1"
+    ));
+    assert!(err_is(
+        err(&["-w", "x", "--compress", "lz4"]),
+        Key::Compress,
+        "unknown --compress 'lz4'"
+    ));
+    assert!(err_is(
+        err(&["-w", "x", "--compress", "zstd:30"]),
+        Key::Compress,
+        "unknown --compress 'zstd:30'"
+    ));
+    assert!(err_is(
+        err(&["-w", "x-%Q.pcap", "-G", "5"]),
+        Key::Write,
+        "%Q"
+    ));
+    assert!(err_is(
+        err(&["-w", "x", "-Z", "no-such-user-tap"]),
+        Key::RunAs,
+        "unknown user 'no-such-user-tap'"
+    ));
+    // Without rotation the name is literal.
+    assert!(config(&["-i", "lo", "-w", "x-%Q.pcap"]).is_ok());
+}
+
+#[test]
+fn bad_values_are_refused() {
+    assert!(refused(
+        &config(&["-i", "no-such-if0", "-w", "x"]),
+        Key::Interfaces
+    ));
+    assert!(refused(
+        &config(&["-i", "lo", "--ring-size", "12345", "-w", "x"]),
+        Key::RingSize
+    ));
+    assert!(refused(
+        &config(&["-i", "lo", "-i", "lo", "-w", "x"]),
+        Key::Interfaces
+    ));
+    assert!(refused(
+        &config(&["-i", "lo", "--xdp-mode", "native", "-w", "x"]),
+        Key::XdpMode
+    ));
+}
+
+/// One rule's bad value as each front door writes it.
+struct Case {
+    key: Key,
+    flags: &'static [&'static str],
+    /// The `[[tap]]` body after its name and interfaces.
+    toml: &'static str,
+    /// The session's members after its name and interfaces.
+    json: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        key: Key::Sample,
+        flags: &["--serve", "unix:/s", "--sample", "0"],
+        toml: "serve = \"/s\"\nsample = 0\n",
+        json: r#""serve": "/s", "sample": 0"#,
+    },
+    Case {
+        key: Key::RingSize,
+        flags: &["--serve", "unix:/s", "--ring-size", "1000"],
+        toml: "serve = \"/s\"\nring_size = 1000\n",
+        json: r#""serve": "/s", "ring_size": 1000"#,
+    },
+    Case {
+        key: Key::XdpMode,
+        flags: &["--serve", "unix:/s", "--xdp-mode", "native"],
+        toml: "serve = \"/s\"\nxdp_mode = \"native\"\n",
+        json: r#""serve": "/s", "xdp_mode": "native""#,
+    },
+    Case {
+        key: Key::Decap,
+        flags: &["--serve", "unix:/s", "--decap", "vxlan,ipip"],
+        toml: "serve = \"/s\"\ndecap = \"vxlan,ipip\"\n",
+        json: r#""serve": "/s", "decap": "vxlan,ipip""#,
+    },
+    Case {
+        key: Key::Filter,
+        flags: &["--serve", "unix:/s", "-f", "icmp and bogus"],
+        toml: "serve = \"/s\"\nfilter = \"icmp and bogus\"\n",
+        json: r#""serve": "/s", "filter": "icmp and bogus""#,
+    },
+    Case {
+        key: Key::FilterFile,
+        flags: &["--serve", "unix:/s", "-F", "/nonexistent/tap-filter"],
+        toml: "serve = \"/s\"\nfilter_file = \"/nonexistent/tap-filter\"\n",
+        json: r#""serve": "/s", "filter_file": "/nonexistent/tap-filter""#,
+    },
+    Case {
+        key: Key::Forward,
+        flags: &[
+            "--forward",
+            "vxlan://192.0.2.9?vni=1",
+            "--forward",
+            "http://x",
+        ],
+        toml: "forward = [\"vxlan://192.0.2.9?vni=1\", \"http://x\"]\n",
+        json: r#""forward": ["vxlan://192.0.2.9?vni=1", "http://x"]"#,
+    },
+    Case {
+        key: Key::Sinks,
+        flags: &[],
+        toml: "consume = true\n",
+        json: r#""consume": true"#,
+    },
+    Case {
+        key: Key::Compress,
+        flags: &["-w", "/tmp/x.pcap", "--compress", "lz4"],
+        toml: "[tap.file]\npath = \"/tmp/x.pcap\"\ncompress = \"lz4\"\n",
+        json: r#""file": {"path": "/tmp/x.pcap", "compress": "lz4"}"#,
+    },
+    Case {
+        key: Key::FileSize,
+        flags: &["-w", "/tmp/x.pcap", "--file-size=-1"],
+        toml: "[tap.file]\npath = \"/tmp/x.pcap\"\nfile_size_mb = -1.0\n",
+        json: r#""file": {"path": "/tmp/x.pcap", "file_size_mb": -1.0}"#,
+    },
+    Case {
+        key: Key::RotateSeconds,
+        flags: &["-w", "/tmp/x.pcap", "-G", "0"],
+        toml: "[tap.file]\npath = \"/tmp/x.pcap\"\nrotate_seconds = 0\n",
+        json: r#""file": {"path": "/tmp/x.pcap", "rotate_seconds": 0}"#,
+    },
+    Case {
+        key: Key::RingFiles,
+        flags: &["-w", "/tmp/x.pcap", "-W", "3"],
+        toml: "[tap.file]\npath = \"/tmp/x.pcap\"\nring_files = 3\n",
+        json: r#""file": {"path": "/tmp/x.pcap", "ring_files": 3}"#,
+    },
+    Case {
+        key: Key::RingFiles,
+        flags: &["-w", "/tmp/x.pcap", "-G", "1", "-W", "0"],
+        toml: "[tap.file]\npath = \"/tmp/x.pcap\"\nrotate_seconds = 1\nring_files = 0\n",
+        json: r#""file": {"path": "/tmp/x.pcap", "rotate_seconds": 1, "ring_files": 0}"#,
+    },
+    Case {
+        key: Key::Write,
+        flags: &["-w", "/tmp/x-%Q.pcap", "-G", "5"],
+        toml: "[tap.file]\npath = \"/tmp/x-%Q.pcap\"\nrotate_seconds = 5\n",
+        json: r#""file": {"path": "/tmp/x-%Q.pcap", "rotate_seconds": 5}"#,
+    },
+    Case {
+        key: Key::SuricataSocket,
+        flags: &["-w", "/tmp/x.pcap", "--suricata-socket", "/run/s.sock"],
+        toml: "[tap.file]\npath = \"/tmp/x.pcap\"\n[tap.suricata]\nsocket = \"/run/s.sock\"\n",
+        json: r#""file": {"path": "/tmp/x.pcap"}, "suricata": {"socket": "/run/s.sock"}"#,
+    },
+];
+
+/// Each rule's bad value through the command line, the agent's file and a session: the same
+/// rule refuses it in all three, with the same key and the same reason, each door naming the
+/// settings its own way.
+#[test]
+fn every_front_door_refuses_with_the_same_key_and_reason() {
+    let name_in_file = |k: Key| match k {
+        Key::Write => "[tap.file]".to_string(),
+        Key::SuricataSocket => "[tap.suricata]".to_string(),
+        other => other.name().rsplit('.').next().unwrap_or("").to_string(),
+    };
+    for case in CASES {
+        let args = [&["-i", "lo"][..], case.flags].concat();
+        let e = config(&args).expect_err(case.toml);
+        assert_eq!(e.key, case.key, "flags {args:?}: {e}");
+
+        let text = format!(
+            "[[tap]]\nname = \"a\"\ninterfaces = [\"lo\"]\n{}",
+            case.toml
+        );
+        match AgentConfig::parse(Path::new("/etc/tap/tap.toml"), &text) {
+            Err(AgentConfigError::Invalid { key, message, .. }) => {
+                assert_eq!(key, format!("tap 'a': {}", case.key.name()), "{text}");
+                assert_eq!(
+                    message,
+                    e.reason.render_after(e.key, &name_in_file),
+                    "{text}"
+                );
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+
+        let json = format!(r#"{{"name": "a", "interfaces": ["lo"], {}}}"#, case.json);
+        match session::parse(&json) {
+            Err(session::SessionError::Invalid {
+                setting, message, ..
+            }) => {
+                assert_eq!(setting, case.key, "{json}");
+                assert_eq!(
+                    message,
+                    e.reason.render_after(e.key, &|k| k.name().to_string()),
+                    "{json}"
+                );
+            }
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+}
+
+/// What the command line says is the reason with the flags' names.
+#[test]
+fn the_command_line_words_reasons_with_flags() {
+    let e = config(&["-i", "lo", "--serve", "unix:/s", "--sample", "0"]).unwrap_err();
+    assert_eq!(
+        flags::worded(&e).message,
+        "--sample must be at least 1 (1: keep every packet)"
+    );
+    let e = config(&["-i", "lo", "-w", "x", "-W", "3"]).unwrap_err();
+    assert_eq!(
+        flags::worded(&e).message,
+        "-W needs -C or -G: it keeps the newest files of a rotation"
+    );
+}
