@@ -19,8 +19,8 @@ use std::{
 use tap_common::event::{DIR_INBOUND, HEADER_LEN, HOOK_TC_INGRESS, PacketHeader};
 
 use crate::{
+    kernel::batch::{Batch, BatchBuilder},
     model::{Compression, DiskFull, Format, Hook, Interface, Output, OutputConfig, Rotation},
-    pipeline::drain::{Batch, BatchBuilder},
     sink::{self, CaptureStats, SinkSetup, StorageError},
 };
 

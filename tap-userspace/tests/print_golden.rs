@@ -636,8 +636,8 @@ fn interface_prefix_matches_tcpdump_sll2() {
 fn reads_compressed_files_tap_writes() {
     use std::time::Duration;
     use tap::{
+        kernel::batch::BatchBuilder,
         model::{Compression, DiskFull, Format, Hook, Interface, Output, OutputConfig, Rotation},
-        pipeline::drain::BatchBuilder,
         sink::{CaptureStats, SinkSetup},
     };
     use tap_common::event::PacketHeader;

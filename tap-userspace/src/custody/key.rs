@@ -9,8 +9,7 @@
 //! Both are read through [`read_bounded`]: at most [`MAX_KEY_FILE`] bytes, no symbolic link.
 
 use std::{
-    io::{self, Read as _},
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    io,
     path::{Path, PathBuf},
 };
 
@@ -19,19 +18,17 @@ use ed25519_dalek::pkcs8::{
     KeypairBytes, spki::der::pem::LineEnding,
 };
 
-use crate::sink::{StorageError, file::OutFile};
-
 /// Longest key file read, in bytes (a PEM ed25519 key is about 120).
 pub const MAX_KEY_FILE: u64 = 4096;
 
 /// Errors of key files.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read the key file {path}: {source}")]
+    #[error("the key file {path}: {source}")]
     Read {
         path: PathBuf,
         #[source]
-        source: io::Error,
+        source: crate::support::bounded_read::BoundedReadError,
     },
     #[error("the key file {path} is larger than {limit} bytes: not a key")]
     TooLarge { path: PathBuf, limit: u64 },
@@ -48,42 +45,33 @@ pub enum KeyError {
     #[error("cannot get random bytes for a key: {0}")]
     Random(#[source] io::Error),
     #[error("writing the key: {0}")]
-    Write(#[source] StorageError),
+    Create(#[source] crate::support::safe_create::CreateError),
+    #[error("writing the key {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
-/// Reads a small file whole: at most `limit` bytes, refusing a symbolic link at `path` and a file
-/// that is not regular. Returns the bytes and the file's mode.
+/// Reads a key file whole through the one bounded reader: at most `limit` bytes, refusing a
+/// symbolic link at `path` and a file that is not regular. Returns the bytes and the file's
+/// permission bits.
 ///
 /// # Errors
 /// The file cannot be opened or read, is not regular, or holds more than `limit` bytes.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<(Vec<u8>, u32), KeyError> {
-    let read_err = |source| KeyError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if !meta.file_type().is_file() {
-        return Err(read_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > limit {
-        return Err(KeyError::TooLarge {
+    use crate::support::bounded_read::{self, BoundedReadError, Links};
+    bounded_read::read(path, limit, Links::Refuse).map_err(|e| match e {
+        BoundedReadError::TooLarge { .. } | BoundedReadError::Grew { .. } => KeyError::TooLarge {
             path: path.to_path_buf(),
             limit,
-        });
-    }
-    Ok((bytes, meta.permissions().mode() & 0o7777))
+        },
+        source => KeyError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
 }
 
 fn pem_text(path: &Path, bytes: Vec<u8>, what: &'static str) -> Result<String, KeyError> {
@@ -232,7 +220,7 @@ pub fn generate_key_pair(secret: &Path, public: &Path) -> Result<PublicKey, KeyE
         .map_err(|r| format(r, public, "public key"))?;
     // Both names are checked free before either is written.
     for path in [secret, public] {
-        crate::sink::file::check_target(path, false).map_err(KeyError::Write)?;
+        crate::support::safe_create::check_target(path, false).map_err(KeyError::Create)?;
     }
     write_new(secret, secret_pem.as_bytes())?;
     write_new(public, public_pem.as_bytes())?;
@@ -241,13 +229,12 @@ pub fn generate_key_pair(secret: &Path, public: &Path) -> Result<PublicKey, KeyE
 
 /// Creates `path` (0600, `O_EXCL`, no symbolic link) holding `data`, synced.
 fn write_new(path: &Path, data: &[u8]) -> Result<(), KeyError> {
-    let mut file = OutFile::create(path, None, false).map_err(KeyError::Write)?;
-    file.append(data, |n| n).map_err(|f| {
-        KeyError::Write(StorageError::Write {
+    use std::io::Write as _;
+    let mut file = crate::support::safe_create::create(path, false).map_err(KeyError::Create)?;
+    file.write_all(data)
+        .and_then(|()| file.sync_all())
+        .map_err(|source| KeyError::Write {
             path: path.to_path_buf(),
-            source: f.error,
+            source,
         })
-    })?;
-    file.finish(false).map_err(KeyError::Write)?;
-    Ok(())
 }

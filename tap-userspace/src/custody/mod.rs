@@ -345,7 +345,7 @@ pub fn rfc3339_now() -> String {
 /// `secs` since the epoch and `nanos` as `2026-11-27T10:15:07.123456789Z`.
 #[must_use]
 pub fn rfc3339(secs: i64, nanos: u32) -> String {
-    let t = crate::sink::rotate::LocalTime::utc(secs);
+    let t = crate::support::localtime::LocalTime::utc(secs);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
         t.year, t.month, t.day, t.hour, t.minute, t.second

@@ -102,7 +102,9 @@ impl EvidenceRequest {
     pub fn file_name(&self) -> String {
         let first = self.alerts.first();
         let ns = first.map_or(self.start_ns, |a| a.time_ns);
-        let t = crate::sink::rotate::LocalTime::utc(i64::try_from(ns / 1_000_000_000).unwrap_or(0));
+        let t = crate::support::localtime::LocalTime::utc(
+            i64::try_from(ns / 1_000_000_000).unwrap_or(0),
+        );
         let id = match (&self.community_id, self.flow_id) {
             (Some(c), _) => c
                 .chars()

@@ -19,12 +19,12 @@ use tap_common::{
 
 use crate::{
     filter::maps::FilterImage,
+    kernel::batch::{RecordError, parse_record},
+    kernel::counters::KernelCounters,
+    kernel::counters::read_counters,
     kernel::loader::LoadError,
     kernel::loader::{self, Attached, LoadSpec, Maps},
     model::{Hook, XdpMode},
-    pipeline::drain::{RecordError, parse_record},
-    pipeline::run::read_counters,
-    pipeline::summary::KernelCounters,
 };
 
 /// Shortest frame the kernel test-runs: an Ethernet header, in bytes.

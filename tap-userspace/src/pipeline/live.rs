@@ -16,8 +16,8 @@ use serde::Serialize;
 use tap_common::event::HEADER_LEN;
 
 use crate::{
-    kernel::loader::Attachment, kernel::ring::Ring, model::Hook, pipeline::drain::Batch,
-    pipeline::summary::KernelCounters, sink::WriterProgress,
+    kernel::batch::Batch, kernel::counters::KernelCounters, kernel::loader::Attachment,
+    kernel::ring::Ring, model::Hook, sink::WriterProgress,
 };
 
 /// Packets and bytes read from the ring for one interface and hook.
@@ -121,12 +121,7 @@ pub struct InterfaceCount {
 
 /// Name of a hook code of the record header.
 fn hook_name(code: u8) -> &'static str {
-    match code {
-        tap_common::event::HOOK_XDP => Hook::Xdp.name(),
-        tap_common::event::HOOK_TC_INGRESS => Hook::TcIngress.name(),
-        tap_common::event::HOOK_TC_EGRESS => Hook::TcEgress.name(),
-        _ => "unknown",
-    }
+    Hook::try_from(code).map_or("unknown", Hook::name)
 }
 
 impl LiveStats {
@@ -232,7 +227,7 @@ impl LiveStats {
             .lock()
             .expect("live stats lock")
             .as_ref()
-            .map(|c| crate::pipeline::run::read_counters(c))
+            .map(|c| crate::kernel::counters::read_counters(c))
             .unwrap_or_default();
         let ring = self.ring.lock().expect("live stats lock").clone();
         let names = self.names.lock().expect("live stats lock").clone();

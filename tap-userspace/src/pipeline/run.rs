@@ -19,17 +19,18 @@ use std::{
 };
 
 use aya::maps::{MapData, PerCpuArray};
-use tap_common::counters;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::{
     filter::maps::FilterImage,
+    kernel::batch::Batch,
+    kernel::counters::read_counters,
     kernel::loader::{self, LoadSpec},
     model::{CaptureConfig, Interface, Output},
-    pipeline::drain::{Batch, BatchLimits, Drain, POLL_INTERVAL},
+    pipeline::drain::{BatchLimits, Drain, POLL_INTERVAL},
     pipeline::live::LiveStats,
-    pipeline::summary::{KernelCounters, ProgramCost, Summary},
+    pipeline::summary::{ProgramCost, Summary},
     sink::{self, CaptureStats, Sink, SinkReport, SinkSetup, SinkStop, StatsSource},
 };
 
@@ -72,26 +73,6 @@ pub enum CaptureError {
 /// ring, not a copy, so what it holds is bounded by the ring: the bound is on their number, and
 /// high enough that the ring (the batches' space) fills before the queue does.
 const WRITER_QUEUE: usize = 1024;
-
-/// Sums the per-CPU counters.
-pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> KernelCounters {
-    let get = |index: u32| {
-        map.get(&index, 0)
-            .map(|v| v.iter().sum::<u64>())
-            .unwrap_or(0)
-    };
-    KernelCounters {
-        seen: get(counters::SEEN),
-        matched: get(counters::MATCHED),
-        copied: get(counters::COPIED),
-        copied_bytes: get(counters::COPIED_BYTES),
-        ring_full: get(counters::RING_FULL),
-        read_error: get(counters::READ_ERROR),
-        sampled_out: get(counters::SAMPLED_OUT),
-        rate_limited: get(counters::RATE_LIMITED),
-        filter_error: get(counters::FILTER_ERROR),
-    }
-}
 
 /// The writer's end of the queue, with the count of batches it could not take (the statistics
 /// a pcapng file reports need it while the capture runs).

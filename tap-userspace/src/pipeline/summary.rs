@@ -2,19 +2,7 @@
 
 use std::fmt;
 
-/// Per-CPU counters summed, indexed like `tap_common::counters`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct KernelCounters {
-    pub seen: u64,
-    pub matched: u64,
-    pub copied: u64,
-    pub copied_bytes: u64,
-    pub ring_full: u64,
-    pub read_error: u64,
-    pub sampled_out: u64,
-    pub rate_limited: u64,
-    pub filter_error: u64,
-}
+pub use crate::kernel::counters::KernelCounters;
 
 /// What a capture did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

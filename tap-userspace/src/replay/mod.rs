@@ -24,13 +24,13 @@ use tap_common::{
 
 use crate::{
     filter::maps::FilterImage,
+    kernel::batch::parse_record,
+    kernel::counters::KernelCounters,
+    kernel::counters::read_counters,
     kernel::loader::LoadError,
     kernel::loader::{self, LoadSpec},
     model::Hook,
-    pipeline::drain::parse_record,
     pipeline::run::CaptureError,
-    pipeline::run::read_counters,
-    pipeline::summary::KernelCounters,
     replay::reader::{CaptureReader, ReadError},
     sink::pcap::PcapWriter,
 };

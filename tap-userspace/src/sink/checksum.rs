@@ -5,7 +5,7 @@
 //!
 //! Only whole packets are fixed: a frame cut by the snap length keeps what it had.
 
-use crate::pipeline::drain::{Batch, BatchBuilder};
+use crate::kernel::batch::{Batch, BatchBuilder};
 
 fn fold(mut sum: u64) -> u16 {
     while sum > 0xffff {

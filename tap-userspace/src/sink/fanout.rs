@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::{CaptureStats, Sink, SinkReport, SinkStop, checksum, suricata::SuricataDriver};
-use crate::pipeline::drain::Batch;
+use crate::kernel::batch::Batch;
 
 /// A named consumer.
 pub struct Consumer {

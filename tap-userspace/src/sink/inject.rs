@@ -18,7 +18,7 @@ use std::{
 };
 
 use super::{CaptureStats, Sink, SinkReport, SinkStop};
-use crate::{kernel::iface, pipeline::drain::Batch};
+use crate::{kernel::batch::Batch, kernel::iface};
 
 /// Errors opening the monitor interface.
 #[derive(Debug, thiserror::Error)]

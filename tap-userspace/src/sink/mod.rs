@@ -21,9 +21,9 @@ pub mod writer;
 use std::{io, path::PathBuf, time::Instant};
 
 use crate::{
+    kernel::batch::Batch,
+    kernel::counters::KernelCounters,
     model::{Hook, Interface, OutputConfig},
-    pipeline::drain::Batch,
-    pipeline::summary::KernelCounters,
 };
 
 /// Counters of the whole capture, as the statistics blocks of a pcapng file report them.

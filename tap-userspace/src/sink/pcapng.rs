@@ -26,8 +26,8 @@ use tap_common::event::{
 
 use super::{CaptureStats, pcap::LINKTYPE_ETHERNET};
 use crate::{
+    kernel::batch::Packet,
     model::{Hook, Interface},
-    pipeline::drain::Packet,
 };
 
 /// Block types.
@@ -173,11 +173,7 @@ pub struct InterfaceDesc {
 
 /// The `HOOK_*` id the programs put in records for a configured hook.
 pub fn hook_id(hook: Hook) -> HookId {
-    match hook {
-        Hook::Xdp => HOOK_XDP,
-        Hook::TcIngress => HOOK_TC_INGRESS,
-        Hook::TcEgress => HOOK_TC_EGRESS,
-    }
+    HookId::from(hook)
 }
 
 fn hook_name(hook: HookId) -> &'static str {
@@ -798,7 +794,7 @@ mod tests {
         assert!(header_len > 0);
         let mut t = Vec::new();
         let stats = CaptureStats {
-            kernel: crate::pipeline::summary::KernelCounters {
+            kernel: crate::kernel::counters::KernelCounters {
                 seen: 10,
                 ring_full: 2,
                 ..Default::default()

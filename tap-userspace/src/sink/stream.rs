@@ -30,7 +30,7 @@ use super::{
     pcap::{LINKTYPE_ETHERNET, global_header, record_header},
 };
 use crate::{
-    pipeline::drain::Batch,
+    kernel::batch::Batch,
     support::listener::{self, Limits, Listener, Slot, UnixSocketFile},
 };
 

@@ -16,8 +16,8 @@ use std::{
 };
 
 use super::{CaptureStats, Sink, SinkReport, SinkStop};
+use crate::kernel::batch::Batch;
 pub use crate::model::VxlanTarget;
-use crate::pipeline::drain::Batch;
 
 /// Errors while opening the sockets.
 #[derive(Debug, thiserror::Error)]
@@ -303,7 +303,7 @@ mod tests {
             max_inner: 40,
         };
         let mut sink = VxlanSink::open(target).unwrap();
-        let mut builder = crate::pipeline::drain::BatchBuilder::with_capacity(4096);
+        let mut builder = crate::kernel::batch::BatchBuilder::with_capacity(4096);
         let frame = udp4([192, 0, 2, 1], [192, 0, 2, 2], 1000, 53);
         let header = tap_common::event::PacketHeader {
             orig_len: frame.len() as u32,

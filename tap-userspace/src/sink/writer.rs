@@ -30,8 +30,8 @@ use super::{
 };
 use crate::{
     custody::Recorder,
+    kernel::batch::{Batch, Packet},
     model::{Compression, DiskFull, Format, Output, Rotation},
-    pipeline::drain::{Batch, Packet},
 };
 
 /// Bytes of records gathered before a write: large writes, few system calls.
@@ -787,8 +787,8 @@ mod tests {
 
     use super::*;
     use crate::{
+        kernel::batch::BatchBuilder,
         model::{Hook, Interface, OutputConfig},
-        pipeline::drain::BatchBuilder,
         replay::reader::CaptureReader,
     };
 
@@ -1109,7 +1109,7 @@ mod tests {
         ));
         sink.write_batch(&batch(5, 60, 1)).unwrap();
         let stats = CaptureStats {
-            kernel: crate::pipeline::summary::KernelCounters {
+            kernel: crate::kernel::counters::KernelCounters {
                 seen: 9,
                 matched: 8,
                 ring_full: 2,

@@ -98,13 +98,34 @@ fn kind_of(ft: std::fs::FileType) -> &'static str {
 /// See [`BoundedReadError`]: the file cannot be opened or read, is not a regular file, or is
 /// (or grows) larger than `limit`.
 pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, BoundedReadError> {
+    read(path, limit, Links::Follow).map(|(bytes, _)| bytes)
+}
+
+/// Whether a symbolic link at the path itself is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    Follow,
+    /// Refused (`O_NOFOLLOW`): for secrets, whose file must be the one named.
+    Refuse,
+}
+
+/// Reads the regular file at `path`, at most `limit` bytes, and returns its permission bits
+/// (`0o7777`) with it, so a caller can refuse a secret others may read.
+///
+/// # Errors
+/// As [`read_bytes`]; with [`Links::Refuse`], a symbolic link at `path` cannot be opened.
+pub fn read(path: &Path, limit: u64, links: Links) -> Result<(Vec<u8>, u32), BoundedReadError> {
     let open = |source| BoundedReadError::Open {
         path: path.to_path_buf(),
         source,
     };
+    let nofollow = match links {
+        Links::Follow => 0,
+        Links::Refuse => libc::O_NOFOLLOW,
+    };
     let file = File::options()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY | nofollow)
         .open(path)
         .map_err(open)?;
     let meta = file.metadata().map_err(open)?;
@@ -130,7 +151,10 @@ pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, BoundedReadError> 
             limit,
         });
     }
-    Ok(bytes)
+    Ok((
+        bytes,
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777,
+    ))
 }
 
 /// Reads the regular file at `path` as UTF-8 text, at most `limit` bytes.

@@ -4,5 +4,6 @@
 pub mod bounded_read;
 pub mod excerpt;
 pub mod listener;
+pub mod localtime;
 pub mod privilege;
 pub mod safe_create;
