@@ -8,6 +8,7 @@
 //! runs several captures from one configuration file as a service ([`agent`]).
 
 pub mod agent;
+#[cfg(feature = "bench-writer")]
 pub mod bench_writer;
 pub mod custody;
 pub mod evidence;

@@ -159,6 +159,10 @@ pub fn build(root: &std::path::Path) -> Result<()> {
     build_userspace(root)
 }
 
+/// The writer bench (`tap bench-writer`) is no part of the product's library: the binary the
+/// tests and the bench run is built with it.
+const BENCH_FEATURE: &str = "tap-userspace/bench-writer";
+
 /// The user-space crates in release mode; the BPF object must be built already.
 fn build_userspace(root: &std::path::Path) -> Result<()> {
     util::run(
@@ -170,6 +174,8 @@ fn build_userspace(root: &std::path::Path) -> Result<()> {
                 "--exclude",
                 "tap-ebpf",
                 "--all-targets",
+                "--features",
+                BENCH_FEATURE,
             ])
             .current_dir(root),
     )
@@ -186,6 +192,8 @@ fn clippy(root: &std::path::Path) -> Result<()> {
                 "--exclude",
                 "tap-ebpf",
                 "--all-targets",
+                "--features",
+                BENCH_FEATURE,
                 "--",
                 "-D",
                 "warnings",
@@ -211,6 +219,8 @@ fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
             "--workspace",
             "--exclude",
             "tap-ebpf",
+            "--features",
+            BENCH_FEATURE,
         ])
         .args(extra)
         .args(["--", "--test-threads=2"])

@@ -33,7 +33,9 @@
 
 pub mod ast;
 pub mod compile;
-pub mod eval;
+/// The reference evaluator the compiled filter is tested against (tests only).
+#[cfg(test)]
+mod eval;
 mod lex;
 pub mod maps;
 mod names;

@@ -126,6 +126,7 @@ enum Command {
     #[command(after_help = STORAGE_HELP)]
     Capture(Box<CaptureArgs>),
     /// Write synthetic packets through the capture writer and print its throughput.
+    #[cfg(feature = "bench-writer")]
     #[command(hide = true)]
     BenchWriter(BenchWriterArgs),
     /// Run the kernel program over the packets of a pcap file (BPF_PROG_TEST_RUN) and write
@@ -532,6 +533,7 @@ struct AlertsArgs {
 }
 
 /// Arguments of `tap bench-writer`.
+#[cfg(feature = "bench-writer")]
 #[derive(Debug, Clone, clap::Args)]
 struct BenchWriterArgs {
     /// Directory to write the file into (it is deleted afterwards unless --keep).
@@ -554,6 +556,7 @@ struct BenchWriterArgs {
     keep: bool,
 }
 
+#[cfg(feature = "bench-writer")]
 fn parse_size(s: &str) -> Result<u64, String> {
     scaled_size(s, 1000)
         .ok()
@@ -584,6 +587,7 @@ pub enum Request {
     },
     Replay(ReplayRequest),
     BenchProg(BenchProgRequest),
+    #[cfg(feature = "bench-writer")]
     BenchWriter(crate::bench_writer::BenchWriterSpec),
     Agent {
         config: PathBuf,
@@ -913,6 +917,7 @@ fn translate(cli: Cli) -> Invocation {
                 words: Vec::new(),
             },
         }),
+        #[cfg(feature = "bench-writer")]
         Command::BenchWriter(a) => Request::BenchWriter(crate::bench_writer::BenchWriterSpec {
             to: a.to,
             bytes: a.bytes,
@@ -1020,8 +1025,11 @@ fn parse_binary_size(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod size_tests {
-    use super::{parse_binary_size, parse_size};
+    use super::parse_binary_size;
+    #[cfg(feature = "bench-writer")]
+    use super::parse_size;
 
+    #[cfg(feature = "bench-writer")]
     #[test]
     fn sizes_parse() {
         assert_eq!(parse_size("2G"), Ok(2_000_000_000));

@@ -71,6 +71,7 @@ fn dispatch(request: Request) -> anyhow::Result<ExitCode> {
             tap::evidence::cli::run(&options)?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "bench-writer")]
         Request::BenchWriter(spec) => {
             tap::bench_writer::run(&spec)?;
             Ok(ExitCode::SUCCESS)
