@@ -10,8 +10,8 @@
 
 use std::{io::Write as _, path::Path};
 
-/// Ethernet address.
-pub type Mac = [u8; 6];
+use crate::frames::{self, Tag, be16, ether, pad60, udp};
+pub use crate::frames::{Mac, inet_checksum};
 
 /// IPv4 address, network byte order.
 pub type Ip4 = [u8; 4];
@@ -396,33 +396,6 @@ pub fn pcap_bytes(frames: &[Vec<u8>]) -> (Vec<u8>, usize) {
 // ---------------------------------------------------------------------------------------------
 // Byte-level builders.
 
-fn be16(v: u16) -> [u8; 2] {
-    v.to_be_bytes()
-}
-
-/// One's complement sum of 16-bit big-endian words (odd tail padded with zero), not yet folded.
-fn sum16(data: &[u8]) -> u32 {
-    let mut sum = 0u32;
-    for chunk in data.chunks(2) {
-        let hi = u32::from(chunk[0]) << 8;
-        let lo = chunk.get(1).map_or(0, |&b| u32::from(b));
-        sum += hi | lo;
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// The Internet checksum (RFC 1071) of `data`.
-pub fn inet_checksum(data: &[u8]) -> u16 {
-    fold(sum16(data))
-}
-
 /// CRC-32C (Castagnoli), as SCTP uses it.
 fn crc32c(data: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -437,31 +410,6 @@ fn crc32c(data: &[u8]) -> u32 {
         }
     }
     !crc
-}
-
-/// A VLAN tag: (TPID, TCI).
-type Tag = (u16, u16);
-
-/// Ethernet header with optional tags, outermost first.
-fn ether(dst: Mac, src: Mac, tags: &[Tag], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + 4 * tags.len() + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    for &(tpid, tci) in tags {
-        f.extend_from_slice(&be16(tpid));
-        f.extend_from_slice(&be16(tci));
-    }
-    f.extend_from_slice(&be16(ethertype));
-    f.extend_from_slice(payload);
-    f
-}
-
-/// Pads a frame with zeros to the Ethernet minimum of 60 bytes (without FCS).
-fn pad60(mut f: Vec<u8>) -> Vec<u8> {
-    if f.len() < 60 {
-        f.resize(60, 0);
-    }
-    f
 }
 
 fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -479,16 +427,6 @@ fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
     s.push(flags);
     s.extend_from_slice(&be16(64240)); // window
     s.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
-    s.extend_from_slice(payload);
-    s
-}
-
-fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut s = Vec::with_capacity(8 + payload.len());
-    s.extend_from_slice(&be16(sport));
-    s.extend_from_slice(&be16(dport));
-    s.extend_from_slice(&be16(u16::try_from(8 + payload.len()).expect("udp length")));
-    s.extend_from_slice(&[0, 0]);
     s.extend_from_slice(payload);
     s
 }
@@ -536,41 +474,16 @@ fn checksum_offset(proto: u8) -> Option<usize> {
     }
 }
 
-fn store_checksum(proto: u8, pseudo_sum: u32, seg: &mut [u8]) {
-    let Some(off) = checksum_offset(proto) else {
-        return;
-    };
-    if seg.len() < off + 2 {
-        return;
-    }
-    seg[off..off + 2].copy_from_slice(&[0, 0]);
-    let mut c = fold(pseudo_sum + sum16(seg));
-    if proto == UDP && c == 0 {
-        c = 0xffff;
-    }
-    seg[off..off + 2].copy_from_slice(&be16(c));
-}
-
 fn l4_checksum_v4(src: Ip4, dst: Ip4, proto: u8, seg: &mut [u8]) {
-    let mut pseudo = Vec::with_capacity(12);
-    pseudo.extend_from_slice(&src);
-    pseudo.extend_from_slice(&dst);
-    pseudo.extend_from_slice(&[0, proto]);
-    pseudo.extend_from_slice(&be16(u16::try_from(seg.len()).expect("segment length")));
-    store_checksum(proto, sum16(&pseudo), seg);
+    if let Some(at) = checksum_offset(proto).filter(|at| seg.len() >= at + 2) {
+        frames::l4_checksum(&src, &dst, proto, seg, at);
+    }
 }
 
 fn l4_checksum_v6(src: [u8; 16], dst: [u8; 16], proto: u8, seg: &mut [u8]) {
-    let mut pseudo = Vec::with_capacity(40);
-    pseudo.extend_from_slice(&src);
-    pseudo.extend_from_slice(&dst);
-    pseudo.extend_from_slice(
-        &u32::try_from(seg.len())
-            .expect("segment length")
-            .to_be_bytes(),
-    );
-    pseudo.extend_from_slice(&[0, 0, 0, proto]);
-    store_checksum(proto, sum16(&pseudo), seg);
+    if let Some(at) = checksum_offset(proto).filter(|at| seg.len() >= at + 2) {
+        frames::l4_checksum(&src, &dst, proto, seg, at);
+    }
 }
 
 /// An IPv4 header; [`V4::packet`] fills the lengths and the header checksum.

@@ -225,11 +225,35 @@ const TSHARK_FIELDS: &[&str] = &[
 /// tshark's decoding of a file, one line per packet ([`TSHARK_FIELDS`], `|`-separated). Fails
 /// unless tshark reads the file cleanly and finds no malformed packet.
 pub fn tshark_read(path: &Path) -> Vec<String> {
+    let lines = tshark_lines(path, TSHARK_FIELDS);
+    let malformed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("_ws.malformed"))
+        .collect();
+    assert!(
+        malformed.is_empty(),
+        "tshark finds malformed packets in {}: {malformed:#?}",
+        path.display()
+    );
+    lines
+}
+
+/// `tshark -r FILE -T fields -e F1 -e F2 ...`: one row per packet. Fails unless tshark reads
+/// the file without a complaint.
+pub fn tshark_fields(path: &Path, fields: &[&str]) -> Vec<Vec<String>> {
+    tshark_lines(path, fields)
+        .iter()
+        .map(|l| l.split('|').map(ToString::to_string).collect())
+        .collect()
+}
+
+/// tshark's `fields` output, `|`-separated, one line per packet.
+fn tshark_lines(path: &Path, fields: &[&str]) -> Vec<String> {
     let mut cmd = Command::new("tshark");
     cmd.arg("-r")
         .arg(path)
         .args(["-n", "-T", "fields", "-E", "separator=|"]);
-    for field in TSHARK_FIELDS {
+    for field in fields {
         cmd.args(["-e", field]);
     }
     let out = run_ok(&mut cmd);
@@ -244,20 +268,15 @@ pub fn tshark_read(path: &Path) -> Vec<String> {
         "tshark complained reading {}:\n{stderr}",
         path.display()
     );
-    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(ToString::to_string)
-        .collect();
-    let malformed: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.contains("_ws.malformed"))
-        .collect();
-    assert!(
-        malformed.is_empty(),
-        "tshark finds malformed packets in {}: {malformed:#?}",
-        path.display()
-    );
-    lines
+        .collect()
+}
+
+/// `capinfos FILE` as text; fails unless capinfos reads the file.
+pub fn capinfos(path: &Path) -> String {
+    crate::run_stdout(Command::new("capinfos").arg(path))
 }
 
 /// Two captures of the same traffic, matched packet by packet.

@@ -4,7 +4,10 @@
 //! IP-in-IP, GRE), odd and malformed headers, and frames cut short at every layer as a small
 //! snap length leaves them. Built byte by byte in a fixed order, documentation addresses only.
 
-use crate::corpus::{MAC_A, MAC_B, MAC_BCAST, Mac, inet_checksum};
+use crate::{
+    corpus::{MAC_A, MAC_B, MAC_BCAST, Mac, inet_checksum},
+    frames::{self, be16},
+};
 
 /// A frame and the length it had on the wire (more than its bytes when cut short).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +41,6 @@ fn v6(s: &str) -> [u8; 16] {
         .octets()
 }
 
-fn be16(v: u16) -> [u8; 2] {
-    v.to_be_bytes()
-}
-
 fn ether_tagged(
     dst: Mac,
     src: Mac,
@@ -49,16 +48,7 @@ fn ether_tagged(
     ethertype: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    for &(tpid, tci) in tags {
-        f.extend_from_slice(&be16(tpid));
-        f.extend_from_slice(&be16(tci));
-    }
-    f.extend_from_slice(&be16(ethertype));
-    f.extend_from_slice(payload);
-    f
+    frames::ether(dst, src, tags, ethertype, payload)
 }
 
 fn ether(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
@@ -130,23 +120,7 @@ fn ip6_packet(src: [u8; 16], dst: [u8; 16], next: u8, flow: u32, payload: &[u8])
 
 /// Stores the pseudo-header checksum of an upper-layer segment at `at`.
 fn checksum(src: &[u8], dst: &[u8], proto: u8, seg: &mut [u8], at: usize) {
-    seg[at..at + 2].copy_from_slice(&[0, 0]);
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(src);
-    pseudo.extend_from_slice(dst);
-    if src.len() == 16 {
-        pseudo.extend_from_slice(&(seg.len() as u32).to_be_bytes());
-        pseudo.extend_from_slice(&[0, 0, 0, proto]);
-    } else {
-        pseudo.extend_from_slice(&[0, proto]);
-        pseudo.extend_from_slice(&be16(seg.len() as u16));
-    }
-    pseudo.extend_from_slice(seg);
-    let mut c = inet_checksum(&pseudo);
-    if proto == 17 && c == 0 {
-        c = 0xffff;
-    }
-    seg[at..at + 2].copy_from_slice(&be16(c));
+    frames::l4_checksum(src, dst, proto, seg, at);
 }
 
 /// A TCP segment (checksum left zero: see [`checksum`]).

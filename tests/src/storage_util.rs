@@ -68,38 +68,6 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
     names
 }
 
-/// `tshark -r FILE -T fields -e F1 -e F2 ...`: one row per packet. Fails unless tshark reads
-/// the file without a complaint.
-pub fn tshark_fields(path: &Path, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r")
-        .arg(path)
-        .args(["-n", "-T", "fields", "-E", "separator=|"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = run_ok(&mut cmd);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let complaints: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !l.starts_with("Running as user \"root\""))
-        .collect();
-    assert!(
-        complaints.is_empty(),
-        "tshark complained reading {}:\n{stderr}",
-        path.display()
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('|').map(ToString::to_string).collect())
-        .collect()
-}
-
-/// `capinfos FILE` as text; fails unless capinfos reads the file.
-pub fn capinfos(path: &Path) -> String {
-    run_stdout(Command::new("capinfos").arg(path))
-}
-
 /// One interface description block.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Idb {

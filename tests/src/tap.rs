@@ -66,6 +66,48 @@ pub fn run(ns: &Netns, args: &[&str]) -> Exited {
     Background::spawn("tap", command(ns, &[], args)).wait(START_TIMEOUT)
 }
 
+/// A `tap capture` argument list, built rather than spelled out:
+/// `Capture::on(&t.b_if).write(&out).args(&["--snaplen", "96", "icmp"])`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capture(Vec<String>);
+
+impl Capture {
+    /// `-i IFACE`.
+    #[must_use]
+    pub fn on(iface: &str) -> Self {
+        Self(vec!["-i".into(), iface.into()])
+    }
+
+    /// `-w FILE` (or `-`).
+    #[must_use]
+    pub fn write(self, file: &str) -> Self {
+        self.args(&["-w", file])
+    }
+
+    /// More arguments, as written.
+    #[must_use]
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.0.extend(args.iter().map(ToString::to_string));
+        self
+    }
+
+    /// The arguments, for [`command`], [`start`] and [`run`].
+    #[must_use]
+    pub fn to_args(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
+
+    /// Starts it with info logs and returns once it is capturing (see [`start`]).
+    pub fn start(&self, ns: &Netns) -> Background {
+        start(ns, &self.to_args())
+    }
+
+    /// Runs it to its end (see [`run`]).
+    pub fn run(&self, ns: &Netns) -> Exited {
+        run(ns, &self.to_args())
+    }
+}
+
 /// The exit summary, in tcpdump's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use crate::{
     corpus::{MAC_A, MAC_B, Mac, inet_checksum},
+    frames,
     pcap::{Pcap, Record},
 };
 
@@ -61,16 +62,8 @@ pub struct Case {
 
 /// Ethernet frame, optionally with one 802.1Q tag.
 fn ether(dst: Mac, src: Mac, vlan: Option<u16>, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(18 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    if let Some(id) = vlan {
-        f.extend_from_slice(&ETH_VLAN.to_be_bytes());
-        f.extend_from_slice(&id.to_be_bytes());
-    }
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
+    let tags: Vec<frames::Tag> = vlan.map(|id| (ETH_VLAN, id)).into_iter().collect();
+    frames::ether(dst, src, &tags, ethertype, payload)
 }
 
 /// IPv4 packet (no options, DF, TTL 64) with a valid header checksum.
@@ -101,24 +94,8 @@ fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, payload: &[u8]) -> Vec<u8> {
 
 /// UDP datagram with its checksum over the IPv4 or IPv6 pseudo-header of `src`/`dst`.
 fn udp(src: &[u8], dst: &[u8], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = (8 + payload.len()) as u16;
-    let mut d = Vec::with_capacity(len as usize);
-    d.extend_from_slice(&sport.to_be_bytes());
-    d.extend_from_slice(&dport.to_be_bytes());
-    d.extend_from_slice(&len.to_be_bytes());
-    d.extend_from_slice(&[0, 0]);
-    d.extend_from_slice(payload);
-    let mut pseudo = Vec::with_capacity(40 + d.len());
-    pseudo.extend_from_slice(src);
-    pseudo.extend_from_slice(dst);
-    pseudo.extend_from_slice(&[0, UDP]);
-    pseudo.extend_from_slice(&len.to_be_bytes());
-    pseudo.extend_from_slice(&d);
-    let c = match inet_checksum(&pseudo) {
-        0 => 0xffff,
-        c => c,
-    };
-    d[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut d = frames::udp(sport, dport, payload);
+    frames::l4_checksum(src, dst, UDP, &mut d, 6);
     d
 }
 

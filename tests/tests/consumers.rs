@@ -22,6 +22,7 @@ use tap_tests::{
     process::{Background, Exited},
     run_ok,
     suricata::{self, Suricata},
+    tap::Capture,
     tap::{self, Summary},
     topology::{A_V4, B_V4},
     traffic::{self, HttpServer},
@@ -110,7 +111,7 @@ fn suricata_reads_a_named_pipe() {
     mkfifo(&fifo);
     // Suricata opens the pipe and waits for a writer; tap opens it once a reader is there.
     let mut suri = Suricata::read(None, &fifo, &s.token, &["-k", "none"]);
-    let mut tap = tap::start(&s.t.b, &["-i", &s.t.b_if, "-w", arg(&fifo)]);
+    let mut tap = Capture::on(&s.t.b_if).write(arg(&fifo)).start(&s.t.b);
     tap.wait_for_stderr("stream reader connected", Duration::from_secs(30));
     s.traffic();
     suri.wait_icmp_and_token(&suri.eve(), &s.token);
@@ -154,7 +155,7 @@ fn a_new_pipe_reader_gets_a_fresh_header() {
     let dir = TempDir::new();
     let fifo = dir.join("tap.fifo");
     mkfifo(&fifo);
-    let tap = tap::start(&t.b, &["-i", &t.b_if, "-w", arg(&fifo)]);
+    let tap = Capture::on(&t.b_if).write(arg(&fifo)).start(&t.b);
     // `tcpdump -c N` reads N packets and leaves; the traffic of each step is exactly that, so no
     // packet is ever written to a pipe whose reader is about to leave.
     let tcpdump = |count: u32| {
@@ -239,10 +240,9 @@ fn wait_reader(reader: Background) -> Exited {
 fn suricata_reads_the_monitor_interface() {
     let s = Scene::new();
     let mon = "tapmon0";
-    let tap = tap::start(
-        &s.t.b,
-        &["-i", &s.t.b_if, "--inject", mon, "--fix-checksums"],
-    );
+    let tap = Capture::on(&s.t.b_if)
+        .args(&["--inject", mon, "--fix-checksums"])
+        .start(&s.t.b);
     let mut suri = Suricata::af_packet(&s.t.b, mon, &s.token, &[]);
     s.traffic();
     suri.wait_icmp_and_token(&suri.eve(), &s.token);
@@ -278,7 +278,9 @@ fn injected_frames_arrive_whole_or_cut_to_the_mtu() {
     let dir = TempDir::new();
     let seen = Tcpdump::start(&t.b, mon, dir.join("mon.pcap"), &["-Q", "in", "-s", "2048"]);
     let file = dir.join("tap.pcap");
-    let tap = tap::start(&t.b, &["-i", &t.b_if, "--inject", mon, "-w", arg(&file)]);
+    let tap = Capture::on(&t.b_if)
+        .args(&["--inject", mon, "-w", arg(&file)])
+        .start(&t.b);
     traffic::ping(&t.a, B_V4, 2, &[]);
     traffic::ping(&t.a, B_V4, 2, &["-s", "3000"]);
     seen.wait_quiet(Duration::from_millis(500));
@@ -324,13 +326,9 @@ fn suricata_takes_rotated_files_over_its_socket() {
     let results = dir.join("results");
     std::fs::create_dir(&results).expect("results dir");
     let pattern = dir.join("cap.pcap");
-    let mut tap = tap::start(
-        &s.t.b,
-        &[
-            "-i",
-            &s.t.b_if,
-            "-w",
-            arg(&pattern),
+    let mut tap = Capture::on(&s.t.b_if)
+        .write(arg(&pattern))
+        .args(&[
             "-G",
             "1",
             "--fix-checksums",
@@ -338,8 +336,8 @@ fn suricata_takes_rotated_files_over_its_socket() {
             arg(&socket),
             "--suricata-output",
             arg(&results),
-        ],
-    );
+        ])
+        .start(&s.t.b);
     // Files cut on the second, and Suricata resets flows per file: keep the exchange in one.
     start_of_a_second();
     s.traffic();
@@ -444,7 +442,7 @@ fn tcpdump_and_tshark_read_served_streams() {
     let dir = TempDir::new();
     let socket = dir.join("tap.sock");
     let serve = format!("unix:{}", socket.display());
-    let mut tap = tap::start(&t.b, &["-i", &t.b_if, "--serve", &serve]);
+    let mut tap = Capture::on(&t.b_if).args(&["--serve", &serve]).start(&t.b);
     let mode = std::fs::metadata(&socket)
         .expect("the socket")
         .permissions()
@@ -499,10 +497,9 @@ fn a_client_that_never_reads_slows_nobody() {
     let dir = TempDir::new();
     let socket = dir.join("tap.sock");
     let serve = format!("unix:{}", socket.display());
-    let tap = tap::start(
-        &t.b,
-        &["-i", &t.b_if, "--hook", "tc-ingress", "--serve", &serve],
-    );
+    let tap = Capture::on(&t.b_if)
+        .args(&["--hook", "tc-ingress", "--serve", &serve])
+        .start(&t.b);
     let _idle = UnixStream::connect(&socket).expect("connecting the idle client");
     let mut reader = UnixStream::connect(&socket).expect("connecting the reading client");
     let got = std::thread::spawn(move || {
@@ -712,19 +709,15 @@ fn a_linux_vxlan_device_receives_the_forwarded_frames() {
         &["-Q", "in", "-s", "256"],
     );
     let file = dir.join("tap.pcap");
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
-            "-w",
-            arg(&file),
+    let tap = Capture::on(&t.b_if)
+        .write(arg(&file))
+        .args(&[
             "--forward",
             &format!("vxlan://{COLLECTOR}?vni=42"),
             "--forward",
             &format!("vxlan://{COLLECTOR}:4790?vni=43&max_len=100"),
-        ],
-    );
+        ])
+        .start(&t.b);
     // Flows: one ICMP, three TCP, eight UDP (one way).
     traffic::ping(&t.a, B_V4, 2, &[]);
     for _ in 0..3 {
@@ -855,19 +848,16 @@ fn an_ipv6_collector_gets_full_size_frames_cut_to_fit() {
         &["-Q", "in", "-s", "2048"],
     );
     let file = dir.join("tap.pcap");
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
+    let tap = Capture::on(&t.b_if)
+        .args(&[
             "--hook",
             "tc-ingress",
             "-w",
             arg(&file),
             "--forward",
             &format!("vxlan://[{COLLECTOR_V6}]?vni=42"),
-        ],
-    );
+        ])
+        .start(&t.b);
     // Echo requests of 1514 bytes (the link's MTU), then small ones.
     traffic::ping(&t.a, B_V4, 2, &["-s", "1472"]);
     traffic::ping(&t.a, B_V4, 2, &[]);
@@ -912,16 +902,13 @@ fn suricata_on_a_vxlan_collector_alerts_on_the_inner_traffic() {
     // unreachables, which tap's sockets would count as send errors.
     vxlan_receiver(&c, "vx42", 42, 4789, COLLECTOR);
     let mut suri = Suricata::af_packet(&c, UPLINK, &s.token, &[]);
-    let tap = tap::start(
-        &s.t.b,
-        &[
-            "-i",
-            &s.t.b_if,
+    let tap = Capture::on(&s.t.b_if)
+        .args(&[
             "--fix-checksums",
             "--forward",
             &format!("vxlan://{COLLECTOR}?vni=42"),
-        ],
-    );
+        ])
+        .start(&s.t.b);
     s.traffic();
     let alerts = suri.wait_icmp_and_token(&suri.eve(), &s.token);
     let exited = tap::stop(tap);

@@ -7,6 +7,7 @@ use std::{path::Path, process::Command};
 use tap_tests::{
     TempDir, Topology, run_ok,
     storage_util::list_dir,
+    tap::Capture,
     tap::{self, Summary},
     tap_bin,
     topology::B_V4,
@@ -73,11 +74,8 @@ fn a_rotated_capture_verifies_and_tampering_is_named() {
     let dir = TempDir::new();
     // 40 frames of 1042 bytes into files of at most 10,000 bytes: five files, the ring keeping
     // the last three (two recorded as removed).
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            t.b_if.as_str(),
+    let tap = Capture::on(t.b_if.as_str())
+        .args(&[
             "-w",
             &arg(&dir.join("cap.pcap")),
             "-C",
@@ -86,8 +84,8 @@ fn a_rotated_capture_verifies_and_tampering_is_named() {
             "3",
             "-f",
             "icmp",
-        ],
-    );
+        ])
+        .start(&t.b);
     traffic::ping(&t.a, B_V4, 20, &["-s", "1000"]);
     let summary = Summary::parse(&tap::stop(tap).stderr);
     assert_eq!(summary.captured, 40);

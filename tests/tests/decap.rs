@@ -10,11 +10,13 @@ use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
 
 use tap_tests::{
     Netns, TempDir, Topology,
+    oracle::tshark_fields,
     oracle::{self, Tcpdump},
     pcap::{Pcap, Record},
     process::Background,
     run_ok,
-    storage_util::{Pcapng, tshark_fields},
+    storage_util::Pcapng,
+    tap::Capture,
     tap::{self, Summary},
     topology::B_V4,
     traffic::{self, HttpServer},
@@ -87,7 +89,9 @@ fn decap_of_a_linux_vxlan_link_records_the_inner_frames() {
     let inner = Tcpdump::start(&t.b, "vx0", dir.join("vx0.pcap"), &["-s", "2048"]);
     let file = dir.join("tap.pcapng");
     let decap = format!("vxlan:{VXLAN_PORT}");
-    let tap = tap::start(&t.b, &["-i", &t.b_if, "--decap", &decap, "-w", arg(&file)]);
+    let tap = Capture::on(&t.b_if)
+        .args(&["--decap", &decap, "-w", arg(&file)])
+        .start(&t.b);
     traffic::ping(&t.a, OVERLAY_B, 3, &[]);
     traffic::http_get(&t.a, OVERLAY_B);
     inner.wait_quiet(Duration::from_millis(500));
@@ -287,18 +291,9 @@ fn consume_keeps_captured_packets_from_the_stack() {
     let t = Topology::new();
     let dir = TempDir::new();
     let file = dir.join("tap.pcap");
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
-            "--hook",
-            "xdp",
-            "--consume",
-            "-w",
-            arg(&file),
-        ],
-    );
+    let tap = Capture::on(&t.b_if)
+        .args(&["--hook", "xdp", "--consume", "-w", arg(&file)])
+        .start(&t.b);
     let out =
         t.a.cmd("ping")
             .args(["-n", "-c", "3", "-i", "0.1", "-W", "1", B_V4])

@@ -8,6 +8,7 @@ use tap_tests::{
     bpf::{assert_nothing_attached, try_native_xdp},
     process::{Background, Exited},
     tap,
+    tap::Capture,
 };
 
 /// Asserts the run failed with exactly one line on stderr, `tap: ` and containing each of
@@ -110,19 +111,16 @@ fn program_rejected_by_the_verifier() {
     let t = Topology::new();
     let dir = TempDir::new();
     let out = dir.join("out.pcap");
-    let exited = tap::run(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
+    let exited = Capture::on(&t.b_if)
+        .args(&[
             "--hook",
             "xdp",
             "--xdp-program",
             "xdp_tap_rejected",
             "-w",
             &out.to_string_lossy(),
-        ],
-    );
+        ])
+        .run(&t.b);
     assert_refused(
         &exited,
         &out,
@@ -145,7 +143,7 @@ fn output_cannot_be_opened() {
     let t = Topology::new();
     let dir = TempDir::new();
     let out = dir.join("no-such-dir/out.pcap");
-    let exited = tap::run(&t.b, &["-i", &t.b_if, "-w", &out.to_string_lossy()]);
+    let exited = Capture::on(&t.b_if).write(&out.to_string_lossy()).run(&t.b);
     assert_refused(
         &exited,
         &out,

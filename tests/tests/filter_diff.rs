@@ -33,7 +33,9 @@ use tap_tests::{
     TempDir, Topology, corpus,
     pcap::{Pcap, Record},
     process::Background,
-    require_root, tap, tap_bin,
+    require_root, tap,
+    tap::Capture,
+    tap_bin,
 };
 
 /// Bound on one tcpdump or `tap replay` run (each takes well under a second).
@@ -553,10 +555,9 @@ fn live_sample_matches_tcpdump() {
     for (k, expr) in LIVE_SAMPLE.iter().enumerate() {
         let out = dir.join(&format!("live-{k}.pcap"));
         let out_arg = out.to_string_lossy().into_owned();
-        let capture = tap::start(
-            &topo.b,
-            &["-i", &topo.b_if, "--hook", "xdp", "-w", &out_arg, expr],
-        );
+        let capture = Capture::on(&topo.b_if)
+            .args(&["--hook", "xdp", "-w", &out_arg, expr])
+            .start(&topo.b);
         let mut send = topo.a.cmd("tcpreplay");
         send.args(["-i", &topo.a_if, "--pps", "1000"])
             .arg(&corpus.path)

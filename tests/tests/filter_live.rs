@@ -7,6 +7,7 @@ use tap_tests::{
     Netns, TempDir, Topology,
     pcap::Pcap,
     process::Background,
+    tap::Capture,
     tap::{self, Summary},
     topology::B_V4,
 };
@@ -58,19 +59,16 @@ fn filter_swaps_in_place_without_losing_packets_both_filters_select() {
     let filter = dir.join("filter");
     let out = dir.join("swap.pcap");
     std::fs::write(&filter, "icmp or udp port 1000\n").unwrap();
-    let mut tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
+    let mut tap = Capture::on(&t.b_if)
+        .args(&[
             "--hook",
             "tc-ingress",
             "-F",
             filter.to_str().unwrap(),
             "-w",
             out.to_str().unwrap(),
-        ],
-    );
+        ])
+        .start(&t.b);
     let pings = 1500;
     let ping = ping_background(&t.a, pings, "0.002");
     // Swap back and forth while the echoes flow: every echo matches both filters.
@@ -121,19 +119,16 @@ fn an_invalid_replacement_keeps_the_old_filter() {
     let filter = dir.join("filter");
     let out = dir.join("keep.pcap");
     std::fs::write(&filter, "icmp").unwrap();
-    let mut tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
+    let mut tap = Capture::on(&t.b_if)
+        .args(&[
             "--hook",
             "tc-ingress",
             "-F",
             filter.to_str().unwrap(),
             "-w",
             out.to_str().unwrap(),
-        ],
-    );
+        ])
+        .start(&t.b);
     std::fs::write(&filter, "icmp and bogus-keyword").unwrap();
     tap.signal(libc::SIGHUP);
     tap.wait_for_stderr("the old one stays", Duration::from_secs(10));
@@ -147,11 +142,8 @@ fn rule_hits_are_counted_per_top_level_alternative() {
     let t = Topology::new();
     let dir = TempDir::new();
     let out = dir.join("rules.pcap");
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
+    let tap = Capture::on(&t.b_if)
+        .args(&[
             "--hook",
             "tc-ingress",
             "-w",
@@ -161,8 +153,8 @@ fn rule_hits_are_counted_per_top_level_alternative() {
             "udp",
             "port",
             "9",
-        ],
-    );
+        ])
+        .start(&t.b);
     tap_tests::traffic::ping(&t.a, B_V4, 4, &[]);
     tap_tests::traffic::udp_burst(&t.a, B_V4, 6, 20);
     let exited = tap::stop(tap);
@@ -186,11 +178,8 @@ fn sampling_keeps_one_in_n_and_counts_the_rest() {
     let t = Topology::new();
     let dir = TempDir::new();
     let out = dir.join("sample.pcap");
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
+    let tap = Capture::on(&t.b_if)
+        .args(&[
             "--hook",
             "tc-ingress",
             "--sample",
@@ -200,8 +189,8 @@ fn sampling_keeps_one_in_n_and_counts_the_rest() {
             "udp",
             "port",
             "9",
-        ],
-    );
+        ])
+        .start(&t.b);
     tap_tests::traffic::udp_burst(&t.a, B_V4, 1000, 20);
     let exited = tap::stop(tap);
     let summary = Summary::parse(&exited.stderr);
@@ -227,11 +216,8 @@ fn the_rate_cap_keeps_at_most_the_rate_and_counts_the_rest() {
     let t = Topology::new();
     let dir = TempDir::new();
     let out = dir.join("rate.pcap");
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
+    let tap = Capture::on(&t.b_if)
+        .args(&[
             "--hook",
             "tc-ingress",
             "--max-rate",
@@ -241,8 +227,8 @@ fn the_rate_cap_keeps_at_most_the_rate_and_counts_the_rest() {
             "udp",
             "port",
             "9",
-        ],
-    );
+        ])
+        .start(&t.b);
     // 2,000 datagrams in well under the cap's one-second window.
     tap_tests::traffic::udp_burst(&t.a, B_V4, 2000, 20);
     let exited = tap::stop(tap);

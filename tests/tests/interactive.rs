@@ -4,7 +4,8 @@
 use std::{process::Command, time::Duration};
 
 use tap_tests::{
-    TempDir, Topology, pcap::Pcap, process::Background, tap, tap_bin, topology::B_V4, traffic,
+    TempDir, Topology, pcap::Pcap, process::Background, tap, tap::Capture, tap_bin, topology::B_V4,
+    traffic,
 };
 
 #[test]
@@ -12,11 +13,8 @@ fn stats_json_holds_the_summary() {
     let t = Topology::new();
     let dir = TempDir::new();
     let (out, json) = (dir.join("x.pcap"), dir.join("stats.json"));
-    let running = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
+    let running = Capture::on(&t.b_if)
+        .args(&[
             "--hook",
             "tc-ingress",
             "-w",
@@ -24,8 +22,8 @@ fn stats_json_holds_the_summary() {
             "--stats-json",
             json.to_str().unwrap(),
             "icmp",
-        ],
-    );
+        ])
+        .start(&t.b);
     traffic::ping(&t.a, B_V4, 5, &[]);
     let exited = tap::stop(running);
     // Not a terminal: no status line, the summary as before.

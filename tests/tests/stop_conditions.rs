@@ -6,11 +6,7 @@ use std::{
 };
 
 use tap_tests::{
-    TempDir, Topology,
-    pcap::Pcap,
-    process::Background,
-    tap::{self, Summary},
-    topology::B_V4,
+    TempDir, Topology, pcap::Pcap, process::Background, tap::Capture, tap::Summary, topology::B_V4,
 };
 
 #[test]
@@ -18,10 +14,9 @@ fn count_stops_after_that_many_packets() {
     let t = Topology::new();
     let dir = TempDir::new();
     let file = dir.join("tap.pcap");
-    let mut tap = tap::start(
-        &t.b,
-        &["-i", &t.b_if, "-c", "5", "-w", &file.to_string_lossy()],
-    );
+    let mut tap = Capture::on(&t.b_if)
+        .args(&["-c", "5", "-w", &file.to_string_lossy()])
+        .start(&t.b);
     // Ten packets a second each way for up to 20 s: far more than 5, and bounded should tap
     // never stop (the guard kills ping when the test ends).
     let mut ping = t.a.cmd("ping");
@@ -55,17 +50,9 @@ fn duration_stops_after_that_long() {
     let t = Topology::new();
     let dir = TempDir::new();
     let file = dir.join("tap.pcap");
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
-            "--duration",
-            "1",
-            "-w",
-            &file.to_string_lossy(),
-        ],
-    );
+    let tap = Capture::on(&t.b_if)
+        .args(&["--duration", "1", "-w", &file.to_string_lossy()])
+        .start(&t.b);
     let ready = Instant::now();
     let exited = tap.wait(Duration::from_secs(20));
     let after_ready = ready.elapsed();

@@ -8,13 +8,14 @@ use std::{path::Path, process::Command, time::Duration};
 use tap_tests::{
     TempDir, Topology,
     bpf::assert_nothing_attached,
-    oracle::{Tcpdump, tcpdump_read},
+    oracle::{Tcpdump, capinfos, tcpdump_read, tshark_fields},
     pcap::Pcap,
     process::Background,
     storage_util::{
         ISB_FILTERACCEPT, ISB_IFDROP, ISB_IFRECV, ISB_OSDROP, ISB_USRDELIV, Pcapng, Tmpfs,
-        capinfos, list_dir, owner, tshark_fields, uid_of, zstd_decompress, zstd_decompress_prefix,
+        list_dir, owner, uid_of, zstd_decompress, zstd_decompress_prefix,
     },
+    tap::Capture,
     tap::{self, Summary},
     topology::{B_V4, SECOND},
     traffic, wait_until,
@@ -625,10 +626,9 @@ fn relinquished_privileges_own_the_files() {
     let t = Topology::new();
     let dir = TempDir::world_writable();
     let file = dir.join("z.pcapng");
-    let tap = tap::start(
-        &t.b,
-        &["-i", &t.b_if, "-Z", "nobody", "-w", &arg(&file), "icmp"],
-    );
+    let tap = Capture::on(&t.b_if)
+        .args(&["-Z", "nobody", "-w", &arg(&file), "icmp"])
+        .start(&t.b);
     let nobody = uid_of("nobody");
     let status = std::fs::read_to_string(format!("/proc/{}/status", tap.pid())).unwrap();
     let uid_line = status

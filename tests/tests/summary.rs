@@ -5,6 +5,7 @@ use tap_tests::{
     TempDir, Topology,
     oracle::tcpdump_read,
     pcap::Pcap,
+    tap::Capture,
     tap::{self, Summary},
     topology::B_V4,
     traffic,
@@ -15,7 +16,9 @@ fn light_traffic_is_all_captured() {
     let t = Topology::new();
     let dir = TempDir::new();
     let file = dir.join("tap.pcap");
-    let tap = tap::start(&t.b, &["-i", &t.b_if, "-w", &file.to_string_lossy()]);
+    let tap = Capture::on(&t.b_if)
+        .write(&file.to_string_lossy())
+        .start(&t.b);
     traffic::ping(&t.a, B_V4, 3, &[]);
     let exited = tap::stop(tap);
     let summary = Summary::parse(&exited.stderr);
@@ -38,19 +41,16 @@ fn ring_overflow_is_counted_and_accounts_balance() {
     let file = dir.join("tap.pcap");
     // One page of ring holds a single record of a 1042-byte frame (a 2 KiB slot): a burst must
     // overflow it, whatever the drain's pace.
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
+    let tap = Capture::on(&t.b_if)
+        .args(&[
             "--hook",
             "tc-ingress",
             "--ring-size",
             "4096",
             "-w",
             &file.to_string_lossy(),
-        ],
-    );
+        ])
+        .start(&t.b);
     const BURST: u64 = 5000;
     traffic::udp_burst(&t.a, B_V4, BURST as u32, 1000);
     let exited = tap::stop(tap);
@@ -96,11 +96,8 @@ fn program_stats_report_the_programs_runs_and_time() {
     let dir = TempDir::new();
     let file = dir.join("tap.pcap");
     let json = dir.join("summary.json");
-    let tap = tap::start(
-        &t.b,
-        &[
-            "-i",
-            &t.b_if,
+    let tap = Capture::on(&t.b_if)
+        .args(&[
             "--hook",
             "tc-ingress",
             "--program-stats",
@@ -108,8 +105,8 @@ fn program_stats_report_the_programs_runs_and_time() {
             &json.to_string_lossy(),
             "-w",
             &file.to_string_lossy(),
-        ],
-    );
+        ])
+        .start(&t.b);
     const BURST: u32 = 2000;
     traffic::udp_burst(&t.a, B_V4, BURST, 100);
     let exited = tap::stop(tap);
