@@ -51,16 +51,15 @@ fn main() {
         } else if let Ok(t) = fs::metadata(s).and_then(|m| m.modified()) {
             if t > newest_time {
                 newest_time = t;
-                newest_path = s.clone();
+                newest_path.clone_from(s);
             }
         }
     }
-    if newest_time > object_time {
-        panic!(
-            "\n\nThe BPF object {} is older than {}.\nRebuild it: cargo xtask build-ebpf\n\n",
-            object.display(),
-            newest_path.display()
-        );
-    }
+    assert!(
+        newest_time <= object_time,
+        "\n\nThe BPF object {} is older than {}.\nRebuild it: cargo xtask build-ebpf\n\n",
+        object.display(),
+        newest_path.display()
+    );
     println!("cargo:rustc-env=TAP_BPF_OBJECT={}", object.display());
 }

@@ -60,7 +60,7 @@ pub const TUNNEL_ERSPAN2: u8 = 4;
 pub const TUNNEL_ERSPAN3: u8 = 5;
 
 /// Size of [`PacketHeader`] in bytes.
-pub const HEADER_LEN: usize = core::mem::size_of::<PacketHeader>();
+pub const HEADER_LEN: usize = size_of::<PacketHeader>();
 
 #[cfg(feature = "user")]
 mod user {
@@ -75,7 +75,7 @@ mod tests {
     #[test]
     fn layout() {
         assert_eq!(HEADER_LEN, 40);
-        assert_eq!(core::mem::align_of::<PacketHeader>(), 8);
+        assert_eq!(align_of::<PacketHeader>(), 8);
         assert_eq!(core::mem::offset_of!(PacketHeader, ifindex), 8);
         assert_eq!(core::mem::offset_of!(PacketHeader, cap_len), 16);
         assert_eq!(core::mem::offset_of!(PacketHeader, hook), 24);

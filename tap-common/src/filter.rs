@@ -206,12 +206,17 @@ pub const PORT_ENTRIES: u32 = SLOTS * 65536;
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY (all): repr(C), integers and byte arrays only, explicit padding.
+    // SAFETY: repr(C), integers and byte arrays only, explicit padding.
     unsafe impl aya::Pod for super::FilterNode {}
+    // SAFETY: repr(C), integers and byte arrays only, explicit padding.
     unsafe impl aya::Pod for super::FilterSlot {}
+    // SAFETY: repr(C), integers and byte arrays only, explicit padding.
     unsafe impl aya::Pod for super::FilterCtl {}
+    // SAFETY: repr(C), integers and byte arrays only, explicit padding.
     unsafe impl aya::Pod for super::Addr4Data {}
+    // SAFETY: repr(C), integers and byte arrays only, explicit padding.
     unsafe impl aya::Pod for super::Addr6Data {}
+    // SAFETY: repr(C), integers and byte arrays only, explicit padding.
     unsafe impl aya::Pod for super::MacKey {}
 }
 
@@ -221,11 +226,11 @@ mod tests {
 
     #[test]
     fn layouts() {
-        assert_eq!(core::mem::size_of::<FilterNode>(), 16);
-        assert_eq!(core::mem::size_of::<FilterSlot>(), 16);
-        assert_eq!(core::mem::size_of::<FilterCtl>(), 16);
-        assert_eq!(core::mem::size_of::<Addr4Data>(), 8);
-        assert_eq!(core::mem::size_of::<Addr6Data>(), 20);
-        assert_eq!(core::mem::size_of::<MacKey>(), 8);
+        assert_eq!(size_of::<FilterNode>(), 16);
+        assert_eq!(size_of::<FilterSlot>(), 16);
+        assert_eq!(size_of::<FilterCtl>(), 16);
+        assert_eq!(size_of::<Addr4Data>(), 8);
+        assert_eq!(size_of::<Addr6Data>(), 20);
+        assert_eq!(size_of::<MacKey>(), 8);
     }
 }

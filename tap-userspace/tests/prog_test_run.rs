@@ -155,7 +155,7 @@ fn pin_to_one_cpu() {
     let rc = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set)
     };
     assert_eq!(rc, 0, "pinning the test thread to CPU 0");
 }

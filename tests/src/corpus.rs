@@ -765,6 +765,10 @@ impl Corpus {
         self.v4_with(ip, l4, payload)
     }
 
+    #[expect(
+        clippy::unused_self,
+        reason = "one of the builder's steps, beside those that number packets"
+    )]
     fn v4_with(&mut self, ip: V4, l4: L4, payload: &[u8]) -> Vec<u8> {
         let mut seg = l4.bytes(payload, ip.id);
         l4_checksum_v4(ip.src, ip.dst, ip.proto, &mut seg);
@@ -1230,7 +1234,7 @@ impl Corpus {
         self.tagged_v4(&[(Q, 4095)], [172, 16, 5, 4], a1, L4::Tcp(44004, 8080, SYN));
         self.tagged_v4(&[(Q, 4095)], a2, c254, L4::Udp(44005, 1024));
         self.tagged_v4(&[(Q, 0xa000)], a1, a2, L4::Udp(44006, 53));
-        self.tagged_v4(&[(Q, 0xf000 | 100)], b7, a1, L4::Tcp(44007, 80, ACK));
+        self.tagged_v4(&[(Q, 0xf000 | 0x64)], b7, a1, L4::Tcp(44007, 80, ACK));
         let p = self.v6(
             "2001:db8::1",
             "2001:db8::2",

@@ -94,10 +94,10 @@ impl Pcap {
         );
         let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
         let (le, nanos) = match magic {
-            0xa1b2c3d4 => (true, false),
-            0xa1b23c4d => (true, true),
-            0xd4c3b2a1 => (false, false),
-            0x4d3cb2a1 => (false, true),
+            0xa1b2_c3d4 => (true, false),
+            0xa1b2_3c4d => (true, true),
+            0xd4c3_b2a1 => (false, false),
+            0x4d3c_b2a1 => (false, true),
             m => panic!("not a pcap file (magic {m:#x})"),
         };
         let u32_at = |b: &[u8], o: usize| {
@@ -143,7 +143,7 @@ impl Pcap {
     /// Writes the records as a little-endian pcap file (e.g. several captures merged into one,
     /// for the readers to decode together).
     pub fn write(&self, path: &std::path::Path) {
-        let magic: u32 = if self.nanos { 0xa1b23c4d } else { 0xa1b2c3d4 };
+        let magic: u32 = if self.nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
         let mut out = Vec::new();
         for v in [
             magic.to_le_bytes(),

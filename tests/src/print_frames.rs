@@ -649,14 +649,14 @@ fn vlan_frames(v: &mut Vec<Frame>) {
     v.push(Frame::whole(ether_tagged(
         MAC_B,
         MAC_A,
-        &[(0x8100, 0xb000 | 300)],
+        &[(0x8100, 0xb000 | 0x12c)],
         0x0800,
         &inner,
     )));
     v.push(Frame::whole(ether_tagged(
         MAC_B,
         MAC_A,
-        &[(0x88a8, 100), (0x8100, 0x2000 | 200)],
+        &[(0x88a8, 100), (0x8100, 0x2000 | 0xc8)],
         0x0800,
         &inner,
     )));

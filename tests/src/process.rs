@@ -197,7 +197,7 @@ impl Background {
                 match child.try_wait() {
                     Ok(Some(status)) => break status,
                     Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10))
+                        std::thread::sleep(Duration::from_millis(10));
                     }
                     Ok(None) => {
                         let _ = child.kill();
@@ -289,7 +289,7 @@ pub fn run_measured(what: &str, mut cmd: Command, timeout: Duration) -> Measured
         // SAFETY: rusage is plain old data for wait4 to fill.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: valid pointers; the pid is our own unreaped child.
-        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        let rc = unsafe { libc::wait4(pid, &raw mut status, libc::WNOHANG, &raw mut usage) };
         assert!(
             rc >= 0,
             "wait4 on {what}: {}",
@@ -332,7 +332,5 @@ pub fn peak_rss_kib(pid: i32) -> u64 {
 
 /// Descriptors a running process has open now.
 pub fn open_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(Iterator::count)
-        .unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }

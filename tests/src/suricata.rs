@@ -456,13 +456,10 @@ pub fn alerts(eve: &Path) -> Vec<Alert> {
 /// True when process `pid` holds the socket of inode `inode`.
 fn owns_socket(pid: i32, inode: &str) -> bool {
     let target = format!("socket:[{inode}]");
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| {
-            fds.flatten().any(|fd| {
-                std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target)
-            })
-        })
-        .unwrap_or(false)
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target))
+    })
 }
 
 /// Sends `commands` (JSON texts) over Suricata's unix socket after the handshake and returns

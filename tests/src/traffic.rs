@@ -175,7 +175,7 @@ pub fn http_get_path(ns: &Netns, host: &str, path: &str) {
 /// Sends `count` UDP datagrams of `size` bytes from `ns` to `host`:9, spread evenly over
 /// `over`.
 pub fn paced_udp(ns: &Netns, host: &str, count: u32, size: usize, over: Duration) {
-    const PACED: &str = r#"
+    const PACED: &str = r"
 import socket, sys, time
 host, count, size, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -187,7 +187,7 @@ for i in range(count):
         ahead = start + secs * (i + 1) / count - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)
-"#;
+";
     run_ok(ns.cmd("python3").args([
         "-c",
         PACED,

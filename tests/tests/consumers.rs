@@ -680,6 +680,7 @@ for port in range(first, last):
 /// directions alike) and varies across flows; DF is set; `max_len` truncates, and counts it.
 #[test]
 fn a_linux_vxlan_device_receives_the_forwarded_frames() {
+    type Flow = (u16, u8, Ends);
     let t = Topology::new();
     let www = TempDir::new();
     let _http = HttpServer::start(&t.b, www.path());
@@ -786,7 +787,6 @@ fn a_linux_vxlan_device_receives_the_forwarded_frames() {
     // The outer packets: IPv4 with DF, UDP to the VXLAN port, the VNI, and one source port per
     // inner flow (on both collectors alike: the same socket pool).
     let underlay = outer.stop();
-    type Flow = (u16, u8, Ends);
     let mut ports: BTreeMap<Flow, BTreeSet<u16>> = BTreeMap::new();
     for r in &underlay.records {
         let d = &r.data;

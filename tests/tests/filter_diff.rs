@@ -439,7 +439,7 @@ fn replay_matches_tcpdump() {
     let outcomes: Vec<Mutex<Option<Outcome>>> = exprs.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
+        .map_or(2, std::num::NonZero::get)
         .clamp(2, 4);
     std::thread::scope(|s| {
         for _ in 0..workers {

@@ -203,7 +203,7 @@ fn sampling_keeps_one_in_n_and_counts_the_rest() {
         exited.stderr
     );
     // 1 in 10 per CPU: at most one short per CPU of an exact tenth.
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u64;
     assert!(
         (100 - cpus..=100).contains(&summary.captured),
         "{}",

@@ -82,7 +82,7 @@ fn a_terminal_gets_a_live_status_line_unless_quiet() {
     // Redrawn in place: carriage returns, a line cleared, packets and rate; gone before the summary.
     assert!(shown.matches("pkt/s").count() >= 2, "{shown:?}");
     assert!(
-        shown.contains("\r") && shown.contains("\x1b[K"),
+        shown.contains('\r') && shown.contains("\x1b[K"),
         "{shown:?}"
     );
     assert!(

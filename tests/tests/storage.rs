@@ -713,7 +713,7 @@ fn existing_file_needs_force() {
     );
     assert_eq!(std::fs::read(&first).unwrap(), b"precious");
     let summary = capture(&t, &["-w", &arg(&file), "--force", "icmp"], || {
-        pings(&t, 2, 56)
+        pings(&t, 2, 56);
     });
     assert_eq!(Pcap::read(&file).records.len() as u64, summary.captured);
     assert_eq!(summary.captured, 4);

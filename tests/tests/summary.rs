@@ -36,6 +36,7 @@ fn light_traffic_is_all_captured() {
 
 #[test]
 fn ring_overflow_is_counted_and_accounts_balance() {
+    const BURST: u64 = 5000;
     let t = Topology::new();
     let dir = TempDir::new();
     let file = dir.join("tap.pcap");
@@ -51,7 +52,6 @@ fn ring_overflow_is_counted_and_accounts_balance() {
             &file.to_string_lossy(),
         ])
         .start(&t.b);
-    const BURST: u64 = 5000;
     traffic::udp_burst(&t.a, B_V4, BURST as u32, 1000);
     let exited = tap::stop(tap);
     let s = Summary::parse(&exited.stderr);
@@ -92,6 +92,7 @@ fn ring_overflow_is_counted_and_accounts_balance() {
 
 #[test]
 fn program_stats_report_the_programs_runs_and_time() {
+    const BURST: u32 = 2000;
     let t = Topology::new();
     let dir = TempDir::new();
     let file = dir.join("tap.pcap");
@@ -107,7 +108,6 @@ fn program_stats_report_the_programs_runs_and_time() {
             &file.to_string_lossy(),
         ])
         .start(&t.b);
-    const BURST: u32 = 2000;
     traffic::udp_burst(&t.a, B_V4, BURST, 100);
     let exited = tap::stop(tap);
     let text = std::fs::read_to_string(&json).expect("the summary JSON");

@@ -43,7 +43,7 @@ fn compare(hook_args: &[&str], tcpdump_args: &[&str], ways: usize) {
     let _http = HttpServer::start(&t.b, &www);
     let tap_args = [&["-i", t.b_if.as_str()][..], hook_args].concat();
     let run = capture_with_tcpdump(&t.b, &dir, &tap_args, &[(&t.b_if, tcpdump_args)], || {
-        converse(&t)
+        converse(&t);
     });
     let matched = assert_same_packets(&run.tap_file, &run.tcpdump_files[0]);
     let tap = &matched.tap;

@@ -176,7 +176,7 @@ use self::{
 use crate::util;
 
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Runs per configuration; the tables show medians.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -215,7 +215,7 @@ pub struct BenchArgs {
 
 /// A part of the bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Part {
+pub(crate) enum Part {
     /// Capture runs on veth.
     Capture,
     /// BPF_PROG_TEST_RUN by filter size.
@@ -225,7 +225,7 @@ pub enum Part {
 }
 
 /// The settings after `--quick`.
-pub struct Plan {
+pub(crate) struct Plan {
     pub runs: usize,
     pub tools: Vec<Tool>,
     pub frame_lens: Vec<usize>,
@@ -336,7 +336,7 @@ pub(crate) fn own_sched_group(cmd: &mut std::process::Command) {
 }
 
 /// `xtask bench-generator` (internal: the bench starts it).
-pub fn generator_main() -> Result<()> {
+pub(crate) fn generator_main() -> Result<()> {
     traffic::child_main()
 }
 
@@ -357,7 +357,7 @@ fn pick<T: Clone>(all: &[T], asked: &[T]) -> Vec<T> {
 }
 
 /// The median of `values` (the mean of the middle two for an even count); `None` when empty.
-pub fn median(mut values: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
@@ -366,11 +366,11 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
     Some(if n % 2 == 1 {
         values[n / 2]
     } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
+        f64::midpoint(values[n / 2 - 1], values[n / 2])
     })
 }
 
-pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
+pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     util::require_root("cargo xtask bench")?;
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     if cpus < 2 {

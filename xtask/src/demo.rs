@@ -22,7 +22,7 @@ const UDP_PORT: u16 = 5555;
 /// Lines of tcpdump's reading shown.
 const SHOWN: usize = 30;
 
-pub fn run(root: &Path) -> Result<()> {
+pub(crate) fn run(root: &Path) -> Result<()> {
     util::require_root("cargo xtask demo")?;
     util::catch_interrupts();
     let tap = root.join("target/release/tap");

@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::util;
 
 /// A child running in the background. Dropping it kills it (SIGKILL) and reaps it.
-pub struct Background {
+pub(crate) struct Background {
     what: String,
     pid: libc::pid_t,
     stderr: Arc<Mutex<String>>,
@@ -25,7 +25,7 @@ pub struct Background {
 
 /// How a background process ended.
 #[derive(Debug, Clone)]
-pub struct Exited {
+pub(crate) struct Exited {
     pub status: ExitStatus,
     /// User plus system CPU time of the whole process (all its threads).
     pub cpu: Duration,
@@ -43,7 +43,7 @@ pub struct Exited {
 impl Background {
     /// Starts `cmd` with standard input closed and standard error collected. Standard output is
     /// left as `cmd` has it.
-    pub fn spawn(what: &str, cmd: &mut Command) -> Result<Self> {
+    pub(crate) fn spawn(what: &str, cmd: &mut Command) -> Result<Self> {
         let mut child = cmd
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -74,7 +74,7 @@ impl Background {
     }
 
     /// What the process wrote to standard error so far.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -83,7 +83,7 @@ impl Background {
 
     /// Waits until standard error contains `needle`; fails when the process exits first or the
     /// time runs out, with what it wrote.
-    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+    pub(crate) fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.stderr().contains(needle) {
@@ -110,13 +110,13 @@ impl Background {
     }
 
     /// The process id.
-    pub fn pid(&self) -> libc::pid_t {
+    pub(crate) fn pid(&self) -> libc::pid_t {
         self.pid
     }
 
     /// CPU time the process has used so far (all its threads), from `/proc/PID/task/*/schedstat`
     /// (nanoseconds of run time).
-    pub fn cpu_now(&self) -> Result<Duration> {
+    pub(crate) fn cpu_now(&self) -> Result<Duration> {
         let dir = format!("/proc/{}/task", self.pid);
         let mut ns = 0u64;
         for task in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
@@ -135,7 +135,7 @@ impl Background {
     }
 
     /// Sends `signal`, waits up to `timeout` for the process to end (then kills it) and reaps it.
-    pub fn stop(mut self, signal: libc::c_int, timeout: Duration) -> Result<Exited> {
+    pub(crate) fn stop(mut self, signal: libc::c_int, timeout: Duration) -> Result<Exited> {
         if self.exited.is_none() {
             // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
             unsafe { libc::kill(self.pid, signal) };
@@ -161,7 +161,7 @@ impl Background {
     }
 
     /// Waits for the process to end on its own, up to `timeout`.
-    pub fn wait(mut self, timeout: Duration) -> Result<Exited> {
+    pub(crate) fn wait(mut self, timeout: Duration) -> Result<Exited> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(exited) = self.try_reap()? {
@@ -192,7 +192,7 @@ impl Background {
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let pid = loop {
             // SAFETY: valid pointers to locals; the pid is our child.
-            let pid = unsafe { libc::wait4(self.pid, &mut status, flags, &mut usage) };
+            let pid = unsafe { libc::wait4(self.pid, &raw mut status, flags, &raw mut usage) };
             if pid < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
             {
                 continue;

@@ -44,7 +44,7 @@ const PYTHON_PACKAGES: &[(&str, &str)] = &[("duckdb==1.1.3", "duckdb")];
 /// Suricata 7 comes from bookworm-backports.
 const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/tap-bookworm-backports.list";
 
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     debian_packages()?;
     python_packages()?;
     nightly_rust_src()?;
@@ -224,11 +224,10 @@ fn bpf_linker() -> Result<()> {
         .context("rustc +nightly -vV names no LLVM version")?
         .to_string();
     // A stable place: the installed bpf-linker finds libLLVM through this folder (rpath).
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
-        });
+    let home = std::env::var_os("CARGO_HOME").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo"),
+        PathBuf::from,
+    );
     let prefix = home.join(format!("tap-llvm-{major}"));
     let lib = prefix.join("lib");
     std::fs::create_dir_all(&lib)?;

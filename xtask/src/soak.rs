@@ -27,7 +27,7 @@ const METRICS: &str = "127.0.0.1:9750";
 const PERIOD: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
-pub struct SoakArgs {
+pub(crate) struct SoakArgs {
     /// How long the traffic runs, in minutes.
     #[arg(long, default_value_t = 10.0)]
     pub minutes: f64,
@@ -38,7 +38,7 @@ pub struct SoakArgs {
 
 /// Sends `rate` datagrams per second of 200 bytes to port 9 of the host for `secs` seconds, in
 /// 10 ms bursts; prints how many it sent.
-const SENDER: &str = r#"
+const SENDER: &str = r"
 import socket, sys, time
 host, rate, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -54,7 +54,7 @@ while True:
         sent += 1
     time.sleep(0.01)
 print(sent, flush=True)
-"#;
+";
 
 /// The agent's file: tap `steady` always (its filter alternating), tap `extra` when `extra`.
 fn config(dir: &Path, round: u64, extra: bool) -> String {
@@ -116,7 +116,7 @@ fn field(line: &str, key: &str) -> Option<i64> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
-pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
+pub(crate) fn run(root: &Path, args: &SoakArgs) -> Result<()> {
     util::require_root("cargo xtask soak")?;
     util::catch_interrupts();
     let tap = root.join("target/release/tap");

@@ -4,12 +4,12 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
 
-pub fn cmd(program: &str) -> Command {
+pub(crate) fn cmd(program: &str) -> Command {
     Command::new(program)
 }
 
 /// Runs a command, inheriting stdio; fails on a non-zero exit.
-pub fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let desc = format!("{cmd:?}");
     let status = cmd.status().with_context(|| format!("starting {desc}"))?;
     if !status.success() {
@@ -19,7 +19,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// Runs a command and returns its standard output; fails on a non-zero exit.
-pub fn output(cmd: &mut Command) -> Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let desc = format!("{cmd:?}");
     let out = cmd
         .stderr(Stdio::inherit())
@@ -32,7 +32,7 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 }
 
 /// True when `program` is on PATH.
-pub fn have(program: &str) -> bool {
+pub(crate) fn have(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .stdout(Stdio::null())
@@ -52,7 +52,7 @@ extern "C" fn on_interrupt(_signal: libc::c_int) {
 /// error: the command unwinds and its guards (namespaces, files) clean up. A Ctrl-C reaches the
 /// children too (same process group), and they keep the default handling: handlers do not
 /// survive exec.
-pub fn catch_interrupts() {
+pub(crate) fn catch_interrupts() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
@@ -65,7 +65,7 @@ pub fn catch_interrupts() {
 }
 
 /// Fails once SIGINT or SIGTERM arrived (see [`catch_interrupts`]).
-pub fn check_interrupted() -> Result<()> {
+pub(crate) fn check_interrupted() -> Result<()> {
     if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
         bail!("interrupted");
     }
@@ -73,7 +73,7 @@ pub fn check_interrupted() -> Result<()> {
 }
 
 /// Sleeps for `d`, failing early when interrupted.
-pub fn sleep(d: std::time::Duration) -> Result<()> {
+pub(crate) fn sleep(d: std::time::Duration) -> Result<()> {
     let end = std::time::Instant::now() + d;
     loop {
         check_interrupted()?;
@@ -86,7 +86,7 @@ pub fn sleep(d: std::time::Duration) -> Result<()> {
 }
 
 /// Fails unless running as root.
-pub fn require_root(what: &str) -> Result<()> {
+pub(crate) fn require_root(what: &str) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("{what} needs root (network namespaces, BPF): run it with sudo");
@@ -97,13 +97,13 @@ pub fn require_root(what: &str) -> Result<()> {
 /// Two throwaway namespaces joined by a veth pair (see [`tap_tests::Topology`]), removed when
 /// dropped, also on an error or a panic. The topology reports its failures by panicking (it is
 /// test support): that becomes an error here, after the panic message.
-pub fn topology() -> Result<tap_tests::Topology> {
+pub(crate) fn topology() -> Result<tap_tests::Topology> {
     std::panic::catch_unwind(tap_tests::Topology::new).map_err(|_| {
         anyhow::anyhow!("creating the network namespaces failed (see the message above)")
     })
 }
 
 /// Runs `program` inside `ns` and returns its standard output; fails on a non-zero exit.
-pub fn ns_output(ns: &tap_tests::Netns, program: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn ns_output(ns: &tap_tests::Netns, program: &str, args: &[&str]) -> Result<String> {
     output(ns.cmd(program).args(args))
 }

@@ -361,7 +361,9 @@ mod tests {
             started: std::time::Instant::now(),
             detached: Arc::default(),
         });
-        let t0 = std::time::Instant::now() - std::time::Duration::from_millis(1500);
+        let t0 = std::time::Instant::now()
+            .checked_sub(Duration::from_millis(1500))
+            .unwrap();
         tap.detached.update(
             "vms",
             t0,
@@ -381,8 +383,7 @@ mod tests {
         let get = |name: &str| {
             s.iter()
                 .find(|(n, _)| n == name)
-                .map(|(_, v)| *v)
-                .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+                .map_or_else(|| panic!("{name} missing:\n{text}"), |(_, v)| *v)
         };
         assert_eq!(get("tap_agent_reloads_total{result=\"applied\"}"), 3.0);
         assert_eq!(get("tap_agent_reloads_total{result=\"refused\"}"), 1.0);

@@ -566,7 +566,7 @@ impl Agent {
             tv_nsec: 0,
         };
         // SAFETY: a valid timespec to fill.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
         sd_notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}",
             now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
@@ -586,7 +586,7 @@ impl Agent {
                     done.push(format!("control socket {}", new.control_socket.display()));
                 }
                 Err(e) => {
-                    error!(error = %e, "the new control socket cannot be opened; the old one stays")
+                    error!(error = %e, "the new control socket cannot be opened; the old one stays");
                 }
             }
         }

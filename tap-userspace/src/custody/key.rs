@@ -19,7 +19,7 @@ use ed25519_dalek::pkcs8::{
 };
 
 /// Longest key file read, in bytes (a PEM ed25519 key is about 120).
-pub const MAX_KEY_FILE: u64 = 4096;
+pub(super) const MAX_KEY_FILE: u64 = 4096;
 
 /// Errors of key files.
 #[derive(Debug, thiserror::Error)]

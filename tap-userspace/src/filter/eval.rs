@@ -17,7 +17,7 @@ use super::{
 };
 
 /// Bytes of the packet the kernel's filter sees.
-pub const WINDOW: usize = 128;
+pub(super) const WINDOW: usize = 128;
 
 /// A field value to look up in a set.
 #[derive(Debug, Clone, Copy)]
@@ -63,14 +63,20 @@ fn by_dir(d: u8, src: impl Fn() -> Truth, dst: impl Fn() -> Truth) -> Truth {
     match d {
         dir::SRC => src(),
         dir::DST => dst(),
-        dir::SRC_AND_DST => match src()? {
-            true => dst(),
-            false => Some(false),
-        },
-        _ => match src()? {
-            true => Some(true),
-            false => dst(),
-        },
+        dir::SRC_AND_DST => {
+            if src()? {
+                dst()
+            } else {
+                Some(false)
+            }
+        }
+        _ => {
+            if src()? {
+                Some(true)
+            } else {
+                dst()
+            }
+        }
     }
 }
 
@@ -268,13 +274,13 @@ impl Maps {
 }
 
 /// A compiled filter with its map contents, ready to evaluate many packets.
-pub struct Evaluator<'a> {
+pub(super) struct Evaluator<'a> {
     filter: &'a CompiledFilter,
     maps: Maps,
 }
 
 impl<'a> Evaluator<'a> {
-    pub fn new(filter: &'a CompiledFilter) -> Self {
+    pub(super) fn new(filter: &'a CompiledFilter) -> Self {
         Self {
             filter,
             maps: Maps::new(filter),
@@ -284,7 +290,7 @@ impl<'a> Evaluator<'a> {
     /// Walks the graph over `packet` as the kernel does: `Some(rule)` when a rule accepts it,
     /// `None` when it is rejected (including a missing byte, or a walk longer than
     /// [`MAX_STEPS`]).
-    pub fn eval(&self, packet: &[u8]) -> Option<u16> {
+    pub(super) fn eval(&self, packet: &[u8]) -> Option<u16> {
         let c = self.filter;
         let w = window(packet);
         let mut target = c.entry;
@@ -310,12 +316,12 @@ impl<'a> Evaluator<'a> {
 }
 
 /// [`Evaluator::eval`] for one packet.
-pub fn eval(c: &CompiledFilter, packet: &[u8]) -> Option<u16> {
+pub(super) fn eval(c: &CompiledFilter, packet: &[u8]) -> Option<u16> {
     Evaluator::new(c).eval(packet)
 }
 
 /// Whether `values` holds `field`.
-fn holds(values: &Option<Values>, field: Field) -> bool {
+fn holds(values: Option<&Values>, field: Field) -> bool {
     match (values, field) {
         (Some(Values::Lpm4(v)), Field::A4(a)) => {
             let a = u32::from_be_bytes(a);
@@ -336,7 +342,9 @@ fn holds(values: &Option<Values>, field: Field) -> bool {
 fn eval_bx(bx: &Bx, w: &Window<'_>) -> Truth {
     match bx {
         Bx::Const(c) => Some(*c),
-        Bx::Leaf(l) => test((l.op, l.depth, l.dir, l.arg), w, &|f| holds(&l.values, f)),
+        Bx::Leaf(l) => test((l.op, l.depth, l.dir, l.arg), w, &|f| {
+            holds(l.values.as_ref(), f)
+        }),
         Bx::Not(x) => eval_bx(x, w).map(|v| !v),
         Bx::And(xs) => {
             for x in xs {
@@ -359,6 +367,6 @@ fn eval_bx(bx: &Bx, w: &Window<'_>) -> Truth {
 
 /// Evaluates `expr` directly over `packet`, atoms in libpcap's order. `None`: the packet is
 /// rejected outright (a needed byte is missing).
-pub fn eval_expr(expr: &Expr, packet: &[u8]) -> Option<bool> {
+pub(super) fn eval_expr(expr: &Expr, packet: &[u8]) -> Option<bool> {
     eval_bx(&lower(expr), &window(packet))
 }

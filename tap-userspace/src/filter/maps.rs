@@ -83,7 +83,7 @@ impl std::fmt::Debug for FilterMaps {
         f.debug_struct("FilterMaps")
             .field("active", &self.active)
             .field("installs", &self.installs)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -281,8 +281,7 @@ impl FilterMaps {
                 let hits = self
                     .hits
                     .get(&(self.active * MAX_RULES + rule as u32), 0)
-                    .map(|v| v.iter().sum())
-                    .unwrap_or(0);
+                    .map_or(0, |v| v.iter().sum());
                 let name = image
                     .rules
                     .get(rule)

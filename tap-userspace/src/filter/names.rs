@@ -314,9 +314,9 @@ mod tests {
 
     #[test]
     fn lookups() {
-        assert_eq!(service("http"), Some((80, Listed::Tcp)));
-        assert_eq!(service("domain"), Some((53, Listed::Both)));
-        assert_eq!(service("ntp"), Some((123, Listed::Udp)));
+        assert_eq!(service("http"), Some((80, Tcp)));
+        assert_eq!(service("domain"), Some((53, Both)));
+        assert_eq!(service("ntp"), Some((123, Udp)));
         assert_eq!(service("nope"), None);
         assert_eq!(ip_protocol("gre"), Some(47));
         assert_eq!(ip_protocol("TCP"), Some(6));

@@ -179,7 +179,7 @@ struct Quals {
 }
 
 impl Quals {
-    fn text(&self) -> String {
+    fn text(self) -> String {
         let dir = match self.dir {
             Dq::Default => "",
             Dq::Src => "src",
@@ -204,7 +204,7 @@ impl Quals {
             .join(" ")
     }
 
-    fn dir(&self) -> Dir {
+    fn dir(self) -> Dir {
         match self.dir {
             Dq::Default | Dq::Or => Dir::SrcOrDst,
             Dq::Src => Dir::Src,
@@ -214,7 +214,7 @@ impl Quals {
     }
 
     /// libpcap's word for the address type in messages.
-    fn typestr(&self) -> &'static str {
+    fn typestr(self) -> &'static str {
         if self.addr == Aq::Net { "net" } else { "host" }
     }
 }
@@ -430,6 +430,10 @@ impl<'a> Parser<'a> {
     }
 
     /// The error for token `t` where `expected` was: names unsupported pcap-filter features.
+    #[expect(
+        clippy::unused_self,
+        reason = "a parser method beside the others, though it needs only the token"
+    )]
     fn unexpected(&self, t: Token<'_>, expected: &'static str) -> FilterError {
         let unsupported = |what| FilterError::Unsupported {
             token: t.text.to_string(),

@@ -205,9 +205,7 @@ impl BatchBuilder {
         h.cap_len = data.len() as u32;
         h.orig_len = h.orig_len.max(h.cap_len);
         // SAFETY: PacketHeader is plain old data of HEADER_LEN bytes.
-        let bytes = unsafe {
-            std::slice::from_raw_parts((&h as *const PacketHeader).cast::<u8>(), HEADER_LEN)
-        };
+        let bytes = unsafe { std::slice::from_raw_parts((&raw const h).cast::<u8>(), HEADER_LEN) };
         self.buf.extend_from_slice(bytes);
         self.buf.extend_from_slice(data);
         self.len += 1;

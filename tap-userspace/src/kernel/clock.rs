@@ -10,7 +10,7 @@ fn now_ns(clock: libc::clockid_t) -> i128 {
         tv_nsec: 0,
     };
     // SAFETY: valid pointer to a timespec; these clocks always exist on Linux.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &raw mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 

@@ -19,11 +19,7 @@ pub struct KernelCounters {
 
 /// Sums the per-CPU counters.
 pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> KernelCounters {
-    let get = |index: u32| {
-        map.get(&index, 0)
-            .map(|v| v.iter().sum::<u64>())
-            .unwrap_or(0)
-    };
+    let get = |index: u32| map.get(&index, 0).map_or(0, |v| v.iter().sum::<u64>());
     KernelCounters {
         seen: get(counters::SEEN),
         matched: get(counters::MATCHED),

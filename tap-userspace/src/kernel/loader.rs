@@ -35,14 +35,14 @@ pub enum LoadError {
     NativeXdpUnsupported {
         iface: String,
         #[source]
-        source: Box<aya::programs::ProgramError>,
+        source: Box<ProgramError>,
     },
     #[error("attaching {program} to {iface} failed: {source}")]
     Attach {
         program: String,
         iface: String,
         #[source]
-        source: Box<aya::programs::ProgramError>,
+        source: Box<ProgramError>,
     },
     #[error("loading the BPF object failed: {0}")]
     Object(#[source] aya::EbpfError),
@@ -53,7 +53,7 @@ pub enum LoadError {
     #[error("mapping the ring buffer failed: {source}")]
     RingMap {
         #[source]
-        source: std::io::Error,
+        source: io::Error,
     },
     #[error("BPF map {name}: {source}")]
     Map {
@@ -117,7 +117,7 @@ pub struct RingMap {
 }
 
 impl RingMap {
-    fn new(data: MapData, size: u32) -> std::io::Result<Self> {
+    fn new(data: MapData, size: u32) -> io::Result<Self> {
         use std::os::fd::AsFd as _;
         let ring = crate::kernel::ring::Ring::new(data.fd().as_fd(), size)?;
         Ok(Self {
@@ -146,7 +146,7 @@ impl std::fmt::Debug for Attached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Attached")
             .field("attachments", &self.attachments)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -164,8 +164,7 @@ fn is_eperm(err: &(dyn std::error::Error + 'static)) -> bool {
                 return true;
             }
         }
-        if let Some(aya::programs::ProgramError::SyscallError(s)) = e.downcast_ref::<ProgramError>()
-        {
+        if let Some(ProgramError::SyscallError(s)) = e.downcast_ref::<ProgramError>() {
             if s.io_error.raw_os_error() == Some(libc::EPERM) {
                 return true;
             }
@@ -395,6 +394,10 @@ impl Attached {
         }
     }
 
+    #[expect(
+        clippy::match_same_arms,
+        reason = "two ways the kernel says permission denied, kept apart for what each checks"
+    )]
     fn load_program(&mut self, name: &str, hook: Hook) -> Result<(), LoadError> {
         let program = self
             .ebpf
@@ -499,7 +502,7 @@ impl Attached {
                             Ok(id) => Ok(("xdp native", LinkId::Xdp(id))),
                             Err(e) if is_eperm(&e) => Err(attach_err(e)),
                             Err(e) => {
-                                warn!(iface = %iface.name, error = %e.source().map(ToString::to_string).unwrap_or_else(|| e.to_string()), "native XDP unavailable, using generic");
+                                warn!(iface = %iface.name, error = %e.source().map_or_else(|| e.to_string(), ToString::to_string), "native XDP unavailable, using generic");
                                 let id = p
                                     .attach_to_if_index(iface.ifindex, AyaXdpMode::Skb)
                                     .map_err(attach_err)?;

@@ -38,7 +38,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error(transparent)]
-    Load(#[from] crate::kernel::loader::LoadError),
+    Load(#[from] loader::LoadError),
     #[error("cannot open {path}: {source}")]
     Output {
         path: PathBuf,
@@ -52,7 +52,7 @@ pub enum CaptureError {
         source: io::Error,
     },
     #[error(transparent)]
-    Storage(#[from] crate::sink::StorageError),
+    Storage(#[from] sink::StorageError),
     #[error("{0}")]
     Consumer(String),
     #[error(transparent)]
@@ -522,9 +522,9 @@ pub async fn run_tap(
         if want == 0 {
             // Past -c (or the output is gone): accounted, not written.
             if writer_alive {
-                summary.beyond_count += n
+                summary.beyond_count += n;
             } else {
-                summary.writer_dropped += n
+                summary.writer_dropped += n;
             }
             continue;
         }

@@ -376,13 +376,14 @@ impl Ctx<'_> {
                 self.out.s(", xmit ");
                 tstamp(self.out, be32(dp, 16)?);
             }
-            _ => match name(ICMP_NAMES, ty) {
-                Some(n) => self.out.s(n),
-                None => {
+            _ => {
+                if let Some(n) = name(ICMP_NAMES, ty) {
+                    self.out.s(n);
+                } else {
                     self.out.s("type-#");
                     self.out.dec(u64::from(ty));
                 }
-            },
+            }
         }
         self.out.s(", length ");
         self.out.dec(plen as u64);
@@ -418,13 +419,12 @@ impl Ctx<'_> {
         }
         let ty = u8_at(bp, 0)?;
         self.out.s("ICMP6, ");
-        match name(ICMP6_NAMES, ty) {
-            Some(n) => self.out.s(n),
-            None => {
-                self.out.s("unknown icmp6 type (");
-                self.out.dec(u64::from(ty));
-                self.out.c(b')');
-            }
+        if let Some(n) = name(ICMP6_NAMES, ty) {
+            self.out.s(n);
+        } else {
+            self.out.s("unknown icmp6 type (");
+            self.out.dec(u64::from(ty));
+            self.out.c(b')');
         }
         if self.v() > 0 && matches!(ty, 133 | 134 | 136 | 135 | 137 | 145 | 147) {
             self.length_tail6(length);
@@ -470,13 +470,12 @@ impl Ctx<'_> {
         match ty {
             1 => {
                 self.out.s(", ");
-                match name(UNREACH6_NAMES, code) {
-                    Some(n) => self.out.s(n),
-                    None => {
-                        self.out.s("unknown unreach code (");
-                        self.out.dec(u64::from(code));
-                        self.out.c(b')');
-                    }
+                if let Some(n) = name(UNREACH6_NAMES, code) {
+                    self.out.s(n);
+                } else {
+                    self.out.s("unknown unreach code (");
+                    self.out.dec(u64::from(code));
+                    self.out.c(b')');
                 }
                 match code {
                     0 | 1 | 3 => {
@@ -554,15 +553,12 @@ impl Ctx<'_> {
                     3 => Some(", incomplete header chain - octet "),
                     _ => None,
                 };
-                match what {
-                    Some(w) => {
-                        self.out.s(w);
-                        self.out.dec(u64::from(be32(dp, 4)?));
-                    }
-                    None => {
-                        self.out.s(", code-#");
-                        self.out.dec(u64::from(code));
-                    }
+                if let Some(w) = what {
+                    self.out.s(w);
+                    self.out.dec(u64::from(be32(dp, 4)?));
+                } else {
+                    self.out.s(", code-#");
+                    self.out.dec(u64::from(code));
                 }
             }
             128 | 129 => {
@@ -721,13 +717,12 @@ impl Ctx<'_> {
                 let t = u8_at(bp, group)?;
                 let names = ["is_in", "is_ex", "to_in", "to_ex", "allow", "block"];
                 self.out.c(b' ');
-                match names.get(usize::from(t).wrapping_sub(1)) {
-                    Some(n) => self.out.s(n),
-                    None => {
-                        self.out.s(" [v2-report-#");
-                        self.out.dec(u64::from(t));
-                        self.out.c(b']');
-                    }
+                if let Some(n) = names.get(usize::from(t).wrapping_sub(1)) {
+                    self.out.s(n);
+                } else {
+                    self.out.s(" [v2-report-#");
+                    self.out.dec(u64::from(t));
+                    self.out.c(b']');
                 }
                 let nsrcs = usize::from(be16(bp, group + 2)?);
                 if len < group + 20 + nsrcs * 16 {

@@ -389,12 +389,11 @@ impl Ctx<'_> {
             self.out.s(sep);
             sep = ",";
             let code = u8_at(cp, 0)?;
-            match IP_OPTION_NAMES.iter().find(|(c, _)| *c == code) {
-                Some((_, n)) => self.out.s(n),
-                None => {
-                    self.out.s("unknown ");
-                    self.out.dec(u64::from(code));
-                }
+            if let Some((_, n)) = IP_OPTION_NAMES.iter().find(|(c, _)| *c == code) {
+                self.out.s(n);
+            } else {
+                self.out.s("unknown ");
+                self.out.dec(u64::from(code));
             }
             let option_len = if code <= 1 {
                 1

@@ -130,13 +130,12 @@ impl Ctx<'_> {
 
     fn ether_type(&mut self, t: u16) {
         if self.o.quiet {
-            match ethertype_name(t) {
-                Some(n) => self.out.s(n),
-                None => {
-                    self.out.s("Unknown Ethertype (0x");
-                    self.out.hex_w(u64::from(t), 4);
-                    self.out.c(b')');
-                }
+            if let Some(n) = ethertype_name(t) {
+                self.out.s(n);
+            } else {
+                self.out.s("Unknown Ethertype (0x");
+                self.out.hex_w(u64::from(t), 4);
+                self.out.c(b')');
             }
         } else {
             self.out.s("ethertype ");
@@ -316,24 +315,22 @@ impl Ctx<'_> {
         }
         let ip_like = pro == ETHERTYPE_IP || pro == ETHERTYPE_TRAIL;
         if !ip_like || pln != 4 || hln == 0 || self.v() > 0 {
-            match name_of(ARPHRD_NAMES, hrd) {
-                Some(n) => self.out.s(n),
-                None => {
-                    self.out.s("Unknown Hardware (");
-                    self.out.dec(u64::from(hrd));
-                    self.out.c(b')');
-                }
+            if let Some(n) = name_of(ARPHRD_NAMES, hrd) {
+                self.out.s(n);
+            } else {
+                self.out.s("Unknown Hardware (");
+                self.out.dec(u64::from(hrd));
+                self.out.c(b')');
             }
             self.out.s(" (len ");
             self.out.dec(hln as u64);
             self.out.s("), ");
-            match ethertype_name(pro) {
-                Some(n) => self.out.s(n),
-                None => {
-                    self.out.s("Unknown Protocol (0x");
-                    self.out.hex_w(u64::from(pro), 4);
-                    self.out.c(b')');
-                }
+            if let Some(n) = ethertype_name(pro) {
+                self.out.s(n);
+            } else {
+                self.out.s("Unknown Protocol (0x");
+                self.out.hex_w(u64::from(pro), 4);
+                self.out.c(b')');
             }
             self.out.s(" (len ");
             self.out.dec(pln as u64);
@@ -346,13 +343,12 @@ impl Ctx<'_> {
         if self.v() > 0 {
             self.out.s(", ");
         }
-        match name_of(ARPOP_NAMES, op) {
-            Some(n) => self.out.s(n),
-            None => {
-                self.out.s("Unknown (");
-                self.out.dec(u64::from(op));
-                self.out.c(b')');
-            }
+        if let Some(n) = name_of(ARPOP_NAMES, op) {
+            self.out.s(n);
+        } else {
+            self.out.s("Unknown (");
+            self.out.dec(u64::from(op));
+            self.out.c(b')');
         }
         self.out.c(b' ');
         let paddr = |cx: &mut Self, at: usize| {

@@ -371,12 +371,11 @@ impl Printer {
                 Ok(0)
             }
         };
-        let hdrlen = match hdrlen {
-            Ok(h) => h,
-            Err(Trunc) => {
-                cx.trunc_mark();
-                0
-            }
+        let hdrlen = if let Ok(h) = hdrlen {
+            h
+        } else {
+            cx.trunc_mark();
+            0
         };
         if let Some(d) = self.opts.dump {
             let from = if d.link_layer { 0 } else { hdrlen };

@@ -405,12 +405,11 @@ impl Ctx<'_> {
                 l
             };
             hlen -= 1;
-            match tcp_option_name(opt) {
-                Some(n) => self.out.s(n),
-                None => {
-                    self.out.s("unknown-");
-                    self.out.dec(u64::from(opt));
-                }
+            if let Some(n) = tcp_option_name(opt) {
+                self.out.s(n);
+            } else {
+                self.out.s("unknown-");
+                self.out.dec(u64::from(opt));
             }
             // Whether `l` more bytes of the option are in the header and were captured.
             macro_rules! lencheck {
@@ -440,9 +439,7 @@ impl Ctx<'_> {
                 }
                 5 => {
                     datalen = len - 2;
-                    if !datalen.is_multiple_of(8) {
-                        self.out.s(" invalid sack");
-                    } else {
+                    if datalen.is_multiple_of(8) {
                         self.out.c(b' ');
                         self.out.dec((datalen / 8) as u64);
                         self.out.c(b' ');
@@ -462,6 +459,8 @@ impl Ctx<'_> {
                             self.out.c(b'}');
                             i += 8;
                         }
+                    } else {
+                        self.out.s(" invalid sack");
                     }
                 }
                 6 | 7 | 11 | 12 | 13 => {

@@ -94,7 +94,7 @@ impl IfReq {
 
 fn ioctl(fd: i32, request: libc::c_ulong, req: &mut IfReq) -> io::Result<()> {
     // SAFETY: req is a valid, writable ifreq-sized buffer for these requests.
-    let rc = unsafe { libc::ioctl(fd, request as _, req as *mut IfReq) };
+    let rc = unsafe { libc::ioctl(fd, request as _, std::ptr::from_mut::<IfReq>(req)) };
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -156,8 +156,8 @@ fn packet_socket(iface: &str, ifindex: u32) -> Result<OwnedFd, InjectError> {
     let rc = unsafe {
         libc::bind(
             sock.as_raw_fd(),
-            (&addr as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     };
     if rc < 0 {
@@ -173,8 +173,8 @@ fn packet_socket(iface: &str, ifindex: u32) -> Result<OwnedFd, InjectError> {
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_SNDBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            (&raw const size).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
     Ok(sock)

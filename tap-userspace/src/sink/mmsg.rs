@@ -9,7 +9,7 @@ const CHUNK: usize = 64;
 /// Sends the packets packed back to back in `buf`, of the lengths in `lens`, on the connected
 /// or bound socket `fd`. Returns ((packets sent, bytes sent), packets that failed). A packet the
 /// kernel refuses (EMSGSIZE, ENOBUFS, ECONNREFUSED, ...) is counted and skipped; the rest go on.
-pub fn send_packed(fd: RawFd, buf: &[u8], lens: &[usize]) -> ((u64, u64), u64) {
+pub(super) fn send_packed(fd: RawFd, buf: &[u8], lens: &[usize]) -> ((u64, u64), u64) {
     let mut sent = (0u64, 0u64);
     let mut failed = 0u64;
     let mut offsets = Vec::with_capacity(lens.len());
@@ -31,7 +31,7 @@ pub fn send_packed(fd: RawFd, buf: &[u8], lens: &[usize]) -> ((u64, u64), u64) {
             .map(|k| {
                 // SAFETY: mmsghdr is plain data; zero is a valid "no name, no control" header.
                 let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_iov = &mut iovs[k];
+                m.msg_hdr.msg_iov = &raw mut iovs[k];
                 m.msg_hdr.msg_iovlen = 1;
                 m
             })

@@ -446,19 +446,18 @@ impl PcapngEncoder {
         let id = match self.last {
             Some((ifindex, hook, id)) if (ifindex, hook) == key => id,
             _ => {
-                let id = match self
+                let id = if let Some(i) = self
                     .interfaces
                     .iter()
                     .position(|i| (i.ifindex, i.hook) == key)
                 {
-                    Some(i) => i as u32,
-                    None => {
-                        let desc = InterfaceDesc::new(&format!("ifindex {}", key.0), key.0, key.1);
-                        interface_description(out, &desc, self.snaplen, &self.filter);
-                        self.interfaces.push(desc);
-                        self.delivered.push(0);
-                        (self.interfaces.len() - 1) as u32
-                    }
+                    i as u32
+                } else {
+                    let desc = InterfaceDesc::new(&format!("ifindex {}", key.0), key.0, key.1);
+                    interface_description(out, &desc, self.snaplen, &self.filter);
+                    self.interfaces.push(desc);
+                    self.delivered.push(0);
+                    (self.interfaces.len() - 1) as u32
                 };
                 self.last = Some((key.0, key.1, id));
                 id

@@ -241,6 +241,7 @@ impl PostRotate {
     }
 
     /// Also sends each finished file's path to `notify`.
+    #[must_use]
     pub fn notifying(mut self, notify: Option<std::sync::mpsc::Sender<PathBuf>>) -> Self {
         self.notify = notify;
         self
@@ -263,7 +264,7 @@ impl PostRotate {
         match child {
             Ok(c) => self.running.push((c, file.to_path_buf())),
             Err(e) => {
-                warn!(command = %cmd, file = %file.display(), error = %e, "cannot start the post-rotate command")
+                warn!(command = %cmd, file = %file.display(), error = %e, "cannot start the post-rotate command");
             }
         }
     }

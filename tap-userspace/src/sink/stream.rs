@@ -172,7 +172,7 @@ fn hung_up(fd: impl AsFd) -> bool {
         revents: 0,
     };
     // SAFETY: one valid pollfd, no waiting.
-    let rc = unsafe { libc::poll(&mut p, 1, 0) };
+    let rc = unsafe { libc::poll(&raw mut p, 1, 0) };
     rc > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 

@@ -187,7 +187,7 @@ fn run(socket: PathBuf, output_dir: PathBuf, rx: Receiver<PathBuf>) -> SuricataR
         let mut take = |p: PathBuf| match file_content(&p) {
             // A file that cannot be read now: Suricata will say so.
             Ok(FileContent::Packets) | Err(_) => {
-                pending.push_back(std::path::absolute(&p).unwrap_or(p))
+                pending.push_back(std::path::absolute(&p).unwrap_or(p));
             }
             Ok(FileContent::Empty) => {
                 tracing::info!(file = %p.display(), "no packet in the file: not submitted to Suricata");
@@ -373,6 +373,10 @@ mod tests {
                     }
                     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
                     let f = v["arguments"]["filename"].as_str().unwrap().to_string();
+                    #[expect(
+                        clippy::case_sensitive_file_extension_comparisons,
+                        reason = "the capture writes .pcap, in lower case"
+                    )]
                     let ok = f.ends_with(".pcap");
                     seen.push(f);
                     let reply = if ok {

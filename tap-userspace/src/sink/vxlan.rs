@@ -210,8 +210,8 @@ fn set_dont_fragment(socket: &UdpSocket, v4: bool) -> io::Result<()> {
             socket.as_raw_fd(),
             level,
             name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -313,7 +313,7 @@ mod tests {
         // SAFETY: plain old data.
         let mut rec = unsafe {
             std::slice::from_raw_parts(
-                (&header as *const tap_common::event::PacketHeader).cast::<u8>(),
+                (&raw const header).cast::<u8>(),
                 tap_common::event::HEADER_LEN,
             )
         }

@@ -64,7 +64,7 @@ impl Encoder {
     fn header(&self, out: &mut Vec<u8>) {
         match self {
             Self::Pcap { snaplen } => {
-                out.extend_from_slice(&pcap::global_header(*snaplen, pcap::LINKTYPE_ETHERNET))
+                out.extend_from_slice(&pcap::global_header(*snaplen, pcap::LINKTYPE_ETHERNET));
             }
             Self::Pcapng(e) => e.header(out),
         }
@@ -390,23 +390,22 @@ impl CaptureWriter {
             target,
             ..
         } = self;
-        let (result, compressed) = match zstd {
-            Some(z) => match z.frame(buf) {
+        let (result, compressed) = if let Some(z) = zstd {
+            match z.frame(buf) {
                 Ok(frame) => (
                     write_target(target, frame, |_| 0).map(|()| frame.len()),
                     true,
                 ),
                 Err(e) => (Err((0, Fail::Other(StorageError::Compress(e)))), true),
-            },
-            None => {
-                let m: &[(usize, u32)] = marks;
-                let whole = |n: usize| {
-                    m.partition_point(|&(end, _)| end <= n)
-                        .checked_sub(1)
-                        .map_or(0, |i| m[i].0)
-                };
-                (write_target(target, buf, whole).map(|()| buf.len()), false)
             }
+        } else {
+            let m: &[(usize, u32)] = marks;
+            let whole = |n: usize| {
+                m.partition_point(|&(end, _)| end <= n)
+                    .checked_sub(1)
+                    .map_or(0, |i| m[i].0)
+            };
+            (write_target(target, buf, whole).map(|()| buf.len()), false)
         };
         let (kept_bytes, kept_packets, fail) = match result {
             Ok(n) => (n, marks.len(), None),

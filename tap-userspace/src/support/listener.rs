@@ -450,7 +450,7 @@ pub fn set_send_timeout(fd: &impl std::os::fd::AsFd, timeout: Duration) -> io::R
             libc::SOL_SOCKET,
             libc::SO_SNDTIMEO,
             std::ptr::from_ref(&tv).cast(),
-            libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap_or(16),
+            libc::socklen_t::try_from(size_of::<libc::timeval>()).unwrap_or(16),
         )
     };
     if rc == 0 {

@@ -27,7 +27,7 @@ impl LocalTime {
         // SAFETY: tm is plain old data; localtime_r only writes into it.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         // SAFETY: both pointers are valid for the call; localtime_r is the thread-safe variant.
-        let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
+        let ok = !unsafe { libc::localtime_r(&raw const t, &raw mut tm) }.is_null();
         if !ok {
             return Self::utc(epoch);
         }
@@ -46,6 +46,7 @@ impl LocalTime {
 
     /// UTC, computed without the C library (civil-from-days, H. Hinnant).
     pub fn utc(epoch: i64) -> Self {
+        const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
         let days = epoch.div_euclid(86_400);
         let secs = epoch.rem_euclid(86_400) as u32;
         let z = days + 719_468;
@@ -58,7 +59,6 @@ impl LocalTime {
         let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
         let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
         let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-        const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
         let yday = CUM[month as usize - 1] + day + u32::from(leap && month > 2);
         Self {
             epoch,

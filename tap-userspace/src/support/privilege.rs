@@ -56,10 +56,10 @@ impl RunAs {
             let rc = unsafe {
                 libc::getpwnam_r(
                     name.as_ptr(),
-                    &mut pwd,
+                    &raw mut pwd,
                     buf.as_mut_ptr().cast(),
                     buf.len(),
-                    &mut found,
+                    &raw mut found,
                 )
             };
             match rc {

@@ -28,16 +28,16 @@ use crate::{
 
 /// CPU the generator runs on (and with it veth-b's receive path: veth delivers on the sender's
 /// CPU).
-pub const GENERATOR_CPU: usize = 0;
+pub(super) const GENERATOR_CPU: usize = 0;
 /// CPU the capture tool runs on.
-pub const TOOL_CPU: usize = 1;
+pub(super) const TOOL_CPU: usize = 1;
 /// Nice value of the scheduling group of everything the bench runs (see
 /// [`super::own_sched_group`]).
-pub const NICE: i32 = -15;
+pub(super) const NICE: i32 = -15;
 /// Frame lengths offered, in bytes (the whole Ethernet frame, no FCS).
-pub const FRAME_LENS: [usize; 2] = [64, 1500];
+pub(super) const FRAME_LENS: [usize; 2] = [64, 1500];
 /// UDP destination port of the frames every tool is asked for.
-pub const PORT: u16 = 5000;
+pub(super) const PORT: u16 = 5000;
 /// UDP source port of every frame.
 const SRC_PORT: u16 = 40000;
 /// tcpdump's buffer (`-B`), in KiB.
@@ -46,7 +46,7 @@ const TCPDUMP_BUFFER_KIB: u64 = 262_144;
 /// stalls of the output (tmpfs allocating fresh pages slows to a crawl for tenths of a second
 /// here now and then; tap's default ring, 32 MiB, is sized for memory, not for 1 GB/s through
 /// such a stall).
-pub const TAP_RING_SIZE: u64 = TCPDUMP_BUFFER_KIB * 1024;
+pub(super) const TAP_RING_SIZE: u64 = TCPDUMP_BUFFER_KIB * 1024;
 /// After the last frame, the tool counts as done once its CPU time grew by less than this in
 /// [`IDLE_STEP`].
 const IDLE_CPU: Duration = Duration::from_millis(2);
@@ -60,13 +60,13 @@ const QUIET_STEP: Duration = Duration::from_millis(200);
 const QUIET_LIMIT: Duration = Duration::from_secs(1);
 
 /// The filter every tool is given (xdpdump has none: see [`Tool::filters`]).
-pub fn filter() -> String {
+pub(super) fn filter() -> String {
     format!("udp dst port {PORT}")
 }
 
 /// Which share of the offered frames the filter selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Matching {
+pub(crate) enum Matching {
     /// Every frame goes to [`PORT`].
     All,
     /// Frame `i` goes to `PORT + i % 100`: one in a hundred is selected.
@@ -75,24 +75,24 @@ pub enum Matching {
 }
 
 impl Matching {
-    pub const ALL: [Matching; 2] = [Matching::All, Matching::OnePercent];
+    pub(crate) const ALL: [Matching; 2] = [Matching::All, Matching::OnePercent];
 
     /// Distinct frames, sent round-robin.
-    pub fn variants(self) -> usize {
+    pub(crate) fn variants(self) -> usize {
         match self {
             Matching::All => 1,
             Matching::OnePercent => 100,
         }
     }
 
-    pub fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         match self {
             Matching::All => "all",
             Matching::OnePercent => "1pct",
         }
     }
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Matching::All => "all frames match",
             Matching::OnePercent => "1% of frames match",
@@ -101,14 +101,14 @@ impl Matching {
 
     /// Selected frames among the first `sent` of a run (frame `i` is selected when `i` is a
     /// multiple of the variants).
-    pub fn selected(self, sent: u64) -> u64 {
+    pub(crate) fn selected(self, sent: u64) -> u64 {
         sent.div_ceil(self.variants() as u64)
     }
 }
 
 /// What captures on veth-b.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Tool {
+pub(crate) enum Tool {
     /// No capture: the baseline.
     None,
     /// tap --hook xdp.
@@ -122,7 +122,7 @@ pub enum Tool {
 }
 
 impl Tool {
-    pub const ALL: [Tool; 6] = [
+    pub(crate) const ALL: [Tool; 6] = [
         Tool::None,
         Tool::TapXdp,
         Tool::TapTc,
@@ -131,7 +131,7 @@ impl Tool {
         Tool::Xdpdump,
     ];
 
-    pub fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         match self {
             Tool::None => "none",
             Tool::TapXdp => "tap-xdp",
@@ -142,7 +142,7 @@ impl Tool {
         }
     }
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Tool::None => "no capture",
             Tool::TapXdp => "tap --hook xdp",
@@ -153,7 +153,7 @@ impl Tool {
         }
     }
 
-    pub fn is_tap(self) -> bool {
+    pub(crate) fn is_tap(self) -> bool {
         matches!(self, Tool::TapXdp | Tool::TapTc | Tool::TapConsume)
     }
 
@@ -169,7 +169,7 @@ impl Tool {
     }
 
     /// Whether the tool applies the filter. xdpdump (1.3) has none: it writes every frame.
-    pub fn filters(self) -> bool {
+    pub(crate) fn filters(self) -> bool {
         self != Tool::Xdpdump
     }
 
@@ -244,21 +244,21 @@ impl Tool {
 /// CPU time of the threads that do the run's work, in its window, from the scheduler's
 /// nanosecond accounting (not ticks): [`CaptureRun::cpu`] minus these is what else ran.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OurCpu {
+pub(super) struct OurCpu {
     pub generator: Duration,
     pub ksoftirqd: Duration,
     pub tool: Duration,
 }
 
 impl OurCpu {
-    pub fn total(&self) -> Duration {
+    pub(super) fn total(&self) -> Duration {
         self.generator + self.ksoftirqd + self.tool
     }
 }
 
 /// The capture process's resource use.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ToolUsage {
+pub(super) struct ToolUsage {
     /// User + system time from the first frame to its exit (all threads).
     pub cpu: Duration,
     /// The user part of `cpu` (clock-tick resolution).
@@ -273,7 +273,7 @@ pub struct ToolUsage {
 
 /// One capture run's measurements.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct CaptureRun {
+pub(super) struct CaptureRun {
     /// Frames the generator sent (the kernel took them).
     pub offered: u64,
     /// Of those, the frames the filter selects.
@@ -305,11 +305,11 @@ pub struct CaptureRun {
 }
 
 impl CaptureRun {
-    pub fn lost(&self) -> i64 {
+    pub(super) fn lost(&self) -> i64 {
         self.selected as i64 - self.written as i64
     }
 
-    pub fn lost_pct(&self) -> f64 {
+    pub(super) fn lost_pct(&self) -> f64 {
         if self.selected == 0 {
             0.0
         } else {
@@ -318,33 +318,33 @@ impl CaptureRun {
     }
 
     /// Busy CPU time of the whole machine per offered frame, in ns.
-    pub fn system_ns(&self) -> Option<f64> {
+    pub(super) fn system_ns(&self) -> Option<f64> {
         per(stat::ticks(self.cpu.all.busy()), self.offered)
     }
 
     /// Our threads' CPU time per offered frame, in ns (see [`OurCpu`]).
-    pub fn ours_ns(&self) -> Option<f64> {
+    pub(super) fn ours_ns(&self) -> Option<f64> {
         per(self.ours.total(), self.offered)
     }
 
     /// CPU 0's part of [`Self::ours_ns`]: sending and the receive path (the generator thread
     /// and ksoftirqd).
-    pub fn receive_path_ns(&self) -> Option<f64> {
+    pub(super) fn receive_path_ns(&self) -> Option<f64> {
         per(self.ours.generator + self.ours.ksoftirqd, self.offered)
     }
 
     /// CPU 1's part of [`Self::ours_ns`]: the tool, in the window.
-    pub fn tool_window_ns(&self) -> Option<f64> {
+    pub(super) fn tool_window_ns(&self) -> Option<f64> {
         per(self.ours.tool, self.offered)
     }
 
     /// Softirq time of the machine per offered frame, in ns.
-    pub fn softirq_ns(&self) -> Option<f64> {
+    pub(super) fn softirq_ns(&self) -> Option<f64> {
         per(stat::ticks(self.cpu.all.softirq), self.offered)
     }
 
     /// Busy time of one CPU per offered frame, in ns.
-    pub fn cpu_ns(&self, cpu: usize) -> Option<f64> {
+    pub(super) fn cpu_ns(&self, cpu: usize) -> Option<f64> {
         per(
             stat::ticks(self.cpu.per_cpu.get(cpu).map_or(0, Ticks::busy)),
             self.offered,
@@ -352,17 +352,17 @@ impl CaptureRun {
     }
 
     /// The capture process's CPU time per written frame, in ns.
-    pub fn tool_ns(&self) -> Option<f64> {
+    pub(super) fn tool_ns(&self) -> Option<f64> {
         per(self.tool?.cpu, self.written)
     }
 
     /// The capture process's wake-ups per thousand written frames.
-    pub fn wakeups_per_k(&self) -> Option<f64> {
+    pub(super) fn wakeups_per_k(&self) -> Option<f64> {
         let t = self.tool?;
         (self.written > 0).then(|| 1000.0 * t.wakeups as f64 / self.written as f64)
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         json!({
             "offered": self.offered,
             "selected": self.selected,
@@ -417,7 +417,7 @@ fn per(t: Duration, n: u64) -> Option<f64> {
 
 /// Medians of one configuration's runs (each column its own median).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct CaptureMedian {
+pub(super) struct CaptureMedian {
     pub runs: usize,
     pub offered: f64,
     pub sent_pps: f64,
@@ -444,7 +444,7 @@ pub struct CaptureMedian {
 }
 
 impl CaptureMedian {
-    pub fn of(runs: &[CaptureRun]) -> Self {
+    pub(super) fn of(runs: &[CaptureRun]) -> Self {
         let m =
             |f: &dyn Fn(&CaptureRun) -> Option<f64>| median(runs.iter().filter_map(f).collect());
         let all =
@@ -479,7 +479,7 @@ impl CaptureMedian {
         }
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         json!({
             "offered": self.offered,
             "sent_pps": self.sent_pps,
@@ -506,7 +506,7 @@ impl CaptureMedian {
 }
 
 /// The topology and what every run needs of it.
-pub struct Bed<'a> {
+pub(super) struct Bed<'a> {
     topo: &'a Topology,
     tap: &'a Path,
     dir: &'a Path,
@@ -534,7 +534,7 @@ fn ipv4(text: &str) -> Result<[u8; 4]> {
 }
 
 impl<'a> Bed<'a> {
-    pub fn new(topo: &'a Topology, tap: &'a Path, dir: &'a Path) -> Result<Self> {
+    pub(super) fn new(topo: &'a Topology, tap: &'a Path, dir: &'a Path) -> Result<Self> {
         let mac = |ns: &Netns, iface: &str| -> Result<[u8; 6]> {
             let text = util::ns_output(ns, "cat", &[&format!("/sys/class/net/{iface}/address")])?;
             parse_mac(text.trim()).with_context(|| format!("{iface}'s MAC {text:?}"))
@@ -589,7 +589,7 @@ impl<'a> Bed<'a> {
 
     /// One run of `tool`; with `program_stats`, tap measures its programs too (which costs every
     /// program run two clock reads: such a run is not one of the medians).
-    pub fn run(
+    pub(super) fn run(
         &self,
         tool: Tool,
         len: usize,
@@ -713,7 +713,7 @@ impl<'a> Bed<'a> {
 /// A program's cost as tap's summary reports it with `--program-stats`:
 /// `program NAME: RUNS runs, NS ns per run`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LiveProgram {
+pub(super) struct LiveProgram {
     pub name: String,
     pub runs: u64,
     pub ns_per_run: f64,
@@ -721,7 +721,7 @@ pub struct LiveProgram {
 
 impl LiveProgram {
     /// The programs named in a tool report.
-    pub fn parse(report: &str) -> Vec<LiveProgram> {
+    pub(super) fn parse(report: &str) -> Vec<LiveProgram> {
         report
             .lines()
             .filter_map(|line| {
@@ -737,7 +737,7 @@ impl LiveProgram {
             .collect()
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         json!({ "program": self.name, "runs": self.runs, "ns_per_run": self.ns_per_run })
     }
 }
@@ -857,12 +857,20 @@ fn report_lines(stderr: &str) -> String {
 
 /// Counts the records of a pcap file: `(selected frames, other records)`, where a selected frame
 /// is one of `len` bytes on the wire from `src_mac` to UDP port `port`.
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "a MAC address is compared where it is borrowed"
+)]
 fn count_frames(path: &Path, len: usize, src_mac: &[u8; 6], port: u16) -> Result<(u64, u64)> {
     let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     count_frames_in(BufReader::with_capacity(1 << 20, file), len, src_mac, port)
         .with_context(|| format!("reading {}", path.display()))
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "a MAC address is compared where it is borrowed"
+)]
 fn count_frames_in(
     mut r: impl std::io::BufRead,
     len: usize,
@@ -914,10 +922,10 @@ fn count_frames_in(
 }
 
 /// A directory under /dev/shm for the captures, removed on drop.
-pub struct ShmDir(pub PathBuf);
+pub(super) struct ShmDir(pub PathBuf);
 
 impl ShmDir {
-    pub fn new() -> Result<Self> {
+    pub(super) fn new() -> Result<Self> {
         let dir = PathBuf::from(format!("/dev/shm/tap-bench-{}", std::process::id()));
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Self(dir))

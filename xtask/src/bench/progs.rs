@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use super::{capture::TOOL_CPU, median};
 
 /// Rule counts of the filter variants.
-pub const RULE_COUNTS: [usize; 4] = [1, 64, 1024, 4096];
+pub(super) const RULE_COUNTS: [usize; 4] = [1, 64, 1024, 4096];
 
 /// Which filter the program applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rules {
+pub(super) enum Rules {
     /// No filter: every frame is selected.
     None,
     /// `host A or host B or ...`: distinct addresses in 10.0.0.0/8.
@@ -24,21 +24,21 @@ pub enum Rules {
 
 impl Rules {
     /// Every variant measured, in table order.
-    pub fn all() -> Vec<Rules> {
+    pub(super) fn all() -> Vec<Rules> {
         let mut v = vec![Rules::None];
         v.extend(RULE_COUNTS.map(Rules::Hosts));
         v.extend(RULE_COUNTS.map(Rules::Nets));
         v
     }
 
-    pub fn count(self) -> usize {
+    pub(super) fn count(self) -> usize {
         match self {
             Rules::None => 0,
             Rules::Hosts(n) | Rules::Nets(n) => n,
         }
     }
 
-    pub fn kind(self) -> &'static str {
+    pub(super) fn kind(self) -> &'static str {
         match self {
             Rules::None => "none",
             Rules::Hosts(_) => "hosts",
@@ -46,7 +46,7 @@ impl Rules {
         }
     }
 
-    pub fn label(self) -> String {
+    pub(super) fn label(self) -> String {
         match self {
             Rules::None => "no filter".into(),
             Rules::Hosts(n) => format!("{n} × host"),
@@ -65,7 +65,7 @@ impl Rules {
     }
 
     /// The filter expression; `None` without one.
-    pub fn expression(self) -> Option<String> {
+    pub(super) fn expression(self) -> Option<String> {
         let words: Vec<String> = match self {
             Rules::None => return None,
             Rules::Hosts(n) => (0..n).map(|i| format!("host {}", Self::host(i))).collect(),
@@ -75,7 +75,7 @@ impl Rules {
     }
 
     /// A destination the filter selects: in the last rule.
-    pub fn selected_dst(self) -> Ipv4Addr {
+    pub(super) fn selected_dst(self) -> Ipv4Addr {
         match self {
             Rules::None => REJECTED_DST,
             Rules::Hosts(n) => Self::host(n - 1),
@@ -85,11 +85,11 @@ impl Rules {
 }
 
 /// A destination outside 10.0.0.0/8 (and the frames' usual one): no rule selects it.
-pub const REJECTED_DST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+pub(super) const REJECTED_DST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
 /// One `tap bench-prog` run: ns per program run.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProgRun {
+pub(super) struct ProgRun {
     /// A selected frame, the ring having room: the record is reserved, filled and submitted.
     pub copied_ns: Option<f64>,
     /// A selected frame, the ring full: the reserve fails and is counted.
@@ -101,7 +101,7 @@ pub struct ProgRun {
 }
 
 impl ProgRun {
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         json!({
             "ns_per_packet_copied": self.copied_ns,
             "ns_per_packet_ring_full": self.ring_full_ns,
@@ -113,7 +113,7 @@ impl ProgRun {
 
 /// One configuration: a hook, a filter and a frame length.
 #[derive(Debug, Clone)]
-pub struct ProgConfig {
+pub(super) struct ProgConfig {
     /// `xdp` or `tc`.
     pub hook: &'static str,
     pub rules: Rules,
@@ -122,7 +122,7 @@ pub struct ProgConfig {
 
 impl ProgConfig {
     /// The matrix: both hooks; without a filter at 64 and 1500 bytes, with each filter at 64.
-    pub fn all() -> Vec<ProgConfig> {
+    pub(super) fn all() -> Vec<ProgConfig> {
         let mut v = Vec::new();
         for hook in ["xdp", "tc"] {
             v.push(ProgConfig {
@@ -141,7 +141,7 @@ impl ProgConfig {
         v
     }
 
-    pub fn program(&self) -> &'static str {
+    pub(super) fn program(&self) -> &'static str {
         if self.hook == "xdp" {
             "xdp_tap"
         } else {
@@ -151,7 +151,7 @@ impl ProgConfig {
 }
 
 /// Medians of a configuration's runs.
-pub fn medians(runs: &[ProgRun]) -> ProgRun {
+pub(super) fn medians(runs: &[ProgRun]) -> ProgRun {
     let m = |f: fn(&ProgRun) -> Option<f64>| median(runs.iter().filter_map(f).collect());
     ProgRun {
         copied_ns: m(|r| r.copied_ns),
@@ -163,7 +163,7 @@ pub fn medians(runs: &[ProgRun]) -> ProgRun {
 
 /// Runs `tap bench-prog` once for `config`, pinned to the tool CPU. The filter goes through a
 /// file in `dir`.
-pub fn run(tap: &Path, dir: &Path, config: &ProgConfig, repeat: u64) -> Result<ProgRun> {
+pub(super) fn run(tap: &Path, dir: &Path, config: &ProgConfig, repeat: u64) -> Result<ProgRun> {
     crate::util::check_interrupted()?;
     let mut cmd = Command::new("taskset");
     super::own_sched_group(&mut cmd);

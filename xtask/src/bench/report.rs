@@ -15,15 +15,15 @@ use super::{
 
 /// What tap may hold beyond its ring for target (d), in bytes: the binary, the runtime, the
 /// batch being built and the writer's buffers.
-pub const RSS_BUDGET: u64 = 64 << 20;
+pub(super) const RSS_BUDGET: u64 = 64 << 20;
 
 /// Target (a) compares system CPU (/proc/stat) when the machine was at most this busy (in
 /// CPUs, median over the runs involved) just before the runs, our threads' CPU otherwise.
-pub const QUIET_MACHINE: f64 = 0.25;
+pub(super) const QUIET_MACHINE: f64 = 0.25;
 
 /// Everything one `cargo xtask bench` measured.
 #[derive(Debug, Default)]
-pub struct Results {
+pub(super) struct Results {
     pub captures: Vec<Capture>,
     pub progs: Vec<(ProgConfig, Vec<ProgRun>)>,
     /// `(place, writer, MB/s of each run)`.
@@ -32,7 +32,7 @@ pub struct Results {
 
 /// One capture configuration and its runs.
 #[derive(Debug)]
-pub struct Capture {
+pub(super) struct Capture {
     pub tool: Tool,
     pub len: usize,
     pub matching: Matching,
@@ -99,7 +99,7 @@ fn r2(v: Option<f64>) -> String {
 
 const TAPS: [Tool; 3] = [Tool::TapXdp, Tool::TapTc, Tool::TapConsume];
 
-pub fn markdown(r: &Results, plan: &Plan) -> String {
+pub(super) fn markdown(r: &Results, plan: &Plan) -> String {
     let mut s = String::new();
     if !r.captures.is_empty() {
         capture_tables(&mut s, r, plan);
@@ -151,7 +151,7 @@ fn capture_tables(s: &mut String, r: &Results, plan: &Plan) {
                     dash(n0(m.tool_ns)),
                     dash(n0(m.tool_user_share.map(|u| 100.0 * u))),
                     dash(n1(m.wakeups_per_k)),
-                    dash(n0(m.max_rss.map(|b| b as f64 / (1 << 20) as f64))),
+                    dash(n0(m.max_rss.map(|b| b as f64 / f64::from(1 << 20)))),
                 );
             }
         }
@@ -317,7 +317,7 @@ fn writer_table(s: &mut String, r: &Results, plan: &Plan) {
 
 /// One evaluated target.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(super) struct Target {
     pub id: &'static str,
     pub what: String,
     pub measured: String,
@@ -325,7 +325,7 @@ pub struct Target {
     pub pass: Option<bool>,
 }
 
-pub fn targets(r: &Results) -> Vec<Target> {
+pub(super) fn targets(r: &Results) -> Vec<Target> {
     let mut t = Vec::new();
     // Others' work lands in /proc/stat's figure: on a busy machine the comparison is made on
     // our threads' CPU instead (they agree within a few percent on a quiet one).
@@ -445,7 +445,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
             |(rss, c)| {
                 format!(
                     "largest {:.1} MiB ({}, {} B, {}), bound {} MiB",
-                    rss as f64 / (1 << 20) as f64,
+                    rss as f64 / f64::from(1 << 20),
                     c.tool.label(),
                     c.len,
                     c.matching.key(),
@@ -458,7 +458,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
     t
 }
 
-pub fn targets_text(targets: &[Target]) -> String {
+pub(super) fn targets_text(targets: &[Target]) -> String {
     let mut s = String::from("\n### Targets (from this run)\n\n");
     for t in targets {
         let verdict = match t.pass {
@@ -471,7 +471,12 @@ pub fn targets_text(targets: &[Target]) -> String {
     s
 }
 
-pub fn json(r: &Results, plan: &Plan, targets: &[Target], elapsed: std::time::Duration) -> Value {
+pub(super) fn json(
+    r: &Results,
+    plan: &Plan,
+    targets: &[Target],
+    elapsed: std::time::Duration,
+) -> Value {
     let captures: Vec<Value> = r
         .captures
         .iter()

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 
 /// Ticks per kind of one CPU (or of all, the aggregate line), in `/proc/stat`'s order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Ticks {
+pub(super) struct Ticks {
     pub user: u64,
     pub nice: u64,
     pub system: u64,
@@ -54,26 +54,26 @@ impl Ticks {
 
     /// Ticks spent working: user + nice + system + irq + softirq (idle, iowait and steal, the
     /// time the hypervisor gave to others, are not).
-    pub fn busy(&self) -> u64 {
+    pub(super) fn busy(&self) -> u64 {
         self.user + self.nice + self.system + self.irq + self.softirq
     }
 }
 
 /// A snapshot of `/proc/stat`'s CPU lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CpuTimes {
+pub(super) struct CpuTimes {
     pub all: Ticks,
     pub per_cpu: Vec<Ticks>,
 }
 
 impl CpuTimes {
-    pub fn now() -> Result<Self> {
+    pub(super) fn now() -> Result<Self> {
         let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
         parse_stat(&text).context("no cpu lines in /proc/stat")
     }
 
     /// What happened between `before` and `self`.
-    pub fn since(&self, before: &Self) -> Self {
+    pub(super) fn since(&self, before: &Self) -> Self {
         Self {
             all: self.all.minus(&before.all),
             per_cpu: self
@@ -113,12 +113,12 @@ fn user_hz() -> u64 {
 }
 
 /// `ticks` as time.
-pub fn ticks(ticks: u64) -> Duration {
+pub(super) fn ticks(ticks: u64) -> Duration {
     Duration::from_nanos(ticks * 1_000_000_000 / user_hz())
 }
 
 /// User and system time of a process so far (all its threads), from `/proc/PID/stat`.
-pub fn process_times(pid: libc::pid_t) -> Result<(Duration, Duration)> {
+pub(super) fn process_times(pid: libc::pid_t) -> Result<(Duration, Duration)> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let (user, system) = parse_process_stat(&text).with_context(|| format!("parsing {path}"))?;

@@ -66,7 +66,7 @@ const SNDBUF: libc::c_int = 256 << 20;
 
 /// What to send.
 #[derive(Debug, Clone)]
-pub struct Spec {
+pub(super) struct Spec {
     /// Network namespace name (a file in /var/run/netns).
     pub netns: String,
     pub iface: String,
@@ -85,7 +85,11 @@ pub struct Spec {
 
 /// What one run sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Sent {
+#[expect(
+    clippy::struct_field_names,
+    reason = "what was sent, in the bench's own words"
+)]
+pub(super) struct Sent {
     /// Frames the kernel took (in order: frames `0..sent` of the run).
     pub sent: u64,
     /// From the first `send()` to the last one's return.
@@ -101,13 +105,13 @@ pub struct Sent {
 }
 
 impl Sent {
-    pub fn pps(&self) -> f64 {
+    pub(super) fn pps(&self) -> f64 {
         self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
 /// A generator process with its ring ready, waiting for [`Generator::send`].
-pub struct Generator {
+pub(super) struct Generator {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -117,7 +121,7 @@ impl Generator {
     /// Starts the generator process (`xtask bench-generator`, in a scheduling group of its own:
     /// see [`super::own_sched_group`]), which enters the namespace, pins itself, opens and fills
     /// the ring. Returns once it is ready (or with its error).
-    pub fn prepare(spec: &Spec) -> Result<Self> {
+    pub(super) fn prepare(spec: &Spec) -> Result<Self> {
         check_frames(&spec.frames)?;
         // This very binary, also when a build replaced the file since it started (the bench's
         // own build step does, when xtask runs in release mode).
@@ -154,7 +158,7 @@ impl Generator {
     }
 
     /// Sends, and waits until the last frame is out (or the time limit passed).
-    pub fn send(mut self) -> Result<Sent> {
+    pub(super) fn send(mut self) -> Result<Sent> {
         writeln!(self.stdin, "go").context("starting the generator")?;
         let line = self.line()?;
         let status = self.child.wait()?;
@@ -176,7 +180,7 @@ impl Drop for Generator {
 
 /// `xtask bench-generator`: reads a [`Spec`] (one JSON line) on standard input, prepares, says
 /// `ready`, waits for `go`, sends, and prints what it sent (one JSON line).
-pub fn child_main() -> Result<()> {
+pub(super) fn child_main() -> Result<()> {
     let mut stdin = std::io::stdin().lock();
     let mut line = String::new();
     stdin
@@ -323,8 +327,8 @@ fn setsockopt<T>(
             fd.as_raw_fd(),
             level,
             name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
+            std::ptr::from_ref::<T>(value).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     };
     check(ret, what)
@@ -345,8 +349,8 @@ impl Ring {
     fn open(spec: &Spec) -> Result<Self> {
         let ns_path = format!("/var/run/netns/{}", spec.netns);
         let ns = std::fs::File::open(&ns_path).with_context(|| format!("opening {ns_path}"))?;
-        // SAFETY: a valid namespace fd; the generator process has this one thread.
         check(
+            // SAFETY: a valid namespace fd; the generator process has this one thread.
             unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
             "entering the generator's namespace",
         )?;
@@ -355,7 +359,7 @@ impl Ring {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(spec.cpu, &mut set);
             check(
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+                libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set),
                 "pinning the generator",
             )?;
             // Linux keeps a nice value per thread.
@@ -465,8 +469,8 @@ impl Ring {
         let ret = unsafe {
             libc::bind(
                 ring.fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         };
         check(ret, "binding the generator socket")?;
@@ -508,7 +512,7 @@ impl Ring {
                     self.slot(s)
                         .add(TP_LEN_OFFSET)
                         .cast::<u32>()
-                        .write(self.lens[s])
+                        .write(self.lens[s]);
                 };
                 self.status(s)
                     .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
@@ -559,7 +563,7 @@ fn thread_cpu() -> Duration {
     // SAFETY: timespec is plain data that clock_gettime fills in.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: a valid pointer to a local.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
     Duration::new(
         ts.tv_sec.max(0) as u64,
         ts.tv_nsec.clamp(0, 999_999_999) as u32,
@@ -568,7 +572,7 @@ fn thread_cpu() -> Duration {
 
 /// An Ethernet/IPv4/UDP frame of `len` bytes (no FCS) with valid checksums
 /// (`tap_common::frame::udp4`), no longer than a TX ring slot takes.
-pub fn udp_frame(len: usize, ends: &frame::Ends) -> Result<Vec<u8>> {
+pub(super) fn udp_frame(len: usize, ends: &frame::Ends) -> Result<Vec<u8>> {
     (len <= SLOT_SIZE - TX_DATA_OFFSET)
         .then(|| frame::udp4(len, ends))
         .flatten()

@@ -13,20 +13,20 @@ use serde_json::{Value, json};
 use super::capture::TOOL_CPU;
 
 /// Where the writer runs write.
-pub const PLACES: [(&str, &str); 2] = [("/dev/shm", "tmpfs"), ("/var/tmp", "disk")];
+pub(super) const PLACES: [(&str, &str); 2] = [("/dev/shm", "tmpfs"), ("/var/tmp", "disk")];
 
 /// What writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Writer {
+pub(super) enum Writer {
     TapPcap,
     TapPcapng,
     Dd,
 }
 
 impl Writer {
-    pub const ALL: [Writer; 3] = [Writer::TapPcap, Writer::TapPcapng, Writer::Dd];
+    pub(super) const ALL: [Writer; 3] = [Writer::TapPcap, Writer::TapPcapng, Writer::Dd];
 
-    pub fn key(self) -> &'static str {
+    pub(super) fn key(self) -> &'static str {
         match self {
             Writer::TapPcap => "tap-pcap",
             Writer::TapPcapng => "tap-pcapng",
@@ -34,7 +34,7 @@ impl Writer {
         }
     }
 
-    pub fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Writer::TapPcap => "tap bench-writer --format pcap",
             Writer::TapPcapng => "tap bench-writer --format pcapng",
@@ -44,10 +44,10 @@ impl Writer {
 }
 
 /// A scratch directory for one place, removed on drop.
-pub struct Scratch(PathBuf);
+pub(super) struct Scratch(PathBuf);
 
 impl Scratch {
-    pub fn new(place: &str) -> Result<Self> {
+    pub(super) fn new(place: &str) -> Result<Self> {
         let dir = Path::new(place).join(format!("tap-bench-writer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Self(dir))
@@ -62,7 +62,7 @@ impl Drop for Scratch {
 
 /// Writes `bytes` with `writer` into `dir`; returns MB/s (10^6 bytes of packets, or of zeros
 /// for dd, per second).
-pub fn run(tap: &Path, dir: &Scratch, writer: Writer, bytes: u64) -> Result<f64> {
+pub(super) fn run(tap: &Path, dir: &Scratch, writer: Writer, bytes: u64) -> Result<f64> {
     crate::util::check_interrupted()?;
     let mut cmd = Command::new("taskset");
     super::own_sched_group(&mut cmd);
@@ -123,7 +123,7 @@ fn dd_rate(stderr: &str) -> Option<f64> {
     (secs > 0.0).then(|| bytes / secs / 1e6)
 }
 
-pub fn to_json(place: &str, writer: Writer, rates: &[f64]) -> Value {
+pub(super) fn to_json(place: &str, writer: Writer, rates: &[f64]) -> Value {
     json!({
         "place": place,
         "writer": writer.key(),
@@ -142,7 +142,7 @@ mod tests {
         let tap = "/dev/shm/x/tap-bench-writer-1.pcap: 666667 packets, 1000 MB of packets, 1011 MB on disk, in 0.52 s: 1922 MB/s, 1.28 Mpackets/s\n";
         assert_eq!(tap_rate(tap), Some(1922.0));
         let dd = "1000+0 records in\n1000+0 records out\n1048576000 bytes (1.0 GB, 1000 MiB) copied, 0.5 s, 2.1 GB/s\n";
-        assert_eq!(dd_rate(dd), Some(1048576000.0 / 0.5 / 1e6));
+        assert_eq!(dd_rate(dd), Some(1_048_576_000.0 / 0.5 / 1e6));
         assert_eq!(dd_rate("nothing"), None);
         assert_eq!(tap_rate("nothing"), None);
     }

@@ -101,7 +101,7 @@ struct StatsFile {
 
 impl StatsFile {
     fn create(
-        path: &std::path::Path,
+        path: &Path,
         force: bool,
         run_as: Option<&tap::support::privilege::RunAs>,
     ) -> anyhow::Result<Self> {

@@ -18,7 +18,11 @@ pub(crate) fn bench_prog(request: BenchProgRequest) -> anyhow::Result<ExitCode> 
     let dsts = if request.dsts.is_empty() {
         vec![testrun::FRAME_DST_V4]
     } else {
-        request.dsts.iter().map(|a| a.octets()).collect()
+        request
+            .dsts
+            .iter()
+            .map(std::net::Ipv4Addr::octets)
+            .collect()
     };
     let spec = BenchSpec {
         hook: request.hook.program(),

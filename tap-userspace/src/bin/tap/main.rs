@@ -82,7 +82,7 @@ fn dispatch(request: Request) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CaptureError> {
+fn shutdown_signal() -> Result<impl Future<Output = ()>, CaptureError> {
     let mut int = signal(SignalKind::interrupt()).map_err(|source| CaptureError::Signal {
         signal: "SIGINT",
         source,
