@@ -149,6 +149,7 @@ pub fn measure(
         on_disk_full: DiskFull::Stop,
         force: false,
         resume: false,
+        store: None,
     };
     let interfaces = [Interface {
         name: "bench0".into(),

@@ -41,6 +41,8 @@ pub enum ConfigError {
     Output(#[from] crate::config::OutputConfigError),
     #[error("unknown --decap item '{item}': use vxlan[:PORT], geneve, gre, erspan")]
     Decap { item: String },
+    #[error(transparent)]
+    Store(#[from] Box<crate::store::StoreError>),
 }
 
 /// Errors while loading and attaching the programs. aya's `ProgramError` is boxed: it is large,

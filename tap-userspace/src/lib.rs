@@ -25,6 +25,7 @@ pub mod reader;
 pub mod replay;
 pub mod ring;
 pub mod sink;
+pub mod store;
 pub mod summary;
 pub mod testrun;
 
