@@ -12,6 +12,7 @@ pub mod oracle;
 pub mod pcap;
 pub mod process;
 pub mod storage_util;
+pub mod store;
 pub mod suricata;
 pub mod tap;
 pub mod topology;

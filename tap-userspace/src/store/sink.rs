@@ -103,6 +103,8 @@ fn now_ns() -> u64 {
 #[derive(Debug)]
 struct Shared {
     catalogue: Mutex<Catalogue>,
+    /// Bytes of the file being written.
+    current: AtomicU64,
     stats: Arc<StoreStats>,
     config: StoreConfig,
 }
@@ -218,6 +220,9 @@ fn index_thread(jobs: Receiver<Job>, shared: Arc<Shared>) {
                 e.last_ns = last_ns;
             }
         }
+        drop(c);
+        // The index counts towards the size too.
+        shared.enforce(shared.current.load(Relaxed));
     }
 }
 
@@ -269,6 +274,7 @@ impl StoreObserver {
         }
         let shared = Arc::new(Shared {
             catalogue: Mutex::new(catalogue),
+            current: AtomicU64::new(0),
             stats,
             config: config.clone(),
         });
@@ -312,6 +318,7 @@ impl WriteObserver for StoreObserver {
     fn file_started(&mut self, _path: &Path) {
         self.ix.reset();
         self.current = 0;
+        self.shared.current.store(0, Relaxed);
         self.shared.enforce(0);
     }
 
@@ -330,6 +337,7 @@ impl WriteObserver for StoreObserver {
     fn chunk_written(&mut self, chunk: &Chunk) {
         self.ix.chunk(chunk);
         self.current += chunk.len;
+        self.shared.current.store(self.current, Relaxed);
         if let Some(max) = self.shared.config.max_bytes {
             let total = self
                 .shared
@@ -361,6 +369,7 @@ impl WriteObserver for StoreObserver {
                     .unwrap_or_default(),
             });
         self.current = 0;
+        self.shared.current.store(0, Relaxed);
         let job = Job {
             path: path.to_path_buf(),
             index,
@@ -377,6 +386,7 @@ impl WriteObserver for StoreObserver {
     fn file_discarded(&mut self) {
         self.ix.reset();
         self.current = 0;
+        self.shared.current.store(0, Relaxed);
     }
 
     fn make_room(&mut self) -> bool {
