@@ -110,6 +110,14 @@ fn options(order: Order, mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 /// The block at the start of `buf`, and its length; `Ok(None)` when `buf` holds less than a
 /// whole block. `order` is the section's (updated by a section header); `at` is the offset of
 /// `buf` in the data, for errors.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one match over the block types, each short"
+)]
 pub fn next<'a>(
     buf: &'a [u8],
     order: &mut Order,
@@ -194,7 +202,9 @@ pub fn next<'a>(
             let mut p = PacketRef {
                 interface: o.u32(&body[0..4]),
                 ts: (u64::from(o.u32(&body[4..8])) << 32) | u64::from(o.u32(&body[8..12])),
-                orig_len: o.u32(&body[16..20]).max(cap as u32),
+                orig_len: o
+                    .u32(&body[16..20])
+                    .max(u32::try_from(cap).unwrap_or(u32::MAX)),
                 data: &body[20..20 + cap],
                 flags: 0,
                 comment: None,
@@ -229,6 +239,7 @@ pub fn next<'a>(
 }
 
 /// The tunnel a packet comment names ("vxlan vni=42", as tap writes it): (kind, id).
+#[must_use]
 pub fn tunnel_of_comment(comment: Option<&[u8]>) -> (u8, u32) {
     let Some(c) = comment.and_then(|c| std::str::from_utf8(c).ok()) else {
         return (TUNNEL_NONE, 0);
@@ -249,6 +260,7 @@ pub fn tunnel_of_comment(comment: Option<&[u8]>) -> (u8, u32) {
 }
 
 /// Converts a timestamp in `units` per second to ns.
+#[must_use]
 pub fn to_ns(ts: u64, units: u64) -> u64 {
     if units == 1_000_000_000 {
         return ts;
@@ -258,6 +270,7 @@ pub fn to_ns(ts: u64, units: u64) -> u64 {
 
 /// Where the whole blocks at the start of `buf` end (0 when it does not start with a section
 /// header): the length a crashed file is cut back to.
+#[must_use]
 pub fn whole_prefix(buf: &[u8]) -> usize {
     if buf.len() < 4 || u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) != SHB {
         return 0;
@@ -343,7 +356,7 @@ mod tests {
             for _ in 0..4 {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 let i = (x >> 8) as usize % d.len();
-                d[i] = (x >> 20) as u8;
+                d[i] = x.to_be_bytes()[1];
             }
             let mut order = Order::default();
             let mut off = 0;

@@ -60,6 +60,7 @@ pub struct Scanned {
 }
 
 /// Whether a capture file's name says it is compressed.
+#[must_use]
 pub fn is_compressed(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "zst")
 }
@@ -114,7 +115,8 @@ impl Feeder<'_> {
                         });
                     }
                     self.interfaces.push(i);
-                    self.ix.described(self.interfaces.len() as u32);
+                    self.ix
+                        .described(u32::try_from(self.interfaces.len()).unwrap_or(u32::MAX));
                     if self.packets_started && self.pending_at.is_none() {
                         self.pending_at = Some(off);
                     }
@@ -191,6 +193,10 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Indexes a capture file by reading it through (see the module notes).
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn scan(path: &Path) -> Result<Scanned, CapFileError> {
     let mut file = File::open(path).map_err(io_err(path))?;
     let file_len = file.metadata().map_err(io_err(path))?.len();
@@ -219,7 +225,7 @@ pub fn scan(path: &Path) -> Result<Scanned, CapFileError> {
     let whole_len = if compressed {
         scan_zstd(&mut f, &mut file)?
     } else {
-        scan_plain(&mut f, &mut file, &first)?
+        scan_plain(&mut f, &mut file, first)?
     };
     if f.interfaces.is_empty() && whole_len > 0 {
         return Err(CapFileError::Unsupported {
@@ -240,10 +246,10 @@ pub fn scan(path: &Path) -> Result<Scanned, CapFileError> {
     })
 }
 
-fn scan_plain(f: &mut Feeder<'_>, file: &mut File, first: &[u8; 4]) -> Result<u64, CapFileError> {
+fn scan_plain(f: &mut Feeder<'_>, file: &mut File, first: [u8; 4]) -> Result<u64, CapFileError> {
     let path = f.path;
     let mut buf = Vec::with_capacity(SCAN_CHUNK * 2);
-    buf.extend_from_slice(first);
+    buf.extend_from_slice(&first);
     // Offset in the file of buf[0].
     let mut base = 0u64;
     let mut eof = false;
@@ -381,6 +387,10 @@ pub struct BlockReader {
 impl BlockReader {
     /// Opens the file and reads its header block (the first block: section header and
     /// interfaces; packets in it are not returned here).
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be read or written, or holds what it should not (the error says which).
     pub fn open(path: &Path, first: &Block) -> Result<Self, CapFileError> {
         let file = File::open(path).map_err(io_err(path))?;
         let mut r = Self {
@@ -472,6 +482,10 @@ impl BlockReader {
 
     /// Reads block `b` and calls `f` with each of its packets. `earlier`: the blocks before it
     /// that describe interfaces it may need (see [`interface_blocks`]).
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be read or written, or holds what it should not (the error says which).
     pub fn read(
         &mut self,
         b: &Block,
@@ -482,6 +496,10 @@ impl BlockReader {
     }
 
     /// Learns the interfaces described in block `b` (its packets are skipped).
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be read or written, or holds what it should not (the error says which).
     pub fn learn(&mut self, b: &Block) -> Result<(), CapFileError> {
         if self.learned.contains(&b.offset) {
             return Ok(());
@@ -502,8 +520,9 @@ impl BlockReader {
 
 /// Blocks of `all` before `upto` that introduce interface descriptions beyond what the header
 /// has (`header_interfaces`), in order: read them before block `upto` when its packets need them.
+#[must_use]
 pub fn interface_blocks(all: &[Block], upto: usize, have: usize) -> Vec<usize> {
-    let mut prev = have as u32;
+    let mut prev = u32::try_from(have).unwrap_or(u32::MAX);
     let mut out = Vec::new();
     for (i, b) in all.iter().enumerate().take(upto) {
         if b.kind == BlockKind::Packets && b.interfaces > prev {

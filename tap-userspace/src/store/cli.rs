@@ -54,11 +54,16 @@ pub const DEFAULT_FILE_MB: f64 = 1000.0;
 
 impl StoreConfig {
     /// Whether retention is on (it is what may delete files on a full disk).
+    #[must_use]
     pub fn retention(&self) -> bool {
         self.max_bytes.is_some() || self.max_age.is_some()
     }
 
     /// Validates the store options; `None` without `--store`.
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be read or written, or holds what it should not (the error says which).
     pub fn from_args(args: &StoreArgs) -> Result<Option<Self>, StoreError> {
         let Some(dir) = &args.store else {
             return Ok(None);
@@ -106,6 +111,10 @@ impl StoreConfig {
     /// [`DEFAULT_ROTATE_SECS`] and [`DEFAULT_FILE_MB`], and files no larger than a quarter of
     /// `--store-max-bytes`, so retention works file by file), numbered on after the files an
     /// earlier run left, and never stopping on a full disk (room is made or drops counted).
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be read or written, or holds what it should not (the error says which).
     pub fn output(&self, args: &OutputArgs) -> Result<OutputConfig, StoreError> {
         let refuse = |option: &'static str, reason: &str| StoreError::Setting {
             option,
@@ -162,6 +171,7 @@ impl StoreConfig {
 /// `tap query`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = QUERY_HELP)]
+#[expect(clippy::struct_excessive_bools, reason = "command-line switches")]
 pub struct QueryArgs {
     /// The store's directory.
     #[arg(value_name = "DIR")]
@@ -302,6 +312,10 @@ fn check_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Runs `tap query`; the summary line goes to standard error unless `--quiet`.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn run_query(args: &QueryArgs) -> Result<(), StoreError> {
     check_dir(&args.dir)?;
     let sel = selection(args)?;
@@ -310,7 +324,7 @@ pub fn run_query(args: &QueryArgs) -> Result<(), StoreError> {
         let (flows, stats) = query::flows(&args.dir, &sel)?;
         print_flows(&flows, args)?;
         if !args.quiet {
-            eprintln!("{}", summary(&stats, flows.len(), started, true));
+            eprintln!("{}", summary(&stats, flows.len() as u64, started, true));
         }
         return Ok(());
     }
@@ -323,10 +337,9 @@ pub fn run_query(args: &QueryArgs) -> Result<(), StoreError> {
         });
     }
     let format = match (args.format, &args.write) {
-        (Some(QueryFormatArg::Pcap), _) => Format::Pcap,
         (Some(QueryFormatArg::Pcapng), _) => Format::Pcapng,
         (None, Some(w)) if w.to_string_lossy().ends_with(".pcapng") => Format::Pcapng,
-        (None, _) => Format::Pcap,
+        _ => Format::Pcap,
     };
     let sink = if to_stdout {
         query::Sink::Stdout
@@ -336,15 +349,13 @@ pub fn run_query(args: &QueryArgs) -> Result<(), StoreError> {
     };
     let stats = query::packets(&args.dir, &sel, format, sink)?;
     if !args.quiet {
-        eprintln!(
-            "{}",
-            summary(&stats, stats.packets as usize, started, false)
-        );
+        eprintln!("{}", summary(&stats, stats.packets, started, false));
     }
     Ok(())
 }
 
-fn summary(s: &QueryStats, n: usize, started: Instant, flows: bool) -> String {
+fn summary(s: &QueryStats, n: u64, started: Instant, flows: bool) -> String {
+    use std::fmt::Write as _;
     let mut line = if flows {
         format!("{n} flows from {} of {} files", s.files_read, s.files)
     } else {
@@ -353,18 +364,20 @@ fn summary(s: &QueryStats, n: usize, started: Instant, flows: bool) -> String {
             s.files_read, s.files, s.blocks_read, s.bytes_read, s.packets_tested
         )
     };
-    line.push_str(&format!(" in {:.3} s", started.elapsed().as_secs_f64()));
+    let _ = write!(line, " in {:.3} s", started.elapsed().as_secs_f64());
     if s.files_indexed_now > 0 {
-        line.push_str(&format!(
+        let _ = write!(
+            line,
             "; {} files without an index read through (`tap store reindex` writes it)",
             s.files_indexed_now
-        ));
+        );
     }
     if !s.skipped.is_empty() {
-        line.push_str(&format!(
+        let _ = write!(
+            line,
             "; {} files skipped (see the warnings)",
             s.skipped.len()
-        ));
+        );
     }
     line
 }
@@ -416,7 +429,7 @@ fn cells(f: &FlowSummary) -> [String; 14] {
 }
 
 fn print_flows(flows: &[FlowSummary], args: &QueryArgs) -> Result<(), StoreError> {
-    use std::io::Write as _;
+    use std::{fmt::Write as _, io::Write as _};
     let mut text = String::new();
     if args.json {
         for f in flows {
@@ -449,7 +462,7 @@ fn print_flows(flows: &[FlowSummary], args: &QueryArgs) -> Result<(), StoreError
                 if i > 0 {
                     s.push_str("  ");
                 }
-                s.push_str(&format!("{c:<w$}"));
+                let _ = write!(s, "{c:<w$}");
             }
             s.trim_end().to_string() + "\n"
         };
@@ -469,6 +482,10 @@ fn print_flows(flows: &[FlowSummary], args: &QueryArgs) -> Result<(), StoreError
 }
 
 /// Runs `tap store ...`.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn run_store(command: &StoreCommand) -> Result<(), StoreError> {
     match command {
         StoreCommand::Reindex { dir } => {
@@ -517,6 +534,10 @@ pub fn run_store(command: &StoreCommand) -> Result<(), StoreError> {
 
 /// What a store holds, as JSON: capture files and bytes, index bytes, index bytes per GB
 /// (10^9 bytes) of capture, flows and packets (from the indexes).
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn stats_json(dir: &Path) -> Result<serde_json::Value, StoreError> {
     let listing = layout::list(dir)?;
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());

@@ -3,7 +3,7 @@
 //!
 //! `"1:" + base64(sha1(seed . saddr . daddr . proto . 0 . sport . dport))`, every field in
 //! network byte order, the endpoints ordered so the smaller (address, port) comes first. ICMP
-//! and ICMPv6 use the type and its counterpart (or the code, for one-way messages) as ports, as
+//! and `ICMPv6` use the type and its counterpart (or the code, for one-way messages) as ports, as
 //! Zeek does; other IP protocols hash without ports.
 
 use base64::Engine as _;
@@ -18,6 +18,7 @@ pub const ICMP6: u8 = 58;
 
 /// The "ports" of an ICMP message: `(type, counterpart type)` for request/reply pairs, `(type,
 /// code)` for one-way messages, and whether it is one-way (then the endpoints are not reordered).
+#[must_use]
 pub fn icmp_ports(proto: u8, icmp_type: u8, code: u8) -> (u16, u16, bool) {
     let counterpart = match proto {
         ICMP => match icmp_type {
@@ -70,6 +71,7 @@ pub struct Tuple<'a> {
 }
 
 /// Whether (`a`, `pa`) sorts before or equal to (`b`, `pb`): the spec's endpoint order.
+#[must_use]
 pub fn ordered(a: &[u8], pa: u16, b: &[u8], pb: u16) -> bool {
     a < b || (a == b && pa <= pb)
 }
@@ -77,6 +79,7 @@ pub fn ordered(a: &[u8], pa: u16, b: &[u8], pb: u16) -> bool {
 /// The Community ID v1 of `t` with `seed` (0 unless a deployment chose another). The endpoints
 /// are ordered here, except for one-way ICMP, which the caller passes as the packet had them
 /// with `one_way`.
+#[must_use]
 pub fn community_id(t: &Tuple<'_>, seed: u16, one_way: bool) -> String {
     let (sp, dp) = t.ports.unwrap_or((0, 0));
     let (src, dst, sp, dp) = if one_way || ordered(t.src, sp, t.dst, dp) {
@@ -180,7 +183,7 @@ mod tests {
         }
     }
 
-    /// baseline_deflt.json, computed by pycommunityid over the spec's pcaps.
+    /// `baseline_deflt.json`, computed by pycommunityid over the spec's pcaps.
     #[test]
     fn spec_json_vectors() {
         #[rustfmt::skip]
@@ -204,7 +207,7 @@ mod tests {
             // The JSON lists ICMP "ports" as pycommunityid derived them: one-way messages keep
             // their order (type 3/1/11 with a code), pairs are ordered like ports.
             let one_way = matches!(proto, ICMP | ICMP6)
-                && ports.is_some_and(|(t, _)| icmp_ports(proto, t as u8, 0).2);
+                && ports.is_some_and(|(t, _)| icmp_ports(proto, u8::try_from(t).unwrap(), 0).2);
             let t = Tuple {
                 src: &src,
                 dst: &dst,

@@ -4,11 +4,11 @@
 //! smaller address and port first), so both directions of a conversation share one key, and
 //! [`Parsed::forward`] says which way a packet went. Keyed are:
 //! - TCP, UDP, SCTP over IPv4 and IPv6: addresses, protocol and ports;
-//! - ICMP and ICMPv6: addresses and the type mapped to ports as the Community ID does (an echo
+//! - ICMP and `ICMPv6`: addresses and the type mapped to ports as the Community ID does (an echo
 //!   request and its reply are one flow; a one-way message keeps the packet's order);
 //! - other IP protocols: the address pair and the protocol;
-//! - frames that are not IP: the MAC address pair and the EtherType;
-//! - all of them with up to two VLAN ids (802.1Q, 802.1ad, QinQ) and, for packets tap
+//! - frames that are not IP: the MAC address pair and the `EtherType`;
+//! - all of them with up to two VLAN ids (802.1Q, 802.1ad, `QinQ`) and, for packets tap
 //!   decapsulated (`--decap`), the tunnel and its id.
 //!
 //! Fragments. A non-first IPv4 fragment (offset > 0) and an IPv6 fragment with offset > 0 carry
@@ -33,7 +33,7 @@ pub mod flags {
     pub const EXT_HEADERS: u8 = 2;
     /// The packet ended (snap length, damage) before the fields the key needs.
     pub const TRUNCATED: u8 = 4;
-    /// More than two VLAN tags: keyed by the first two, the EtherType is the third tag's.
+    /// More than two VLAN tags: keyed by the first two, the `EtherType` is the third tag's.
     pub const DEEP_VLAN: u8 = 8;
 }
 
@@ -52,11 +52,11 @@ pub struct FlowKey {
     pub proto: u8,
     /// [`flags`].
     pub flags: u8,
-    /// VLAN tags in front of the EtherType (0, 1 or 2).
+    /// VLAN tags in front of the `EtherType` (0, 1 or 2).
     pub vlans: u8,
     /// VLAN ids, outer first (0 where absent).
     pub vlan: [u16; 2],
-    /// The EtherType after the VLAN tags.
+    /// The `EtherType` after the VLAN tags.
     pub ethertype: u16,
     /// `tap_common::event::TUNNEL_*` of a decapsulated packet, [`TUNNEL_NONE`] otherwise.
     pub tunnel: u8,
@@ -82,6 +82,7 @@ pub struct Parsed {
 
 impl FlowKey {
     /// Address bytes of this family: 4, 16 or 6 (MAC).
+    #[must_use]
     pub fn addr_len(&self) -> usize {
         match self.family {
             FAMILY_V4 => 4,
@@ -91,6 +92,7 @@ impl FlowKey {
     }
 
     /// Whether the key has transport ports (TCP, UDP, SCTP with its header seen).
+    #[must_use]
     pub fn has_ports(&self) -> bool {
         self.family != FAMILY_L2
             && matches!(self.proto, TCP | UDP | SCTP)
@@ -98,6 +100,7 @@ impl FlowKey {
     }
 
     /// Whether the key carries an ICMP type mapping.
+    #[must_use]
     pub fn has_icmp(&self) -> bool {
         matches!(
             (self.family, self.proto),
@@ -106,6 +109,7 @@ impl FlowKey {
     }
 
     /// The Community ID v1 (seed 0); `None` for frames that are not IP.
+    #[must_use]
     pub fn community_id(&self) -> Option<String> {
         if self.family == FAMILY_L2 {
             return None;
@@ -127,6 +131,7 @@ impl FlowKey {
 
 /// A key from its parts (an index row): `base` holds everything but the endpoints, which are
 /// given in the packet's direction (`src` sent to `dst`).
+#[must_use]
 pub fn key_from(
     mut base: FlowKey,
     src: &[u8],
@@ -166,21 +171,24 @@ fn endpoints(key: &mut FlowKey, src: &[u8], dst: &[u8], sp: u16, dp: u16, one_wa
 fn transport(key: &mut FlowKey, src: &[u8], dst: &[u8], l4: &[u8]) -> bool {
     let ports = match key.proto {
         TCP | UDP | SCTP if key.flags & flags::FRAGMENT == 0 => {
-            match (u16_at(l4, 0), u16_at(l4, 2)) {
-                (Some(sp), Some(dp)) => Some((sp, dp, false)),
-                _ => {
-                    key.flags |= flags::TRUNCATED;
-                    None
-                }
-            }
-        }
-        ICMP | ICMP6 if key.flags & flags::FRAGMENT == 0 => match (l4.first(), l4.get(1)) {
-            (Some(&t), Some(&c)) => Some(community::icmp_ports(key.proto, t, c)),
-            _ => {
+            let ports = u16_at(l4, 0)
+                .zip(u16_at(l4, 2))
+                .map(|(sp, dp)| (sp, dp, false));
+            if ports.is_none() {
                 key.flags |= flags::TRUNCATED;
-                None
             }
-        },
+            ports
+        }
+        ICMP | ICMP6 if key.flags & flags::FRAGMENT == 0 => {
+            let ports = l4
+                .first()
+                .zip(l4.get(1))
+                .map(|(&t, &c)| community::icmp_ports(key.proto, t, c));
+            if ports.is_none() {
+                key.flags |= flags::TRUNCATED;
+            }
+            ports
+        }
         _ => None,
     };
     match ports {
@@ -192,6 +200,7 @@ fn transport(key: &mut FlowKey, src: &[u8], dst: &[u8], l4: &[u8]) -> bool {
 /// The key of an Ethernet frame. `tunnel`, `tunnel_id`: from the record header (or a pcapng
 /// comment) of a decapsulated packet. Never fails: a frame too short for anything is keyed by
 /// what it has, flagged [`flags::TRUNCATED`].
+#[must_use]
 pub fn parse(frame: &[u8], tunnel: u8, tunnel_id: u32) -> Parsed {
     let mut key = FlowKey {
         tunnel,
@@ -228,17 +237,16 @@ pub fn parse(frame: &[u8], tunnel: u8, tunnel_id: u32) -> Parsed {
         0x86dd => ipv6(&mut key, l3),
         _ => None,
     };
-    let forward = match forward {
-        Some(f) => f,
-        None => {
-            // Not IP (or no room for the IP header): the MAC pair and the EtherType.
-            key.family = FAMILY_L2;
-            key.proto = 0;
-            key.a = [0; 16];
-            key.b = [0; 16];
-            let mac = |r: std::ops::Range<usize>| pad6(frame.get(r).unwrap_or(&[]));
-            endpoints(&mut key, &mac(6..12), &mac(0..6), 0, 0, false)
-        }
+    let forward = if let Some(f) = forward {
+        f
+    } else {
+        // Not IP (or no room for the IP header): the MAC pair and the EtherType.
+        key.family = FAMILY_L2;
+        key.proto = 0;
+        key.a = [0; 16];
+        key.b = [0; 16];
+        let mac = |r: std::ops::Range<usize>| pad6(frame.get(r).unwrap_or(&[]));
+        endpoints(&mut key, &mac(6..12), &mac(0..6), 0, 0, false)
     };
     Parsed { key, forward }
 }
@@ -294,15 +302,12 @@ fn ipv6(key: &mut FlowKey, l3: &[u8]) -> Option<bool> {
             _ => break,
         };
         key.flags |= flags::EXT_HEADERS;
-        match (len, l3.get(off)) {
-            (Some(len), Some(&next)) => {
-                nh = next;
-                off += len;
-            }
-            _ => {
-                key.flags |= flags::TRUNCATED;
-                break;
-            }
+        if let (Some(len), Some(&next)) = (len, l3.get(off)) {
+            nh = next;
+            off += len;
+        } else {
+            key.flags |= flags::TRUNCATED;
+            break;
         }
         if key.flags & flags::FRAGMENT != 0 {
             break;
@@ -452,7 +457,7 @@ mod tests {
             let f: Vec<u8> = (0..len)
                 .map(|_| {
                     x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                    (x >> 16) as u8
+                    x.to_be_bytes()[1]
                 })
                 .collect();
             let p = parse(&f, 0, 0);

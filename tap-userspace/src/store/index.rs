@@ -36,6 +36,7 @@ pub enum BlockKind {
 }
 
 impl BlockKind {
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Self::Header => "header",
@@ -44,6 +45,7 @@ impl BlockKind {
         }
     }
 
+    #[must_use]
     pub fn from_name(s: &str) -> Option<Self> {
         match s {
             "header" => Some(Self::Header),
@@ -98,11 +100,13 @@ pub struct FileIndex {
 
 impl FileIndex {
     /// Packets in the file.
+    #[must_use]
     pub fn packets(&self) -> u64 {
         self.blocks.iter().map(|b| b.packets).sum()
     }
 
     /// Time span of the file's packets (0, 0 without packets).
+    #[must_use]
     pub fn span(&self) -> (u64, u64) {
         let with = || self.blocks.iter().filter(|b| b.packets > 0);
         (
@@ -158,6 +162,7 @@ pub struct Indexer {
 }
 
 impl Indexer {
+    #[must_use]
     pub fn new(compressed: bool) -> Self {
         Self {
             compressed,
@@ -185,6 +190,7 @@ impl Indexer {
     }
 
     /// True when the index reached its memory bounds ([`MAX_FLOWS`], [`MAX_PAIRS`]).
+    #[must_use]
     pub fn full(&self) -> bool {
         self.flows.len() >= MAX_FLOWS || self.pairs.len() >= MAX_PAIRS
     }
@@ -192,6 +198,10 @@ impl Indexer {
     /// A packet of the chunk being filled: `frame` its bytes, `at` where its record starts in
     /// the chunk's records.
     #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "flows stop at MAX_FLOWS, offsets at the writer's buffer size"
+    )]
     pub fn packet(
         &mut self,
         frame: &[u8],
@@ -235,7 +245,8 @@ impl Indexer {
     /// A chunk reached the file: its packets (the first `chunk.packets` staged) are counted
     /// and their blocks recorded.
     pub fn chunk(&mut self, chunk: &Chunk) {
-        let kept = (chunk.packets as usize).min(self.staged.len());
+        let kept =
+            usize::try_from(chunk.packets).map_or(self.staged.len(), |n| n.min(self.staged.len()));
         let staged = std::mem::take(&mut self.staged);
         if chunk.len > 0 {
             match chunk.kind {
@@ -263,6 +274,14 @@ impl Indexer {
         self.staged.clear();
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "blocks and offsets of one file and one buffer fit"
+    )]
+    #[expect(
+        clippy::many_single_char_names,
+        reason = "indices and the staged entry"
+    )]
     fn packet_blocks(&mut self, chunk: &Chunk, staged: &[Staged]) {
         // Block starts, as offsets in the chunk's records.
         let mut start = 0usize;
@@ -388,7 +407,14 @@ mod tests {
             } else {
                 udp(1000, 53)
             };
-            ix.packet(&f, (0, 0), 1_000 + i, 60, 0, (i * 100) as usize);
+            ix.packet(
+                &f,
+                (0, 0),
+                1_000 + i,
+                60,
+                0,
+                usize::try_from(i * 100).unwrap(),
+            );
         }
         ix.chunk(&chunk(100, 300_000, 3000));
         let index = ix.take();
@@ -411,7 +437,14 @@ mod tests {
     fn a_partial_write_counts_only_what_reached_the_file() {
         let mut ix = Indexer::new(true);
         for i in 0..10u64 {
-            ix.packet(&udp(1, 2), (0, 0), i, 60, 0, (i * 100) as usize);
+            ix.packet(
+                &udp(1, 2),
+                (0, 0),
+                i,
+                60,
+                0,
+                usize::try_from(i * 100).unwrap(),
+            );
         }
         // Compressed: the frame did not make it at all.
         ix.chunk(&Chunk {

@@ -33,11 +33,13 @@ pub const BLOCKS_SUFFIX: &str = ".blocks.parquet";
 pub const NAME_PATTERN: &str = "tap-%Y%m%d-%H%M%S.pcapng";
 
 /// `NAME.flows.parquet` of a capture file.
+#[must_use]
 pub fn flows_path(capture: &Path) -> PathBuf {
     suffixed(capture, FLOWS_SUFFIX)
 }
 
 /// `NAME.blocks.parquet` of a capture file.
+#[must_use]
 pub fn blocks_path(capture: &Path) -> PathBuf {
     suffixed(capture, BLOCKS_SUFFIX)
 }
@@ -74,11 +76,16 @@ pub struct Listing {
 }
 
 /// Whether `name` is a capture file's name.
+#[must_use]
 pub fn is_capture_name(name: &str) -> bool {
     !name.starts_with('.') && (name.ends_with(".pcapng") || name.ends_with(".pcapng.zst"))
 }
 
 /// Lists `dir`.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn list(dir: &Path) -> Result<Listing, StoreError> {
     let err = |source| StoreError::Dir {
         dir: dir.to_path_buf(),
@@ -155,6 +162,10 @@ pub struct Lock {
 
 impl Lock {
     /// Takes the lock of `dir`, or fails naming the writer that holds it.
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be read or written, or holds what it should not (the error says which).
     pub fn acquire(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(LOCK_NAME);
         let err = |source| StoreError::Lock {
@@ -194,6 +205,10 @@ impl Lock {
 }
 
 /// Creates the store directory (0700) if it is not there.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn create_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::DirBuilderExt as _;
     match std::fs::symlink_metadata(dir) {

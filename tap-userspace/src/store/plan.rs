@@ -3,7 +3,7 @@
 //! Each primitive of the parsed expression is evaluated over a flow, in Kleene's three-valued
 //! logic: true when it holds for every packet the flow can have, false when for none, unknown
 //! otherwise. A flow is read unless the whole expression is false for it. Only what the key
-//! decides exactly is answered (addresses, ports, protocols, VLAN ids, EtherTypes, at the
+//! decides exactly is answered (addresses, ports, protocols, VLAN ids, `EtherTypes`, at the
 //! right VLAN depth, as libpcap reads them); everything else — MAC addresses of IP flows,
 //! keys with extension headers or cut short, and any primitive this planner does not know
 //! (the filter language grows) — is unknown. The packets of the flows read are then filtered
@@ -70,11 +70,13 @@ struct Side<'a> {
 
 /// Whether `expr` may select a packet of the flow (not [`Tri::False`]); `None` (no expression)
 /// selects everything.
+#[must_use]
 pub fn may_match(expr: Option<&Expr>, flow: &FlowView<'_>) -> bool {
     expr.is_none_or(|e| eval(e, flow) != Tri::False)
 }
 
 /// The expression's value over the flow.
+#[must_use]
 pub fn eval(expr: &Expr, flow: &FlowView<'_>) -> Tri {
     #[allow(
         unreachable_patterns,
@@ -162,11 +164,15 @@ fn masked6(a: Ipv6Addr, prefix: u8) -> u128 {
     }
 }
 
-/// EtherTypes libpcap's `vlan` recognises as a tag.
+/// `EtherTypes` libpcap's `vlan` recognises as a tag.
 fn is_tpid(t: u16) -> bool {
     matches!(t, 0x8100 | 0x88a8 | 0x9100)
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one match over the primitives, each short"
+)]
 fn on_side(p: &Prim, s: &Side<'_>) -> Tri {
     let k = s.key;
     if k.flags & (flags::DEEP_VLAN | flags::TRUNCATED) != 0 {
@@ -347,7 +353,7 @@ mod tests {
                 let exact = ev.eval(f).is_some();
                 match eval(&expr, &view) {
                     Tri::False => {
-                        assert!(!exact, "{e} on frame {i}: planner false, evaluator true")
+                        assert!(!exact, "{e} on frame {i}: planner false, evaluator true");
                     }
                     Tri::True => assert_ne!(
                         crate::filter::eval::eval_expr(&expr, f),

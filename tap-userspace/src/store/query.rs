@@ -427,31 +427,29 @@ impl Writer {
         match self.format {
             Format::Pcap => pcap::record(&mut self.buf, p.ts_ns, p.orig_len, &p.data),
             Format::Pcapng => {
-                let id = match self.ids.get(&(stream, p.interface)) {
-                    Some(&id) => id,
-                    None => {
-                        let id = match self.described.iter().position(|d| d == iface) {
-                            Some(i) => i as u32,
-                            None => {
-                                let desc = InterfaceDesc {
-                                    ifindex: 0,
-                                    hook: 0,
-                                    name: iface.name.clone(),
-                                    description: iface.description.clone(),
-                                };
-                                pcapng::interface_description(
-                                    &mut self.buf,
-                                    &desc,
-                                    iface.snaplen,
-                                    &iface.filter,
-                                );
-                                self.described.push(iface.clone());
-                                (self.described.len() - 1) as u32
-                            }
+                let id = if let Some(&id) = self.ids.get(&(stream, p.interface)) {
+                    id
+                } else {
+                    let known = self.described.iter().position(|d| d == iface);
+                    let at = known.unwrap_or_else(|| {
+                        let desc = InterfaceDesc {
+                            ifindex: 0,
+                            hook: 0,
+                            name: iface.name.clone(),
+                            description: iface.description.clone(),
                         };
-                        self.ids.insert((stream, p.interface), id);
-                        id
-                    }
+                        pcapng::interface_description(
+                            &mut self.buf,
+                            &desc,
+                            iface.snaplen,
+                            &iface.filter,
+                        );
+                        self.described.push(iface.clone());
+                        self.described.len() - 1
+                    });
+                    let id = u32::try_from(at).unwrap_or(u32::MAX);
+                    self.ids.insert((stream, p.interface), id);
+                    id
                 };
                 pcapng::enhanced_packet(
                     &mut self.buf,
@@ -511,6 +509,14 @@ impl Writer {
 }
 
 /// Runs a packet query: writes the selected packets, merged in time order, to `sink`.
+///
+/// # Panics
+///
+/// Never: the merge only pops streams it holds.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn packets(
     dir: &Path,
     sel: &Selection,
@@ -537,8 +543,8 @@ pub fn packets(
     loop {
         // Open every file that may hold a packet as early as the earliest head.
         while let Some((_, p)) = pending.front() {
-            let head = heap.peek().map(|Reverse((ts, _))| *ts);
-            if head.is_some_and(|h| p.first_ns > h) {
+            let earliest = heap.peek().map(|Reverse((ts, _))| *ts);
+            if earliest.is_some_and(|h| p.first_ns > h) {
                 break;
             }
             let (i, plan) = pending.pop_front().expect("peeked");
@@ -633,6 +639,10 @@ pub struct FlowSummary {
 }
 
 /// Runs a flow query: the flows of the window the filter may select, summed over files.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn flows(dir: &Path, sel: &Selection) -> Result<(Vec<FlowSummary>, QueryStats), StoreError> {
     use super::{
         flow::FAMILY_L2,
@@ -725,6 +735,7 @@ pub fn flows(dir: &Path, sel: &Selection) -> Result<(Vec<FlowSummary>, QueryStat
 }
 
 /// RFC 3339 in UTC with nanoseconds.
+#[must_use]
 pub fn rfc3339(ns: u64) -> String {
     let secs = i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX);
     let nanos = (ns % 1_000_000_000) as u32;

@@ -27,6 +27,10 @@ use crate::sink::{file::OutFile, rotate};
 /// Writes the index files of capture file `capture` (`file_len` bytes): blocks first, then
 /// flows, each under a temporary name renamed when complete, so a reader that finds the flows
 /// file finds its blocks too. Returns the bytes written.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn write_index(capture: &Path, index: &FileIndex, file_len: u64) -> Result<u64, StoreError> {
     let name = capture
         .file_name()
@@ -89,6 +93,10 @@ fn check(capture: &CaptureFile, meta: &Meta, path: &Path) -> Result<(), StoreErr
 }
 
 /// The footer of a capture file's flows index, checked against the file.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn load_meta(capture: &CaptureFile) -> Result<Meta, StoreError> {
     let path = layout::flows_path(&capture.path);
     let meta = table::read_meta(read(&path)?).map_err(|source| StoreError::Table {
@@ -100,6 +108,10 @@ pub fn load_meta(capture: &CaptureFile) -> Result<Meta, StoreError> {
 }
 
 /// The flows of a capture file, from its index (checked against the file).
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn load_flows(capture: &CaptureFile) -> Result<(Meta, Vec<FlowRow>), StoreError> {
     let path = layout::flows_path(&capture.path);
     let (meta, rows) = table::read_flows(read(&path)?).map_err(|source| StoreError::Table {
@@ -111,6 +123,10 @@ pub fn load_flows(capture: &CaptureFile) -> Result<(Meta, Vec<FlowRow>), StoreEr
 }
 
 /// The blocks of a capture file, from its index (checked against the file).
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn load_blocks(capture: &CaptureFile) -> Result<Vec<Block>, StoreError> {
     let path = layout::blocks_path(&capture.path);
     let (meta, blocks) = table::read_blocks(read(&path)?).map_err(|source| StoreError::Table {
@@ -133,6 +149,10 @@ pub fn load_blocks(capture: &CaptureFile) -> Result<Vec<Block>, StoreError> {
 }
 
 /// Indexes `capture` by reading it through; its index files are written when `write`.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn index_capture(capture: &CaptureFile, write: bool) -> Result<Scanned, StoreError> {
     let scanned = capfile::scan(&capture.path)?;
     if scanned.whole_len < scanned.file_len {
@@ -147,6 +167,10 @@ pub fn index_capture(capture: &CaptureFile, write: bool) -> Result<Scanned, Stor
 
 /// Recovers a `.NAME.part` file a writer left: cuts it back to its last whole block, renames
 /// it to `NAME` and indexes it. Returns the final path.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn recover_part(part: &Path) -> Result<PathBuf, StoreError> {
     let scanned = capfile::scan(part)?;
     let io = |source| StoreError::Io {
@@ -210,6 +234,10 @@ impl std::fmt::Display for ReindexReport {
 
 /// Recovers the files writers left and indexes every capture file of `dir` (with `all`) or
 /// those without a valid index. The caller holds the store's lock.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn reindex(dir: &Path, all: bool) -> Result<ReindexReport, StoreError> {
     let mut report = ReindexReport::default();
     let listing = layout::list(dir)?;

@@ -178,6 +178,7 @@ struct Job {
 }
 
 /// Writes indexes as files finish (see the module notes).
+#[expect(clippy::needless_pass_by_value, reason = "the thread owns them")]
 fn index_thread(jobs: Receiver<Job>, shared: Arc<Shared>) {
     for job in jobs {
         let (_, last_ns) = job.index.span();
@@ -247,6 +248,10 @@ impl std::fmt::Debug for StoreObserver {
 
 impl StoreObserver {
     /// Takes the store's lock, recovers what an earlier writer left, and starts the index thread.
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be read or written, or holds what it should not (the error says which).
     pub fn open(config: &StoreConfig, compressed: bool) -> Result<Self, StoreError> {
         layout::create_dir(&config.dir)?;
         let lock = Lock::acquire(&config.dir)?;
@@ -300,6 +305,7 @@ impl StoreObserver {
     }
 
     /// The store's counters.
+    #[must_use]
     pub fn stats(&self) -> Arc<StoreStats> {
         Arc::clone(&self.shared.stats)
     }
@@ -447,6 +453,10 @@ impl WriteObserver for StoreObserver {
 
 /// Opens the store the output names: its observer (lock, recovery, index thread), then the
 /// capture writer with it.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn open(setup: SinkSetup<'_>, config: &StoreConfig) -> Result<Box<dyn Sink>, StorageError> {
     let compressed = setup.output.compression != crate::config::Compression::None;
     let observer =

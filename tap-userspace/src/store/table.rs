@@ -172,6 +172,7 @@ impl Meta {
 }
 
 /// Name of a tunnel kind in the `tunnel` column.
+#[must_use]
 pub fn tunnel_name(kind: u8) -> Option<&'static str> {
     match kind {
         TUNNEL_VXLAN => Some("vxlan"),
@@ -196,6 +197,7 @@ fn tunnel_kind(name: &str) -> Option<u8> {
 }
 
 /// An address of a key as text: IPv4, IPv6 (RFC 5952), or a MAC address.
+#[must_use]
 pub fn addr_text(family: u8, a: &[u8; 16]) -> String {
     match family {
         FAMILY_V4 => Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string(),
@@ -244,6 +246,7 @@ pub struct FlowRow {
 
 impl FlowRow {
     /// The endpoints as (src, src port, dst, dst port): the file's first packet's direction.
+    #[must_use]
     pub fn endpoints(&self) -> ([u8; 16], u16, [u8; 16], u16) {
         let k = &self.key;
         if self.first_forward {
@@ -359,6 +362,14 @@ fn count(n: u64) -> i64 {
 }
 
 /// The two index files of `index`, for capture file `meta.file`: (flows, blocks) bytes.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one column after the other, in schema order"
+)]
 pub fn encode(index: &FileIndex, meta: &Meta) -> Result<(Vec<u8>, Vec<u8>), TableError> {
     let mut flows: Vec<&Flow> = index.flows.iter().collect();
     flows.sort_by_key(|f| (f.first_ns, f.key));
@@ -534,6 +545,10 @@ fn open(bytes: Bytes) -> Result<(SerializedFileReader<Bytes>, Meta), TableError>
 }
 
 /// The metadata of an index file (the footer only).
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn read_meta(bytes: Bytes) -> Result<Meta, TableError> {
     open(bytes).map(|(_, m)| m)
 }
@@ -588,6 +603,18 @@ fn u64_of(v: i64) -> u64 {
 }
 
 /// Reads `NAME.flows.parquet`.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one column after the other, in schema order"
+)]
+#[expect(
+    clippy::many_single_char_names,
+    reason = "short names for a row's parts"
+)]
 pub fn read_flows(bytes: Bytes) -> Result<(Meta, Vec<FlowRow>), TableError> {
     use parquet::data_type::{ByteArrayType as S, Int32Type as I, Int64Type as L};
     let (reader, meta) = open(bytes)?;
@@ -657,12 +684,11 @@ pub fn read_flows(bytes: Bytes) -> Result<(Meta, Vec<FlowRow>), TableError> {
                 (Some(_), _) => (u16_of(sport[i])?, u16_of(dport[i])?, false),
                 (None, Some(t)) => {
                     let t = u8::try_from(t).map_err(|_| invalid("icmp_type"))?;
-                    match icode[i] {
-                        Some(c) => (u16::from(t), u16_of(Some(c))?, true),
-                        None => {
-                            let (a, b, _) = community::icmp_ports(proto, t, 0);
-                            (a, b, false)
-                        }
+                    if let Some(c) = icode[i] {
+                        (u16::from(t), u16_of(Some(c))?, true)
+                    } else {
+                        let (a, b, _) = community::icmp_ports(proto, t, 0);
+                        (a, b, false)
                     }
                 }
                 (None, None) => (0, 0, false),
@@ -705,6 +731,10 @@ pub fn read_flows(bytes: Bytes) -> Result<(Meta, Vec<FlowRow>), TableError> {
 }
 
 /// Reads `NAME.blocks.parquet`, in file order.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn read_blocks(bytes: Bytes) -> Result<(Meta, Vec<Block>), TableError> {
     use parquet::data_type::{ByteArrayType as S, Int32Type as I, Int64Type as L};
     let (reader, meta) = open(bytes)?;
@@ -800,14 +830,7 @@ mod tests {
             frame(false, 1, 2, Some(7)),
         ];
         for (i, f) in frames.iter().enumerate() {
-            ix.packet(
-                f,
-                (if i == 3 { 1 } else { 0 }, 99),
-                10 + i as u64,
-                70,
-                0,
-                i * 80,
-            );
+            ix.packet(f, (u8::from(i == 3), 99), 10 + i as u64, 70, 0, i * 80);
         }
         ix.chunk(&Chunk {
             kind: ChunkKind::Packets,
@@ -851,7 +874,7 @@ mod tests {
             let junk: Vec<u8> = (0..n)
                 .map(|_| {
                     x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                    (x >> 16) as u8
+                    x.to_be_bytes()[1]
                 })
                 .collect();
             assert!(read_blocks(Bytes::from(junk)).is_err());

@@ -2,6 +2,10 @@
 //! `2026-12-03T15:02:00.5+01:00`) or relative to now (`-15m`, `-2h30m`, `-1d`; `now`).
 
 /// Parses a time into ns since the epoch; `now_ns` is what relative times count back from.
+///
+/// # Errors
+///
+/// When a file cannot be read or written, or holds what it should not (the error says which).
 pub fn parse(s: &str, now_ns: u64) -> Result<u64, String> {
     let s = s.trim();
     if s == "now" {
