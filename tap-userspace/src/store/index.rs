@@ -129,6 +129,70 @@ struct Live {
     last_block: u32,
 }
 
+/// The fields of a plain IPv4 or IPv6 packet that decide its flow and direction, as they
+/// lie in the frame: two packets with the same signature have the same key and direction, so
+/// the key is parsed only for the first packet of each flow and direction.
+type Sig = [u64; 6];
+
+#[inline(always)]
+fn be32(f: &[u8], at: usize) -> u64 {
+    f.get(at..at + 4).map_or(0, |b| {
+        u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    })
+}
+
+/// Equality of two signatures without a call to `memcmp` (this runs for every packet).
+#[inline(always)]
+fn same(a: &Sig, b: &Sig) -> bool {
+    a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The signature of an untagged IPv4 (no options, not a later fragment) or IPv6 (no extension
+/// headers) packet of TCP, UDP, SCTP, ICMP or ICMPv6 whose ports (types) are in the frame;
+/// `None` for anything else, which is parsed in full.
+#[inline]
+fn signature(f: &[u8], tunnel: (u8, u32)) -> Option<Sig> {
+    let t = u64::from(tunnel.0) << 40 | u64::from(tunnel.1) << 8;
+    match (f.get(12), f.get(13)) {
+        (Some(0x08), Some(0x00))
+            if f.len() >= 38 && f[14] == 0x45 && (f[20] & 0x1f) | f[21] == 0 =>
+        {
+            let proto = f[23];
+            if !matches!(proto, 1 | 6 | 17 | 132) {
+                return None;
+            }
+            // ICMP: the type and code only (not the checksum after them).
+            let l4 = if proto == 1 {
+                be32(f, 34) >> 16
+            } else {
+                be32(f, 34)
+            };
+            Some([
+                t | 4,
+                u64::from(proto),
+                be32(f, 26) << 32 | be32(f, 30),
+                l4,
+                0,
+                0,
+            ])
+        }
+        (Some(0x86), Some(0xdd)) if f.len() >= 58 => {
+            let nh = f[20];
+            if !matches!(nh, 6 | 17 | 58 | 132) {
+                return None;
+            }
+            let w = |at| be32(f, at) << 32 | be32(f, at + 4);
+            let l4 = if nh == 58 {
+                be32(f, 54) >> 16
+            } else {
+                be32(f, 54)
+            };
+            Some([t | 6, u64::from(nh) << 32 | l4, w(22), w(30), w(38), w(46)])
+        }
+        _ => None,
+    }
+}
+
 /// A packet told but not yet written.
 #[derive(Debug, Clone, Copy)]
 struct Staged {
@@ -152,7 +216,11 @@ pub struct Indexer {
     pairs: Vec<(u32, u32)>,
     blocks: Vec<Block>,
     staged: Vec<Staged>,
-    last: Option<(FlowKey, u32)>,
+    /// Flow and direction by [`signature`]: the key is parsed once per flow and direction.
+    sigs: FxHashMap<Sig, (u32, bool)>,
+    /// The last packet's signature and what it gave.
+    last_sig: Option<Sig>,
+    last_hit: (u32, bool),
     /// Interfaces described so far (ids seen + 1, at least).
     interfaces: u32,
     /// Interface descriptions met so far (when scanning a file: [`Indexer::described`]).
@@ -178,7 +246,8 @@ impl Indexer {
         self.pairs.clear();
         self.blocks.clear();
         self.staged.clear();
-        self.last = None;
+        self.sigs.clear();
+        self.last_sig = None;
         self.interfaces = 0;
         self.described = 0;
     }
@@ -192,7 +261,9 @@ impl Indexer {
     /// True when the index reached its memory bounds ([`MAX_FLOWS`], [`MAX_PAIRS`]).
     #[must_use]
     pub fn full(&self) -> bool {
-        self.flows.len() >= MAX_FLOWS || self.pairs.len() >= MAX_PAIRS
+        self.flows.len() >= MAX_FLOWS
+            || self.pairs.len() >= MAX_PAIRS
+            || self.sigs.len() >= 2 * MAX_FLOWS
     }
 
     /// A packet of the chunk being filled: `frame` its bytes, `at` where its record starts in
@@ -211,35 +282,52 @@ impl Indexer {
         interface: u32,
         at: usize,
     ) {
-        let parsed = flow::parse(frame, tunnel.0, tunnel.1);
-        let flow = match self.last {
-            Some((k, i)) if k == parsed.key => i,
-            _ => {
-                let next = self.flows.len() as u32;
-                let i = *self.map.entry(parsed.key).or_insert(next);
-                if i == next {
-                    self.flows.push(Live {
-                        key: parsed.key,
-                        first_forward: parsed.forward,
-                        first_ns: u64::MAX,
-                        last_ns: 0,
-                        packets: [0; 2],
-                        bytes: [0; 2],
-                        last_block: u32::MAX,
-                    });
-                }
-                self.last = Some((parsed.key, i));
-                i
+        let sig = signature(frame, tunnel);
+        let (flow, forward) = match sig {
+            Some(s) if self.last_sig.as_ref().is_some_and(|l| same(l, &s)) => self.last_hit,
+            Some(s) => {
+                let hit = match self.sigs.get(&s) {
+                    Some(&hit) => hit,
+                    None => {
+                        let hit = self.lookup(frame, tunnel);
+                        self.sigs.insert(s, hit);
+                        hit
+                    }
+                };
+                self.last_sig = Some(s);
+                self.last_hit = hit;
+                hit
             }
+            None => self.lookup(frame, tunnel),
         };
         self.staged.push(Staged {
             flow,
-            forward: parsed.forward,
+            forward,
             len: orig_len,
             ts_ns,
             at: at as u32,
             interfaces: (interface.saturating_add(1)).max(self.described),
         });
+    }
+
+    /// The flow of a packet by its key (parsed in full), and its direction.
+    #[expect(clippy::cast_possible_truncation, reason = "flows stop at MAX_FLOWS")]
+    fn lookup(&mut self, frame: &[u8], tunnel: (u8, u32)) -> (u32, bool) {
+        let parsed = flow::parse(frame, tunnel.0, tunnel.1);
+        let next = self.flows.len() as u32;
+        let i = *self.map.entry(parsed.key).or_insert(next);
+        if i == next {
+            self.flows.push(Live {
+                key: parsed.key,
+                first_forward: parsed.forward,
+                first_ns: u64::MAX,
+                last_ns: 0,
+                packets: [0; 2],
+                bytes: [0; 2],
+                last_block: u32::MAX,
+            });
+        }
+        (i, parsed.forward)
     }
 
     /// A chunk reached the file: its packets (the first `chunk.packets` staged) are counted
