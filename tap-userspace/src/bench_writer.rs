@@ -62,6 +62,14 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("not a size: {s}"))
 }
 
+/// What the packets go into: a plain file, or a store (with its index), and how many flows
+/// they belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    pub store: bool,
+    pub flows: u16,
+}
+
 /// What one run measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BenchResult {
@@ -160,9 +168,9 @@ pub fn measure(
     compression: Compression,
     packet_size: u32,
     keep: bool,
-    store: bool,
-    flows: u16,
+    mode: Mode,
 ) -> Result<(BenchResult, PathBuf), StorageError> {
+    let Mode { store, flows } = mode;
     let packet_size = packet_size.clamp(1, tap_common::config::MAX_FRAME);
     let batch = synthetic_batch(packet_size as usize, flows);
     let ext = match (format, compression) {
@@ -279,8 +287,10 @@ pub fn run(args: &BenchWriterArgs) -> Result<BenchResult, StorageError> {
         compression,
         args.packet_size,
         args.keep,
-        args.store,
-        args.flows,
+        Mode {
+            store: args.store,
+            flows: args.flows,
+        },
     )?;
     println!(
         "{}: {} packets, {:.0} MB of packets, {:.0} MB on disk, in {:.2} s: {:.0} MB/s, {:.2} Mpackets/s, {:.1} ns CPU per packet",
@@ -318,8 +328,10 @@ mod tests {
             Compression::None,
             1000,
             false,
-            false,
-            1,
+            Mode {
+                store: false,
+                flows: 1,
+            },
         )
         .unwrap();
         assert!(r.packet_bytes >= 10_000_000);

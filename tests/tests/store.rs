@@ -369,7 +369,7 @@ fn kill_9_then_query_and_reindex() {
     let _ = stream.wait(Duration::from_secs(30));
     let parts: Vec<String> = tap_tests::storage_util::list_dir(&store)
         .into_iter()
-        .filter(|n| n.ends_with(".part"))
+        .filter(|n| n.ends_with(".pcapng.part"))
         .collect();
     assert_eq!(
         parts.len(),

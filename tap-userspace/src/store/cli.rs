@@ -250,6 +250,27 @@ pub enum StoreCommand {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Fill a new store in DIR with synthetic traffic and a needle flow spread over it (see
+    /// `store::bench`), for timing queries (for `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchFill {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Packet bytes to write (K, M, G: powers of 1024).
+        #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_binary_size)]
+        bytes: u64,
+        #[arg(long, value_name = "BYTES", default_value_t = 1000)]
+        packet_size: usize,
+        /// Background flows.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        flows: u16,
+        /// Packets of the needle flow.
+        #[arg(long, value_name = "N", default_value_t = 300)]
+        needle: u64,
+        /// Compress with zstd at this level.
+        #[arg(long, value_name = "LEVEL")]
+        zstd: Option<i32>,
+    },
     /// Run `--flows` queries for SECS seconds and print their rate as JSON (for `cargo xtask
     /// bench`).
     #[command(hide = true)]
@@ -501,6 +522,25 @@ pub fn run_store(command: &StoreCommand) -> Result<(), StoreError> {
         StoreCommand::Stats { dir } => {
             check_dir(dir)?;
             println!("{}", stats_json(dir)?);
+            Ok(())
+        }
+        StoreCommand::BenchFill {
+            dir,
+            bytes,
+            packet_size,
+            flows,
+            needle,
+            zstd,
+        } => {
+            let compression = zstd.map_or(Compression::None, |level| Compression::Zstd {
+                level: level.clamp(1, 19),
+            });
+            let started = Instant::now();
+            let n = super::bench::fill(dir, *bytes, *packet_size, *flows, *needle, compression)?;
+            println!(
+                "{}",
+                serde_json::json!({"packets": n, "seconds": started.elapsed().as_secs_f64(), "needle_filter": super::bench::NEEDLE_FILTER})
+            );
             Ok(())
         }
         StoreCommand::BenchFlows {

@@ -134,7 +134,7 @@ struct Live {
 /// the key is parsed only for the first packet of each flow and direction.
 type Sig = [u64; 6];
 
-#[inline(always)]
+#[inline]
 fn be32(f: &[u8], at: usize) -> u64 {
     f.get(at..at + 4).map_or(0, |b| {
         u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
@@ -142,13 +142,13 @@ fn be32(f: &[u8], at: usize) -> u64 {
 }
 
 /// Equality of two signatures without a call to `memcmp` (this runs for every packet).
-#[inline(always)]
+#[inline]
 fn same(a: &Sig, b: &Sig) -> bool {
     a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The signature of an untagged IPv4 (no options, not a later fragment) or IPv6 (no extension
-/// headers) packet of TCP, UDP, SCTP, ICMP or ICMPv6 whose ports (types) are in the frame;
+/// headers) packet of TCP, UDP, SCTP, ICMP or `ICMPv6` whose ports (types) are in the frame;
 /// `None` for anything else, which is parsed in full.
 #[inline]
 fn signature(f: &[u8], tunnel: (u8, u32)) -> Option<Sig> {
@@ -286,13 +286,12 @@ impl Indexer {
         let (flow, forward) = match sig {
             Some(s) if self.last_sig.as_ref().is_some_and(|l| same(l, &s)) => self.last_hit,
             Some(s) => {
-                let hit = match self.sigs.get(&s) {
-                    Some(&hit) => hit,
-                    None => {
-                        let hit = self.lookup(frame, tunnel);
-                        self.sigs.insert(s, hit);
-                        hit
-                    }
+                let hit = if let Some(&hit) = self.sigs.get(&s) {
+                    hit
+                } else {
+                    let hit = self.lookup(frame, tunnel);
+                    self.sigs.insert(s, hit);
+                    hit
                 };
                 self.last_sig = Some(s);
                 self.last_hit = hit;

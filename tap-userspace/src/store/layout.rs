@@ -69,7 +69,8 @@ pub struct Listing {
     pub captures: Vec<CaptureFile>,
     /// Files being written, or left by a writer that died (`.NAME.part`).
     pub parts: Vec<PathBuf>,
-    /// Index files whose capture file is gone.
+    /// Index files whose capture file is gone, and index files left half-written
+    /// (`.NAME.flows.parquet.part`) by a writer that died.
     pub orphans: Vec<PathBuf>,
     /// Anything else (not counting the lock, directories, and temporary index files).
     pub others: Vec<PathBuf>,
@@ -116,7 +117,9 @@ pub fn list(dir: &Path) -> Result<Listing, StoreError> {
         if let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part")) {
             if is_capture_name(inner) {
                 out.parts.push(path);
-            } else if !(inner.ends_with(FLOWS_SUFFIX) || inner.ends_with(BLOCKS_SUFFIX)) {
+            } else if inner.ends_with(FLOWS_SUFFIX) || inner.ends_with(BLOCKS_SUFFIX) {
+                out.orphans.push(path);
+            } else {
                 out.others.push(path);
             }
             continue;

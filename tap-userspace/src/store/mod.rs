@@ -12,6 +12,7 @@
 //!   files in time order. A file without an index (a crash, a file put there by hand) is
 //!   indexed on the fly; [`reindex`] rebuilds indexes and recovers the file a crash left.
 
+pub mod bench;
 pub mod blocks;
 pub mod capfile;
 pub mod cli;

@@ -125,23 +125,23 @@ fn view(row: &FlowRow) -> FlowView<'_> {
     }
 }
 
-/// Loads a file's flows: from its index, or by reading it through. `Err`: skip it (why).
+/// Loads a file's flows: from its index, or by reading it through; `None` when the file has
+/// no packet in the window. `want_blocks`: the rows whose block runs are needed. `Err`: skip
+/// it (why).
 fn flows_of(
     capture: &CaptureFile,
     stats: &mut QueryStats,
-    footer_only_ok: Option<&Selection>,
+    sel: &Selection,
+    want_blocks: &dyn Fn(&FlowRow) -> bool,
 ) -> Result<Option<Flows>, String> {
-    if let Some(sel) = footer_only_ok {
-        // The footer alone rules a file out by time, without reading its rows.
-        if let Ok(meta) = reindex::load_meta(capture) {
-            if meta.packets == 0 || !sel.meets(meta.first_ns, meta.last_ns) {
-                stats.files_outside_window += 1;
-                return Ok(None);
-            }
+    // The footer alone rules a file out by time, without decoding its rows.
+    let keep = |m: &super::table::Meta| m.packets > 0 && sel.meets(m.first_ns, m.last_ns);
+    match reindex::load_flows(capture, &keep, want_blocks) {
+        Ok(None) => {
+            stats.files_outside_window += 1;
+            Ok(None)
         }
-    }
-    match reindex::load_flows(capture) {
-        Ok((meta, rows)) => Ok(Some(Flows {
+        Ok(Some((meta, rows))) => Ok(Some(Flows {
             rows,
             first_ns: meta.first_ns,
             last_ns: meta.last_ns,
@@ -174,12 +174,7 @@ fn flows_of(
                     } else {
                         [f.bytes[1], f.bytes[0]]
                     },
-                    block_offsets: f
-                        .blocks
-                        .iter()
-                        .filter_map(|&b| scanned.index.blocks.get(b as usize))
-                        .map(|b| b.offset)
-                        .collect(),
+                    block_runs: super::table::runs(&f.blocks),
                 })
                 .collect();
             Ok(Some(Flows {
@@ -208,7 +203,10 @@ fn plan_files(
     stats.files = listing.captures.len() as u64;
     let mut plans = Vec::new();
     for capture in listing.captures {
-        let flows = match flows_of(&capture, stats, Some(sel)) {
+        let want = |row: &FlowRow| {
+            sel.meets(row.first_ns, row.last_ns) && plan::may_match(expr, &view(row))
+        };
+        let flows = match flows_of(&capture, stats, sel, &want) {
             Ok(Some(f)) => f,
             Ok(None) => continue,
             Err(why) => {
@@ -220,19 +218,17 @@ fn plan_files(
             stats.files_outside_window += 1;
             continue;
         }
-        let mut offsets: Vec<u64> = Vec::new();
+        let mut runs: Vec<(u32, u32)> = Vec::new();
         for row in &flows.rows {
-            if sel.meets(row.first_ns, row.last_ns) && plan::may_match(expr, &view(row)) {
+            if want(row) {
                 stats.flows += 1;
-                offsets.extend_from_slice(&row.block_offsets);
+                runs.extend_from_slice(&row.block_runs);
             }
         }
-        if offsets.is_empty() {
+        if runs.is_empty() {
             stats.files_without_match += 1;
             continue;
         }
-        offsets.sort_unstable();
-        offsets.dedup();
         let blocks = match flows.blocks {
             Some(b) => b,
             None => match reindex::load_blocks(&capture) {
@@ -243,25 +239,30 @@ fn plan_files(
                 }
             },
         };
-        let mut read = Vec::with_capacity(offsets.len());
-        for off in offsets {
-            match blocks.binary_search_by_key(&off, |b| b.offset) {
-                Ok(i) if blocks[i].kind == BlockKind::Packets => {
-                    if sel.meets(blocks[i].first_ns, blocks[i].last_ns) {
-                        read.push(i);
-                    }
-                }
-                _ => {
-                    skip(
-                        stats,
-                        &capture.path,
-                        format!("the index names a block at {off} it does not hold"),
-                    );
-                    read.clear();
-                    break;
-                }
+        let mut wanted = vec![false; blocks.len()];
+        let mut damaged = false;
+        for (first, n) in runs {
+            let (first, n) = (first as usize, n as usize);
+            match wanted.get_mut(first..first.saturating_add(n)) {
+                Some(w) => w.fill(true),
+                None => damaged = true,
             }
         }
+        if damaged {
+            skip(
+                stats,
+                &capture.path,
+                "the index names blocks it does not hold".into(),
+            );
+            continue;
+        }
+        let read: Vec<usize> = (0..blocks.len())
+            .filter(|&i| {
+                wanted[i]
+                    && blocks[i].kind == BlockKind::Packets
+                    && sel.meets(blocks[i].first_ns, blocks[i].last_ns)
+            })
+            .collect();
         if read.is_empty() {
             stats.files_without_match += 1;
             continue;
@@ -656,7 +657,7 @@ pub fn flows(dir: &Path, sel: &Selection) -> Result<(Vec<FlowSummary>, QueryStat
     let mut by_key: HashMap<FlowKey, (FlowSummary, bool, [u64; 2], [u64; 2])> = HashMap::new();
     let mut order: Vec<FlowKey> = Vec::new();
     for capture in &listing.captures {
-        let flows = match flows_of(capture, &mut stats, Some(sel)) {
+        let flows = match flows_of(capture, &mut stats, sel, &|_| false) {
             Ok(Some(f)) => f,
             Ok(None) => continue,
             Err(why) => {

@@ -107,19 +107,31 @@ pub fn load_meta(capture: &CaptureFile) -> Result<Meta, StoreError> {
     Ok(meta)
 }
 
-/// The flows of a capture file, from its index (checked against the file).
+/// The flows of a capture file, from its index (checked against the file), read once:
+/// `None` when its footer's metadata does not pass `keep` (the rows are then not decoded).
+/// Only the rows `want_blocks` keeps get their block runs.
 ///
 /// # Errors
 ///
 /// When a file cannot be read or written, or holds what it should not (the error says which).
-pub fn load_flows(capture: &CaptureFile) -> Result<(Meta, Vec<FlowRow>), StoreError> {
+pub fn load_flows(
+    capture: &CaptureFile,
+    keep: &dyn Fn(&Meta) -> bool,
+    want_blocks: &dyn Fn(&FlowRow) -> bool,
+) -> Result<Option<(Meta, Vec<FlowRow>)>, StoreError> {
     let path = layout::flows_path(&capture.path);
-    let (meta, rows) = table::read_flows(read(&path)?).map_err(|source| StoreError::Table {
+    let err = |source| StoreError::Table {
         path: path.clone(),
         source,
-    })?;
+    };
+    let bytes = read(&path)?;
+    let meta = table::read_meta(bytes.clone()).map_err(err)?;
     check(capture, &meta, &path)?;
-    Ok((meta, rows))
+    if !keep(&meta) {
+        return Ok(None);
+    }
+    let (meta, rows) = table::read_flows(bytes, want_blocks).map_err(err)?;
+    Ok(Some((meta, rows)))
 }
 
 /// The blocks of a capture file, from its index (checked against the file).
