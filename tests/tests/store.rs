@@ -371,10 +371,12 @@ fn kill_9_then_query_and_reindex() {
         .into_iter()
         .filter(|n| n.ends_with(".pcapng.part"))
         .collect();
-    assert_eq!(
-        parts.len(),
-        1,
-        "the file being written is left as .NAME.part"
+    // The file being written is left as .NAME.part (none when the kill fell between a file's
+    // rename and the next one's creation).
+    assert!(
+        parts.len() <= 1,
+        "{:?}",
+        tap_tests::storage_util::list_dir(&store)
     );
 
     // Every finished file is queryable at once.
