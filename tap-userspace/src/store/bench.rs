@@ -120,13 +120,15 @@ pub fn fill(
     let per_batch = (4usize << 20) / (HEADER_LEN + packet_size);
     let mut written = 0u64;
     let mut n = 0u64;
+    let mut needles = 0u64;
     while n < total {
         let mut b = BatchBuilder::with_capacity(per_batch * (HEADER_LEN + packet_size));
         for _ in 0..per_batch {
             if n >= total {
                 break;
             }
-            let data = if n % every == every / 2 {
+            let data = if n % every == every / 2 && needles < needle {
+                needles += 1;
                 &needle_frame
             } else {
                 &background[usize::try_from(n % u64::from(flows.max(1))).unwrap_or(0)]

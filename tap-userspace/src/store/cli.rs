@@ -285,37 +285,11 @@ pub enum StoreCommand {
 }
 
 fn selection(args: &QueryArgs) -> Result<Selection, StoreError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let time = |option: &'static str, v: &Option<String>| {
-        v.as_deref()
-            .map(|s| {
-                super::time::parse(s, now).map_err(|reason| StoreError::Setting {
-                    option,
-                    value: s.to_string(),
-                    reason,
-                })
-            })
-            .transpose()
-    };
-    let sel = Selection {
-        since_ns: time("--since", &args.since)?,
-        until_ns: time("--until", &args.until)?,
-        expr: args.expression.join(" "),
-    };
-    if let (Some(s), Some(u)) = (sel.since_ns, sel.until_ns) {
-        if u <= s {
-            return Err(StoreError::Setting {
-                option: "--until",
-                value: args.until.clone().unwrap_or_default(),
-                reason: "must be after --since".into(),
-            });
-        }
-    }
-    // A bad expression fails here, with the parser's message, before any file is read.
-    crate::filter::parse(&sel.expr)?;
-    Ok(sel)
+    Selection::parse(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        &args.expression.join(" "),
+    )
 }
 
 fn check_dir(dir: &Path) -> Result<(), StoreError> {

@@ -58,6 +58,45 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// Validates a query's settings, whatever front door they came through (flags, HTTP
+    /// parameters): times (RFC 3339 or relative to now, see [`super::time`]) and the filter
+    /// expression (the parser's one-line message when it is bad). Nothing is read.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Setting`] naming `since` or `until` and why; [`StoreError::Filter`].
+    pub fn parse(since: Option<&str>, until: Option<&str>, expr: &str) -> Result<Self, StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let time = |option: &'static str, v: Option<&str>| {
+            v.map(|s| {
+                super::time::parse(s, now).map_err(|reason| StoreError::Setting {
+                    option,
+                    value: s.to_string(),
+                    reason,
+                })
+            })
+            .transpose()
+        };
+        let sel = Self {
+            since_ns: time("since", since)?,
+            until_ns: time("until", until)?,
+            expr: expr.trim().to_string(),
+        };
+        if let (Some(s), Some(u)) = (sel.since_ns, sel.until_ns) {
+            if u <= s {
+                return Err(StoreError::Setting {
+                    option: "until",
+                    value: until.unwrap_or_default().to_string(),
+                    reason: "must be after since".into(),
+                });
+            }
+        }
+        filter::parse(&sel.expr)?;
+        Ok(sel)
+    }
+
     fn in_window(&self, ts: u64) -> bool {
         self.since_ns.is_none_or(|s| ts >= s) && self.until_ns.is_none_or(|u| ts < u)
     }
@@ -384,6 +423,9 @@ pub enum Format {
 pub enum Sink {
     Stdout,
     File(OutFile),
+    /// Any writer (an HTTP response body): a reader that goes away (broken pipe, reset) ends
+    /// the query quietly, as `| head` does.
+    Writer(Box<dyn Write + Send>),
 }
 
 /// Encodes and writes the merged packets.
@@ -489,6 +531,25 @@ impl Writer {
                     }
                 }
             }
+            Sink::Writer(w) => match w.write_all(&self.buf).and_then(|()| w.flush()) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::BrokenPipe
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    self.closed = true;
+                }
+                Err(e) => {
+                    return Err(StoreError::Io {
+                        path: PathBuf::from("(writer)"),
+                        source: e,
+                    });
+                }
+            },
             Sink::File(f) => {
                 f.append(&self.buf, |_| 0).map_err(|e| StoreError::Io {
                     path: f.current_name().to_path_buf(),
@@ -744,4 +805,98 @@ pub fn rfc3339(ns: u64) -> String {
         || ns.to_string(),
         |t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer into shared memory that fails with a broken pipe after `limit` bytes (a client
+    /// that goes away).
+    struct Client {
+        got: Arc<Mutex<Vec<u8>>>,
+        limit: usize,
+    }
+
+    impl Write for Client {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut got = self.got.lock().unwrap();
+            if got.len() + buf.len() > self.limit {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            got.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn queries_into_any_writer_and_a_reader_that_leaves_costs_nothing() {
+        let dir = std::env::temp_dir().join(format!("tap-query-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let n = super::super::bench::fill(
+            &dir,
+            20 << 20,
+            500,
+            50,
+            200,
+            crate::config::Compression::None,
+        )
+        .unwrap();
+        assert!(n > 40_000);
+        let sel = Selection::parse(None, None, super::super::bench::NEEDLE_FILTER).unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink::Writer(Box::new(Client {
+            got: Arc::clone(&got),
+            limit: usize::MAX,
+        }));
+        let stats = packets(&dir, &sel, Format::Pcap, sink).unwrap();
+        assert_eq!(stats.packets, 200);
+        let bytes = got.lock().unwrap().clone();
+        let mut r = crate::reader::CaptureReader::new(&bytes[..]).unwrap();
+        let mut count = 0;
+        while let Some(p) = r.next_packet().unwrap() {
+            assert_eq!(&p.data[26..30], &[203, 0, 113, 77]);
+            count += 1;
+        }
+        assert_eq!(count, 200);
+        // All packets, to a reader that stops after 64 KiB: a quiet end, not an error.
+        let all = Selection::parse(None, None, "").unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink::Writer(Box::new(Client {
+            got: Arc::clone(&got),
+            limit: 64 << 10,
+        }));
+        let stats = packets(&dir, &all, Format::Pcapng, sink).unwrap();
+        assert!(stats.packets < u64::try_from(n).unwrap());
+        // Flows: the needle is one of them.
+        let (flows, _) = flows(&dir, &sel).unwrap();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(
+            (flows[0].packets, flows[0].src.as_str()),
+            (200, "203.0.113.77")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn settings_are_checked_before_anything_is_read() {
+        assert!(Selection::parse(Some("-15m"), Some("now"), "tcp").is_ok());
+        for (since, until, expr) in [
+            (Some("yesterday"), None, ""),
+            (None, Some("-1x"), ""),
+            (Some("-1m"), Some("-2m"), ""),
+            (None, None, "port banana"),
+        ] {
+            let e = Selection::parse(since, until, expr)
+                .unwrap_err()
+                .to_string();
+            assert!(!e.is_empty() && !e.contains('\n'), "{e}");
+        }
+    }
 }
