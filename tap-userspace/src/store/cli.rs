@@ -31,10 +31,10 @@ pub struct StoreArgs {
     pub store: Option<PathBuf>,
     /// Keep the store under SIZE bytes (K, M, G: powers of 1024), deleting the oldest files
     /// with their index first.
-    #[arg(long, value_name = "SIZE", requires = "store", value_parser = parse_binary_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_binary_size)]
     pub store_max_bytes: Option<u64>,
     /// Delete files whose last packet is older than DURATION (e.g. 7d, 12h, 90m).
-    #[arg(long, value_name = "DURATION", requires = "store")]
+    #[arg(long, value_name = "DURATION")]
     pub store_max_age: Option<String>,
 }
 
@@ -66,6 +66,13 @@ impl StoreConfig {
     /// When a file cannot be read or written, or holds what it should not (the error says which).
     pub fn from_args(args: &StoreArgs) -> Result<Option<Self>, StoreError> {
         let Some(dir) = &args.store else {
+            if args.store_max_bytes.is_some() || args.store_max_age.is_some() {
+                return Err(StoreError::Setting {
+                    option: "--store-max-bytes/--store-max-age",
+                    value: String::new(),
+                    reason: "retention applies to a store: give --store DIR".into(),
+                });
+            }
             return Ok(None);
         };
         if dir.as_os_str().is_empty() || dir.as_os_str() == "-" {
@@ -583,4 +590,76 @@ pub fn stats_json(dir: &Path) -> Result<serde_json::Value, StoreError> {
         "flows": flows,
         "packets": packets,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn capture(args: &[&str]) -> Result<crate::config::CaptureConfig, crate::error::ConfigError> {
+        let cli = Cli::try_parse_from(["tap", "capture", "-i", "lo"].iter().chain(args)).unwrap();
+        let Command::Capture(args) = cli.command else {
+            panic!("capture")
+        };
+        crate::config::CaptureConfig::from_args(&args)
+    }
+
+    #[test]
+    fn store_flags_make_a_store_output() {
+        let c = capture(&[
+            "--store",
+            "/tmp/s",
+            "--store-max-bytes",
+            "400M",
+            "--store-max-age",
+            "7d",
+        ])
+        .unwrap();
+        let o = &c.output;
+        let store = o.store.as_ref().unwrap();
+        assert_eq!(store.dir, PathBuf::from("/tmp/s"));
+        assert_eq!(store.max_bytes, Some(400 << 20));
+        assert_eq!(store.max_age, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(
+            o.target,
+            crate::config::Output::File(PathBuf::from("/tmp/s/tap-%Y%m%d-%H%M%S.pcapng"))
+        );
+        assert_eq!(
+            (o.format, o.on_disk_full, o.resume),
+            (FileFormat::Pcapng, DiskFull::Drop, true)
+        );
+        // Files of at most a quarter of the size limit; the default minute otherwise.
+        assert_eq!(o.rotation.max_bytes, Some((400u64 << 20) / 4));
+        assert_eq!(o.rotation.interval_secs, Some(DEFAULT_ROTATE_SECS));
+        let z = capture(&["--store", "/tmp/s", "--compress", "zstd", "-G", "10"])
+            .unwrap()
+            .output;
+        assert_eq!(
+            z.target,
+            crate::config::Output::File(PathBuf::from("/tmp/s/tap-%Y%m%d-%H%M%S.pcapng.zst"))
+        );
+        assert_eq!(
+            (z.rotation.interval_secs, z.rotation.max_bytes),
+            (Some(10), None)
+        );
+    }
+
+    #[test]
+    fn bad_store_flags_are_refused() {
+        for args in [
+            &["--store", "/tmp/s", "--store-max-age", "soon"][..],
+            &["--store", "/tmp/s", "--store-max-bytes", "0"],
+            &["--store", "/tmp/s", "--format", "pcap"],
+            &["--store", "/tmp/s", "-G", "5", "-W", "3"],
+        ] {
+            let e = capture(args).unwrap_err().to_string();
+            assert!(!e.is_empty() && !e.contains('\n'), "{args:?}: {e}");
+        }
+        let clash = Cli::try_parse_from(["tap", "capture", "--store", "/tmp/s", "-w", "x.pcap"]);
+        assert!(clash.is_err());
+        assert!(capture(&["-w", "x", "--store-max-bytes", "1G"]).is_err());
+    }
 }
