@@ -46,6 +46,13 @@ pub struct BenchWriterArgs {
     /// Keep the file.
     #[arg(long)]
     pub keep: bool,
+    /// Write a packet store (pcapng files and their flow index) into a fresh directory under
+    /// --to instead of one file: the store's cost over plain pcapng.
+    #[arg(long)]
+    pub store: bool,
+    /// Distinct flows the packets cycle through (source ports), 1: all one flow.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub flows: u16,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -53,6 +60,14 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("not a size: {s}"))
+}
+
+/// What the packets go into: a plain file, or a store (with its index), and how many flows
+/// they belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    pub store: bool,
+    pub flows: u16,
 }
 
 /// What one run measured.
@@ -64,6 +79,8 @@ pub struct BenchResult {
     /// Bytes that reached the disk.
     pub file_bytes: u64,
     pub elapsed: Duration,
+    /// CPU time of the process (user and system, all threads: the index thread too).
+    pub cpu: Duration,
 }
 
 impl BenchResult {
@@ -75,10 +92,28 @@ impl BenchResult {
     pub fn packets_per_s(&self) -> f64 {
         self.packets as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// CPU ns per packet.
+    pub fn cpu_ns_per_packet(&self) -> f64 {
+        self.cpu.as_nanos() as f64 / self.packets.max(1) as f64
+    }
 }
 
-/// One batch as the drain builds them: up to 8192 packets or 4 MiB.
-fn synthetic_batch(packet_size: usize) -> Batch {
+/// CPU time of this process so far (all threads).
+fn cpu_time() -> Duration {
+    // SAFETY: rusage is plain old data; getrusage only writes into it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer for the duration of the call.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// One batch as the drain builds them: up to 8192 packets or 4 MiB, cycling through `flows`
+/// source ports.
+fn synthetic_batch(packet_size: usize, flows: u16) -> Batch {
     let count = (4usize << 20).div_ceil(HEADER_LEN + packet_size).min(8192);
     let mut b = BatchBuilder::with_capacity(count * (HEADER_LEN + packet_size));
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -105,6 +140,10 @@ fn synthetic_batch(packet_size: usize) -> Batch {
         ];
         let n = head.len().min(packet_size);
         frame[..n].copy_from_slice(&head[..n]);
+        if n >= 36 {
+            let port = 10_000u16.wrapping_add((i % usize::from(flows.max(1))) as u16);
+            frame[34..36].copy_from_slice(&port.to_be_bytes());
+        }
         for (j, byte) in frame.iter_mut().enumerate().skip(n) {
             *byte = if j % 2 == 0 {
                 (j / 2 % 64) as u8 + b' '
@@ -129,9 +168,11 @@ pub fn measure(
     compression: Compression,
     packet_size: u32,
     keep: bool,
+    mode: Mode,
 ) -> Result<(BenchResult, PathBuf), StorageError> {
+    let Mode { store, flows } = mode;
     let packet_size = packet_size.clamp(1, tap_common::config::MAX_FRAME);
-    let batch = synthetic_batch(packet_size as usize);
+    let batch = synthetic_batch(packet_size as usize, flows);
     let ext = match (format, compression) {
         (Format::Pcap, Compression::None) => "pcap",
         (Format::Pcapng, Compression::None) => "pcapng",
@@ -139,22 +180,54 @@ pub fn measure(
         (Format::Pcapng, Compression::Zstd { .. }) => "pcapng.zst",
     };
     let path = dir.join(format!("tap-bench-writer-{}.{ext}", std::process::id()));
-    let output = OutputConfig {
-        target: Output::File(path.clone()),
-        format,
-        compression,
-        rotation: Rotation::default(),
-        post_rotate: None,
-        flush_interval: Duration::from_secs(1),
-        on_disk_full: DiskFull::Stop,
-        force: false,
-        resume: false,
+    let store_dir = dir.join(format!("tap-bench-store-{}", std::process::id()));
+    let output = if store {
+        let config = crate::store::StoreConfig {
+            dir: store_dir.clone(),
+            max_bytes: None,
+            max_age: None,
+        };
+        let mut name = crate::store::layout::NAME_PATTERN.to_string();
+        if compression != Compression::None {
+            name.push_str(".zst");
+        }
+        OutputConfig {
+            target: Output::File(store_dir.join(name)),
+            format: Format::Pcapng,
+            compression,
+            // Files of 1 GB, as a store makes by default.
+            rotation: Rotation {
+                max_bytes: Some(1_000_000_000),
+                interval_secs: None,
+                max_files: None,
+            },
+            post_rotate: None,
+            flush_interval: Duration::from_secs(1),
+            on_disk_full: DiskFull::Stop,
+            force: false,
+            resume: true,
+            store: Some(config),
+        }
+    } else {
+        OutputConfig {
+            target: Output::File(path.clone()),
+            format,
+            compression,
+            rotation: Rotation::default(),
+            post_rotate: None,
+            flush_interval: Duration::from_secs(1),
+            on_disk_full: DiskFull::Stop,
+            force: false,
+            resume: false,
+            store: None,
+        }
     };
     let interfaces = [Interface {
         name: "bench0".into(),
         ifindex: 2,
     }];
     let started = Instant::now();
+    let cpu_before = cpu_time();
     let mut sink = sink::open(SinkSetup {
         output: &output,
         interfaces: &interfaces,
@@ -175,19 +248,24 @@ pub fn measure(
     }
     let report = sink.finish(&CaptureStats::default());
     let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
     if let Some(e) = report.error {
         return Err(e);
     }
     if !keep {
         let _ = std::fs::remove_file(&path);
+        if store {
+            let _ = std::fs::remove_dir_all(&store_dir);
+        }
     }
     let result = BenchResult {
         packets: report.written,
         packet_bytes: report.written * u64::from(packet_size),
         file_bytes: report.bytes,
         elapsed,
+        cpu,
     };
-    Ok((result, path))
+    Ok((result, if store { store_dir } else { path }))
 }
 
 /// `tap bench-writer`: measures and prints one line.
@@ -209,16 +287,21 @@ pub fn run(args: &BenchWriterArgs) -> Result<BenchResult, StorageError> {
         compression,
         args.packet_size,
         args.keep,
+        Mode {
+            store: args.store,
+            flows: args.flows,
+        },
     )?;
     println!(
-        "{}: {} packets, {:.0} MB of packets, {:.0} MB on disk, in {:.2} s: {:.0} MB/s, {:.2} Mpackets/s",
+        "{}: {} packets, {:.0} MB of packets, {:.0} MB on disk, in {:.2} s: {:.0} MB/s, {:.2} Mpackets/s, {:.1} ns CPU per packet",
         path.display(),
         r.packets,
         r.packet_bytes as f64 / 1e6,
         r.file_bytes as f64 / 1e6,
         r.elapsed.as_secs_f64(),
         r.mb_per_s(),
-        r.packets_per_s() / 1e6
+        r.packets_per_s() / 1e6,
+        r.cpu_ns_per_packet()
     );
     Ok(r)
 }
@@ -245,6 +328,10 @@ mod tests {
             Compression::None,
             1000,
             false,
+            Mode {
+                store: false,
+                flows: 1,
+            },
         )
         .unwrap();
         assert!(r.packet_bytes >= 10_000_000);

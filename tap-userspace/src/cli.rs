@@ -141,6 +141,11 @@ pub enum Command {
     /// Follow Suricata's EVE alerts and print the evidence requests they make (JSON lines).
     #[command(hide = true)]
     Alerts(crate::evidence::cli::AlertsArgs),
+    /// Packets or flows of a packet store (`tap capture --store DIR`) by filter and time.
+    Query(Box<crate::store::cli::QueryArgs>),
+    /// Maintain a packet store: recover and reindex.
+    #[command(subcommand)]
+    Store(crate::store::cli::StoreCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -245,6 +250,8 @@ pub struct CaptureArgs {
     pub write: Option<PathBuf>,
     #[command(flatten)]
     pub consumers: ConsumerArgs,
+    #[command(flatten)]
+    pub store: crate::store::cli::StoreArgs,
     #[command(flatten)]
     pub output: Box<OutputArgs>,
     /// Print nothing but errors (no summary, no status line).

@@ -125,6 +125,9 @@ pub struct OutputConfig {
     /// tap) is skipped and the sequence goes on after it, instead of failing. Files of earlier
     /// runs do not count towards `max_files`.
     pub resume: bool,
+    /// A packet store (`--store`): the files are indexed, retention applies
+    /// ([`crate::store`]).
+    pub store: Option<crate::store::StoreConfig>,
 }
 
 /// Errors in the output options.
@@ -246,6 +249,7 @@ impl OutputConfig {
             },
             force: args.force,
             resume: false,
+            store: None,
         })
     }
 }
@@ -449,14 +453,16 @@ impl CaptureConfig {
             });
         }
         let consumers = Consumers::from_args(&args.consumers)?;
-        let output = match &args.write {
-            Some(write) => OutputConfig::from_args(write, &args.output)?,
-            None if consumers.any() => {
+        let store = crate::store::StoreConfig::from_args(&args.store).map_err(Box::new)?;
+        let output = match (&args.write, store) {
+            (_, Some(store)) => store.output(&args.output).map_err(Box::new)?,
+            (Some(write), None) => OutputConfig::from_args(write, &args.output)?,
+            (None, None) if consumers.any() => {
                 let mut o = OutputConfig::from_args(std::path::Path::new("-"), &args.output)?;
                 o.target = Output::None;
                 o
             }
-            None => return Err(ConfigError::NoOutput),
+            (None, None) => return Err(ConfigError::NoOutput),
         };
         if consumers.suricata_socket.is_some() && !output.rotation.active() {
             return Err(ConfigError::SuricataWithoutRotation);

@@ -42,6 +42,8 @@ pub enum ConfigError {
         excerpt(item)
     )]
     Decap { item: String },
+    #[error(transparent)]
+    Store(#[from] Box<crate::store::StoreError>),
 }
 
 /// Errors while loading and attaching the programs. aya's `ProgramError` is boxed: it is large,

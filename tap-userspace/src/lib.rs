@@ -34,6 +34,7 @@ pub mod replay;
 pub mod ring;
 pub mod safe_create;
 pub mod sink;
+pub mod store;
 pub mod summary;
 pub mod testrun;
 

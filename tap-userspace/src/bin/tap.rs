@@ -230,6 +230,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             tap::evidence::cli::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Query(args) => {
+            tap::store::cli::run_query(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store(command) => {
+            tap::store::cli::run_store(&command)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::BenchWriter(args) => {
             tap::bench_writer::run(&args)?;
             Ok(ExitCode::SUCCESS)

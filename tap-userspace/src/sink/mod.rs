@@ -69,6 +69,8 @@ pub enum StorageError {
     Compress(#[source] io::Error),
     #[error("file name: {0}")]
     Pattern(#[from] rotate::PatternError),
+    #[error(transparent)]
+    Store(Box<crate::store::StoreError>),
 }
 
 impl From<crate::safe_create::CreateError> for StorageError {
@@ -168,5 +170,8 @@ pub struct WriterProgress {
 
 /// Opens the output the configuration names (the first file, when writing files).
 pub fn open(setup: SinkSetup<'_>) -> Result<Box<dyn Sink>, StorageError> {
+    if let Some(store) = &setup.output.store {
+        return crate::store::sink::open(setup, &store.clone());
+    }
     Ok(Box::new(writer::CaptureWriter::open(setup)?))
 }
