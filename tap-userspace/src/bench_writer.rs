@@ -20,8 +20,11 @@ use tap_common::event::{DIR_INBOUND, HEADER_LEN, HOOK_TC_INGRESS, PacketHeader};
 
 use crate::{
     kernel::batch::{Batch, BatchBuilder},
-    model::{Compression, DiskFull, Format, Hook, Interface, Output, OutputConfig, Rotation},
-    sink::{self, CaptureStats, SinkSetup, StorageError},
+    model::{
+        Compression, DiskFull, Format, Hook, Interface, Output, OutputConfig, Rotation, StoreConfig,
+    },
+    sink::{self, CaptureStats, SinkSetup},
+    store::StoreError,
 };
 
 /// What `tap bench-writer` writes.
@@ -38,6 +41,19 @@ pub struct BenchWriterSpec {
     pub packet_size: u32,
     /// Keep the file.
     pub keep: bool,
+    /// Write a packet store (pcapng files and their flow index) into a fresh directory under
+    /// `to` instead of one file: the store's cost over plain pcapng.
+    pub store: bool,
+    /// Distinct flows the packets cycle through (source ports), 1: all one flow.
+    pub flows: u16,
+}
+
+/// What the packets go into: a plain file, or a store (with its index), and how many flows
+/// they belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    pub store: bool,
+    pub flows: u16,
 }
 
 /// What one run measured.
@@ -49,6 +65,8 @@ pub struct BenchResult {
     /// Bytes that reached the disk.
     pub file_bytes: u64,
     pub elapsed: Duration,
+    /// CPU time of the process (user and system, all threads: the index thread too).
+    pub cpu: Duration,
 }
 
 impl BenchResult {
@@ -60,10 +78,28 @@ impl BenchResult {
     pub fn packets_per_s(&self) -> f64 {
         self.packets as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// CPU ns per packet.
+    pub fn cpu_ns_per_packet(&self) -> f64 {
+        self.cpu.as_nanos() as f64 / self.packets.max(1) as f64
+    }
 }
 
-/// One batch as the drain builds them: up to 8192 packets or 4 MiB.
-fn synthetic_batch(packet_size: usize) -> Batch {
+/// CPU time of this process so far (all threads).
+fn cpu_time() -> Duration {
+    // SAFETY: rusage is plain old data; getrusage only writes into it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer for the duration of the call.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut u) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// One batch as the drain builds them: up to 8192 packets or 4 MiB, cycling through `flows`
+/// source ports.
+fn synthetic_batch(packet_size: usize, flows: u16) -> Batch {
     let count = (4usize << 20).div_ceil(HEADER_LEN + packet_size).min(8192);
     let mut b = BatchBuilder::with_capacity(count * (HEADER_LEN + packet_size));
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -90,6 +126,10 @@ fn synthetic_batch(packet_size: usize) -> Batch {
         ];
         let n = head.len().min(packet_size);
         frame[..n].copy_from_slice(&head[..n]);
+        if n >= 36 {
+            let port = 10_000u16.wrapping_add((i % usize::from(flows.max(1))) as u16);
+            frame[34..36].copy_from_slice(&port.to_be_bytes());
+        }
         for (j, byte) in frame.iter_mut().enumerate().skip(n) {
             *byte = if j % 2 == 0 {
                 (j / 2 % 64) as u8 + b' '
@@ -114,9 +154,11 @@ pub fn measure(
     compression: Compression,
     packet_size: u32,
     keep: bool,
-) -> Result<(BenchResult, PathBuf), StorageError> {
+    mode: Mode,
+) -> Result<(BenchResult, PathBuf), StoreError> {
+    let Mode { store, flows } = mode;
     let packet_size = packet_size.clamp(1, tap_common::config::MAX_FRAME);
-    let batch = synthetic_batch(packet_size as usize);
+    let batch = synthetic_batch(packet_size as usize, flows);
     let ext = match (format, compression) {
         (Format::Pcap, Compression::None) => "pcap",
         (Format::Pcapng, Compression::None) => "pcapng",
@@ -124,23 +166,35 @@ pub fn measure(
         (Format::Pcapng, Compression::Zstd { .. }) => "pcapng.zst",
     };
     let path = dir.join(format!("tap-bench-writer-{}.{ext}", std::process::id()));
-    let output = OutputConfig {
-        target: Output::File(path.clone()),
-        format,
-        compression,
-        rotation: Rotation::default(),
-        post_rotate: None,
-        flush_interval: Duration::from_secs(1),
-        on_disk_full: DiskFull::Stop,
-        force: false,
-        resume: false,
+    let store_dir = dir.join(format!("tap-bench-store-{}", std::process::id()));
+    let output = if store {
+        let store = StoreConfig {
+            dir: store_dir.clone(),
+            max_bytes: None,
+            max_age: None,
+        };
+        crate::store::bench::output(store, compression)
+    } else {
+        OutputConfig {
+            target: Output::File(path.clone()),
+            format,
+            compression,
+            rotation: Rotation::default(),
+            post_rotate: None,
+            flush_interval: Duration::from_secs(1),
+            on_disk_full: DiskFull::Stop,
+            force: false,
+            resume: false,
+            store: None,
+        }
     };
     let interfaces = [Interface {
         name: "bench0".into(),
         ifindex: 2,
     }];
     let started = Instant::now();
-    let mut sink = sink::open(SinkSetup {
+    let cpu_before = cpu_time();
+    let setup = SinkSetup {
         output: &output,
         interfaces: &interfaces,
         hooks: &[Hook::TcIngress],
@@ -149,7 +203,11 @@ pub fn measure(
         stats: Box::new(CaptureStats::default),
         finished: None,
         progress: None,
-    })?;
+    };
+    let mut sink = match &output.store {
+        Some(store) => crate::store::sink::open(setup, store)?,
+        None => sink::open(setup)?,
+    };
     let per_batch = batch.len() as u64 * u64::from(packet_size);
     let mut written = 0;
     while written < bytes {
@@ -160,23 +218,28 @@ pub fn measure(
     }
     let report = sink.finish(&CaptureStats::default());
     let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
     if let Some(e) = report.error {
-        return Err(e);
+        return Err(e.into());
     }
     if !keep {
         let _ = std::fs::remove_file(&path);
+        if store {
+            let _ = std::fs::remove_dir_all(&store_dir);
+        }
     }
     let result = BenchResult {
         packets: report.written,
         packet_bytes: report.written * u64::from(packet_size),
         file_bytes: report.bytes,
         elapsed,
+        cpu,
     };
-    Ok((result, path))
+    Ok((result, if store { store_dir } else { path }))
 }
 
 /// `tap bench-writer`: measures and prints one line.
-pub fn run(args: &BenchWriterSpec) -> Result<BenchResult, StorageError> {
+pub fn run(args: &BenchWriterSpec) -> Result<BenchResult, StoreError> {
     let format = args.format;
     let compression = match args.zstd {
         Some(level) => Compression::Zstd {
@@ -191,16 +254,21 @@ pub fn run(args: &BenchWriterSpec) -> Result<BenchResult, StorageError> {
         compression,
         args.packet_size,
         args.keep,
+        Mode {
+            store: args.store,
+            flows: args.flows,
+        },
     )?;
     println!(
-        "{}: {} packets, {:.0} MB of packets, {:.0} MB on disk, in {:.2} s: {:.0} MB/s, {:.2} Mpackets/s",
+        "{}: {} packets, {:.0} MB of packets, {:.0} MB on disk, in {:.2} s: {:.0} MB/s, {:.2} Mpackets/s, {:.1} ns CPU per packet",
         path.display(),
         r.packets,
         r.packet_bytes as f64 / 1e6,
         r.file_bytes as f64 / 1e6,
         r.elapsed.as_secs_f64(),
         r.mb_per_s(),
-        r.packets_per_s() / 1e6
+        r.packets_per_s() / 1e6,
+        r.cpu_ns_per_packet()
     );
     Ok(r)
 }
@@ -219,6 +287,10 @@ mod tests {
             Compression::None,
             1000,
             false,
+            Mode {
+                store: false,
+                flows: 1,
+            },
         )
         .unwrap();
         assert!(r.packet_bytes >= 10_000_000);

@@ -2,7 +2,7 @@
 //!
 //! The kernel programs copy packets into a BPF ring buffer; this crate loads and attaches them
 //! ([`kernel`]), drains the ring in batches and runs the capture ([`pipeline`]) and hands the
-//! batches to sinks ([`sink`]) that write pcap.
+//! batches to sinks ([`sink`]) that write pcap, or to the packet store ([`store`]).
 //!
 //! The `tap` binary is a thin layer over [`settings`] → [`model`] → [`pipeline::run`]; `tap agent`
 //! runs several captures from one configuration file as a service ([`agent`]).
@@ -20,6 +20,7 @@ pub mod print;
 pub mod replay;
 pub mod settings;
 pub mod sink;
+pub mod store;
 pub mod support;
 
 /// The BPF object built by `cargo xtask build-ebpf`, embedded so the binary is self-contained.

@@ -196,6 +196,28 @@ pub struct OutputConfig {
     /// tap) is skipped and the sequence goes on after it, instead of failing. Files of earlier
     /// runs do not count towards `max_files`.
     pub resume: bool,
+    /// A packet store (`--store`): the files are indexed, retention applies
+    /// ([`crate::store`]).
+    pub store: Option<StoreConfig>,
+}
+
+/// A packet store: where, and its retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The store's directory, absolute.
+    pub dir: PathBuf,
+    /// Bytes the store may hold (capture and index files).
+    pub max_bytes: Option<u64>,
+    /// Age of the last packet beyond which a file is deleted.
+    pub max_age: Option<Duration>,
+}
+
+impl StoreConfig {
+    /// Whether retention is on (it is what may delete files on a full disk).
+    #[must_use]
+    pub fn retention(&self) -> bool {
+        self.max_bytes.is_some() || self.max_age.is_some()
+    }
 }
 
 /// A collector that gets a VXLAN copy of each packet.

@@ -15,6 +15,7 @@ pub mod print_frames;
 pub mod process;
 pub mod sessions;
 pub mod storage_util;
+pub mod store;
 pub mod suricata;
 pub mod tap;
 pub mod topology;

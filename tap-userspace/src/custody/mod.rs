@@ -362,18 +362,10 @@ struct Tail {
 
 /// Opens (creating when missing) the manifest at `path` for appending.
 fn open_manifest(path: &Path) -> Result<File, CustodyError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|source| CustodyError::Open {
-            path: path.to_path_buf(),
-            source,
-        })
+    crate::support::safe_create::open_private(path).map_err(|source| CustodyError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// An exclusive `flock` on the manifest, released on drop.

@@ -1,5 +1,6 @@
-//! Reference evaluator: what the kernel's classifier (`tap-ebpf/src/filter.rs`) decides for a
-//! packet, in plain Rust, for tests. [`eval`] walks a compiled graph and looks values up in the
+//! The user-space evaluator: what the kernel's classifier (`tap-ebpf/src/filter.rs`) decides for
+//! a packet, in plain Rust. A product module: `tap query` selects the packets of store files
+//! with it, and the tests hold the kernel's decisions against it. [`eval`] walks a compiled graph and looks values up in the
 //! map entries the compiler produces; [`eval_expr`] evaluates the expression directly, atom by
 //! atom in libpcap's order, without graphs, sets or maps. Both read fields at the offsets libpcap
 //! reads them and reject a packet outright when a field lies beyond its end (classic BPF returns
@@ -17,7 +18,7 @@ use super::{
 };
 
 /// Bytes of the packet the kernel's filter sees.
-pub(super) const WINDOW: usize = 128;
+pub const WINDOW: usize = 128;
 
 /// A field value to look up in a set.
 #[derive(Debug, Clone, Copy)]
@@ -274,13 +275,14 @@ impl Maps {
 }
 
 /// A compiled filter with its map contents, ready to evaluate many packets.
-pub(super) struct Evaluator<'a> {
+pub struct Evaluator<'a> {
     filter: &'a CompiledFilter,
     maps: Maps,
 }
 
 impl<'a> Evaluator<'a> {
-    pub(super) fn new(filter: &'a CompiledFilter) -> Self {
+    #[must_use]
+    pub fn new(filter: &'a CompiledFilter) -> Self {
         Self {
             filter,
             maps: Maps::new(filter),
@@ -290,7 +292,8 @@ impl<'a> Evaluator<'a> {
     /// Walks the graph over `packet` as the kernel does: `Some(rule)` when a rule accepts it,
     /// `None` when it is rejected (including a missing byte, or a walk longer than
     /// [`MAX_STEPS`]).
-    pub(super) fn eval(&self, packet: &[u8]) -> Option<u16> {
+    #[must_use]
+    pub fn eval(&self, packet: &[u8]) -> Option<u16> {
         let c = self.filter;
         let w = window(packet);
         let mut target = c.entry;
@@ -316,7 +319,8 @@ impl<'a> Evaluator<'a> {
 }
 
 /// [`Evaluator::eval`] for one packet.
-pub(super) fn eval(c: &CompiledFilter, packet: &[u8]) -> Option<u16> {
+#[must_use]
+pub fn eval(c: &CompiledFilter, packet: &[u8]) -> Option<u16> {
     Evaluator::new(c).eval(packet)
 }
 
@@ -367,6 +371,7 @@ fn eval_bx(bx: &Bx, w: &Window<'_>) -> Truth {
 
 /// Evaluates `expr` directly over `packet`, atoms in libpcap's order. `None`: the packet is
 /// rejected outright (a needed byte is missing).
-pub(super) fn eval_expr(expr: &Expr, packet: &[u8]) -> Option<bool> {
+#[must_use]
+pub fn eval_expr(expr: &Expr, packet: &[u8]) -> Option<bool> {
     eval_bx(&lower(expr), &window(packet))
 }

@@ -8,7 +8,9 @@
 //!   hosts, nets, ports and MAC addresses merged into set atoms whose values go into maps
 //!   ([`lpm4_entries`], [`lpm6_entries`], [`port_masks`], [`mac_entries`]).
 //! - [`image`] does both and produces what [`maps::FilterMaps::install`] writes.
-//! - [`eval`](mod@eval) is a reference evaluator of a compiled filter over packet bytes, for tests.
+//! - [`eval`](mod@eval) evaluates a compiled filter over packet bytes in user space: the store's
+//!   query selects packets of a file with it, and the tests hold the kernel's decisions
+//!   against it.
 //!
 //! # libpcap's semantics, quirks included
 //! The goal is that tap selects what `tcpdump -r FILE EXPR` (libpcap 1.10) selects:
@@ -33,9 +35,7 @@
 
 pub mod ast;
 pub mod compile;
-/// The reference evaluator the compiled filter is tested against (tests only).
-#[cfg(test)]
-mod eval;
+pub mod eval;
 mod lex;
 pub mod maps;
 mod names;

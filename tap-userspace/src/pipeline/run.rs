@@ -53,6 +53,8 @@ pub enum CaptureError {
     },
     #[error(transparent)]
     Storage(#[from] sink::StorageError),
+    #[error(transparent)]
+    Store(Box<crate::store::StoreError>),
     #[error("{0}")]
     Consumer(String),
     #[error(transparent)]
@@ -125,7 +127,7 @@ fn open_output(
         }
         _ => Some({
             publishes = true;
-            sink::open(SinkSetup {
+            let setup = SinkSetup {
                 output: &config.output,
                 interfaces: &config.interfaces,
                 hooks: &config.hooks,
@@ -134,8 +136,12 @@ fn open_output(
                 stats,
                 finished,
                 progress: Some(progress),
-            })
-            .map_err(CaptureError::Storage)?
+            };
+            match &config.output.store {
+                Some(store) => crate::store::sink::open(setup, store)
+                    .map_err(|e| CaptureError::Store(Box::new(e)))?,
+                None => sink::open(setup).map_err(CaptureError::Storage)?,
+            }
         }),
     };
     let mut consumers = Vec::new();

@@ -30,6 +30,10 @@ pub enum Key {
     PostRotate,
     FlushInterval,
     RunAs,
+    /// A packet store's directory (`--store`).
+    Store,
+    StoreMaxBytes,
+    StoreMaxAge,
     /// A capture's sinks as a whole: the file and the consumers.
     Sinks,
     /// A tap's name (agent file, sessions).
@@ -39,7 +43,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 26] = [
+    pub const ALL: [Key; 29] = [
         Key::Interfaces,
         Key::Hook,
         Key::XdpMode,
@@ -63,6 +67,9 @@ impl Key {
         Key::PostRotate,
         Key::FlushInterval,
         Key::RunAs,
+        Key::Store,
+        Key::StoreMaxBytes,
+        Key::StoreMaxAge,
         Key::Sinks,
         Key::Name,
         Key::MetricsListen,
@@ -96,6 +103,9 @@ impl Key {
             Key::PostRotate => "file.post_rotate",
             Key::FlushInterval => "file.flush_interval_ms",
             Key::RunAs => "run_as",
+            Key::Store => "store.dir",
+            Key::StoreMaxBytes => "store.max_bytes",
+            Key::StoreMaxAge => "store.max_age",
             Key::Sinks => "(tap)",
             Key::Name => "name",
             Key::MetricsListen => "agent.metrics_listen",

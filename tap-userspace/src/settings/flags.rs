@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use super::{
     error::{Key, SettingError},
-    raw::{RawCapture, RawFilter, RawOutput, RawServe},
+    raw::{RawCapture, RawFilter, RawOutput, RawServe, RawStore},
 };
 use crate::model::{DiskFull, Format, HookChoice, XdpMode};
 
@@ -151,6 +151,11 @@ enum Command {
     /// Follow Suricata's EVE alerts and print the evidence requests they make (JSON lines).
     #[command(hide = true)]
     Alerts(Box<AlertsArgs>),
+    /// Packets or flows of a packet store (`tap capture --store DIR`) by filter and time.
+    Query(Box<QueryArgs>),
+    /// Maintain a packet store: recover and reindex.
+    #[command(subcommand)]
+    Store(StoreFlags),
 }
 
 #[derive(Debug, clap::Args)]
@@ -255,6 +260,8 @@ struct CaptureArgs {
     write: Option<PathBuf>,
     #[command(flatten)]
     consumers: ConsumerArgs,
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(flatten)]
     output: Box<OutputArgs>,
     /// Print nothing but errors (no summary, no status line).
@@ -406,6 +413,139 @@ struct ConsumerArgs {
     suricata_output: PathBuf,
 }
 
+/// `tap capture` options of the packet store.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct StoreArgs {
+    /// Write a packet store into DIR instead of -w: rotating pcapng files (zstd with
+    /// --compress zstd) and a Parquet index of each file's flows, for `tap query`. Default
+    /// rotation: -G 60 -C 1000.
+    #[arg(long, value_name = "DIR", conflicts_with = "write")]
+    store: Option<PathBuf>,
+    /// Keep the store under SIZE bytes (K, M, G: powers of 1024), deleting the oldest files
+    /// with their index first.
+    #[arg(long, value_name = "SIZE", value_parser = parse_binary_size)]
+    store_max_bytes: Option<u64>,
+    /// Delete files whose last packet is older than DURATION (e.g. 7d, 12h, 90m).
+    #[arg(long, value_name = "DURATION")]
+    store_max_age: Option<String>,
+}
+
+/// `tap query`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = QUERY_HELP)]
+#[expect(clippy::struct_excessive_bools, reason = "command-line switches")]
+struct QueryArgs {
+    /// The store's directory.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// Packets from this time on (inclusive): RFC 3339 (2026-12-03T14:02:00Z) or relative
+    /// (-15m, -2h, -1d).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    since: Option<String>,
+    /// Packets before this time (exclusive), as --since.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    until: Option<String>,
+    /// Output file, or '-' for standard output (the default when it is not a terminal).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Output format (default: pcapng for a name ending in .pcapng, pcap otherwise).
+    #[arg(long, value_enum)]
+    format: Option<QueryFormatArg>,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    force: bool,
+    /// List the matching flows instead of writing packets: a table on a terminal.
+    #[arg(long)]
+    flows: bool,
+    /// With --flows: one JSON object per flow and line.
+    #[arg(long, requires = "flows", conflicts_with = "csv")]
+    json: bool,
+    /// With --flows: CSV with a header line.
+    #[arg(long, requires = "flows")]
+    csv: bool,
+    /// Print nothing but errors (no summary on standard error).
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Filter expression (pcap-filter syntax, as for capture), as trailing words.
+    #[arg(
+        value_name = "EXPR",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    expression: Vec<String>,
+}
+
+/// Packet formats of `tap query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum QueryFormatArg {
+    Pcap,
+    Pcapng,
+}
+
+const QUERY_HELP: &str = "\
+Result:
+  Exactly what `tcpdump -r` of every file of the store with the same expression gives, merged
+  in time order (a tie goes to the earlier file, as mergecap does), within [--since, --until).
+  The index chooses the files and the blocks to read; every packet read is then tested with
+  the whole expression. Files without an index (just finished, left by a crash) are indexed
+  on the fly; files that cannot be read are skipped with a warning and counted.
+
+Flows (--flows):
+  Flows whose time span meets the window and that the expression may select (exact for host,
+  net, port, protocol and VLAN tests), summed over the files: first and last time, packets
+  and bytes each way, the Community ID.
+";
+
+/// `tap store ...`.
+#[derive(Debug, Clone, Subcommand)]
+enum StoreFlags {
+    /// Recover the file a writer left unfinished and rebuild the index of every pcapng file
+    /// in DIR. Refused while a capture writes DIR.
+    Reindex {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print what the store holds as JSON: files, bytes, index bytes (per GB of capture),
+    /// flows, packets (for `cargo xtask bench`).
+    #[command(hide = true)]
+    Stats {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Fill a new store in DIR with synthetic traffic and a needle flow spread over it (see
+    /// `store::bench`), for timing queries (for `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchFill {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Packet bytes to write (K, M, G: powers of 1024).
+        #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_binary_size)]
+        bytes: u64,
+        #[arg(long, value_name = "BYTES", default_value_t = 1000)]
+        packet_size: usize,
+        /// Background flows.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        flows: u16,
+        /// Packets of the needle flow.
+        #[arg(long, value_name = "N", default_value_t = 300)]
+        needle: u64,
+        /// Compress with zstd at this level.
+        #[arg(long, value_name = "LEVEL")]
+        zstd: Option<i32>,
+    },
+    /// Run `--flows` queries for SECS seconds and print their rate as JSON (for `cargo xtask
+    /// bench`).
+    #[command(hide = true)]
+    BenchFlows {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(value_name = "EXPR", trailing_var_arg = true)]
+        expression: Vec<String>,
+    },
+}
+
 /// Where the filter expression comes from: trailing words (like tcpdump), `-f`, or `-F FILE`.
 #[derive(Debug, Clone, Default, clap::Args)]
 struct FilterArgs {
@@ -554,6 +694,13 @@ struct BenchWriterArgs {
     /// Keep the file.
     #[arg(long)]
     keep: bool,
+    /// Write a packet store (pcapng files and their flow index) into a fresh directory under
+    /// --to instead of one file: the store's cost over plain pcapng.
+    #[arg(long)]
+    store: bool,
+    /// Distinct flows the packets cycle through (source ports), 1: all one flow.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    flows: u16,
 }
 
 #[cfg(feature = "bench-writer")]
@@ -606,6 +753,10 @@ pub enum Request {
     },
     Key(crate::custody::cli::KeyCommand),
     Alerts(Box<crate::evidence::cli::AlertsOptions>),
+    /// `tap query`: its times and expression are checked by
+    /// [`crate::store::query::Selection::parse`].
+    Query(Box<crate::store::cli::QueryRequest>),
+    Store(crate::store::cli::StoreCommand),
 }
 
 /// `tap replay`.
@@ -755,6 +906,9 @@ pub fn flag(key: Key) -> &'static str {
         Key::PostRotate => "--post-rotate",
         Key::FlushInterval => "--flush-interval",
         Key::RunAs => "-Z",
+        Key::Store => "--store",
+        Key::StoreMaxBytes => "--store-max-bytes",
+        Key::StoreMaxAge => "--store-max-age",
         Key::Sinks => "(capture)",
         Key::Name => "(name)",
         Key::MetricsListen => "(metrics)",
@@ -838,6 +992,7 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         ring_size,
         write,
         consumers,
+        store,
         output,
         quiet,
         stats_json: _,
@@ -871,6 +1026,11 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
             on_disk_full: Some(o.on_disk_full.into()),
             force: o.force,
             run_as: o.run_as,
+        },
+        store: RawStore {
+            dir: store.store,
+            max_bytes: store.store_max_bytes,
+            max_age: store.store_max_age,
         },
         serve: consumers.serve.map(RawServe::Address),
         inject: consumers.inject,
@@ -925,6 +1085,8 @@ fn translate(cli: Cli) -> Invocation {
             zstd: a.zstd,
             packet_size: a.packet_size,
             keep: a.keep,
+            store: a.store,
+            flows: a.flows,
         }),
         Command::Agent(a) => Request::Agent {
             config: a.config,
@@ -989,6 +1151,68 @@ fn translate(cli: Cli) -> Invocation {
                 max_line,
                 max_connections,
             }))
+        }
+        Command::Query(a) => {
+            let QueryArgs {
+                dir,
+                since,
+                until,
+                write,
+                format,
+                force,
+                flows,
+                json,
+                csv,
+                quiet,
+                expression,
+            } = *a;
+            Request::Query(Box::new(crate::store::cli::QueryRequest {
+                dir,
+                since,
+                until,
+                write,
+                format: format.map(|f| match f {
+                    QueryFormatArg::Pcap => crate::store::query::Format::Pcap,
+                    QueryFormatArg::Pcapng => crate::store::query::Format::Pcapng,
+                }),
+                force,
+                flows,
+                json,
+                csv,
+                quiet,
+                expression,
+            }))
+        }
+        Command::Store(s) => {
+            use crate::store::cli::StoreCommand;
+            Request::Store(match s {
+                StoreFlags::Reindex { dir } => StoreCommand::Reindex { dir },
+                StoreFlags::Stats { dir } => StoreCommand::Stats { dir },
+                StoreFlags::BenchFill {
+                    dir,
+                    bytes,
+                    packet_size,
+                    flows,
+                    needle,
+                    zstd,
+                } => StoreCommand::BenchFill {
+                    dir,
+                    bytes,
+                    packet_size,
+                    flows,
+                    needle,
+                    zstd,
+                },
+                StoreFlags::BenchFlows {
+                    dir,
+                    seconds,
+                    expression,
+                } => StoreCommand::BenchFlows {
+                    dir,
+                    seconds,
+                    expression,
+                },
+            })
         }
     };
     Invocation {

@@ -58,6 +58,16 @@ pub struct RawOutput {
     pub run_as: Option<String>,
 }
 
+/// A packet store instead of a file: the directory and its retention.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawStore {
+    pub dir: Option<PathBuf>,
+    /// Bytes.
+    pub max_bytes: Option<u64>,
+    /// A duration in words (`7d`, `12h`, `90m`).
+    pub max_age: Option<String>,
+}
+
 /// One capture as a front door described it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawCapture {
@@ -75,6 +85,7 @@ pub struct RawCapture {
     /// Bytes.
     pub ring_size: Option<u64>,
     pub output: RawOutput,
+    pub store: RawStore,
     pub serve: Option<RawServe>,
     pub inject: Option<String>,
     /// `vxlan://` URLs.

@@ -11,16 +11,17 @@ use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
 
 use super::{
     error::{Key, Reason, SettingError},
-    raw::{Purpose, RawCapture, RawFilter, RawOutput, RawServe},
+    raw::{Purpose, RawCapture, RawFilter, RawOutput, RawServe, RawStore},
 };
 use crate::{
     filter::maps::FilterImage,
     kernel::iface,
     model::{
         CaptureConfig, Compression, Consumers, Decap, Hook, HookChoice, Interface, Output,
-        OutputConfig, Rotation, VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL,
+        OutputConfig, Rotation, StoreConfig, VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL,
     },
     sink::{rotate::NamePattern, vxlan},
+    store,
     support::{
         bounded_read,
         excerpt::{excerpt, one_line},
@@ -73,7 +74,21 @@ pub fn capture(raw: &RawCapture, purpose: Purpose) -> Rule<CaptureConfig> {
     let sample = sample(raw.sample)?;
     let rate_per_cpu = max_rate(raw.max_rate);
     let decap = decap(raw.decap.as_deref())?;
-    let output = output(&raw.output, purpose)?;
+    let output = match store(&raw.store)? {
+        Some(_) if raw.output.path.is_some() => {
+            return refuse(
+                Key::Store,
+                Reason::new()
+                    .text("give ")
+                    .key(Key::Write)
+                    .text(" or ")
+                    .key(Key::Store)
+                    .text(", not both"),
+            );
+        }
+        Some(store) => store_output(store, &raw.output, purpose)?,
+        None => output(&raw.output, purpose)?,
+    };
     let consumers = consumers(raw, purpose)?;
     sinks(&output, &consumers)?;
     if consumers.suricata_socket.is_some() && !output.rotation.active() {
@@ -531,7 +546,137 @@ pub fn output(raw: &RawOutput, purpose: Purpose) -> Rule<OutputConfig> {
         force: raw.force,
         // A tap restarted (a reload, the service) goes on numbering after its earlier files.
         resume: file && purpose == Purpose::Service,
+        store: None,
     })
+}
+
+/// The packet store, when one is asked for.
+///
+/// # Errors
+/// Retention without a store, a directory that is empty or `-`, a size of 0, or an age that is
+/// not a positive duration.
+pub fn store(raw: &RawStore) -> Rule<Option<StoreConfig>> {
+    let Some(dir) = &raw.dir else {
+        if raw.max_bytes.is_some() || raw.max_age.is_some() {
+            let key = if raw.max_bytes.is_some() {
+                Key::StoreMaxBytes
+            } else {
+                Key::StoreMaxAge
+            };
+            return refuse(
+                key,
+                Reason::new()
+                    .key(Key::StoreMaxBytes)
+                    .text(" and ")
+                    .key(Key::StoreMaxAge)
+                    .text(" are a store's retention: give ")
+                    .key(Key::Store),
+            );
+        }
+        return Ok(None);
+    };
+    if dir.as_os_str().is_empty() || dir.as_os_str() == "-" {
+        return refuse(
+            Key::Store,
+            Reason::new()
+                .key(Key::Store)
+                .text(" names a directory, not standard output"),
+        );
+    }
+    if raw.max_bytes == Some(0) {
+        return refuse(
+            Key::StoreMaxBytes,
+            Reason::new()
+                .key(Key::StoreMaxBytes)
+                .text(" must be positive"),
+        );
+    }
+    let max_age = raw
+        .max_age
+        .as_deref()
+        .map(|text| match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => refuse(
+                Key::StoreMaxAge,
+                Reason::new()
+                    .key(Key::StoreMaxAge)
+                    .text(" must be positive"),
+            ),
+            Err(e) => refuse(
+                Key::StoreMaxAge,
+                Reason::new().key(Key::StoreMaxAge).text(format!(
+                    " '{}': {}: use e.g. 7d, 12h, 90m",
+                    excerpt(text),
+                    one_line(&e)
+                )),
+            ),
+        })
+        .transpose()?;
+    Ok(Some(StoreConfig {
+        dir: std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
+        max_bytes: raw.max_bytes,
+        max_age,
+    }))
+}
+
+/// A store's output: pcapng files named by [`store::layout::NAME_PATTERN`] in its directory,
+/// rotating (by default every [`store::DEFAULT_ROTATE_SECS`] or at [`store::DEFAULT_FILE_MB`],
+/// and files no larger than a quarter of the size limit, so retention works file by file),
+/// numbered on after the files an earlier run left, never stopping on a full disk (room is
+/// made or drops counted).
+///
+/// # Errors
+/// A pcap format or a file count (a store's retention is its own), or as [`output`].
+pub fn store_output(store: StoreConfig, raw: &RawOutput, purpose: Purpose) -> Rule<OutputConfig> {
+    if raw.format == Some(crate::model::Format::Pcap) {
+        return refuse(
+            Key::Format,
+            Reason::new()
+                .key(Key::Format)
+                .text(" pcap: ")
+                .key(Key::Store)
+                .text(" writes pcapng"),
+        );
+    }
+    if raw.ring_files.is_some() {
+        return refuse(
+            Key::RingFiles,
+            Reason::new()
+                .text("with ")
+                .key(Key::Store)
+                .text(", retention is ")
+                .key(Key::StoreMaxBytes)
+                .text(" and ")
+                .key(Key::StoreMaxAge),
+        );
+    }
+    let mut raw = raw.clone();
+    raw.format = Some(crate::model::Format::Pcapng);
+    if raw.file_size_mb.is_none() && raw.rotate_seconds.is_none() {
+        raw.file_size_mb = Some(store::DEFAULT_FILE_MB);
+        raw.rotate_seconds = Some(store::DEFAULT_ROTATE_SECS);
+    }
+    if let Some(max) = store.max_bytes {
+        #[expect(clippy::cast_precision_loss, reason = "a size in MB, rounding is fine")]
+        let quarter = max as f64 / 4.0 / 1e6;
+        if raw.file_size_mb.unwrap_or(f64::MAX) > quarter {
+            raw.file_size_mb = Some(quarter.max(1e-6));
+        }
+    }
+    raw.path = Some(store.dir.join(store::layout::NAME_PATTERN));
+    let mut out = output(&raw, purpose)?;
+    if let Output::File(p) = &mut out.target {
+        if out.compression != Compression::None {
+            let mut s = p.as_os_str().to_owned();
+            s.push(".zst");
+            *p = PathBuf::from(s);
+        }
+    }
+    out.format = crate::model::Format::Pcapng;
+    out.on_disk_full = crate::model::DiskFull::Drop;
+    out.resume = true;
+    out.store = Some(store);
+    Ok(out)
 }
 
 /// The user to run as once attached.

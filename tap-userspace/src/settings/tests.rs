@@ -441,3 +441,87 @@ fn the_command_line_words_reasons_with_flags() {
         "-W needs -C or -G: it keeps the newest files of a rotation"
     );
 }
+
+#[test]
+fn store_flags_make_a_store_output() {
+    use std::path::PathBuf;
+    let c = config(&[
+        "-i",
+        "lo",
+        "--store",
+        "/tmp/s",
+        "--store-max-bytes",
+        "400M",
+        "--store-max-age",
+        "7d",
+    ])
+    .unwrap();
+    let o = &c.output;
+    let store = o.store.as_ref().unwrap();
+    assert_eq!(store.dir, PathBuf::from("/tmp/s"));
+    assert_eq!(store.max_bytes, Some(400 << 20));
+    assert_eq!(store.max_age, Some(Duration::from_secs(7 * 86_400)));
+    assert_eq!(
+        o.target,
+        Output::File(PathBuf::from("/tmp/s/tap-%Y%m%d-%H%M%S.pcapng"))
+    );
+    assert_eq!(
+        (o.format, o.on_disk_full, o.resume),
+        (Format::Pcapng, DiskFull::Drop, true)
+    );
+    // Files of at most a quarter of the size limit; the default minute otherwise.
+    assert_eq!(o.rotation.max_bytes, Some((400u64 << 20) / 4));
+    assert_eq!(
+        o.rotation.interval_secs,
+        Some(crate::store::DEFAULT_ROTATE_SECS)
+    );
+    let z = config(&[
+        "-i",
+        "lo",
+        "--store",
+        "/tmp/s",
+        "--compress",
+        "zstd",
+        "-G",
+        "10",
+    ])
+    .unwrap()
+    .output;
+    assert_eq!(
+        z.target,
+        Output::File(PathBuf::from("/tmp/s/tap-%Y%m%d-%H%M%S.pcapng.zst"))
+    );
+    assert_eq!(
+        (z.rotation.interval_secs, z.rotation.max_bytes),
+        (Some(10), None)
+    );
+}
+
+#[test]
+fn bad_store_flags_are_refused() {
+    for (args, key) in [
+        (
+            &["--store", "/tmp/s", "--store-max-age", "soon"][..],
+            Key::StoreMaxAge,
+        ),
+        (
+            &["--store", "/tmp/s", "--store-max-bytes", "0"],
+            Key::StoreMaxBytes,
+        ),
+        (&["--store", "/tmp/s", "--format", "pcap"], Key::Format),
+        (&["--store", "/tmp/s", "-G", "5", "-W", "3"], Key::RingFiles),
+        (&["-w", "x", "--store-max-bytes", "1G"], Key::StoreMaxBytes),
+        (
+            &["--store-max-age", "1h", "--serve", "unix:/s"],
+            Key::StoreMaxAge,
+        ),
+        (&["--store", "-"], Key::Store),
+    ] {
+        let args = [&["-i", "lo"][..], args].concat();
+        let e = config(&args).unwrap_err();
+        let said = flags::worded(&e).message;
+        assert_eq!(e.key, key, "{args:?}: {said}");
+        assert!(!said.is_empty() && !said.contains('\n'), "{args:?}: {said}");
+    }
+    assert!(flags::try_from_args(["tap", "capture", "--store", "/tmp/s", "-w", "x.pcap"]).is_err());
+}

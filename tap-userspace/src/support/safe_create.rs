@@ -126,6 +126,23 @@ pub fn create(path: &Path, force: bool) -> Result<File, CreateError> {
     Ok(file)
 }
 
+/// Opens the file at `path` for reading and writing, creating it 0600 when missing and never
+/// truncating it: a file tap keeps (a manifest it appends to, a lock). A symbolic link at the
+/// name is refused (`O_NOFOLLOW`), as by [`create`].
+///
+/// # Errors
+/// The file cannot be opened or created.
+pub fn open_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use std::{io::Write as _, os::unix::fs::PermissionsExt as _};

@@ -71,6 +71,14 @@ fn dispatch(request: Request) -> anyhow::Result<ExitCode> {
             tap::evidence::cli::run(&options)?;
             Ok(ExitCode::SUCCESS)
         }
+        Request::Query(request) => {
+            tap::store::cli::run_query(&request)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Request::Store(command) => {
+            tap::store::cli::run_store(&command)?;
+            Ok(ExitCode::SUCCESS)
+        }
         #[cfg(feature = "bench-writer")]
         Request::BenchWriter(spec) => {
             tap::bench_writer::run(&spec)?;
