@@ -18,6 +18,7 @@ pub mod config;
 pub mod drain;
 pub mod error;
 pub mod filter;
+pub mod fleet;
 pub mod iface;
 pub mod live;
 pub mod loader;
