@@ -284,17 +284,33 @@ impl Etcd {
         let options = settings.options()?;
         let endpoints = settings.endpoints.join(",");
         let bound = settings.connect_timeout + settings.request_timeout;
-        let client =
-            tokio::time::timeout(bound, Client::connect(&settings.endpoints, Some(options)))
-                .await
-                .map_err(|_| EtcdError::Connect {
-                    endpoints: endpoints.clone(),
-                    reason: format!("no answer within {bound:?}"),
-                })?
-                .map_err(|e| EtcdError::Connect {
-                    endpoints: endpoints.clone(),
-                    reason: reason(&e),
-                })?;
+        let deadline = tokio::time::Instant::now() + bound;
+        // With a user, connecting authenticates at once, on whichever member the balancer
+        // picked: one that is down is tried again, as requests are.
+        let client = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = tokio::time::timeout(
+                left,
+                Client::connect(&settings.endpoints, Some(options.clone())),
+            )
+            .await
+            .map_err(|_| EtcdError::Connect {
+                endpoints: endpoints.clone(),
+                reason: format!("no answer within {bound:?}"),
+            })?;
+            match attempt {
+                Ok(c) => break c,
+                Err(e) if not_sent(&e) && tokio::time::Instant::now() + RETRY_PAUSE < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(e) => {
+                    return Err(EtcdError::Connect {
+                        endpoints: endpoints.clone(),
+                        reason: reason(&e),
+                    });
+                }
+            }
+        };
         let etcd = Self {
             client,
             keys: Keys::new(&settings.root),
@@ -331,36 +347,53 @@ impl Etcd {
         self.timeout
     }
 
-    async fn bounded<T>(
-        &self,
-        op: &'static str,
-        key: &str,
-        call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, EtcdError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(EtcdError::Timeout {
-                op,
-                key: key.to_string(),
-                after: self.timeout,
-            }),
-            Ok(Err(e)) if denied(&e) => Err(EtcdError::Denied {
-                op,
-                key: key.to_string(),
-                user: self.user.clone(),
-            }),
-            Ok(Err(e)) => Err(EtcdError::Request {
-                op,
-                key: key.to_string(),
-                reason: reason(&e),
-            }),
-            Ok(Ok(v)) => Ok(v),
+    /// Runs `call` (given a client) within the request timeout. A request that never left (no
+    /// connection to the member the balancer picked: it is down) is tried again, on another
+    /// member when one answers, until the timeout; nothing is retried once it may have reached
+    /// a member.
+    async fn bounded<T, F, Fut>(&self, op: &'static str, key: &str, call: F) -> Result<T, EtcdError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, call(self.client.clone())).await {
+                Err(_) => {
+                    return Err(EtcdError::Timeout {
+                        op,
+                        key: key.to_string(),
+                        after: self.timeout,
+                    });
+                }
+                Ok(Err(e)) if denied(&e) => {
+                    return Err(EtcdError::Denied {
+                        op,
+                        key: key.to_string(),
+                        user: self.user.clone(),
+                    });
+                }
+                Ok(Err(e))
+                    if not_sent(&e) && tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
+                {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Ok(Err(e)) => {
+                    return Err(EtcdError::Request {
+                        op,
+                        key: key.to_string(),
+                        reason: reason(&e),
+                    });
+                }
+                Ok(Ok(v)) => return Ok(v),
+            }
         }
     }
 
     /// A read any user may make that needs a working member (a count of nothing).
     async fn probe(&self) -> Result<(), EtcdError> {
-        let mut c = self.client.clone();
-        self.bounded("status", "", async move { c.status().await })
+        self.bounded("status", "", |mut c| async move { c.status().await })
             .await
             .map(|_| ())
             .or_else(|e| match e {
@@ -375,10 +408,8 @@ impl Etcd {
     /// # Errors
     /// Timeout, permission, or the member's error.
     pub async fn get(&self, key: &str) -> Result<Option<Kv>, EtcdError> {
-        let mut c = self.client.clone();
-        let k = key.to_string();
         let mut r = self
-            .bounded("get", key, async move { c.get(k, None).await })
+            .bounded("get", key, |mut c| async move { c.get(key, None).await })
             .await?;
         Ok(r.take_kvs().into_iter().next().map(kv))
     }
@@ -388,11 +419,9 @@ impl Etcd {
     /// # Errors
     /// Timeout, permission, or the member's error.
     pub async fn get_prefix(&self, prefix: &str) -> Result<Snapshot, EtcdError> {
-        let mut c = self.client.clone();
-        let k = prefix.to_string();
         let mut r = self
-            .bounded("get", prefix, async move {
-                c.get(k, Some(GetOptions::new().with_prefix())).await
+            .bounded("get", prefix, |mut c| async move {
+                c.get(prefix, Some(GetOptions::new().with_prefix())).await
             })
             .await?;
         let revision = r.header().map_or(0, |h| h.revision());
@@ -407,11 +436,12 @@ impl Etcd {
     /// # Errors
     /// Timeout, permission, or the member's error.
     pub async fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<i64, EtcdError> {
-        let mut c = self.client.clone();
-        let (k, v) = (key.to_string(), value.to_vec());
         let options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
         let r = self
-            .bounded("put", key, async move { c.put(k, v, options).await })
+            .bounded("put", key, |mut c| {
+                let options = options.clone();
+                async move { c.put(key, value, options).await }
+            })
             .await?;
         Ok(r.header().map_or(0, |h| h.revision()))
     }
@@ -437,8 +467,11 @@ impl Etcd {
         key: &str,
         txn: Txn,
     ) -> Result<etcd_client::TxnResponse, EtcdError> {
-        let mut c = self.client.clone();
-        self.bounded(op, key, async move { c.txn(txn).await }).await
+        self.bounded(op, key, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
     }
 
     /// Deletes `key`; returns how many keys went (0 or 1).
@@ -446,10 +479,12 @@ impl Etcd {
     /// # Errors
     /// Timeout, permission, or the member's error.
     pub async fn delete(&self, key: &str) -> Result<i64, EtcdError> {
-        let mut c = self.client.clone();
-        let k = key.to_string();
         let r = self
-            .bounded("delete", key, async move { c.delete(k, None).await })
+            .bounded(
+                "delete",
+                key,
+                |mut c| async move { c.delete(key, None).await },
+            )
             .await?;
         Ok(r.deleted())
     }
@@ -459,11 +494,10 @@ impl Etcd {
     /// # Errors
     /// Timeout, permission, or the member's error.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<i64, EtcdError> {
-        let mut c = self.client.clone();
-        let k = prefix.to_string();
         let r = self
-            .bounded("delete", prefix, async move {
-                c.delete(k, Some(DeleteOptions::new().with_prefix())).await
+            .bounded("delete", prefix, |mut c| async move {
+                c.delete(prefix, Some(DeleteOptions::new().with_prefix()))
+                    .await
             })
             .await?;
         Ok(r.deleted())
@@ -480,18 +514,15 @@ impl Etcd {
         prefix: &str,
         revision: i64,
     ) -> Result<PrefixWatch, EtcdError> {
-        let mut c = self.client.clone();
-        let k = prefix.to_string();
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision)
             .with_progress_notify();
         let mut stream = self
-            .bounded(
-                "watch",
-                prefix,
-                async move { c.watch(k, Some(options)).await },
-            )
+            .bounded("watch", prefix, |mut c| {
+                let options = options.clone();
+                async move { c.watch(prefix, Some(options)).await }
+            })
             .await?;
         // The first answer says whether the watch was created or refused.
         let first = tokio::time::timeout(self.timeout, stream.message())
@@ -530,13 +561,10 @@ impl Etcd {
     /// Timeout, or the member's error.
     pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease, EtcdError> {
         let secs = ttl.as_secs().max(1) as i64;
-        let mut c = self.client.clone();
         let r = self
-            .bounded(
-                "lease grant",
-                "",
-                async move { c.lease_grant(secs, None).await },
-            )
+            .bounded("lease grant", "", |mut c| async move {
+                c.lease_grant(secs, None).await
+            })
             .await?;
         let id = r.id();
         let (lost_tx, lost) = watch::channel(None);
@@ -555,6 +583,18 @@ impl Etcd {
             timeout: self.timeout,
         })
     }
+}
+
+/// Pause between tries of a request that found no connection.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The request never reached a member: connecting failed (the member is down or unreachable).
+fn not_sent(e: &etcd_client::Error) -> bool {
+    let text = match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().to_string(),
+        other => other.to_string(),
+    };
+    text.contains("connect error") || text.contains("error trying to connect")
 }
 
 /// etcd says "etcdserver: permission denied" (gRPC PermissionDenied) for a key the user's roles

@@ -18,6 +18,7 @@ pub mod command;
 pub mod etcd;
 pub mod inventory;
 pub mod keys;
+pub mod netlink;
 pub mod owners;
 pub mod reconcile;
 pub mod session;

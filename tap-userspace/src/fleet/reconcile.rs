@@ -198,7 +198,7 @@ fn ports_of_mac<'i>(inv: &'i Inventory, settings: &HostSettings, mac: [u8; 6]) -
         };
         let workload_port = matches!(port.kind, LinkKind::Veth | LinkKind::Tun)
             && bridge.kind == LinkKind::Bridge
-            && e.bridge.is_none_or(|b| b == bridge.index)
+            && e.bridge == Some(bridge.index)
             && !is_uplink(settings, port);
         if workload_port && !out.iter().any(|l| l.index == port.index) {
             out.push(port);
