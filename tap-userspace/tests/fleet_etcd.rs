@@ -41,26 +41,22 @@ async fn collect(etcd: &Etcd, prefix: &str, from: i64, want: usize) -> (Vec<Stri
         if seen.len() >= want {
             break;
         }
-        let mut w = match etcd.watch_prefix(prefix, next).await {
-            Ok(w) => w,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
+        let mut w = if let Ok(w) = etcd.watch_prefix(prefix, next).await {
+            w
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
         };
         loop {
-            match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
-                Ok(Ok(events)) => {
-                    seen.extend(keys_of(&events));
-                    next = w.resume_revision();
-                    if seen.len() >= want {
-                        break;
-                    }
-                }
-                Ok(Err(_)) | Err(_) => {
-                    next = w.resume_revision();
+            if let Ok(Ok(events)) = tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+                seen.extend(keys_of(&events));
+                next = w.resume_revision();
+                if seen.len() >= want {
                     break;
                 }
+            } else {
+                next = w.resume_revision();
+                break;
             }
         }
     }

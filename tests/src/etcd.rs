@@ -48,6 +48,7 @@ fn free_port() -> u16 {
 
 impl EtcdCluster {
     /// Three members on 127.0.0.1, on free ports.
+    #[must_use]
     pub fn start() -> Self {
         let hosts: Vec<(String, String)> = (0..3)
             .map(|_| {
@@ -62,6 +63,7 @@ impl EtcdCluster {
 
     /// Three members inside `ns`, on `addrs` (addresses the test has configured in `ns`, one per
     /// member), ports 2379 (clients) and 2380 (peers).
+    #[must_use]
     pub fn start_in(ns: &Netns, addrs: [&str; 3]) -> Self {
         let hosts = addrs
             .iter()
@@ -147,6 +149,7 @@ impl EtcdCluster {
     }
 
     /// The client URLs of all members, comma-separated (for `--etcd` and `TAP_ETCD`).
+    #[must_use]
     pub fn endpoints(&self) -> String {
         self.members
             .iter()
@@ -156,6 +159,7 @@ impl EtcdCluster {
     }
 
     /// The client URLs of the members running now.
+    #[must_use]
     pub fn running_endpoints(&self) -> String {
         self.members
             .iter()
@@ -166,6 +170,7 @@ impl EtcdCluster {
     }
 
     /// `etcdctl` (v3 API) against every member, in the cluster's namespace.
+    #[must_use]
     pub fn etcdctl(&self) -> Command {
         let mut c = self.command("etcdctl");
         c.env("ETCDCTL_API", "3")
@@ -255,6 +260,7 @@ impl EtcdCluster {
     }
 
     /// Index of the current leader.
+    #[must_use]
     pub fn leader(&self) -> usize {
         self.wait_healthy();
         self.statuses()
@@ -302,6 +308,7 @@ impl EtcdCluster {
     }
 
     /// Where the members keep their data.
+    #[must_use]
     pub fn data_dir(&self) -> &std::path::Path {
         self.dir.path()
     }

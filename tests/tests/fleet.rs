@@ -12,7 +12,7 @@ use tap_tests::{TempDir, etcd::EtcdCluster, tap_bin};
 
 const VM1: &str = "mac:02:00:5e:00:53:01";
 
-/// `tap session ARGS` with the cluster's endpoints in TAP_ETCD and `env` added.
+/// `tap session ARGS` with the cluster's endpoints in `TAP_ETCD` and `env` added.
 fn session(cluster: Option<&EtcdCluster>, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut c = Command::new(tap_bin());
     c.arg("session")

@@ -24,6 +24,7 @@ pub const OPERATOR: &str = "tap-operator";
 pub const AGENT: &str = "tap-agent";
 
 /// The role of tenant `tenant`.
+#[must_use]
 pub fn tenant_role(tenant: &str) -> String {
     format!("tap-tenant-{tenant}")
 }
@@ -45,6 +46,7 @@ pub struct RoleSpec {
 }
 
 /// The roles for `tenants` (operator and agent first).
+#[must_use]
 pub fn roles(keys: &Keys, tenants: &[String]) -> Vec<RoleSpec> {
     let root = keys
         .base()

@@ -151,7 +151,7 @@ pub struct CreateArgs {
     /// What to mirror: mac:MAC, ip:ADDR[/LEN] or iface:HOST:GLOB.
     #[arg(long)]
     pub source: String,
-    /// Where to: vxlan://HOST[:PORT]?vni=N, file:PATH[?OPTIONS] or suricata:SOCKET?file=PATH&OPTIONS.
+    /// Where to: <vxlan://HOST>[:PORT]?vni=N, <file:PATH>[?OPTIONS] or suricata:SOCKET?file=PATH&OPTIONS.
     #[arg(long)]
     pub target: String,
     /// Seen from the workload: in, out or both.

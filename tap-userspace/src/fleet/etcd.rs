@@ -424,7 +424,7 @@ impl Etcd {
                 c.get(prefix, Some(GetOptions::new().with_prefix())).await
             })
             .await?;
-        let revision = r.header().map_or(0, |h| h.revision());
+        let revision = r.header().map_or(0, etcd_client::ResponseHeader::revision);
         Ok(Snapshot {
             revision,
             kvs: r.take_kvs().into_iter().map(kv).collect(),
@@ -443,7 +443,7 @@ impl Etcd {
                 async move { c.put(key, value, options).await }
             })
             .await?;
-        Ok(r.header().map_or(0, |h| h.revision()))
+        Ok(r.header().map_or(0, etcd_client::ResponseHeader::revision))
     }
 
     /// Writes `value` at `key` only if nothing is there: `false` when something was.
@@ -560,7 +560,9 @@ impl Etcd {
     /// # Errors
     /// Timeout, or the member's error.
     pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease, EtcdError> {
-        let secs = ttl.as_secs().max(1) as i64;
+        // etcd's leases are whole seconds, at most about 9e10 (its MaxLeaseTTL).
+        let whole = ttl.as_secs().clamp(1, 90_000_000_000);
+        let secs = i64::try_from(whole).expect("clamped below i64::MAX");
         let r = self
             .bounded("lease grant", "", |mut c| async move {
                 c.lease_grant(secs, None).await
@@ -571,12 +573,12 @@ impl Etcd {
         let keeper = tokio::spawn(keep_alive(
             self.client.clone(),
             id,
-            Duration::from_secs(secs as u64),
+            Duration::from_secs(whole),
             lost_tx,
         ));
         Ok(Lease {
             id,
-            ttl: Duration::from_secs(secs as u64),
+            ttl: Duration::from_secs(whole),
             lost,
             keeper: Some(Arc::new(KeeperTask(keeper))),
             client: self.client.clone(),
@@ -597,7 +599,7 @@ fn not_sent(e: &etcd_client::Error) -> bool {
     text.contains("connect error") || text.contains("error trying to connect")
 }
 
-/// etcd says "etcdserver: permission denied" (gRPC PermissionDenied) for a key the user's roles
+/// etcd says "etcdserver: permission denied" (gRPC `PermissionDenied`) for a key the user's roles
 /// do not cover.
 fn denied(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("permission denied"))
@@ -626,6 +628,7 @@ pub struct PrefixWatch {
 
 impl PrefixWatch {
     /// Where a new watch must start so that nothing is missed or delivered twice.
+    #[must_use]
     pub fn resume_revision(&self) -> i64 {
         self.next
     }

@@ -68,6 +68,7 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    #[must_use]
     pub fn link(&self, index: u32) -> Option<&Link> {
         self.links.iter().find(|l| l.index == index)
     }

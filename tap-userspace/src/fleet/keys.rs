@@ -29,6 +29,7 @@ impl Default for Keys {
 
 impl Keys {
     /// The layout under `root` (a trailing `/` is ignored).
+    #[must_use]
     pub fn new(root: &str) -> Self {
         Self {
             base: format!("{}/v{FORMAT_VERSION}/", root.trim_end_matches('/')),
@@ -36,61 +37,73 @@ impl Keys {
     }
 
     /// Everything of this format version: `ROOT/v1/`.
+    #[must_use]
     pub fn base(&self) -> &str {
         &self.base
     }
 
     /// All sessions: `ROOT/v1/sessions/`.
+    #[must_use]
     pub fn sessions(&self) -> String {
         format!("{}sessions/", self.base)
     }
 
     /// One tenant's sessions: `ROOT/v1/sessions/TENANT/` (what a tenant's role may write).
+    #[must_use]
     pub fn tenant_sessions(&self, tenant: &str) -> String {
         format!("{}sessions/{tenant}/", self.base)
     }
 
+    #[must_use]
     pub fn session(&self, id: &SessionId) -> String {
         format!("{}sessions/{}/{}", self.base, id.tenant, id.name)
     }
 
     /// All status entries: `ROOT/v1/status/`.
+    #[must_use]
     pub fn statuses(&self) -> String {
         format!("{}status/", self.base)
     }
 
     /// One tenant's status entries (what a tenant's role may read).
+    #[must_use]
     pub fn tenant_statuses(&self, tenant: &str) -> String {
         format!("{}status/{tenant}/", self.base)
     }
 
     /// The status entries of one session, one per host: `ROOT/v1/status/TENANT/NAME/`.
+    #[must_use]
     pub fn session_statuses(&self, id: &SessionId) -> String {
         format!("{}status/{}/{}/", self.base, id.tenant, id.name)
     }
 
     /// The status of the session stored under `session_key` (its key below `sessions/`, as it
     /// is, even when it does not name a valid session) on `host`.
+    #[must_use]
     pub fn status_for_key(&self, session_tail: &str, host: &str) -> String {
         format!("{}status/{session_tail}/{host}", self.base)
     }
 
     /// The ownership map: `ROOT/v1/owners/`.
+    #[must_use]
     pub fn owners(&self) -> String {
         format!("{}owners/", self.base)
     }
 
+    #[must_use]
     pub fn owner(&self, source: &Source) -> String {
         format!("{}owners/{source}", self.base)
     }
 
     /// The part of `key` after `prefix`, if it is under it and valid UTF-8.
+    #[must_use]
     pub fn tail<'k>(key: &'k [u8], prefix: &str) -> Option<&'k str> {
         key.strip_prefix(prefix.as_bytes())
             .and_then(|t| std::str::from_utf8(t).ok())
     }
 
     /// The session a key below `sessions/` names, if it is `TENANT/NAME` with valid names.
+    #[must_use]
     pub fn session_id(tail: &str) -> Option<SessionId> {
         let (tenant, name) = tail.split_once('/')?;
         (super::session::check_name("tenant", tenant).is_ok()

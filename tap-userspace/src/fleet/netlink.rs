@@ -296,20 +296,17 @@ impl Dumper {
     fn dump(
         &mut self,
         what: &'static str,
-        request: RouteNetlinkMessage,
+        request: &RouteNetlinkMessage,
         into: &mut Inventory,
     ) -> Result<(), InventoryError> {
         for _ in 0..DUMP_TRIES {
             let mut got = Inventory::default();
-            match self.dump_once(what, request.clone(), &mut got)? {
-                true => {
-                    into.links.extend(got.links);
-                    into.addresses.extend(got.addresses);
-                    into.fdb.extend(got.fdb);
-                    into.neighbours.extend(got.neighbours);
-                    return Ok(());
-                }
-                false => continue,
+            if self.dump_once(what, request.clone(), &mut got)? {
+                into.links.extend(got.links);
+                into.addresses.extend(got.addresses);
+                into.fdb.extend(got.fdb);
+                into.neighbours.extend(got.neighbours);
+                return Ok(());
             }
         }
         Err(InventoryError::Interrupted { what })
@@ -389,24 +386,24 @@ pub fn read_inventory() -> Result<Inventory, InventoryError> {
     let mut inv = Inventory::default();
     d.dump(
         "link",
-        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        &RouteNetlinkMessage::GetLink(LinkMessage::default()),
         &mut inv,
     )?;
     d.dump(
         "address",
-        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        &RouteNetlinkMessage::GetAddress(AddressMessage::default()),
         &mut inv,
     )?;
     d.dump(
         "neighbour",
-        RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+        &RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
         &mut inv,
     )?;
     let mut fdb = NeighbourMessage::default();
     fdb.header.family = AddressFamily::Bridge;
     d.dump(
         "bridge fdb",
-        RouteNetlinkMessage::GetNeighbour(fdb),
+        &RouteNetlinkMessage::GetNeighbour(fdb),
         &mut inv,
     )?;
     inv.links.sort_by_key(|l| l.index);

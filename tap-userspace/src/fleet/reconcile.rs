@@ -112,6 +112,7 @@ pub struct SessionPlan {
 
 impl SessionPlan {
     /// True when the source is on this host in some form: the agent writes a status then.
+    #[must_use]
     pub fn present(&self) -> bool {
         !self.attachments.is_empty() || self.refused.is_some() || !self.errors.is_empty()
     }
@@ -287,6 +288,7 @@ fn rule_text(test: Option<&str>, filter: Option<&str>, uses_vlan: bool) -> Strin
 }
 
 /// Computes the desired captures of this host.
+#[must_use]
 pub fn reconcile(
     settings: &HostSettings,
     sessions: &[Session],

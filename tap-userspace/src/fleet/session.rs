@@ -162,6 +162,7 @@ impl Source {
     /// True when `self` (a session's source) lies within `owned` (an ownership entry): the same
     /// MAC; a subnet inside the owned one; an interface glob on the same host that the owned glob
     /// covers (checked per interface by the reconciler, so here: the same host).
+    #[must_use]
     pub fn within(&self, owned: &Source) -> bool {
         match (self, owned) {
             (Source::Mac(a), Source::Mac(b)) => a == b,
@@ -245,6 +246,7 @@ pub enum Direction {
 }
 
 impl Direction {
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Direction::In => "in",
@@ -253,10 +255,12 @@ impl Direction {
         }
     }
 
+    #[must_use]
     pub fn wants_in(self) -> bool {
         matches!(self, Direction::In | Direction::Both)
     }
 
+    #[must_use]
     pub fn wants_out(self) -> bool {
         matches!(self, Direction::Out | Direction::Both)
     }
@@ -323,6 +327,7 @@ pub struct Session {
 
 impl Session {
     /// `tenant/name`, the session's identity in the fleet.
+    #[must_use]
     pub fn id(&self) -> SessionId {
         SessionId {
             tenant: self.raw.tenant.clone(),
@@ -331,6 +336,7 @@ impl Session {
     }
 
     /// The JSON stored in etcd.
+    #[must_use]
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.raw).expect("a RawSession always serialises")
     }

@@ -22,6 +22,7 @@ pub enum State {
 }
 
 impl State {
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             State::Active => "active",
@@ -94,6 +95,7 @@ impl Status {
         serde_json::from_slice(value).map_err(|e| format!("not status JSON: {e}"))
     }
 
+    #[must_use]
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a Status always serialises")
     }
