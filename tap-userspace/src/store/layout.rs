@@ -111,7 +111,9 @@ pub fn list(dir: &Path) -> Result<Listing, StoreError> {
             }
             continue;
         }
-        if name == LOCK_NAME {
+        // The writer's lock, and the chain-of-custody manifest the capture writer keeps in
+        // every directory it writes (the store's files are recorded there as they finish).
+        if name == LOCK_NAME || name == crate::custody::MANIFEST_NAME {
             continue;
         }
         if let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part")) {
