@@ -13,6 +13,7 @@ pub mod bench_writer;
 pub mod custody;
 pub mod evidence;
 pub mod filter;
+pub mod fleet;
 pub mod kernel;
 pub mod model;
 pub mod pipeline;

@@ -140,6 +140,8 @@ enum Command {
     Agent(AgentArgs),
     /// Ask a running agent for its status, or to reload its configuration.
     Ctl(CtlArgs),
+    /// Fleet vTAP sessions in etcd: create, list, show and delete them, the ownership map, roles.
+    Session(Box<crate::fleet::command::SessionArgs>),
     /// Generate shell completions or man pages.
     #[command(hide = true, subcommand)]
     Generate(GenerateCommand),
@@ -757,6 +759,9 @@ pub enum Request {
     /// [`crate::store::query::Selection::parse`].
     Query(Box<crate::store::cli::QueryRequest>),
     Store(crate::store::cli::StoreCommand),
+    /// `tap session ...`: its session JSON is validated by the capture's rules
+    /// ([`super::session::fleet_capture`]).
+    Session(Box<crate::fleet::command::SessionArgs>),
 }
 
 /// `tap replay`.
@@ -1152,6 +1157,7 @@ fn translate(cli: Cli) -> Invocation {
                 max_connections,
             }))
         }
+        Command::Session(a) => Request::Session(a),
         Command::Query(a) => {
             let QueryArgs {
                 dir,

@@ -48,6 +48,184 @@ pub fn parse(text: &str) -> Result<TapConfig, SessionError> {
     })
 }
 
+/// A fleet session's capture (`fleet::session`): its filter, snap length and target URL, read
+/// into the raw settings and validated by the rules of `tap capture`. Refusals name the session's
+/// JSON key (`filter`, `snaplen`, `target`), and the reason names a target's options by their
+/// own names (`rotate_seconds`, as in `[tap.file]`).
+///
+/// # Errors
+/// The target's own syntax, or the first setting a rule refuses.
+pub fn fleet_capture(
+    filter: &str,
+    snaplen: u32,
+    target: &str,
+) -> Result<crate::model::CaptureConfig, FleetRefusal> {
+    let mut raw = super::raw::RawCapture {
+        // `lo` exists in every namespace: the rules want an interface to resolve.
+        interfaces: vec!["lo".to_string()],
+        quiet: true,
+        snaplen: Some(snaplen),
+        ..super::raw::RawCapture::default()
+    };
+    if !filter.trim().is_empty() {
+        raw.filter.expression = Some(filter.to_string());
+    }
+    fleet_target(target, &mut raw)?;
+    super::rules::capture(&raw, super::raw::Purpose::Command).map_err(|e| {
+        let key = match e.key {
+            Key::Filter | Key::FilterFile => "filter",
+            Key::Snaplen => "snaplen",
+            _ => "target",
+        };
+        FleetRefusal {
+            key,
+            reason: e.reason.render_after(e.key, &|k| fleet_name(k).to_string()),
+        }
+    })
+}
+
+/// A session setting refused: its JSON key and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct FleetRefusal {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+/// How a session calls a setting: the sinks are its `target`, file options go by their names.
+fn fleet_name(key: Key) -> &'static str {
+    match key {
+        Key::Write | Key::Forward | Key::SuricataSocket | Key::Sinks => "target",
+        other => {
+            let name = other.name();
+            name.rsplit('.').next().unwrap_or(name)
+        }
+    }
+}
+
+/// A `file:` or `suricata:` target's options, by the names of the agent's `[tap.file]` keys.
+const FILE_OPTIONS: &[&str] = &[
+    "format",
+    "compress",
+    "file_size_mb",
+    "rotate_seconds",
+    "ring_files",
+    "flush_interval_ms",
+    "on_disk_full",
+];
+
+fn target_refusal(url: &str, why: &str) -> FleetRefusal {
+    FleetRefusal {
+        key: "target",
+        reason: format!("'{}': {why}", excerpt::excerpt(url)),
+    }
+}
+
+/// A target's `key=value` options, in order.
+type Options<'a> = Vec<(&'a str, &'a str)>;
+
+/// The path and `key=value` options of a `file:` or `suricata:` target.
+fn location<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Options<'a>), FleetRefusal> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut options = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| target_refusal(url, "options are key=value, joined by '&'"))?;
+        options.push((k, v));
+    }
+    if !std::path::Path::new(path).is_absolute() {
+        return Err(target_refusal(
+            url,
+            "the path must be absolute (it is a path on the host that runs it)",
+        ));
+    }
+    Ok((path, options))
+}
+
+/// Translates a target URL into the raw settings: `vxlan://` a collector, `file:PATH?OPTIONS` the
+/// output, `suricata:SOCKET?file=PATH&OPTIONS` the output and Suricata's socket.
+fn fleet_target(url: &str, raw: &mut super::raw::RawCapture) -> Result<(), FleetRefusal> {
+    if url.starts_with("vxlan://") {
+        raw.forward.push(url.to_string());
+        return Ok(());
+    }
+    let (file, options) = if let Some(rest) = url.strip_prefix("file:") {
+        location(url, rest)?
+    } else if let Some(rest) = url.strip_prefix("suricata:") {
+        let (socket, options) = location(url, rest)?;
+        let file = options
+            .iter()
+            .find(|(k, _)| *k == "file")
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                target_refusal(
+                    url,
+                    "file=PATH is required (the rotated files Suricata is handed)",
+                )
+            })?;
+        if !std::path::Path::new(file).is_absolute() {
+            return Err(target_refusal(url, "file= must be an absolute path"));
+        }
+        raw.suricata_socket = Some(socket.into());
+        (file, options)
+    } else if url.starts_with("store:") {
+        return Err(target_refusal(
+            url,
+            "store targets are not realized by fleet sessions yet",
+        ));
+    } else {
+        return Err(target_refusal(
+            url,
+            "use vxlan://HOST[:PORT]?vni=N, file:PATH[?OPTIONS] or suricata:SOCKET?file=PATH&OPTIONS",
+        ));
+    };
+    let out = &mut raw.output;
+    out.path = Some(file.into());
+    let suricata = raw.suricata_socket.is_some();
+    for (k, v) in options {
+        let bad = || {
+            target_refusal(
+                url,
+                &format!("{k}={}: not a valid value", excerpt::excerpt(v)),
+            )
+        };
+        match k {
+            "file" if suricata => {}
+            "format" => {
+                out.format = Some(match v {
+                    "pcap" => crate::model::Format::Pcap,
+                    "pcapng" => crate::model::Format::Pcapng,
+                    _ => return Err(bad()),
+                });
+            }
+            "compress" => out.compress = Some(v.to_string()),
+            "file_size_mb" => out.file_size_mb = Some(v.parse().map_err(|_| bad())?),
+            "rotate_seconds" => out.rotate_seconds = Some(v.parse().map_err(|_| bad())?),
+            "ring_files" => out.ring_files = Some(v.parse().map_err(|_| bad())?),
+            "flush_interval_ms" => out.flush_interval_ms = Some(v.parse().map_err(|_| bad())?),
+            "on_disk_full" => {
+                out.on_disk_full = Some(match v {
+                    "stop" => crate::model::DiskFull::Stop,
+                    "drop" => crate::model::DiskFull::Drop,
+                    _ => return Err(bad()),
+                });
+            }
+            _ => {
+                return Err(target_refusal(
+                    url,
+                    &format!(
+                        "unknown option '{}'; use {}",
+                        excerpt::excerpt(k),
+                        FILE_OPTIONS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,6 +71,10 @@ fn dispatch(request: Request) -> anyhow::Result<ExitCode> {
             tap::evidence::cli::run(&options)?;
             Ok(ExitCode::SUCCESS)
         }
+        Request::Session(args) => {
+            tap::fleet::command::main(&args, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Request::Query(request) => {
             tap::store::cli::run_query(&request)?;
             Ok(ExitCode::SUCCESS)
