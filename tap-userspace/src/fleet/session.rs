@@ -552,12 +552,12 @@ mod tests {
                 unreachable!()
             };
             let e = rules::capture(&capture, Purpose::Command).unwrap_err();
-            e.reason.render_after(e.key, &|k| match k {
-                Key::Write | Key::Forward | Key::SuricataSocket | Key::Sinks => {
-                    "target".to_string()
-                }
-                other => other.name().rsplit('.').next().unwrap_or("").to_string(),
-            })
+            match e.key {
+                Key::Filter | Key::Forward => e
+                    .reason
+                    .render_after(e.key, &|k| flags::flag(k).to_string()),
+                _ => flags::worded(&e).message,
+            }
         };
         let mut r = raw("mac:02:00:5e:00:53:01", "vxlan://203.0.113.9?vni=1");
         r.filter = "tcp port 99999".into();

@@ -50,8 +50,8 @@ pub fn parse(text: &str) -> Result<TapConfig, SessionError> {
 
 /// A fleet session's capture (`fleet::session`): its filter, snap length and target URL, read
 /// into the raw settings and validated by the rules of `tap capture`. Refusals name the session's
-/// JSON key (`filter`, `snaplen`, `target`), and the reason names a target's options by their
-/// own names (`rotate_seconds`, as in `[tap.file]`).
+/// JSON key (`filter`, `snaplen`, `target`), with the reason `tap capture` gives for the same
+/// value, in its flags' words.
 ///
 /// # Errors
 /// The target's own syntax, or the first setting a rule refuses.
@@ -77,10 +77,14 @@ pub fn fleet_capture(
             Key::Snaplen => "snaplen",
             _ => "target",
         };
-        FleetRefusal {
-            key,
-            reason: e.reason.render_after(e.key, &|k| fleet_name(k).to_string()),
-        }
+        // The capture's own words (`tap capture`'s flags name the settings), without the
+        // leading name of a setting the session calls by its own key.
+        let flag = |k: Key| super::flags::flag(k).to_string();
+        let reason = match e.key {
+            Key::Filter | Key::FilterFile | Key::Forward => e.reason.render_after(e.key, &flag),
+            _ => e.reason.render(&flag),
+        };
+        FleetRefusal { key, reason }
     })
 }
 
@@ -90,17 +94,6 @@ pub fn fleet_capture(
 pub struct FleetRefusal {
     pub key: &'static str,
     pub reason: String,
-}
-
-/// How a session calls a setting: the sinks are its `target`, file options go by their names.
-fn fleet_name(key: Key) -> &'static str {
-    match key {
-        Key::Write | Key::Forward | Key::SuricataSocket | Key::Sinks => "target",
-        other => {
-            let name = other.name();
-            name.rsplit('.').next().unwrap_or(name)
-        }
-    }
 }
 
 /// A `file:` or `suricata:` target's options, by the names of the agent's `[tap.file]` keys.
