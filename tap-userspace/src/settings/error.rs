@@ -111,6 +111,43 @@ impl Key {
             Key::MetricsListen => "agent.metrics_listen",
         }
     }
+
+    /// The `tap capture` flag that sets it (`--sample`, `-W`): how the command line, and a
+    /// fleet session that speaks in the capture's words, name it.
+    #[must_use]
+    pub fn flag(self) -> &'static str {
+        match self {
+            Key::Interfaces => "-i",
+            Key::Hook => "--hook",
+            Key::XdpMode => "--xdp-mode",
+            Key::Filter => "filter",
+            Key::FilterFile => "-F",
+            Key::Snaplen => "-s",
+            Key::RingSize => "--ring-size",
+            Key::Sample => "--sample",
+            Key::MaxRate => "--max-rate",
+            Key::Decap => "--decap",
+            Key::Serve => "--serve",
+            Key::Inject => "--inject",
+            Key::Forward => "--forward",
+            Key::SuricataSocket => "--suricata-socket",
+            Key::Write => "-w",
+            Key::Format => "--format",
+            Key::Compress => "--compress",
+            Key::FileSize => "-C",
+            Key::RotateSeconds => "-G",
+            Key::RingFiles => "-W",
+            Key::PostRotate => "--post-rotate",
+            Key::FlushInterval => "--flush-interval",
+            Key::RunAs => "-Z",
+            Key::Store => "--store",
+            Key::StoreMaxBytes => "--store-max-bytes",
+            Key::StoreMaxAge => "--store-max-age",
+            Key::Sinks => "(capture)",
+            Key::Name => "(name)",
+            Key::MetricsListen => "(metrics)",
+        }
+    }
 }
 
 /// One piece of a reason: words, or a setting the reader names in its own syntax.

@@ -887,37 +887,7 @@ where
 /// The flag that sets `key`, as the reasons of [`SettingError`] name it.
 #[must_use]
 pub fn flag(key: Key) -> &'static str {
-    match key {
-        Key::Interfaces => "-i",
-        Key::Hook => "--hook",
-        Key::XdpMode => "--xdp-mode",
-        Key::Filter => "filter",
-        Key::FilterFile => "-F",
-        Key::Snaplen => "-s",
-        Key::RingSize => "--ring-size",
-        Key::Sample => "--sample",
-        Key::MaxRate => "--max-rate",
-        Key::Decap => "--decap",
-        Key::Serve => "--serve",
-        Key::Inject => "--inject",
-        Key::Forward => "--forward",
-        Key::SuricataSocket => "--suricata-socket",
-        Key::Write => "-w",
-        Key::Format => "--format",
-        Key::Compress => "--compress",
-        Key::FileSize => "-C",
-        Key::RotateSeconds => "-G",
-        Key::RingFiles => "-W",
-        Key::PostRotate => "--post-rotate",
-        Key::FlushInterval => "--flush-interval",
-        Key::RunAs => "-Z",
-        Key::Store => "--store",
-        Key::StoreMaxBytes => "--store-max-bytes",
-        Key::StoreMaxAge => "--store-max-age",
-        Key::Sinks => "(capture)",
-        Key::Name => "(name)",
-        Key::MetricsListen => "(metrics)",
-    }
+    key.flag()
 }
 
 /// A rule's refusal as the command line says it: the reason, settings named by their flags.

@@ -79,7 +79,7 @@ pub fn fleet_capture(
         };
         // The capture's own words (`tap capture`'s flags name the settings), without the
         // leading name of a setting the session calls by its own key.
-        let flag = |k: Key| super::flags::flag(k).to_string();
+        let flag = |k: Key| k.flag().to_string();
         let reason = match e.key {
             Key::Filter | Key::FilterFile | Key::Forward => e.reason.render_after(e.key, &flag),
             _ => e.reason.render(&flag),
