@@ -23,8 +23,12 @@ pub const RATE_LIMITED: Counter = 7;
 /// Packets the filter could not evaluate (graph walk too long, missing node); never expected.
 pub const FILTER_ERROR: Counter = 8;
 
+/// Packets copied shorter than the snap length asked for: XDP frames longer than the helper
+/// can read (`crate::config::XDP_MAX_END`). Never expected on the TC hooks.
+pub const TRUNCATED: Counter = 9;
+
 /// Number of counters; the size of the array.
-pub const COUNT: u32 = 9;
+pub const COUNT: u32 = 10;
 
 /// Names for the summary and metrics, by index.
 pub const NAMES: [&str; COUNT as usize] = [
@@ -37,4 +41,5 @@ pub const NAMES: [&str; COUNT as usize] = [
     "sampled_out",
     "rate_limited",
     "filter_error",
+    "truncated",
 ];

@@ -9,6 +9,7 @@
 mod decap;
 mod emit;
 mod filter;
+mod large;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},

@@ -130,7 +130,7 @@ pub fn measure(
     packet_size: u32,
     keep: bool,
 ) -> Result<(BenchResult, PathBuf), StorageError> {
-    let packet_size = packet_size.clamp(1, tap_common::config::MAX_FRAME);
+    let packet_size = packet_size.clamp(1, tap_common::config::MAX_SNAPLEN);
     let batch = synthetic_batch(packet_size as usize);
     let ext = match (format, compression) {
         (Format::Pcap, Compression::None) => "pcap",
@@ -159,7 +159,7 @@ pub fn measure(
         output: &output,
         interfaces: &interfaces,
         hooks: &[Hook::TcIngress],
-        snaplen: tap_common::config::MAX_FRAME,
+        snaplen: tap_common::config::MAX_SNAPLEN,
         filter: "",
         stats: Box::new(CaptureStats::default),
         finished: None,

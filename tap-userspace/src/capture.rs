@@ -55,6 +55,7 @@ pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> KernelCounters {
         sampled_out: get(counters::SAMPLED_OUT),
         rate_limited: get(counters::RATE_LIMITED),
         filter_error: get(counters::FILTER_ERROR),
+        truncated: get(counters::TRUNCATED),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
+use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_SNAPLEN};
 
 use crate::{
     cli::{CaptureArgs, DiskFullArg, FilterArgs, FormatArg, HookArg, OutputArgs, XdpModeArg},
@@ -256,7 +256,7 @@ pub struct CaptureConfig {
     pub interfaces: Vec<Interface>,
     pub hooks: Vec<Hook>,
     pub xdp_mode: XdpMode,
-    /// Bytes kept of each packet, 1..=MAX_FRAME.
+    /// Bytes kept of each packet, 1..=[`MAX_SNAPLEN`].
     pub snaplen: u32,
     pub count: Option<u64>,
     pub duration: Option<Duration>,
@@ -397,6 +397,19 @@ pub fn filter_from_args(args: &FilterArgs) -> Result<FilterImage, ConfigError> {
     crate::filter::image(text.trim()).map_err(ConfigError::Filter)
 }
 
+/// The snap length in bytes: as tcpdump's `-s`, 0 (or none) means whole packets up to
+/// [`MAX_SNAPLEN`], and a larger value is refused rather than silently cut.
+pub fn snaplen(asked: Option<u32>) -> Result<u32, ConfigError> {
+    match asked {
+        None | Some(0) => Ok(DEFAULT_SNAPLEN),
+        Some(s) if s > MAX_SNAPLEN => Err(ConfigError::SnapLen {
+            snaplen: s,
+            max: MAX_SNAPLEN,
+        }),
+        Some(s) => Ok(s),
+    }
+}
+
 pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -436,12 +449,7 @@ impl CaptureConfig {
             XdpModeArg::Native => XdpMode::Native,
             XdpModeArg::Generic => XdpMode::Generic,
         };
-        let snaplen = match args.snaplen {
-            // tcpdump's -s 0 means "everything".
-            None | Some(0) => DEFAULT_SNAPLEN,
-            Some(s) if s > MAX_FRAME => MAX_FRAME,
-            Some(s) => s,
-        };
+        let snaplen = snaplen(args.snaplen)?;
         let min_ring = page_size();
         let ring_size = args.ring_size.unwrap_or(u64::from(DEFAULT_RING_SIZE));
         if !ring_size.is_power_of_two() || ring_size < min_ring || ring_size > 1 << 31 {
@@ -536,17 +544,33 @@ mod tests {
     }
 
     #[test]
-    fn snaplen_zero_means_whole_packet_and_large_is_clamped() {
+    fn snaplen_zero_means_whole_packet_and_too_large_is_refused() {
         assert_eq!(
             config(&["-i", "lo", "-s", "0", "-w", "x"]).unwrap().snaplen,
             DEFAULT_SNAPLEN
         );
+        assert_eq!(DEFAULT_SNAPLEN, 262_144, "tcpdump's default");
         assert_eq!(
             config(&["-i", "lo", "-s", "65535", "-w", "x"])
                 .unwrap()
                 .snaplen,
-            MAX_FRAME
+            65535
         );
+        assert_eq!(
+            config(&["-i", "lo", "-s", "262144", "-w", "x"])
+                .unwrap()
+                .snaplen,
+            MAX_SNAPLEN
+        );
+        let e = config(&["-i", "lo", "-s", "262145", "-w", "x"]).unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::SnapLen {
+                snaplen: 262_145,
+                max: MAX_SNAPLEN
+            }
+        ));
+        assert!(e.to_string().contains("262144"), "{e}");
         assert_eq!(
             config(&["-i", "lo", "-s", "96", "-w", "x"])
                 .unwrap()

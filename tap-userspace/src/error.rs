@@ -9,7 +9,9 @@ pub enum ConfigError {
     UnknownInterface { iface: String },
     #[error("no default route to pick an interface from; choose one with -i")]
     NoDefaultInterface,
-    #[error("snap length {snaplen} is out of range: use 1 to {max}")]
+    #[error(
+        "snap length {snaplen} is out of range: use 1 to {max} (tcpdump's largest), or 0 for whole packets up to {max}"
+    )]
     SnapLen { snaplen: u32, max: u32 },
     #[error(
         "ring size {size} is invalid: it must be a power of two of at least {min} bytes (the page size)"

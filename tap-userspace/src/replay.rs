@@ -15,7 +15,7 @@ use std::{
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use tap_common::{
-    config::MAX_FRAME,
+    config::MAX_SNAPLEN,
     event::{HEADER_LEN, TUNNEL_NONE},
 };
 
@@ -127,7 +127,7 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
         interfaces: &[],
         hooks: &[config.hook],
         xdp_mode: crate::config::XdpMode::Auto,
-        snaplen: MAX_FRAME,
+        snaplen: MAX_SNAPLEN,
         // One packet in flight at a time: a small ring is plenty.
         ring_size: 1 << 20,
         xdp_program: None,
@@ -246,7 +246,7 @@ fn open_writer(path: &PathBuf) -> Result<PcapWriter<Box<dyn io::Write>>, ReplayE
         })?)
     };
     Ok(
-        PcapWriter::new(out, MAX_FRAME).map_err(|source| CaptureError::Write {
+        PcapWriter::new(out, MAX_SNAPLEN).map_err(|source| CaptureError::Write {
             what: path.display().to_string(),
             source,
         })?,

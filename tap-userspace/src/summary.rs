@@ -14,6 +14,9 @@ pub struct KernelCounters {
     pub sampled_out: u64,
     pub rate_limited: u64,
     pub filter_error: u64,
+    /// Packets copied shorter than the snap length asked for (XDP's reach, see
+    /// `tap_common::config::XDP_MAX_END`).
+    pub truncated: u64,
 }
 
 /// What a capture did.
@@ -121,6 +124,14 @@ impl fmt::Display for Summary {
                 f,
                 "\n{} matched packets skipped by the rate cap",
                 self.kernel.rate_limited
+            )?;
+        }
+        if self.kernel.truncated > 0 {
+            write!(
+                f,
+                "\n{} packets cut short of the snap length (XDP reads at most {} bytes of a frame)",
+                self.kernel.truncated,
+                tap_common::config::XDP_MAX_END
             )?;
         }
         if self.kernel.filter_error > 0 {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aya::programs::{Program, ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
 use tap_common::{
-    config::{DEFAULT_SNAPLEN, MAX_FRAME},
+    config::{DEFAULT_SNAPLEN, MAX_SNAPLEN},
     event::PacketHeader,
     frame,
 };
@@ -32,6 +32,8 @@ pub const MIN_TEST_FRAME: usize = 14;
 
 /// Shortest frame [`udp_frame`] builds: Ethernet + IPv4 + UDP headers, in bytes.
 pub const MIN_UDP_FRAME: usize = frame::MIN_UDP4;
+/// Longest: an IPv4 packet of 65,535 bytes in an Ethernet frame.
+pub const MAX_UDP_FRAME: usize = frame::MAX_UDP4;
 
 /// Size of the kernel's header in front of each ring record (`BPF_RINGBUF_HDR_SZ`), in bytes.
 const RINGBUF_HDR_LEN: usize = 8;
@@ -69,7 +71,7 @@ impl From<LoadError> for TestRunError {
 #[derive(Debug, Clone)]
 pub struct RunnerSpec {
     pub hook: Hook,
-    /// Snap length in bytes, 1..=[`MAX_FRAME`].
+    /// Snap length in bytes, 1..=[`MAX_SNAPLEN`].
     pub snaplen: u32,
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ring_size: u32,
@@ -183,9 +185,11 @@ impl ProgRunner {
         loader::program_name(self.spec.hook, None)
     }
 
-    /// Runs the program over `frame` `repeat` times (at least once) in one test-run call.
+    /// Runs the program over `frame` `repeat` times (at least once) in one test-run call. The
+    /// kernel takes frames of up to a page less its headroom for TC, and for XDP beyond that in
+    /// fragments (5.18+), up to about 70 KiB.
     pub fn run(&self, frame: &[u8], repeat: u32) -> Result<RunResult, TestRunError> {
-        check_frame_len(frame.len(), MIN_TEST_FRAME)?;
+        check_frame_len(frame.len(), MIN_TEST_FRAME, MAX_SNAPLEN as usize)?;
         let name = self.program_name();
         let program = self.loaded.ebpf().program(name).ok_or(LoadError::Missing {
             kind: "program",
@@ -522,8 +526,7 @@ fn mean_ns(total_ns: u128, runs: u64) -> f64 {
     }
 }
 
-fn check_frame_len(len: usize, min: usize) -> Result<(), TestRunError> {
-    let max = MAX_FRAME as usize;
+fn check_frame_len(len: usize, min: usize, max: usize) -> Result<(), TestRunError> {
     if (min..=max).contains(&len) {
         Ok(())
     } else {
@@ -543,14 +546,14 @@ pub const FRAME_SRC_PORT: u16 = 40000;
 pub const FRAME_DST_PORT: u16 = 9;
 
 /// An Ethernet/IPv4/UDP frame of exactly `len` bytes (no FCS), with valid IPv4 and UDP
-/// checksums and a payload of `i % 251` bytes. `len` is [`MIN_UDP_FRAME`]..=[`MAX_FRAME`].
+/// checksums and a payload of `i % 251` bytes. `len` is [`MIN_UDP_FRAME`]..=[`MAX_UDP_FRAME`].
 pub fn udp_frame(len: usize) -> Result<Vec<u8>, TestRunError> {
     udp_frame_to(len, FRAME_DST_V4)
 }
 
 /// A [`udp_frame`] to another IPv4 destination.
 pub fn udp_frame_to(len: usize, dst: [u8; 4]) -> Result<Vec<u8>, TestRunError> {
-    check_frame_len(len, MIN_UDP_FRAME)?;
+    check_frame_len(len, MIN_UDP_FRAME, MAX_UDP_FRAME)?;
     let ends = frame::Ends {
         macs: (FRAME_SRC_MAC, FRAME_DST_MAC),
         ips: (FRAME_SRC_V4, dst),
@@ -609,7 +612,7 @@ mod tests {
     #[test]
     fn udp_frame_goes_between_the_test_addresses() {
         // Checksums and layout: tap_common::frame's tests.
-        for len in [MIN_UDP_FRAME, 64, MAX_FRAME as usize] {
+        for len in [MIN_UDP_FRAME, 64, 9216, MAX_UDP_FRAME] {
             let f = udp_frame(len).unwrap();
             assert_eq!(f.len(), len);
             assert_eq!(
@@ -632,7 +635,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            udp_frame(MAX_FRAME as usize + 1),
+            udp_frame(MAX_UDP_FRAME + 1),
             Err(TestRunError::FrameLen { .. })
         ));
     }

@@ -268,3 +268,90 @@ fn a_full_ring_counts_only_selected_frames_as_drops() {
     assert_eq!(records.len(), 36);
     assert!(records.iter().zip(&selected).all(|(rec, f)| &rec.data == f));
 }
+
+/// Frames longer than the largest size class (multi-buffer XDP frames in the test run) are
+/// recorded whole in a record of their exact size: header, lengths and every byte.
+#[test]
+fn xdp_frames_above_the_largest_class_are_captured_whole() {
+    use tap_common::config::{LARGE_CHUNK, MAX_CLASS};
+    let mut r = runner(RunnerSpec::new(Hook::Xdp));
+    // Just above the largest class, one piece and a bit, many pieces with a short last one,
+    // and the longest IPv4 packet: 65,549 bytes.
+    let lens = [
+        MAX_CLASS as usize + 1,
+        LARGE_CHUNK as usize * 2 + 1,
+        20_000,
+        64 * 1024,
+        tap::testrun::MAX_UDP_FRAME,
+    ];
+    for len in lens {
+        let frame = udp_frame(len).unwrap();
+        let before = r.counters();
+        r.run(&frame, 1).unwrap();
+        let records = r.take_records().unwrap();
+        assert_eq!(records.len(), 1, "{len}: one record");
+        let h = records[0].header;
+        assert_eq!((h.orig_len, h.cap_len), (len as u32, len as u32), "{len}");
+        assert_eq!(h.hook, HOOK_XDP);
+        assert!(records[0].data == frame, "{len}: the bytes differ");
+        let after = r.counters();
+        assert_eq!(after.copied - before.copied, 1, "{len}: COPIED");
+        assert_eq!(
+            after.copied_bytes - before.copied_bytes,
+            len as u64,
+            "{len}: COPIED_BYTES"
+        );
+        assert_eq!(after.truncated, 0, "{len}: TRUNCATED");
+        assert_eq!(after.read_error, 0, "{len}: READ_ERROR");
+    }
+}
+
+/// A record above the largest class takes exactly its size in the ring (the ring's 8-byte
+/// header, the 40-byte record header and the bytes, rounded up to 8), not a power of two.
+#[test]
+fn large_records_take_their_exact_size_in_the_ring() {
+    let mut r = runner(RunnerSpec::new(Hook::Xdp));
+    let len = 20_001;
+    let frame = udp_frame(len).unwrap();
+    let before = r.ring().producer_pos();
+    r.run(&frame, 1).unwrap();
+    let used = r.ring().producer_pos() - before;
+    assert_eq!(used, (8 + 40 + len as u64).next_multiple_of(8));
+    assert_eq!(r.take_records().unwrap().len(), 1);
+}
+
+/// A snap length between the largest class and the frame's length keeps exactly that many
+/// bytes; one of the class sizes keeps the class path.
+#[test]
+fn long_snap_lengths_truncate_large_frames() {
+    for snaplen in [9216u32, 9217, 16_384, 30_001] {
+        let mut r = runner(RunnerSpec {
+            snaplen,
+            ..RunnerSpec::new(Hook::Xdp)
+        });
+        let frame = udp_frame(40_000).unwrap();
+        r.run(&frame, 1).unwrap();
+        let records = r.take_records().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            (records[0].header.orig_len, records[0].header.cap_len),
+            (40_000, snaplen)
+        );
+        assert!(records[0].data == frame[..snaplen as usize]);
+        assert_eq!(r.counters().truncated, 0, "what -s asked is no truncation");
+    }
+}
+
+/// A large record the ring cannot hold is a counted drop, like a small one.
+#[test]
+fn a_ring_too_small_for_a_large_record_counts_a_drop() {
+    let mut r = runner(RunnerSpec {
+        ring_size: 16_384,
+        ..RunnerSpec::new(Hook::Xdp)
+    });
+    let frame = udp_frame(20_000).unwrap();
+    r.run(&frame, 1).unwrap();
+    let c = r.counters();
+    assert_eq!((c.seen, c.copied, c.ring_full), (1, 0, 1), "{c:?}");
+    assert!(r.take_records().unwrap().is_empty());
+}

@@ -171,3 +171,38 @@ pub fn http_get_path(ns: &Netns, host: &str, path: &str) {
     ]));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "GET {url}");
 }
+
+/// TCP port of [`tcp_bulk`]'s iperf3 server.
+pub const IPERF_PORT: u16 = 15201;
+
+/// One bulk TCP transfer of `bytes` (iperf3's `-n`: `8M`, `100K`, ...) from `client` to an
+/// iperf3 server started in `server` for this one test, at `host` (an address of `server`;
+/// IPv6 picks `-6`). At full speed, so the sender's TCP builds 64 KiB GSO packets where the
+/// link offloads segmentation. Bounded: 60 s at most.
+pub fn tcp_bulk(client: &Netns, server: &Netns, host: &str, bytes: &str) {
+    let mut cmd = server.cmd("iperf3");
+    cmd.args(["-s", "-1", "-p", &IPERF_PORT.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let srv = Background::spawn("iperf3 server", cmd);
+    wait_tcp_listening(server, IPERF_PORT);
+    let family = if host.contains(':') { "-6" } else { "-4" };
+    run_ok(client.cmd("timeout").args([
+        "60",
+        "iperf3",
+        family,
+        "-c",
+        host,
+        "-p",
+        &IPERF_PORT.to_string(),
+        "-n",
+        bytes,
+    ]));
+    let exited = srv.wait(Duration::from_secs(10));
+    assert!(
+        exited.status.success(),
+        "iperf3 server failed ({}):\n{}",
+        exited.status,
+        exited.stderr
+    );
+}

@@ -31,7 +31,7 @@ use std::{
 };
 
 use serde::Deserialize;
-use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
+use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN};
 use toml::Spanned;
 
 use crate::{
@@ -485,9 +485,10 @@ fn validate_tap(
     let filter = config::filter_from_args(&filter_args)
         .map_err(|e| err(filter_span.clone(), filter_key, error_text(&e)))?;
 
-    let snaplen = match raw.snaplen.as_ref().map(|s| *s.get_ref()) {
-        None | Some(0) => DEFAULT_SNAPLEN,
-        Some(s) => s.min(MAX_FRAME),
+    let snaplen = match &raw.snaplen {
+        None => DEFAULT_SNAPLEN,
+        Some(s) => config::snaplen(Some(*s.get_ref()))
+            .map_err(|e| err(s.span(), "snaplen", error_text(&e)))?,
     };
     let ring_size = match &raw.ring_size {
         None => u64::from(DEFAULT_RING_SIZE),
@@ -884,6 +885,13 @@ forward = ["vxlan://192.0.2.9?vni=7"]
                 9,
                 "tap 'vms': filter",
                 "bogus",
+            ),
+            (
+                "snaplen = 128",
+                "snaplen = 300000",
+                10,
+                "tap 'vms': snaplen",
+                "use 1 to 262144",
             ),
             (
                 "snaplen = 128",

@@ -106,6 +106,10 @@ pub fn render(shared: &AgentShared) -> String {
         "Packets the filter could not evaluate (kernel)",
     );
     let read_errors = r.counter("read_errors", "Packets the kernel could not read (kernel)");
+    let truncated = r.counter(
+        "packets_truncated",
+        "Packets copied shorter than the snap length asked for (kernel; XDP frames past its reach)",
+    );
     let read = r.counter("packets_read", "Packets taken from the ring by the agent");
     let per_if = r.counter(
         "interface_packets",
@@ -196,6 +200,7 @@ pub fn render(shared: &AgentShared) -> String {
             (&limited, k.rate_limited),
             (&filter_errors, k.filter_error),
             (&read_errors, k.read_error),
+            (&truncated, k.truncated),
             (&read, s.read_packets),
             (&written, s.written),
             (&written_bytes, s.written_bytes),

@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use tap_common::config::MAX_FRAME;
+use tap_common::config::MAX_SNAPLEN;
 use tracing::{debug, error, info};
 
 use super::{
@@ -117,7 +117,7 @@ impl Zstd {
     fn new(level: i32) -> io::Result<Self> {
         let cctx = zstd::bulk::Compressor::new(level)?;
         let out = Vec::with_capacity(zstd::zstd_safe::compress_bound(
-            BUFFER + MAX_FRAME as usize + 4096,
+            BUFFER + MAX_SNAPLEN as usize + 4096,
         ));
         Ok(Self { cctx, out })
     }
@@ -264,7 +264,7 @@ impl CaptureWriter {
         let mut w = Self {
             enc,
             zstd,
-            buf: Vec::with_capacity(BUFFER + pcapng::epb_len(MAX_FRAME as usize) + 4096),
+            buf: Vec::with_capacity(BUFFER + pcapng::epb_len(MAX_SNAPLEN as usize) + 4096),
             marks: Vec::with_capacity(BUFFER / 64),
             pending_since: None,
             flush_interval: out.flush_interval,
