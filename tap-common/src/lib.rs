@@ -11,6 +11,7 @@ pub mod event;
 pub mod filter;
 #[cfg(feature = "user")]
 pub mod frame;
+pub mod ifstats;
 pub mod maps;
 
 #[cfg(feature = "user")]

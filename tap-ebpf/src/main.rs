@@ -9,6 +9,7 @@
 mod decap;
 mod emit;
 mod filter;
+mod ifstats;
 mod large;
 
 use aya_ebpf::{
@@ -78,12 +79,16 @@ fn snaplen() -> u32 {
     unsafe { core::ptr::read_volatile(&TAP_SNAPLEN) }
 }
 
-/// Adds `n` to a counter of this CPU.
+/// Adds `n` to a counter of this CPU, and to the current packet's interface and hook's when it
+/// is also counted per interface (`counter` is a constant: the test folds away).
 #[inline(always)]
 pub(crate) fn count(counter: counters::Counter, n: u64) {
     if let Some(slot) = TAP_COUNTERS.get_ptr_mut(counter) {
         // SAFETY: per-CPU slot; programs do not migrate CPUs while running.
         unsafe { *slot += n };
+    }
+    if let Some(per_interface) = tap_common::ifstats::per_interface(counter) {
+        ifstats::count(per_interface, n);
     }
 }
 
@@ -141,7 +146,7 @@ pub(crate) fn wakeup_flags(record: u64, now: u64) -> u64 {
 }
 
 #[inline(always)]
-fn global(g: &u32) -> u32 {
+pub(crate) fn global(g: &u32) -> u32 {
     // SAFETY: a plain read of a loader-initialised global; volatile so the default is not folded.
     unsafe { core::ptr::read_volatile(g) }
 }
@@ -305,6 +310,7 @@ pub(crate) fn select<S: Source>(src: &S, offset: u32, window: &mut Option<Window
 /// The common path of every hook: count, decapsulate, classify, limit, copy.
 #[inline(always)]
 fn tap<S: Source>(src: &S, mut meta: Meta) {
+    ifstats::enter(meta.ifindex, meta.hook);
     count(counters::SEEN, 1);
     let decap_bits = global(&TAP_DECAP);
     if decap_bits != 0 {

@@ -162,6 +162,9 @@ pub struct BenchProgArgs {
     /// Read the filter from FILE ('#' starts a comment, as with tcpdump -F).
     #[arg(long, value_name = "FILE")]
     pub filter_file: Option<PathBuf>,
+    /// Count per interface and hook too, as a pcapng output or the agent has the programs do.
+    #[arg(long)]
+    pub per_interface: bool,
 }
 
 #[derive(Debug, clap::Args)]

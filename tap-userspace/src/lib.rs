@@ -21,6 +21,7 @@ pub mod error;
 pub mod evidence;
 pub mod filter;
 pub mod iface;
+pub mod ifstats;
 pub mod live;
 pub mod loader;
 pub mod print;

@@ -16,7 +16,12 @@ use serde::Serialize;
 use tap_common::event::HEADER_LEN;
 
 use crate::{
-    config::Hook, drain::Batch, loader::Attachment, ring::Ring, sink::WriterProgress,
+    config::Hook,
+    drain::Batch,
+    ifstats::{PerInterface, QueueDrops},
+    loader::Attachment,
+    ring::Ring,
+    sink::WriterProgress,
     summary::KernelCounters,
 };
 
@@ -39,6 +44,10 @@ pub struct LiveStats {
     pub read_bytes: AtomicU64,
     /// Packets lost because the writer's queue was full or the writer was gone.
     pub queue_dropped: Arc<AtomicU64>,
+    /// The same for a full queue, per (ifindex, hook).
+    pub queue_drops: Arc<QueueDrops>,
+    /// The kernel's counters per interface and hook, once loaded.
+    per_interface_kernel: Mutex<Option<PerInterface>>,
     /// Ring records refused as malformed.
     pub malformed: AtomicU64,
     /// The writer's own counts (written, bytes, files, lost).
@@ -85,8 +94,22 @@ pub struct Snapshot {
     pub attachments: Vec<AttachmentView>,
     pub attach_errors: Vec<(String, String)>,
     pub interfaces: Vec<InterfaceCount>,
+    /// The kernel's counters per interface and hook (the interfaces with a counter slot).
+    pub kernel_interfaces: Vec<KernelInterfaceCount>,
     /// Loaded, attached, sinks open: capturing.
     pub ready: bool,
+}
+
+/// The kernel's counters for one interface and hook, and the writer queue's drops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelInterfaceCount {
+    pub interface: String,
+    pub ifindex: u32,
+    pub hook: &'static str,
+    pub seen: u64,
+    pub matched: u64,
+    pub ring_full: u64,
+    pub writer_dropped: u64,
 }
 
 /// One program on one interface.
@@ -135,6 +158,16 @@ impl LiveStats {
     ) {
         *self.kernel.lock().expect("live stats lock") = Some(counters);
         *self.ring.lock().expect("live stats lock") = ring;
+    }
+
+    /// Whether readers want the counts per interface and hook.
+    pub fn counts_per_interface(&self) -> bool {
+        self.per_interface.is_some()
+    }
+
+    /// The per-interface counters, once loaded.
+    pub(crate) fn set_per_interface(&self, per: PerInterface) {
+        *self.per_interface_kernel.lock().expect("live stats lock") = Some(per);
     }
 
     pub(crate) fn set_filter(&self, expression: &str) {
@@ -231,8 +264,29 @@ impl LiveStats {
                     .collect()
             })
             .unwrap_or_default();
+        let kernel_interfaces = self
+            .per_interface_kernel
+            .lock()
+            .expect("live stats lock")
+            .as_ref()
+            .map(PerInterface::read)
+            .unwrap_or_default()
+            .into_iter()
+            // A hook the tap does not use counts nothing.
+            .filter(|c| c.seen > 0 || c.writer_dropped > 0)
+            .map(|c| KernelInterfaceCount {
+                interface: name_of(c.ifindex),
+                ifindex: c.ifindex,
+                hook: hook_name(c.hook),
+                seen: c.seen,
+                matched: c.matched,
+                ring_full: c.ring_full,
+                writer_dropped: c.writer_dropped,
+            })
+            .collect();
         Snapshot {
             kernel,
+            kernel_interfaces,
             read_packets: self.read_packets.load(Relaxed),
             read_bytes: self.read_bytes.load(Relaxed),
             writer_dropped: self.queue_dropped.load(Relaxed) + self.writer.lost.load(Relaxed),

@@ -2,7 +2,7 @@
 //! it detaches everything. Every attachment is a BPF link (XDP links, tcx), so a `kill -9` of the
 //! process detaches too: the kernel drops a link with its last file descriptor.
 
-use std::{error::Error as _, io};
+use std::{error::Error as _, io, sync::Arc};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -16,6 +16,7 @@ use crate::{
     config::{Hook, Interface, XdpMode},
     error::LoadError,
     filter::maps::{FilterImage, FilterMaps},
+    ifstats::{self, IfCounters, IfSlots},
 };
 
 /// What to load and where to attach it.
@@ -39,6 +40,9 @@ pub struct LoadSpec<'a> {
     pub vxlan_port: u16,
     /// Drop every packet after copying it (a dedicated monitor interface).
     pub consume: bool,
+    /// Count per interface and hook too ([`crate::ifstats`]): a few ns per packet, for pcapng's
+    /// statistics and the agent's metrics.
+    pub per_interface: bool,
 }
 
 /// One program attached to one interface.
@@ -56,6 +60,8 @@ pub struct Attached {
     pub attachments: Vec<Attachment>,
     /// The program and link of each attachment, same order, to detach one interface at a time.
     links: Vec<(String, LinkId)>,
+    /// Gives each interface attached to its per-interface counter slot first.
+    slots: Option<IfSlots>,
 }
 
 /// aya's handle of one attachment.
@@ -95,6 +101,10 @@ pub struct Maps {
     pub ring: RingMap,
     pub counters: PerCpuArray<MapData, u64>,
     pub filter: FilterMaps,
+    /// The kernel counters per interface and hook.
+    pub interfaces: Arc<IfCounters>,
+    /// Their slots, until [`load_and_attach`] hands them to the [`Attached`] programs.
+    pub slots: Option<IfSlots>,
 }
 
 impl std::fmt::Debug for Attached {
@@ -172,11 +182,13 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
     let wakeup_bytes: u32 = (spec.ring_size / 8).clamp(RING_RECORD_ALIGN, 4 << 20);
     let wakeup_ns: u32 = 100_000_000;
     let consume = u32::from(spec.consume);
+    let per_interface = u32::from(spec.per_interface);
     let mut ebpf = EbpfLoader::new()
         .override_global(maps::GLOBAL_SNAPLEN, &spec.snaplen, true)
         .override_global(maps::GLOBAL_DECAP, &spec.decap, true)
         .override_global(maps::GLOBAL_VXLAN_PORT, &vxlan_port, true)
         .override_global(maps::GLOBAL_CONSUME, &consume, true)
+        .override_global(maps::GLOBAL_IF_STATS, &per_interface, true)
         .override_global(maps::GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
         .override_global(maps::GLOBAL_WAKEUP_NS, &wakeup_ns, true)
         .map_max_entries(maps::RING, spec.ring_size)
@@ -214,6 +226,7 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
         name: maps::COUNTERS,
         source,
     })?;
+    let (slots, interfaces) = ifstats::take_maps(&mut ebpf)?;
     let mut filter = FilterMaps::take(&mut ebpf).map_err(LoadError::Filter)?;
     filter
         .install(spec.filter.clone())
@@ -227,6 +240,8 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
             ring,
             counters,
             filter,
+            interfaces: Arc::new(interfaces),
+            slots: Some(slots),
         },
     ))
 }
@@ -244,11 +259,12 @@ pub fn program_name(hook: Hook, xdp_program: Option<&str>) -> &str {
 /// unfiltered packet slips through. On any error, whatever was attached is detached again before
 /// returning (the partly built [`Attached`] is dropped).
 pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadError> {
-    let (ebpf, maps) = load(spec)?;
+    let (ebpf, mut maps) = load(spec)?;
     let mut attached = Attached {
         ebpf,
         attachments: Vec::new(),
         links: Vec::new(),
+        slots: maps.slots.take(),
     };
     for hook in spec.hooks {
         let name = program_name(*hook, spec.xdp_program);
@@ -270,6 +286,7 @@ pub fn load_program(
         ebpf,
         attachments: Vec::new(),
         links: Vec::new(),
+        slots: None,
     };
     attached.load_program(program_name(hook, xdp_program), hook)?;
     Ok(attached)
@@ -288,6 +305,9 @@ impl Attached {
         iface: &Interface,
         mode: XdpMode,
     ) -> Result<(), LoadError> {
+        if let Some(slots) = &mut self.slots {
+            slots.assign(iface.ifindex);
+        }
         let (how, link) = self.attach(name, hook, iface, mode)?;
         info!(iface = %iface.name, hook = hook.name(), how, "attached");
         self.attachments.push(Attachment {

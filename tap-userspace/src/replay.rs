@@ -137,6 +137,7 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
         decap: config.decap,
         vxlan_port: config.vxlan_port,
         consume: false,
+        per_interface: false,
     };
     let (ebpf, maps) = loader::load(&spec)?;
     let loaded = loader::load_program(ebpf, config.hook, None)?;

@@ -27,6 +27,9 @@ use crate::{
     summary::KernelCounters,
 };
 
+/// Interface a test run's packet arrives on: the loopback device of the caller's namespace.
+pub const TEST_RUN_IFINDEX: u32 = 1;
+
 /// Shortest frame the kernel test-runs: an Ethernet header, in bytes.
 pub const MIN_TEST_FRAME: usize = 14;
 
@@ -76,6 +79,8 @@ pub struct RunnerSpec {
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ring_size: u32,
     pub filter: FilterImage,
+    /// Count per interface and hook too, as for a pcapng output or the agent.
+    pub per_interface: bool,
 }
 
 impl RunnerSpec {
@@ -86,6 +91,7 @@ impl RunnerSpec {
             snaplen: DEFAULT_SNAPLEN,
             ring_size: 16 << 20,
             filter: FilterImage::default(),
+            per_interface: false,
         }
     }
 }
@@ -171,8 +177,13 @@ impl ProgRunner {
             decap: 0,
             vxlan_port: tap_common::config::VXLAN_PORT,
             consume: false,
+            per_interface: spec.per_interface,
         };
-        let (ebpf, maps) = loader::load(&load_spec)?;
+        let (ebpf, mut maps) = loader::load(&load_spec)?;
+        // Test runs count on the loopback interface, as a capture counts on an attached one.
+        if let Some(slots) = maps.slots.as_mut() {
+            slots.assign(TEST_RUN_IFINDEX);
+        }
         let loaded = loader::load_program(ebpf, spec.hook, None)?;
         Ok(Self { loaded, maps, spec })
     }
@@ -223,6 +234,11 @@ impl ProgRunner {
     /// The per-CPU counters, summed.
     pub fn counters(&self) -> KernelCounters {
         read_counters(&self.maps.counters)
+    }
+
+    /// The per-interface counters of [`TEST_RUN_IFINDEX`], one entry per hook.
+    pub fn interface_counters(&self) -> Vec<crate::ifstats::IfCounts> {
+        self.maps.interfaces.read()
     }
 
     /// Takes every record out of the ring, checking each. All are consumed even when one is
@@ -413,6 +429,8 @@ pub struct BenchSpec {
     pub filter: FilterImage,
     /// IPv4 destinations: one [`udp_frame_to`] frame each, timed in turn with one load.
     pub dsts: Vec<[u8; 4]>,
+    /// Count per interface and hook too ([`RunnerSpec::per_interface`]).
+    pub per_interface: bool,
 }
 
 /// What one frame cost: with the ring having room and full when the filter selects it, or the
@@ -472,6 +490,7 @@ pub fn bench_prog(spec: &BenchSpec) -> Result<Vec<ProgBench>, TestRunError> {
     let mut runner = ProgRunner::load(RunnerSpec {
         ring_size: BENCH_RING_SIZE,
         filter: spec.filter.clone(),
+        per_interface: spec.per_interface,
         ..RunnerSpec::new(spec.hook)
     })?;
     let repeat = spec.repeat.max(1);

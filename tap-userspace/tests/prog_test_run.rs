@@ -355,3 +355,61 @@ fn a_ring_too_small_for_a_large_record_counts_a_drop() {
     assert_eq!((c.seen, c.copied, c.ring_full), (1, 0, 1), "{c:?}");
     assert!(r.take_records().unwrap().is_empty());
 }
+
+/// Seen, matched and ring-full drops are counted per interface and hook too, under the hook the
+/// program serves, and add up to the capture-wide counters.
+#[test]
+fn counters_per_interface_and_hook() {
+    for (hook, code) in [
+        (Hook::Xdp, HOOK_XDP),
+        (Hook::TcIngress, HOOK_TC_INGRESS),
+        (Hook::TcEgress, HOOK_TC_EGRESS),
+    ] {
+        let mut r = runner(RunnerSpec {
+            ring_size: 4096,
+            filter: tap::filter::image("dst host 198.51.100.7").unwrap(),
+            per_interface: true,
+            ..RunnerSpec::new(hook)
+        });
+        // 36 records of 64-byte frames fill the page: 40 kept frames leave 4 drops.
+        for i in 0..50 {
+            let dst = if i < 40 { KEPT_DST } else { OTHER_DST };
+            r.run(&udp_frame_to(60, dst).unwrap(), 1).unwrap();
+        }
+        let total = r.counters();
+        assert_eq!(
+            (total.seen, total.matched, total.ring_full),
+            (50, 40, 4),
+            "{hook:?}"
+        );
+        let per = r.interface_counters();
+        let ours: Vec<_> = per.iter().filter(|c| c.hook == code).collect();
+        assert_eq!(ours.len(), 1, "{hook:?}: {per:?}");
+        let c = ours[0];
+        assert_eq!(c.ifindex, tap::testrun::TEST_RUN_IFINDEX);
+        assert_eq!((c.seen, c.matched, c.ring_full), (50, 40, 4), "{hook:?}");
+        assert!(
+            per.iter()
+                .filter(|c| c.hook != code)
+                .all(|c| c.seen == 0 && c.matched == 0 && c.ring_full == 0),
+            "{hook:?}: nothing under the other hooks: {per:?}"
+        );
+        r.take_records().unwrap();
+    }
+}
+
+/// Switched off (the default, for pcap outputs), the programs count nothing per interface.
+#[test]
+fn no_counters_per_interface_unless_asked() {
+    let mut r = runner(RunnerSpec::new(Hook::TcIngress));
+    r.run(&udp_frame(64).unwrap(), 10).unwrap();
+    assert_eq!(r.counters().seen, 10);
+    assert!(
+        r.interface_counters()
+            .iter()
+            .all(|c| c.seen == 0 && c.matched == 0),
+        "{:?}",
+        r.interface_counters()
+    );
+    r.take_records().unwrap();
+}

@@ -2,9 +2,9 @@
 //! (which Prometheus scrapes natively).
 //!
 //! Everything is read at scrape time from the taps' [`crate::live::LiveStats`]: the kernel
-//! counters (per loaded object, so per tap: the programs cannot tell interfaces apart without
-//! extra per-packet work), the writer's counts, and the packets and bytes read from the ring per
-//! interface and hook (from each record's header). A tap restarted by a reload starts its
+//! counters (per tap, and seen, matched and ring drops per interface and hook too), the
+//! writer's counts, and the packets and bytes read from the ring per interface and hook (from
+//! each record's header). A tap restarted by a reload starts its
 //! counters over, which Prometheus' `rate()` handles as a counter reset.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -119,6 +119,22 @@ pub fn render(shared: &AgentShared) -> String {
         "interface_bytes",
         "Packet bytes taken from the ring, by interface and hook",
     );
+    let per_if_seen = r.counter(
+        "interface_packets_seen",
+        "Packets the tap's program ran on, by interface and hook (kernel)",
+    );
+    let per_if_matched = r.counter(
+        "interface_packets_matched",
+        "Packets the filter selected, by interface and hook (kernel)",
+    );
+    let per_if_ring_drops = r.counter(
+        "interface_ring_drops",
+        "Matched packets lost because the ring was full, by interface and hook (kernel)",
+    );
+    let per_if_queue_drops = r.counter(
+        "interface_queue_drops",
+        "Packets taken from the ring and lost because the writer's queue was full, by interface and hook",
+    );
     let written = r.counter(
         "packets_written",
         "Packets written to the tap's file output (or handed to its consumers when it has no file)",
@@ -219,6 +235,19 @@ pub fn render(shared: &AgentShared) -> String {
             ]);
             per_if.get_or_create(&labels).inc_by(i.count.packets);
             per_if_bytes.get_or_create(&labels).inc_by(i.count.bytes);
+        }
+        for i in &s.kernel_interfaces {
+            let mut labels = l.clone();
+            labels.extend([
+                ("interface".into(), i.interface.clone()),
+                ("hook".into(), i.hook.to_string()),
+            ]);
+            per_if_seen.get_or_create(&labels).inc_by(i.seen);
+            per_if_matched.get_or_create(&labels).inc_by(i.matched);
+            per_if_ring_drops.get_or_create(&labels).inc_by(i.ring_full);
+            per_if_queue_drops
+                .get_or_create(&labels)
+                .inc_by(i.writer_dropped);
         }
         if let (Some(pending), Some(total)) = (s.ring_pending, s.ring_size) {
             fill.get_or_create(&l).set(pending as i64);

@@ -241,6 +241,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 repeat: args.repeat,
                 filter,
                 dsts,
+                per_interface: args.per_interface,
             };
             for line in tap::testrun::bench_prog(&spec)? {
                 println!("{line}");
