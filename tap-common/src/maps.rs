@@ -36,6 +36,10 @@ pub const IF_COUNTERS: &str = "TAP_IF_COUNTERS";
 /// ... per CPU, the base index of the packet being looked at (the programs' own scratch).
 pub const IF_CURRENT: &str = "TAP_IF_CURRENT";
 
+/// The per-flow budget's table: LRU hash of [`crate::flow::FlowKey`] → `u64` bytes or packets
+/// used. The loader sizes it to `--flow-table-size`.
+pub const FLOWS: &str = "TAP_FLOWS";
+
 /// XDP entry point.
 pub const PROG_XDP: &str = "xdp_tap";
 /// TC classifier entry point for ingress.
@@ -58,5 +62,9 @@ pub const GLOBAL_WAKEUP_BYTES: &str = "TAP_WAKEUP_BYTES";
 pub const GLOBAL_WAKEUP_NS: &str = "TAP_WAKEUP_NS";
 /// Global (`.rodata`): 1 to count per interface and hook ([`crate::ifstats`]).
 pub const GLOBAL_IF_STATS: &str = "TAP_IF_STATS";
+/// Global (`.rodata`, `u64`): the per-flow budget, in bytes or packets (0: no budget).
+pub const GLOBAL_FLOW_BUDGET: &str = "TAP_FLOW_BUDGET";
+/// Global (`.rodata`): what the budget counts, [`crate::flow::UNIT_BYTES`] or `UNIT_PACKETS`.
+pub const GLOBAL_FLOW_UNIT: &str = "TAP_FLOW_UNIT";
 /// Global (`.rodata`) holding the snap length, set by the loader: [`crate::config::SNAPLEN`].
 pub const GLOBAL_SNAPLEN: &str = "TAP_SNAPLEN";

@@ -5,10 +5,15 @@
 //! One object; the loader picks the programs it attaches. See `tap-common` for the shared types.
 #![no_std]
 #![no_main]
+// The flow budget's atomic add (see `flow::admit`): the BPF target has no compare-and-swap, so
+// core offers its fetch-add only as an intrinsic.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "core_intrinsics, for BPF_XADD")]
 
 mod decap;
 mod emit;
 mod filter;
+mod flow;
 mod ifstats;
 mod large;
 
@@ -325,7 +330,9 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
         }
     }
     let (orig_len, cap) = emit::lengths(src, &meta, snaplen());
-    if likely_kept() && emit::copy_early(src, &mut meta, orig_len, cap) {
+    // The early path reserves before the filter: with a budget, which decides after it, the
+    // record would mostly be discarded.
+    if likely_kept() && !flow::enabled() && emit::copy_early(src, &mut meta, orig_len, cap) {
         return;
     }
     let mut window = None;
@@ -333,6 +340,9 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
         return;
     };
     meta.rule = rule;
+    if flow::enabled() && !flow::admit(src, &meta, orig_len, &mut window) {
+        return;
+    }
     emit::copy_to_ring(src, &meta, orig_len, cap, window);
 }
 

@@ -31,7 +31,7 @@ use crate::{
     live::LiveStats,
     loader::{self, LoadSpec},
     sink::{self, CaptureStats, Sink, SinkReport, SinkSetup, SinkStop, StatsSource},
-    summary::{KernelCounters, ProgramCost, Summary},
+    summary::{FlowSummary, KernelCounters, ProgramCost, Summary},
 };
 
 /// Batches the writer may have queued before the drain starts dropping. A batch is a range of the
@@ -57,6 +57,8 @@ pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> KernelCounters {
         rate_limited: get(counters::RATE_LIMITED),
         filter_error: get(counters::FILTER_ERROR),
         truncated: get(counters::TRUNCATED),
+        over_budget: get(counters::OVER_BUDGET),
+        flows_new: get(counters::FLOWS_NEW),
     }
 }
 
@@ -394,6 +396,7 @@ pub async fn run_tap(
         vxlan_port: config.decap.vxlan_port,
         consume: config.consume,
         per_interface: counts_per_interface(&config, &live),
+        flow_budget: config.flow_budget,
     };
     let (mut attached, maps) = load_blocking(|| loader::load_and_attach(&spec))?;
     // From here on, any early return drops `attached`, which detaches.
@@ -411,6 +414,10 @@ pub async fn run_tap(
         user.switch()?;
     }
     let counters = Arc::new(maps.counters);
+    let flows = maps.flows.map(Arc::new);
+    if let Some(f) = &flows {
+        live.set_flows(Arc::clone(f));
+    }
     let mut drain = Drain::new(maps.ring, BatchLimits::default()).map_err(CaptureError::Poll)?;
     drain.set_poll_interval(poll_interval(&config));
     live.set_maps(Arc::clone(&counters), Some(drain.ring()));
@@ -555,6 +562,15 @@ pub async fn run_tap(
         return Err(CaptureError::Poll(e));
     }
     summary.kernel = read_counters(&counters);
+    if let (Some(budget), Some(table)) = (config.flow_budget, &flows) {
+        let entries = table.entries();
+        summary.flow_budget = Some(FlowSummary {
+            budget: budget.to_string(),
+            table_size: table.size(),
+            entries,
+            evicted: summary.kernel.flows_new.saturating_sub(entries),
+        });
+    }
     if filter_maps.current().graph.is_some() {
         summary.rules = filter_maps.rule_hits();
     }

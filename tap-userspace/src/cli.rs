@@ -165,6 +165,10 @@ pub struct BenchProgArgs {
     /// Count per interface and hook too, as a pcapng output or the agent has the programs do.
     #[arg(long)]
     pub per_interface: bool,
+    /// Time with a per-flow budget and this many flows in its table (the frame's own and
+    /// others): the copy within the budget, and the frame's flow over it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8_388_608))]
+    pub flows: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -274,6 +278,15 @@ pub struct CaptureArgs {
     /// on the host two clock reads per run while on.
     #[arg(long)]
     pub program_stats: bool,
+    /// Copy only the first BYTES of every flow (both directions count as one; K, M, G: powers
+    /// of 1024), or its first N packets with a 'p' suffix (200p); TCP SYN, FIN and RST are
+    /// always copied. The packets past it are counted, not copied.
+    #[arg(long, value_name = "BYTES|Np")]
+    pub flow_budget: Option<String>,
+    /// Flows the budget's table holds (default 65536); when it is full, the least recently
+    /// seen flow makes room and starts over if it comes back.
+    #[arg(long, value_name = "FLOWS", requires = "flow_budget")]
+    pub flow_table_size: Option<u32>,
 }
 
 /// How `tap capture --help` explains file names, rotation and crash safety.

@@ -282,6 +282,75 @@ pub struct CaptureConfig {
     pub consume: bool,
     /// Switch on the kernel's BPF run-time statistics and report the programs' cost.
     pub program_stats: bool,
+    /// `--flow-budget`: copy only the first bytes or packets of every flow.
+    pub flow_budget: Option<FlowBudget>,
+}
+
+/// What a per-flow budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowUnit {
+    /// Bytes of the packets as recorded (original lengths, from the Ethernet header).
+    Bytes,
+    Packets,
+}
+
+/// A per-flow budget: see `tap_common::flow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowBudget {
+    /// At least 1, in `unit`s.
+    pub limit: u64,
+    pub unit: FlowUnit,
+    /// Flows the table holds, 1..=`tap_common::flow::MAX_FLOW_TABLE`.
+    pub table_size: u32,
+}
+
+impl std::fmt::Display for FlowBudget {
+    /// `4096 bytes`, `200 packets`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.unit {
+            FlowUnit::Bytes => "bytes",
+            FlowUnit::Packets => "packets",
+        };
+        write!(f, "{} {unit}", self.limit)
+    }
+}
+
+impl FlowBudget {
+    /// `4096`, `64K` (bytes; K, M, G: powers of 1024) or `200p` (packets), at least 1, with the
+    /// default table size.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::FlowBudget {
+            value: text.to_string(),
+        };
+        let t = text.trim();
+        let (limit, unit) = match t.strip_suffix(['p', 'P']) {
+            Some(n) => (n.parse::<u64>().map_err(|_| bad())?, FlowUnit::Packets),
+            None => (
+                crate::cli::parse_binary_size(t).map_err(|_| bad())?,
+                FlowUnit::Bytes,
+            ),
+        };
+        if limit == 0 {
+            return Err(bad());
+        }
+        Ok(Self {
+            limit,
+            unit,
+            table_size: tap_common::flow::DEFAULT_FLOW_TABLE,
+        })
+    }
+
+    /// The budget with a table of `size` flows, 1..=`MAX_FLOW_TABLE`.
+    pub fn with_table_size(self, size: u32) -> Result<Self, ConfigError> {
+        let max = tap_common::flow::MAX_FLOW_TABLE;
+        if !(1..=max).contains(&size) {
+            return Err(ConfigError::FlowTableSize { size, max });
+        }
+        Ok(Self {
+            table_size: size,
+            ..self
+        })
+    }
 }
 
 /// Live consumers, validated.
@@ -498,6 +567,16 @@ impl CaptureConfig {
             },
             consume: args.consume,
             program_stats: args.program_stats,
+            flow_budget: match &args.flow_budget {
+                None => None,
+                Some(text) => {
+                    let budget = FlowBudget::parse(text)?;
+                    Some(match args.flow_table_size {
+                        Some(size) => budget.with_table_size(size)?,
+                        None => budget,
+                    })
+                }
+            },
             sample: match args.sample {
                 Some(0) => return Err(ConfigError::Sample),
                 Some(n) => n,
@@ -749,6 +828,44 @@ mod tests {
         ));
         // Without rotation the name is literal.
         assert!(config(&["-i", "lo", "-w", "x-%Q.pcap"]).is_ok());
+    }
+
+    #[test]
+    fn flow_budgets() {
+        let budget = |args: &[&str]| config(&[&["-i", "lo", "-w", "x"][..], args].concat());
+        assert_eq!(budget(&[]).unwrap().flow_budget, None);
+        let b = budget(&["--flow-budget", "4096"])
+            .unwrap()
+            .flow_budget
+            .unwrap();
+        assert_eq!(
+            (b.limit, b.unit, b.table_size),
+            (4096, FlowUnit::Bytes, 65_536)
+        );
+        let b = budget(&["--flow-budget", "64K", "--flow-table-size", "1000"])
+            .unwrap()
+            .flow_budget
+            .unwrap();
+        assert_eq!((b.limit, b.table_size), (64 << 10, 1000));
+        let b = budget(&["--flow-budget", "200p"])
+            .unwrap()
+            .flow_budget
+            .unwrap();
+        assert_eq!((b.limit, b.unit), (200, FlowUnit::Packets));
+        for bad in ["0", "0p", "p", "-5", "4X", "1.5p", ""] {
+            // `=`: clap takes "-5" after a space for a flag, not a value.
+            let e = budget(&[&format!("--flow-budget={bad}")]).unwrap_err();
+            assert!(matches!(e, ConfigError::FlowBudget { .. }), "{bad}: {e}");
+        }
+        for size in ["0", "16777217"] {
+            assert!(matches!(
+                budget(&["--flow-budget", "1K", "--flow-table-size", size]),
+                Err(ConfigError::FlowTableSize { .. })
+            ));
+        }
+        // A table size means nothing without a budget.
+        let cli = Cli::try_parse_from(["tap", "capture", "--flow-table-size", "5", "-w", "x"]);
+        assert!(cli.is_err());
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub enum ConfigError {
     Output(#[from] crate::config::OutputConfigError),
     #[error("unknown --decap item '{item}': use vxlan[:PORT], geneve, gre, erspan")]
     Decap { item: String },
+    #[error(
+        "flow budget '{value}' is not a budget: give bytes (4096, 64K) or packets (200p), at least 1"
+    )]
+    FlowBudget { value: String },
+    #[error("flow table size {size} is out of range: use 1 to {max}")]
+    FlowTableSize { size: u32, max: u32 },
 }
 
 /// Errors while loading and attaching the programs. aya's `ProgramError` is boxed: it is large,

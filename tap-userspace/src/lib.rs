@@ -20,6 +20,7 @@ pub mod drain;
 pub mod error;
 pub mod evidence;
 pub mod filter;
+pub mod flow;
 pub mod iface;
 pub mod ifstats;
 pub mod live;

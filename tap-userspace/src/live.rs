@@ -18,6 +18,7 @@ use tap_common::event::HEADER_LEN;
 use crate::{
     config::Hook,
     drain::Batch,
+    flow::FlowTable,
     ifstats::{PerInterface, QueueDrops},
     loader::Attachment,
     ring::Ring,
@@ -48,6 +49,8 @@ pub struct LiveStats {
     pub queue_drops: Arc<QueueDrops>,
     /// The kernel's counters per interface and hook, once loaded.
     per_interface_kernel: Mutex<Option<PerInterface>>,
+    /// The flow budget's table, when the capture has a budget.
+    flows: Mutex<Option<Arc<FlowTable>>>,
     /// Ring records refused as malformed.
     pub malformed: AtomicU64,
     /// The writer's own counts (written, bytes, files, lost).
@@ -158,6 +161,18 @@ impl LiveStats {
     ) {
         *self.kernel.lock().expect("live stats lock") = Some(counters);
         *self.ring.lock().expect("live stats lock") = ring;
+    }
+
+    /// The flow budget's table, once loaded.
+    pub(crate) fn set_flows(&self, flows: Arc<FlowTable>) {
+        *self.flows.lock().expect("live stats lock") = Some(flows);
+    }
+
+    /// Flows in the budget's table now and the most it holds, when the capture has a budget:
+    /// a look-up per entry, so not part of [`LiveStats::snapshot`].
+    pub fn flow_table(&self) -> Option<(u64, u32)> {
+        let flows = self.flows.lock().expect("live stats lock").clone()?;
+        Some((flows.entries(), flows.size()))
     }
 
     /// Whether readers want the counts per interface and hook.

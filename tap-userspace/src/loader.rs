@@ -16,6 +16,7 @@ use crate::{
     config::{Hook, Interface, XdpMode},
     error::LoadError,
     filter::maps::{FilterImage, FilterMaps},
+    flow::FlowTable,
     ifstats::{self, IfCounters, IfSlots},
 };
 
@@ -43,6 +44,8 @@ pub struct LoadSpec<'a> {
     /// Count per interface and hook too ([`crate::ifstats`]): a few ns per packet, for pcapng's
     /// statistics and the agent's metrics.
     pub per_interface: bool,
+    /// Copy only the first bytes or packets of every flow (`--flow-budget`).
+    pub flow_budget: Option<crate::config::FlowBudget>,
 }
 
 /// One program attached to one interface.
@@ -105,6 +108,8 @@ pub struct Maps {
     pub interfaces: Arc<IfCounters>,
     /// Their slots, until [`load_and_attach`] hands them to the [`Attached`] programs.
     pub slots: Option<IfSlots>,
+    /// The flow budget's table, when there is a budget.
+    pub flows: Option<FlowTable>,
 }
 
 impl std::fmt::Debug for Attached {
@@ -183,12 +188,27 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
     let wakeup_ns: u32 = 100_000_000;
     let consume = u32::from(spec.consume);
     let per_interface = u32::from(spec.per_interface);
+    let (flow_budget, flow_unit, flow_table) = match spec.flow_budget {
+        None => (0u64, tap_common::flow::UNIT_BYTES, 1),
+        Some(b) => (
+            b.limit,
+            match b.unit {
+                crate::config::FlowUnit::Bytes => tap_common::flow::UNIT_BYTES,
+                crate::config::FlowUnit::Packets => tap_common::flow::UNIT_PACKETS,
+            },
+            b.table_size,
+        ),
+    };
     let mut ebpf = EbpfLoader::new()
         .override_global(maps::GLOBAL_SNAPLEN, &spec.snaplen, true)
         .override_global(maps::GLOBAL_DECAP, &spec.decap, true)
         .override_global(maps::GLOBAL_VXLAN_PORT, &vxlan_port, true)
         .override_global(maps::GLOBAL_CONSUME, &consume, true)
         .override_global(maps::GLOBAL_IF_STATS, &per_interface, true)
+        .override_global(maps::GLOBAL_FLOW_BUDGET, &flow_budget, true)
+        .override_global(maps::GLOBAL_FLOW_UNIT, &flow_unit, true)
+        // Without a budget the table is never used: the smallest one.
+        .map_max_entries(maps::FLOWS, flow_table)
         .override_global(maps::GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
         .override_global(maps::GLOBAL_WAKEUP_NS, &wakeup_ns, true)
         .map_max_entries(maps::RING, spec.ring_size)
@@ -227,6 +247,20 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
         source,
     })?;
     let (slots, interfaces) = ifstats::take_maps(&mut ebpf)?;
+    let flows = match spec.flow_budget {
+        None => None,
+        Some(b) => {
+            let map = ebpf.take_map(maps::FLOWS).ok_or(LoadError::Missing {
+                kind: "map",
+                name: maps::FLOWS.into(),
+            })?;
+            let map = aya::maps::HashMap::try_from(map).map_err(|source| LoadError::Map {
+                name: maps::FLOWS,
+                source,
+            })?;
+            Some(FlowTable::new(map, b.table_size))
+        }
+    };
     let mut filter = FilterMaps::take(&mut ebpf).map_err(LoadError::Filter)?;
     filter
         .install(spec.filter.clone())
@@ -242,6 +276,7 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
             filter,
             interfaces: Arc::new(interfaces),
             slots: Some(slots),
+            flows,
         },
     ))
 }

@@ -138,6 +138,7 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
         vxlan_port: config.vxlan_port,
         consume: false,
         per_interface: false,
+        flow_budget: None,
     };
     let (ebpf, maps) = loader::load(&spec)?;
     let loaded = loader::load_program(ebpf, config.hook, None)?;

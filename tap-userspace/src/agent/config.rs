@@ -12,6 +12,7 @@
 //! hook = "tc"                            # xdp | tc | tc-ingress | tc-egress
 //! filter = "not arp"
 //! snaplen = 256
+//! flow_budget = "64K"                    # or "200p"; flow_table_size = 65536
 //! serve = "/run/tap/vms.sock"
 //!
 //! [tap.file]
@@ -147,6 +148,8 @@ struct RawTap {
     inject: Option<Spanned<String>>,
     forward: Option<Spanned<Vec<Spanned<String>>>>,
     fix_checksums: Option<bool>,
+    flow_budget: Option<Spanned<String>>,
+    flow_table_size: Option<Spanned<u32>>,
     file: Option<Spanned<RawFileSink>>,
     suricata: Option<Spanned<RawSuricata>>,
 }
@@ -522,6 +525,26 @@ fn validate_tap(
         None | Some(0) => 0,
         Some(pps) => pps.div_ceil(config::ncpus()),
     };
+    let flow_budget = match (&raw.flow_budget, &raw.flow_table_size) {
+        (None, None) => None,
+        (None, Some(size)) => {
+            return Err(err(
+                size.span(),
+                "flow_table_size",
+                "needs flow_budget".into(),
+            ));
+        }
+        (Some(b), size) => {
+            let budget = config::FlowBudget::parse(b.get_ref())
+                .map_err(|e| err(b.span(), "flow_budget", error_text(&e)))?;
+            Some(match size {
+                None => budget,
+                Some(size) => budget
+                    .with_table_size(*size.get_ref())
+                    .map_err(|e| err(size.span(), "flow_table_size", error_text(&e)))?,
+            })
+        }
+    };
     let decap = match &raw.decap {
         None => Decap::default(),
         Some(d) => d
@@ -632,6 +655,7 @@ fn validate_tap(
         decap,
         consume: raw.consume.unwrap_or(false),
         program_stats: false,
+        flow_budget,
     };
     Ok(TapConfig {
         name,
@@ -834,6 +858,21 @@ forward = ["vxlan://192.0.2.9?vni=7"]
     }
 
     #[test]
+    fn flow_budget_per_tap() {
+        let c = parse(&GOOD.replace(
+            "snaplen = 128",
+            "snaplen = 128\nflow_budget = \"200p\"\nflow_table_size = 1024",
+        ))
+        .unwrap();
+        let b = c.taps[0].capture.flow_budget.unwrap();
+        assert_eq!(
+            (b.limit, b.unit, b.table_size),
+            (200, config::FlowUnit::Packets, 1024)
+        );
+        assert_eq!(c.taps[1].capture.flow_budget, None);
+    }
+
+    #[test]
     fn defaults_without_agent_table() {
         let c = parse("[[tap]]\nname = \"a\"\ninterfaces = [\"lo\"]\nserve = \"/tmp/a.sock\"\n")
             .unwrap();
@@ -885,6 +924,27 @@ forward = ["vxlan://192.0.2.9?vni=7"]
                 9,
                 "tap 'vms': filter",
                 "bogus",
+            ),
+            (
+                "snaplen = 128",
+                "snaplen = 128\nflow_budget = \"0p\"",
+                11,
+                "tap 'vms': flow_budget",
+                "200p",
+            ),
+            (
+                "snaplen = 128",
+                "snaplen = 128\nflow_budget = \"4K\"\nflow_table_size = 0",
+                12,
+                "tap 'vms': flow_table_size",
+                "1 to 16777216",
+            ),
+            (
+                "snaplen = 128",
+                "snaplen = 128\nflow_table_size = 10",
+                11,
+                "tap 'vms': flow_table_size",
+                "needs flow_budget",
             ),
             (
                 "snaplen = 128",

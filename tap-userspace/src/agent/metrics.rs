@@ -106,6 +106,20 @@ pub fn render(shared: &AgentShared) -> String {
         "Packets the filter could not evaluate (kernel)",
     );
     let read_errors = r.counter("read_errors", "Packets the kernel could not read (kernel)");
+    let over_budget = r.counter(
+        "packets_over_budget",
+        "Selected packets not copied: their flow had used its budget (kernel, --flow-budget)",
+    );
+    let flows_new = r.counter("flows", "Flows added to the flow budget's table (kernel)");
+    let flows_evicted = r.counter(
+        "flows_evicted",
+        "Flows the full flow budget's table evicted: flows added less its entries",
+    );
+    let flow_entries = r.gauge("flow_table_entries", "Flows in the flow budget's table now");
+    let flow_size = r.gauge(
+        "flow_table_size",
+        "Flows the flow budget's table holds at most",
+    );
     let truncated = r.counter(
         "packets_truncated",
         "Packets copied shorter than the snap length asked for (kernel; XDP frames past its reach)",
@@ -217,6 +231,7 @@ pub fn render(shared: &AgentShared) -> String {
             (&filter_errors, k.filter_error),
             (&read_errors, k.read_error),
             (&truncated, k.truncated),
+            (&over_budget, k.over_budget),
             (&read, s.read_packets),
             (&written, s.written),
             (&written_bytes, s.written_bytes),
@@ -248,6 +263,14 @@ pub fn render(shared: &AgentShared) -> String {
             per_if_queue_drops
                 .get_or_create(&labels)
                 .inc_by(i.writer_dropped);
+        }
+        if let Some((entries, table)) = tap.live.flow_table() {
+            flows_new.get_or_create(&l).inc_by(k.flows_new);
+            flows_evicted
+                .get_or_create(&l)
+                .inc_by(k.flows_new.saturating_sub(entries));
+            flow_entries.get_or_create(&l).set(entries as i64);
+            flow_size.get_or_create(&l).set(i64::from(table));
         }
         if let (Some(pending), Some(total)) = (s.ring_pending, s.ring_size) {
             fill.get_or_create(&l).set(pending as i64);

@@ -357,6 +357,7 @@ impl Agent {
                             writer_dropped = summary.writer_dropped,
                             sampled_out = summary.kernel.sampled_out,
                             rate_limited = summary.kernel.rate_limited,
+                            over_budget = summary.kernel.over_budget,
                             files = summary.files,
                             unaccounted = summary.unaccounted() as i64,
                             "stopped"

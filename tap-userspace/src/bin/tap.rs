@@ -242,6 +242,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 filter,
                 dsts,
                 per_interface: args.per_interface,
+                flows: args.flows,
             };
             for line in tap::testrun::bench_prog(&spec)? {
                 println!("{line}");
