@@ -20,6 +20,9 @@
 //! ring_files = 144
 //! ```
 //!
+//! The packet store (`[tap.store]`) and the query endpoint (`agent.query_listen`) are in
+//! [`store`].
+//!
 //! Raw structures mirror the file (`serde`, unknown keys refused); [`AgentConfig::parse`] turns
 //! them into one [`crate::config::CaptureConfig`] per tap through the same validation as the
 //! command line, with the key's position kept for the error.
@@ -43,6 +46,9 @@ use crate::{
     error::ConfigError,
     excerpt,
 };
+
+mod store;
+pub use store::{QueryListen, is_loopback};
 
 /// Where `tap ctl` and the agent meet when the file does not say.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/tap/tap.sock";
@@ -91,6 +97,8 @@ struct RawFile {
 struct RawAgent {
     control_socket: Option<Spanned<PathBuf>>,
     metrics_listen: Option<Spanned<String>>,
+    query_listen: Option<Spanned<String>>,
+    query_token_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -145,6 +153,7 @@ struct RawTap {
     forward: Option<Spanned<Vec<Spanned<String>>>>,
     fix_checksums: Option<bool>,
     file: Option<Spanned<RawFileSink>>,
+    store: Option<Spanned<store::RawStoreSink>>,
     suricata: Option<Spanned<RawSuricata>>,
 }
 
@@ -180,6 +189,8 @@ pub struct AgentConfig {
     pub control_socket: PathBuf,
     /// Where to serve Prometheus metrics; `None`: not at all.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to answer packet store queries over HTTP; `None`: not at all.
+    pub query: Option<QueryListen>,
     pub taps: Vec<TapConfig>,
 }
 
@@ -333,6 +344,12 @@ impl AgentConfig {
                 )
             })?),
         };
+        let query = store::query_listen(
+            &src,
+            agent.query_listen.as_ref(),
+            agent.query_token_file.as_ref(),
+            &resolve,
+        )?;
         let mut taps: Vec<TapConfig> = Vec::with_capacity(raw.tap.len());
         let mut sinks: Vec<(PathBuf, String)> = Vec::new();
         for tap in &raw.tap {
@@ -348,6 +365,9 @@ impl AgentConfig {
             let mut mine: Vec<(PathBuf, Range<usize>, &str)> = Vec::new();
             if let (Output::File(p), Some(f)) = (&t.capture.output.target, &tap.get_ref().file) {
                 mine.push((p.clone(), f.get_ref().path.span(), "file.path"));
+            }
+            if let (Some(st), Some(s)) = (&t.capture.output.store, &tap.get_ref().store) {
+                mine.push((st.dir.clone(), s.span(), "store.dir"));
             }
             if let (Some(p), Some(s)) = (&t.capture.consumers.serve, &tap.get_ref().serve) {
                 mine.push((p.clone(), s.span(), "serve"));
@@ -368,6 +388,7 @@ impl AgentConfig {
             path: path.to_path_buf(),
             control_socket,
             metrics_listen,
+            query,
             taps,
         })
     }
@@ -525,14 +546,22 @@ fn validate_tap(
             .map_err(|e| err(d.span(), "decap", error_text(&e)))?,
     };
 
-    let output = match &raw.file {
-        None => {
+    let output = match (&raw.file, &raw.store) {
+        (Some(_), Some(s)) => {
+            return Err(err(
+                s.span(),
+                "store",
+                "a store takes the place of [tap.file]: give one of them".into(),
+            ));
+        }
+        (None, Some(s)) => store::store_sink(src, &name, s, resolve)?,
+        (None, None) => {
             let mut o = OutputConfig::from_args(Path::new("-"), &OutputArgs::default_values())
                 .map_err(|e| err(spanned.span(), "file", e.to_string()))?;
             o.target = Output::None;
             o
         }
-        Some(f) => file_sink(src, &name, f, resolve)?,
+        (Some(f), None) => file_sink(src, &name, f, resolve)?,
     };
     let consumer_args = ConsumerArgs {
         serve: raw
@@ -587,7 +616,7 @@ fn validate_tap(
         return Err(err(
             spanned.span(),
             "(tap)",
-            "no sink: give [tap.file], serve, inject or forward".into(),
+            "no sink: give [tap.file], [tap.store], serve, inject or forward".into(),
         ));
     }
     if let Some(s) = &raw.suricata {
