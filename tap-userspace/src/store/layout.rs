@@ -111,7 +111,8 @@ pub fn list(dir: &Path) -> Result<Listing, StoreError> {
             }
             continue;
         }
-        if name == LOCK_NAME {
+        // The lock, and the chain of custody the capture writer keeps of the files it finishes.
+        if name == LOCK_NAME || name == crate::custody::MANIFEST_NAME {
             continue;
         }
         if let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part")) {
