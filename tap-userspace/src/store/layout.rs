@@ -111,7 +111,8 @@ pub fn list(dir: &Path) -> Result<Listing, StoreError> {
             }
             continue;
         }
-        // The lock, and the chain of custody the capture writer keeps of the files it finishes.
+        // The writer's lock, and the chain-of-custody manifest the capture writer keeps in
+        // every directory it writes (the store's files are recorded there as they finish).
         if name == LOCK_NAME || name == crate::custody::MANIFEST_NAME {
             continue;
         }
