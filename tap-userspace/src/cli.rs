@@ -130,6 +130,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Ask a running agent for its status, or to reload its configuration.
     Ctl(CtlArgs),
+    /// Fleet vTAP sessions in etcd: create, list, show and delete them, the ownership map, roles.
+    Session(Box<crate::fleet::command::SessionArgs>),
     /// Generate shell completions or man pages.
     #[command(hide = true, subcommand)]
     Generate(GenerateCommand),

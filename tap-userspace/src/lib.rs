@@ -22,6 +22,7 @@ pub mod error;
 pub mod evidence;
 pub mod excerpt;
 pub mod filter;
+pub mod fleet;
 pub mod iface;
 pub mod links;
 pub mod listener;

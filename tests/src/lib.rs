@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod bpf;
 pub mod corpus;
+pub mod etcd;
 pub mod oracle;
 pub mod pcap;
 pub mod print_frames;

@@ -208,6 +208,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Session(args) => {
+            tap::fleet::command::main(&args, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate(what) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             match what {
