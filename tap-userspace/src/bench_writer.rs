@@ -46,13 +46,34 @@ pub struct BenchWriterArgs {
     /// Keep the file.
     #[arg(long)]
     pub keep: bool,
+    /// Write a packet store (pcapng files and their flow index) into a fresh directory under
+    /// --to instead of one file: the store's cost over plain pcapng.
+    #[arg(long)]
+    pub store: bool,
+    /// Distinct flows the packets cycle through (source ports and addresses), 1: all one flow.
+    /// More flows than one batch holds take that many distinct batches in memory (1M flows of
+    /// 1500 bytes: 1.5 GB).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_FLOWS))]
+    pub flows: u32,
 }
+
+/// Most flows a run may cycle through (`--flows`).
+pub const MAX_FLOWS: i64 = 1_000_000;
 
 fn parse_size(s: &str) -> Result<u64, String> {
     crate::cli::scaled_size(s, 1000)
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("not a size: {s}"))
+}
+
+/// What the packets go into: a plain file, or a store (with its index), and how many flows
+/// they belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    pub store: bool,
+    pub flows: u32,
 }
 
 /// What one run measured.
@@ -64,6 +85,8 @@ pub struct BenchResult {
     /// Bytes that reached the disk.
     pub file_bytes: u64,
     pub elapsed: Duration,
+    /// CPU time of the process (user and system, all threads: the index thread too).
+    pub cpu: Duration,
 }
 
 impl BenchResult {
@@ -75,50 +98,81 @@ impl BenchResult {
     pub fn packets_per_s(&self) -> f64 {
         self.packets as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// CPU ns per packet.
+    pub fn cpu_ns_per_packet(&self) -> f64 {
+        self.cpu.as_nanos() as f64 / self.packets.max(1) as f64
+    }
 }
 
-/// One batch as the drain builds them: up to 8192 packets or 4 MiB.
-fn synthetic_batch(packet_size: usize) -> Batch {
+/// CPU time of this process so far (all threads).
+fn cpu_time() -> Duration {
+    // SAFETY: rusage is plain old data; getrusage only writes into it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer for the duration of the call.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Batches as the drain builds them (up to 8192 packets or 4 MiB each), packet `g` of them of
+/// flow `g % flows` (source port `10000 + f % 50000`, source address `192.0.2.(1 + f / 50000)`):
+/// one batch, or as many as it takes for every flow to appear.
+fn synthetic_batches(packet_size: usize, flows: u32) -> Vec<Batch> {
+    let flows = flows.max(1) as usize;
     let count = (4usize << 20).div_ceil(HEADER_LEN + packet_size).min(8192);
-    let mut b = BatchBuilder::with_capacity(count * (HEADER_LEN + packet_size));
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rec = Vec::with_capacity(HEADER_LEN + packet_size);
-    for i in 0..count {
-        let header = PacketHeader {
-            ts_ns: 1_000_000 * i as u64,
-            ifindex: 2,
-            orig_len: packet_size as u32,
-            cap_len: packet_size as u32,
-            hook: HOOK_TC_INGRESS,
-            direction: DIR_INBOUND,
-            ..Default::default()
-        };
-        // SAFETY: PacketHeader is plain old data of HEADER_LEN bytes.
-        let bytes: [u8; HEADER_LEN] = unsafe { std::mem::transmute(header) };
-        rec.clear();
-        rec.extend_from_slice(&bytes);
-        // Ethernet, IPv4, UDP: what a capture mostly holds at the front.
-        let mut frame = vec![0u8; packet_size];
-        let head: [u8; 42] = [
-            2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0, 64,
-            17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0x30, 0x39, 0x00, 0x35, 0x05, 0xc8, 0, 0,
-        ];
-        let n = head.len().min(packet_size);
-        frame[..n].copy_from_slice(&head[..n]);
-        for (j, byte) in frame.iter_mut().enumerate().skip(n) {
-            *byte = if j % 2 == 0 {
-                (j / 2 % 64) as u8 + b' '
-            } else {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
+    let mut frame = vec![0u8; packet_size];
+    let mut batches = Vec::new();
+    for b in 0..flows.div_ceil(count) {
+        let mut builder = BatchBuilder::with_capacity(count * (HEADER_LEN + packet_size));
+        for i in 0..count {
+            let g = b * count + i;
+            let header = PacketHeader {
+                ts_ns: 1_000_000 * g as u64,
+                ifindex: 2,
+                orig_len: packet_size as u32,
+                cap_len: packet_size as u32,
+                hook: HOOK_TC_INGRESS,
+                direction: DIR_INBOUND,
+                ..Default::default()
             };
+            // SAFETY: PacketHeader is plain old data of HEADER_LEN bytes.
+            let bytes: [u8; HEADER_LEN] = unsafe { std::mem::transmute(header) };
+            rec.clear();
+            rec.extend_from_slice(&bytes);
+            // Ethernet, IPv4, UDP: what a capture mostly holds at the front.
+            let head: [u8; 42] = [
+                2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0,
+                64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0x30, 0x39, 0x00, 0x35, 0x05, 0xc8, 0, 0,
+            ];
+            let n = head.len().min(packet_size);
+            frame[..n].copy_from_slice(&head[..n]);
+            let f = g % flows;
+            if n >= 36 {
+                frame[29] = 1 + (f / 50_000) as u8;
+                let port = 10_000 + (f % 50_000) as u16;
+                frame[34..36].copy_from_slice(&port.to_be_bytes());
+            }
+            for (j, byte) in frame.iter_mut().enumerate().skip(n) {
+                *byte = if j % 2 == 0 {
+                    (j / 2 % 64) as u8 + b' '
+                } else {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                };
+            }
+            rec.extend_from_slice(&frame);
+            builder.push(&rec).expect("a well-formed synthetic record");
         }
-        rec.extend_from_slice(&frame);
-        b.push(&rec).expect("a well-formed synthetic record");
+        batches.push(builder.finish());
     }
-    b.finish()
+    batches
 }
 
 /// Writes `bytes` of `packet_size`-byte packets into a file in `dir` and times it.
@@ -129,9 +183,11 @@ pub fn measure(
     compression: Compression,
     packet_size: u32,
     keep: bool,
+    mode: Mode,
 ) -> Result<(BenchResult, PathBuf), StorageError> {
+    let Mode { store, flows } = mode;
     let packet_size = packet_size.clamp(1, tap_common::config::MAX_SNAPLEN);
-    let batch = synthetic_batch(packet_size as usize);
+    let batches = synthetic_batches(packet_size as usize, flows);
     let ext = match (format, compression) {
         (Format::Pcap, Compression::None) => "pcap",
         (Format::Pcapng, Compression::None) => "pcapng",
@@ -139,22 +195,54 @@ pub fn measure(
         (Format::Pcapng, Compression::Zstd { .. }) => "pcapng.zst",
     };
     let path = dir.join(format!("tap-bench-writer-{}.{ext}", std::process::id()));
-    let output = OutputConfig {
-        target: Output::File(path.clone()),
-        format,
-        compression,
-        rotation: Rotation::default(),
-        post_rotate: None,
-        flush_interval: Duration::from_secs(1),
-        on_disk_full: DiskFull::Stop,
-        force: false,
-        resume: false,
+    let store_dir = dir.join(format!("tap-bench-store-{}", std::process::id()));
+    let output = if store {
+        let config = crate::store::StoreConfig {
+            dir: store_dir.clone(),
+            max_bytes: None,
+            max_age: None,
+        };
+        let mut name = crate::store::layout::NAME_PATTERN.to_string();
+        if compression != Compression::None {
+            name.push_str(".zst");
+        }
+        OutputConfig {
+            target: Output::File(store_dir.join(name)),
+            format: Format::Pcapng,
+            compression,
+            // Files of 1 GB, as a store makes by default.
+            rotation: Rotation {
+                max_bytes: Some(1_000_000_000),
+                interval_secs: None,
+                max_files: None,
+            },
+            post_rotate: None,
+            flush_interval: Duration::from_secs(1),
+            on_disk_full: DiskFull::Stop,
+            force: false,
+            resume: true,
+            store: Some(config),
+        }
+    } else {
+        OutputConfig {
+            target: Output::File(path.clone()),
+            format,
+            compression,
+            rotation: Rotation::default(),
+            post_rotate: None,
+            flush_interval: Duration::from_secs(1),
+            on_disk_full: DiskFull::Stop,
+            force: false,
+            resume: false,
+            store: None,
+        }
     };
     let interfaces = [Interface {
         name: "bench0".into(),
         ifindex: 2,
     }];
     let started = Instant::now();
+    let cpu_before = cpu_time();
     let mut sink = sink::open(SinkSetup {
         output: &output,
         interfaces: &interfaces,
@@ -165,29 +253,33 @@ pub fn measure(
         finished: None,
         progress: None,
     })?;
-    let per_batch = batch.len() as u64 * u64::from(packet_size);
     let mut written = 0;
-    while written < bytes {
-        if sink.write_batch(&batch).is_err() {
+    for batch in batches.iter().cycle() {
+        if written >= bytes || sink.write_batch(batch).is_err() {
             break;
         }
-        written += per_batch;
+        written += batch.len() as u64 * u64::from(packet_size);
     }
     let report = sink.finish(&CaptureStats::default());
     let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
     if let Some(e) = report.error {
         return Err(e);
     }
     if !keep {
         let _ = std::fs::remove_file(&path);
+        if store {
+            let _ = std::fs::remove_dir_all(&store_dir);
+        }
     }
     let result = BenchResult {
         packets: report.written,
         packet_bytes: report.written * u64::from(packet_size),
         file_bytes: report.bytes,
         elapsed,
+        cpu,
     };
-    Ok((result, path))
+    Ok((result, if store { store_dir } else { path }))
 }
 
 /// `tap bench-writer`: measures and prints one line.
@@ -209,16 +301,21 @@ pub fn run(args: &BenchWriterArgs) -> Result<BenchResult, StorageError> {
         compression,
         args.packet_size,
         args.keep,
+        Mode {
+            store: args.store,
+            flows: args.flows,
+        },
     )?;
     println!(
-        "{}: {} packets, {:.0} MB of packets, {:.0} MB on disk, in {:.2} s: {:.0} MB/s, {:.2} Mpackets/s",
+        "{}: {} packets, {:.0} MB of packets, {:.0} MB on disk, in {:.2} s: {:.0} MB/s, {:.2} Mpackets/s, {:.1} ns CPU per packet",
         path.display(),
         r.packets,
         r.packet_bytes as f64 / 1e6,
         r.file_bytes as f64 / 1e6,
         r.elapsed.as_secs_f64(),
         r.mb_per_s(),
-        r.packets_per_s() / 1e6
+        r.packets_per_s() / 1e6,
+        r.cpu_ns_per_packet()
     );
     Ok(r)
 }
@@ -245,6 +342,10 @@ mod tests {
             Compression::None,
             1000,
             false,
+            Mode {
+                store: false,
+                flows: 1,
+            },
         )
         .unwrap();
         assert!(r.packet_bytes >= 10_000_000);

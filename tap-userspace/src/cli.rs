@@ -105,6 +105,9 @@ pub enum GenerateCommand {
     Man {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
+        /// Overwrite man pages already there.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -127,6 +130,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Ask a running agent for its status, or to reload its configuration.
     Ctl(CtlArgs),
+    /// Fleet vTAP sessions in etcd: create, list, show and delete them, the ownership map, roles.
+    Session(Box<crate::fleet::command::SessionArgs>),
     /// Generate shell completions or man pages.
     #[command(hide = true, subcommand)]
     Generate(GenerateCommand),
@@ -138,6 +143,11 @@ pub enum Command {
     /// Follow Suricata's EVE alerts and print the evidence requests they make (JSON lines).
     #[command(hide = true)]
     Alerts(crate::evidence::cli::AlertsArgs),
+    /// Packets or flows of a packet store (`tap capture --store DIR`) by filter and time.
+    Query(Box<crate::store::cli::QueryArgs>),
+    /// Maintain a packet store: recover and reindex.
+    #[command(subcommand)]
+    Store(crate::store::cli::StoreCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,9 +186,13 @@ pub struct ReplayArgs {
     /// Input capture (pcap or pcapng).
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: PathBuf,
-    /// Output pcap file for the selected packets, or '-' for standard output.
+    /// Output pcap file for the selected packets, or '-' for standard output. Created 0600; an
+    /// existing file or a symbolic link is refused.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<PathBuf>,
+    /// Overwrite an existing output file (never through a symbolic link).
+    #[arg(long)]
+    pub force: bool,
     /// Which program to run the packets through.
     #[arg(long, value_enum, default_value = "xdp")]
     pub hook: HookArg,
@@ -245,6 +259,8 @@ pub struct CaptureArgs {
     pub write: Option<PathBuf>,
     #[command(flatten)]
     pub consumers: ConsumerArgs,
+    #[command(flatten)]
+    pub store: crate::store::cli::StoreArgs,
     #[command(flatten)]
     pub output: Box<OutputArgs>,
     /// Print nothing but errors (no summary, no status line).

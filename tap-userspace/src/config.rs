@@ -125,6 +125,9 @@ pub struct OutputConfig {
     /// tap) is skipped and the sequence goes on after it, instead of failing. Files of earlier
     /// runs do not count towards `max_files`.
     pub resume: bool,
+    /// A packet store (`--store`): the files are indexed, retention applies
+    /// ([`crate::store`]).
+    pub store: Option<crate::store::StoreConfig>,
 }
 
 /// Errors in the output options.
@@ -142,7 +145,7 @@ pub enum OutputConfigError {
     Interval,
     #[error("-W must be at least 1")]
     RingFiles,
-    #[error("unknown --compress '{0}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)")]
+    #[error("unknown --compress '{}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)", crate::excerpt::excerpt(.0))]
     Compress(String),
     #[error(transparent)]
     Pattern(#[from] crate::sink::rotate::PatternError),
@@ -246,6 +249,7 @@ impl OutputConfig {
             },
             force: args.force,
             resume: false,
+            store: None,
         })
     }
 }
@@ -451,10 +455,8 @@ pub fn filter_from_args(args: &FilterArgs) -> Result<FilterImage, ConfigError> {
     let text = if let Some(f) = &args.filter {
         f.clone()
     } else if let Some(path) = &args.filter_file {
-        let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::FilterFile {
-            path: path.clone(),
-            source,
-        })?;
+        let raw = crate::bounded_read::read_text(path, crate::bounded_read::FILTER_FILE_MAX)
+            .map_err(ConfigError::FilterFile)?;
         // tcpdump -F: '#' starts a comment to the end of the line.
         raw.lines()
             .map(|l| l.split('#').next().unwrap_or(""))
@@ -528,14 +530,16 @@ impl CaptureConfig {
             });
         }
         let consumers = Consumers::from_args(&args.consumers)?;
-        let output = match &args.write {
-            Some(write) => OutputConfig::from_args(write, &args.output)?,
-            None if consumers.any() => {
+        let store = crate::store::StoreConfig::from_args(&args.store).map_err(Box::new)?;
+        let output = match (&args.write, store) {
+            (_, Some(store)) => store.output(&args.output).map_err(Box::new)?,
+            (Some(write), None) => OutputConfig::from_args(write, &args.output)?,
+            (None, None) if consumers.any() => {
                 let mut o = OutputConfig::from_args(std::path::Path::new("-"), &args.output)?;
                 o.target = Output::None;
                 o
             }
-            None => return Err(ConfigError::NoOutput),
+            (None, None) => return Err(ConfigError::NoOutput),
         };
         if consumers.suricata_socket.is_some() && !output.rotation.active() {
             return Err(ConfigError::SuricataWithoutRotation);

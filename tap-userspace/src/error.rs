@@ -2,10 +2,12 @@
 
 use std::{io, path::PathBuf};
 
+use crate::excerpt::excerpt;
+
 /// Errors while validating what the user asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("unknown interface '{iface}'")]
+    #[error("unknown interface '{}'", excerpt(iface))]
     UnknownInterface { iface: String },
     #[error("no default route to pick an interface from; choose one with -i")]
     NoDefaultInterface,
@@ -21,19 +23,15 @@ pub enum ConfigError {
     DuplicateInterface { iface: String },
     #[error("--xdp-mode applies only to --hook xdp")]
     XdpModeWithoutXdp,
-    #[error("cannot read the filter file {path}: {source}")]
-    FilterFile {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("filter file: {0}")]
+    FilterFile(#[source] crate::bounded_read::BoundedReadError),
     #[error("filter: {0}")]
     Filter(#[source] crate::filter::FilterError),
     #[error("--sample must be at least 1")]
     Sample,
     #[error("nothing to write to: give -w FILE (or -), --serve, --inject or --forward")]
     NoOutput,
-    #[error("--serve '{value}': use unix:PATH")]
+    #[error("--serve '{}': use unix:PATH", excerpt(value))]
     Serve { value: String },
     #[error("--forward {0}")]
     Forward(#[source] crate::sink::vxlan::VxlanError),
@@ -41,7 +39,10 @@ pub enum ConfigError {
     SuricataWithoutRotation,
     #[error(transparent)]
     Output(#[from] crate::config::OutputConfigError),
-    #[error("unknown --decap item '{item}': use vxlan[:PORT], geneve, gre, erspan")]
+    #[error(
+        "unknown --decap item '{}': use vxlan[:PORT], geneve, gre, erspan",
+        excerpt(item)
+    )]
     Decap { item: String },
     #[error(
         "flow budget '{value}' is not a budget: give bytes (4096, 64K) or packets (200p), at least 1"
@@ -49,6 +50,8 @@ pub enum ConfigError {
     FlowBudget { value: String },
     #[error("flow table size {size} is out of range: use 1 to {max}")]
     FlowTableSize { size: u32, max: u32 },
+    #[error(transparent)]
+    Store(#[from] Box<crate::store::StoreError>),
 }
 
 /// Errors while loading and attaching the programs. aya's `ProgramError` is boxed: it is large,
@@ -145,5 +148,5 @@ pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = e.source();
     }
-    parts.join(": ").replace('\n', " ")
+    crate::excerpt::line(&parts.join(": ").replace('\n', " ")).into_owned()
 }

@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod bench_writer;
+pub mod bounded_read;
 pub mod capture;
 pub mod capture_file;
 pub mod cli;
@@ -19,10 +20,14 @@ pub mod custody;
 pub mod drain;
 pub mod error;
 pub mod evidence;
+pub mod excerpt;
 pub mod filter;
+pub mod fleet;
 pub mod flow;
 pub mod iface;
 pub mod ifstats;
+pub mod links;
+pub mod listener;
 pub mod live;
 pub mod loader;
 pub mod print;
@@ -30,7 +35,9 @@ pub mod privilege;
 pub mod reader;
 pub mod replay;
 pub mod ring;
+pub mod safe_create;
 pub mod sink;
+pub mod store;
 pub mod summary;
 pub mod testrun;
 

@@ -115,6 +115,17 @@ pub struct KernelInterfaceCount {
     pub writer_dropped: u64,
 }
 
+/// What [`LiveStats::attachment_state`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct AttachmentState {
+    /// Programs attached, as (ifindex, hook).
+    pub attached: Vec<(u32, Hook)>,
+    /// Interfaces that matched but could not be attached: (name, error).
+    pub errors: Vec<(String, String)>,
+    /// Loaded, attached, sinks open: capturing.
+    pub ready: bool,
+}
+
 /// One program on one interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttachmentView {
@@ -242,6 +253,23 @@ impl LiveStats {
                 e.packets += c.packets;
                 e.bytes += c.bytes;
             }
+        }
+    }
+
+    /// What is attached now. Cheap: no kernel counter is read.
+    pub fn attachment_state(&self) -> AttachmentState {
+        let attached = self
+            .attachments
+            .lock()
+            .expect("live stats lock")
+            .iter()
+            .map(|a| (a.iface.ifindex, a.hook))
+            .collect();
+        let errors = self.attach_errors.lock().expect("live stats lock").clone();
+        AttachmentState {
+            attached,
+            errors,
+            ready: self.ready.load(Relaxed),
         }
     }
 

@@ -117,6 +117,67 @@ impl RunAs {
     }
 }
 
+impl RunAs {
+    /// Runs `f` with the user's effective ids and groups, then takes root's back: to create a
+    /// file before attaching (`--stats-json`) exactly as the user could after `-Z`, so a path
+    /// the user cannot write fails before anything is attached, and the file is theirs. A
+    /// process that is not root runs `f` as it is.
+    pub fn as_effective<T>(&self, f: impl FnOnce() -> T) -> Result<T, PrivilegeError> {
+        // SAFETY: no memory is involved.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(f());
+        }
+        let fail = |op: &'static str| PrivilegeError::Switch {
+            user: self.user.clone(),
+            op,
+            source: std::io::Error::last_os_error(),
+        };
+        let name = CString::new(self.user.as_str()).map_err(|_| PrivilegeError::UnknownUser {
+            user: self.user.clone(),
+        })?;
+        // Root's groups now, to restore.
+        // SAFETY: a null list of size 0 asks for the count only.
+        let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+        let mut saved = vec![0 as libc::gid_t; usize::try_from(n).unwrap_or(0)];
+        // SAFETY: saved holds n entries.
+        let n = unsafe { libc::getgroups(n, saved.as_mut_ptr()) };
+        if n < 0 {
+            return Err(fail("getgroups"));
+        }
+        saved.truncate(usize::try_from(n).unwrap_or(0));
+        // SAFETY: no memory is involved.
+        let saved_gid = unsafe { libc::getegid() };
+        // SAFETY: a valid C string; initgroups reads the group database and calls setgroups.
+        if unsafe { libc::initgroups(name.as_ptr(), self.gid) } != 0 {
+            return Err(fail("initgroups"));
+        }
+        let restore = || {
+            // SAFETY: no memory is involved, and saved is a valid list of its length; the
+            // saved set-user-ID stays 0, so root's ids come back.
+            unsafe {
+                libc::seteuid(0);
+                libc::setegid(saved_gid);
+                libc::setgroups(saved.len(), saved.as_ptr());
+            }
+        };
+        // SAFETY: no memory is involved.
+        if unsafe { libc::setegid(self.gid) } != 0 {
+            let e = fail("setegid");
+            restore();
+            return Err(e);
+        }
+        // SAFETY: no memory is involved.
+        if unsafe { libc::seteuid(self.uid) } != 0 {
+            let e = fail("seteuid");
+            restore();
+            return Err(e);
+        }
+        let out = f();
+        restore();
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

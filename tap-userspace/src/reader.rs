@@ -145,6 +145,24 @@ impl<R: Read> CaptureReader<R> {
         Ok(())
     }
 
+    /// Reads exactly `len` bytes. The buffer grows with what the file holds, not with what a
+    /// length field claims: a 100-byte file that announces a 256 MiB record costs 100 bytes.
+    fn read_vec(&mut self, len: usize) -> Result<Vec<u8>, ReadError> {
+        let mut buf = Vec::with_capacity(len.min(64 << 10));
+        (&mut self.input)
+            .take(len as u64)
+            .read_to_end(&mut buf)
+            .map_err(ReadError::Io)?;
+        if buf.len() < len {
+            return Err(ReadError::Damaged {
+                offset: self.offset + buf.len() as u64,
+                what: "truncated",
+            });
+        }
+        self.offset += len as u64;
+        Ok(buf)
+    }
+
     /// Reads exactly `buf.len()` bytes, or returns false at a clean end of file.
     fn read_or_eof(&mut self, buf: &mut [u8]) -> Result<bool, ReadError> {
         let mut got = 0;
@@ -188,8 +206,13 @@ impl<R: Read> CaptureReader<R> {
                 what: "bad section header length",
             });
         }
-        let mut rest = vec![0u8; total - 12];
-        self.read_exact(&mut rest)?;
+        let rest = self.read_vec(total - 12)?;
+        if u32_of(&rest[rest.len() - 4..], big) as usize != total {
+            return Err(ReadError::Damaged {
+                offset: start,
+                what: "section header's trailing length differs from its leading one",
+            });
+        }
         self.format = Format::PcapNg {
             big,
             interfaces: Vec::new(),
@@ -223,8 +246,7 @@ impl<R: Read> CaptureReader<R> {
                         what: "record longer than 256 MiB",
                     });
                 }
-                let mut data = vec![0u8; incl];
-                self.read_exact(&mut data)?;
+                let data = self.read_vec(incl)?;
                 let ts_ns = sec * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
                 Ok(Some(FilePacket {
                     ts_ns,
@@ -263,10 +285,15 @@ impl<R: Read> CaptureReader<R> {
                     what: "bad block length",
                 });
             }
-            let mut body = vec![0u8; total - 12];
-            self.read_exact(&mut body)?;
+            let body = self.read_vec(total - 12)?;
             let mut trailer = [0u8; 4];
             self.read_exact(&mut trailer)?;
+            if u32_of(&trailer, big) as usize != total {
+                return Err(ReadError::Damaged {
+                    offset: at,
+                    what: "block's trailing length differs from its leading one",
+                });
+            }
             let Format::PcapNg {
                 big,
                 ref mut interfaces,
@@ -502,5 +529,149 @@ mod tests {
             (1_500_000_000, 60, &[7, 8, 9][..])
         );
         assert!(r.next_packet().unwrap().is_none());
+    }
+
+    #[test]
+    fn pcapng_blocks_with_mismatched_trailing_lengths_are_refused() {
+        let good = pcapng_sample();
+        assert!(
+            CaptureReader::new(&good[..])
+                .unwrap()
+                .next_packet()
+                .unwrap()
+                .is_some()
+        );
+        // The enhanced packet block's trailing length (its last 4 bytes) off by 4.
+        let mut bad = good.clone();
+        let n = bad.len();
+        bad[n - 4] = bad[n - 4].wrapping_add(4);
+        let e = CaptureReader::new(&bad[..])
+            .unwrap()
+            .next_packet()
+            .unwrap_err();
+        assert!(e.to_string().contains("trailing length"), "{e}");
+        // The section header's (bytes 24..28).
+        let mut bad = good;
+        bad[24] = 32;
+        assert!(matches!(
+            CaptureReader::new(&bad[..]),
+            Err(ReadError::Damaged { offset: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn a_short_file_that_claims_a_huge_record_costs_its_size() {
+        let mut f = PcapWriter::new(Vec::new(), 100)
+            .unwrap()
+            .into_inner()
+            .unwrap();
+        // One record header claiming 200 MiB, and 10 bytes.
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&(200u32 << 20).to_le_bytes());
+        f.extend_from_slice(&(200u32 << 20).to_le_bytes());
+        f.extend_from_slice(&[0; 10]);
+        let e = CaptureReader::new(&f[..])
+            .unwrap()
+            .next_packet()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReadError::Damaged {
+                    what: "truncated",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    /// A section header, an interface block and one enhanced packet block (little-endian).
+    fn pcapng_sample() -> Vec<u8> {
+        let mut f = Vec::new();
+        for v in [0x0a0d_0d0au32, 28, 0x1a2b_3c4d] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.extend_from_slice(&[1, 0, 0, 0]);
+        f.extend_from_slice(&(-1i64).to_le_bytes());
+        f.extend_from_slice(&28u32.to_le_bytes());
+        for v in [1u32, 20, 1, 0, 20] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [6u32, 36, 0, 0, 1, 3, 60] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.extend_from_slice(&[7, 8, 9, 0]);
+        f.extend_from_slice(&36u32.to_le_bytes());
+        f
+    }
+
+    /// Bounded fuzzing: damaged and arbitrary files never panic the reader, and what it holds
+    /// while reading stays in proportion to the file, whatever lengths the file claims.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A valid file of either kind, then flips, cuts and junk.
+        fn damaged() -> impl Strategy<Value = Vec<u8>> {
+            let base = prop_oneof![
+                Just(pcapng_sample()),
+                Just({
+                    let mut w = PcapWriter::new(Vec::new(), 1500).unwrap();
+                    w.write_packet(1, 60, &[1; 60]).unwrap();
+                    w.write_packet(2, 9000, &[2; 100]).unwrap();
+                    w.into_inner().unwrap()
+                }),
+            ];
+            (
+                base,
+                prop::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+                any::<usize>(),
+                prop::collection::vec(any::<u8>(), 0..64),
+            )
+                .prop_map(|(mut f, flips, cut, junk)| {
+                    for (at, v) in flips {
+                        let n = f.len();
+                        f[at % n] = v;
+                    }
+                    f.truncate(cut % (f.len() + 1));
+                    f.extend_from_slice(&junk);
+                    f
+                })
+        }
+
+        fn read_all(bytes: &[u8]) {
+            let Ok(mut r) = CaptureReader::new(bytes) else {
+                return;
+            };
+            // Each packet is at least 12 bytes of the file: this bounds the loop.
+            for _ in 0..=bytes.len() {
+                match r.next_packet() {
+                    Ok(Some(p)) => assert!(p.data.len() <= bytes.len()),
+                    Ok(None) | Err(_) => return,
+                }
+            }
+            panic!("more packets than bytes");
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1024, max_shrink_iters: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn damaged_files_never_panic(bytes in damaged()) {
+                read_all(&bytes);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                magic in prop::sample::select(vec![0xa1b2_c3d4u32, 0xd4c3_b2a1, 0xa1b2_3c4d, 0x0a0d_0d0a, 0]),
+                rest in prop::collection::vec(any::<u8>(), 0..512),
+            ) {
+                let mut bytes = magic.to_le_bytes().to_vec();
+                bytes.extend_from_slice(&rest);
+                read_all(&bytes);
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 use std::{
     fs::File,
     io::{self, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
@@ -45,6 +45,8 @@ pub struct ReplayConfig {
     /// Decapsulation bits and VXLAN port, as for a capture.
     pub decap: u32,
     pub vxlan_port: u16,
+    /// Overwrite an existing output file (`--force`).
+    pub force: bool,
 }
 
 /// What a replay did.
@@ -114,6 +116,12 @@ pub enum ReplayError {
 }
 
 pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
+    // The output first: a name that cannot be written fails before any work, and the file,
+    // created here, is removed again if the replay fails.
+    let mut output = match &config.output {
+        None => None,
+        Some(path) => Some(Output::open(path, config.force)?),
+    };
     let file = File::open(&config.input).map_err(|source| ReplayError::Open {
         path: config.input.clone(),
         source,
@@ -149,9 +157,9 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
     })?;
     let no_filter = config.filter.graph.is_none();
 
-    let mut writer = match &config.output {
+    let mut writer = match output.as_mut() {
         None => None,
-        Some(path) => Some(open_writer(path)?),
+        Some(out) => Some(out.writer()?),
     };
     let mut summary = ReplaySummary::default();
     while let Some(packet) = reader.next_packet().map_err(|source| ReplayError::Read {
@@ -229,6 +237,9 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
             source,
         })?;
     }
+    if let Some(out) = output.as_mut() {
+        out.keep();
+    }
     summary.kernel = read_counters(&maps.counters);
     summary.rules = if no_filter {
         Vec::new()
@@ -238,19 +249,59 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
     Ok(summary)
 }
 
-fn open_writer(path: &PathBuf) -> Result<PcapWriter<Box<dyn io::Write>>, ReplayError> {
-    let out: Box<dyn io::Write> = if path.as_os_str() == "-" {
-        Box::new(io::stdout())
-    } else {
-        Box::new(File::create(path).map_err(|source| CaptureError::Output {
-            path: path.clone(),
-            source,
-        })?)
-    };
-    Ok(
-        PcapWriter::new(out, MAX_SNAPLEN).map_err(|source| CaptureError::Write {
-            what: path.display().to_string(),
-            source,
-        })?,
-    )
+/// The replay's output: standard output, or a file made by the one safe-create path (0600,
+/// never through a symbolic link, never over an existing file without `--force`), removed on
+/// drop unless kept, when this run created it.
+struct Output {
+    path: PathBuf,
+    file: Option<File>,
+    created: bool,
+    keep: bool,
+}
+
+impl Output {
+    fn open(path: &Path, force: bool) -> Result<Self, ReplayError> {
+        if path.as_os_str() == "-" {
+            return Ok(Self {
+                path: path.to_path_buf(),
+                file: None,
+                created: false,
+                keep: true,
+            });
+        }
+        let created = std::fs::symlink_metadata(path).is_err();
+        let file =
+            crate::safe_create::create(path, force).map_err(|e| CaptureError::Storage(e.into()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Some(file),
+            created,
+            keep: false,
+        })
+    }
+
+    fn writer(&mut self) -> Result<PcapWriter<Box<dyn io::Write>>, ReplayError> {
+        let out: Box<dyn io::Write> = match self.file.take() {
+            Some(f) => Box::new(f),
+            None => Box::new(io::stdout()),
+        };
+        Ok(
+            PcapWriter::new(out, MAX_SNAPLEN).map_err(|source| CaptureError::Write {
+                what: self.path.display().to_string(),
+                source,
+            })?,
+        )
+    }
+
+    fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if self.created && !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }

@@ -662,6 +662,7 @@ fn reads_compressed_files_tap_writes() {
             on_disk_full: DiskFull::Stop,
             force: false,
             resume: false,
+            store: None,
         };
         let ifaces = [
             Interface {

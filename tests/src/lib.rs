@@ -8,12 +8,14 @@
 pub mod agent;
 pub mod bpf;
 pub mod corpus;
+pub mod etcd;
 pub mod oracle;
 pub mod pcap;
 pub mod print_frames;
 pub mod process;
 pub mod sessions;
 pub mod storage_util;
+pub mod store;
 pub mod suricata;
 pub mod tap;
 pub mod topology;

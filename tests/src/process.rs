@@ -254,3 +254,85 @@ impl Drop for Background {
         }
     }
 }
+
+/// How a process run by [`run_measured`] ended, and the most memory it held.
+#[derive(Debug)]
+pub struct Measured {
+    pub status: ExitStatus,
+    pub stderr: String,
+    /// Peak resident memory (`ru_maxrss` of wait4), KiB.
+    pub max_rss_kib: u64,
+    pub elapsed: Duration,
+}
+
+/// Runs `cmd` to its end, at most `timeout` (killed and failing the test past it), collecting
+/// its stderr and its peak resident memory. `ip netns exec` and `prlimit` exec the program they
+/// run, so the process measured is that program.
+pub fn run_measured(what: &str, mut cmd: Command, timeout: Duration) -> Measured {
+    use std::os::unix::process::ExitStatusExt as _;
+    cmd.stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let started = Instant::now();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which also gives its resource usage"
+    )]
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what} ({cmd:?}): {e}"));
+    let stderr = Collected::start(child.stderr.take().expect("stderr piped"));
+    let pid = child.id() as i32;
+    let deadline = started + timeout;
+    loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain old data for wait4 to fill.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers; the pid is our own unreaped child.
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(
+            rc >= 0,
+            "wait4 on {what}: {}",
+            std::io::Error::last_os_error()
+        );
+        if rc == pid {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !stderr.eof.load(Ordering::Acquire) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return Measured {
+                status: ExitStatus::from_raw(status),
+                stderr: stderr.text(),
+                max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+                elapsed: started.elapsed(),
+            };
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not end within {timeout:?}; stderr:\n{}",
+                stderr.text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The peak resident memory of a running process (`VmHWM`), KiB.
+pub fn peak_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+}
+
+/// Descriptors a running process has open now.
+pub fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(Iterator::count)
+        .unwrap_or(0)
+}

@@ -107,6 +107,66 @@ pub fn udp_burst(ns: &Netns, host: &str, count: u32, size: usize) {
     ]));
 }
 
+/// Sends one datagram of `size` bytes from each of `flows` fresh sockets (so as many source
+/// ports) to `host:port`: many short flows.
+const UDP_FLOWS: &str = r#"
+import socket, sys
+host, port, flows, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+for i in range(flows):
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.sendto(bytes([i % 251]) * size, (host, port))
+    s.close()
+"#;
+
+/// Sends `count` datagrams of `size` bytes from one socket to `host:port`, `gap_ms` apart: a
+/// long flow (bounded by `count * gap_ms`).
+const UDP_STREAM: &str = r#"
+import socket, sys, time
+host, port, count, size, gap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(count):
+    s.sendto(bytes([i % 251]) * size, (host, port))
+    time.sleep(gap / 1000)
+"#;
+
+/// Many short UDP flows from `ns` to `host:port`, one datagram each (see [`UDP_FLOWS`]).
+pub fn udp_flows(ns: &Netns, host: &str, port: u16, flows: u32, size: usize) {
+    run_ok(ns.cmd("python3").args([
+        "-c",
+        UDP_FLOWS,
+        host,
+        &port.to_string(),
+        &flows.to_string(),
+        &size.to_string(),
+    ]));
+}
+
+/// A long UDP flow from `ns` to `host:port` in the background: `count` datagrams `gap_ms`
+/// apart. Wait for it with [`Background::wait`].
+pub fn udp_stream(
+    ns: &Netns,
+    host: &str,
+    port: u16,
+    count: u32,
+    size: usize,
+    gap_ms: u32,
+) -> Background {
+    let mut cmd = ns.cmd("python3");
+    cmd.args([
+        "-c",
+        UDP_STREAM,
+        host,
+        &port.to_string(),
+        &count.to_string(),
+        &size.to_string(),
+        &gap_ms.to_string(),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    Background::spawn("UDP stream", cmd)
+}
+
 /// Waits until something in `ns` listens on TCP `port`.
 pub fn wait_tcp_listening(ns: &Netns, port: u16) {
     wait_until(
@@ -292,5 +352,31 @@ for i in range(count):
         &HTTP_PORT.to_string(),
         path,
         &count.to_string(),
+    ]));
+}
+
+/// Sends `count` UDP datagrams of `size` bytes from `ns` to `host`:9, spread evenly over
+/// `over`.
+pub fn paced_udp(ns: &Netns, host: &str, count: u32, size: usize, over: Duration) {
+    const PACED: &str = r#"
+import socket, sys, time
+host, count, size, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+payload = bytes(size)
+start = time.monotonic()
+for i in range(count):
+    s.sendto(payload, (host, 9))
+    if i % 100 == 99:
+        ahead = start + secs * (i + 1) / count - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+"#;
+    run_ok(ns.cmd("python3").args([
+        "-c",
+        PACED,
+        host,
+        &count.to_string(),
+        &size.to_string(),
+        &over.as_secs_f64().to_string(),
     ]));
 }

@@ -157,6 +157,7 @@ mod capture;
 mod progs;
 mod report;
 mod stat;
+mod store_cpu;
 mod traffic;
 mod writer;
 
@@ -409,6 +410,8 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     }
     if plan.has(Part::Writer) {
         writer_runs(&plan, &tap, &mut results)?;
+        eprintln!("bench: store writer CPU against plain pcapng");
+        results.store_cpu = store_cpu::runs(&tap, plan.runs)?;
     }
 
     let targets = report::targets(&results);

@@ -12,7 +12,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::util::{self, have};
 
-/// Debian packages and a command each provides (checked to decide whether to install).
+/// Debian packages and a command each provides, or an absolute path of a file it installs (checked
+/// to decide whether to install).
 const PACKAGES: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     ("tshark", "tshark"),
@@ -35,6 +36,13 @@ const PACKAGES: &[(&str, &str)] = &[
     // The fleet's control plane in the tests: etcd 3.4 members and etcdctl.
     ("etcd-server", "etcd"),
     ("etcd-client", "etcdctl"),
+    // etcd-client's build script compiles etcd's gRPC definitions with protoc, which needs the
+    // well-known types (descriptor.proto) from libprotobuf-dev.
+    ("protobuf-compiler", "protoc"),
+    (
+        "libprotobuf-dev",
+        "/usr/include/google/protobuf/descriptor.proto",
+    ),
 ];
 
 /// Python packages the tests use as oracles (DuckDB reads the store's Parquet index), with the
@@ -64,7 +72,13 @@ fn apt(args: &[&str]) -> Result<()> {
 fn debian_packages() -> Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
-        .filter(|(_, bin)| !have(bin))
+        .filter(|(_, provides)| {
+            if provides.starts_with('/') {
+                !Path::new(provides).exists()
+            } else {
+                !have(provides)
+            }
+        })
         .map(|(pkg, _)| *pkg)
         .collect();
     let need_suricata = !have("suricata");

@@ -21,6 +21,9 @@
 //! ring_files = 144
 //! ```
 //!
+//! The packet store (`[tap.store]`) and the query endpoint (`agent.query_listen`) are in
+//! [`store`].
+//!
 //! Raw structures mirror the file (`serde`, unknown keys refused); [`AgentConfig::parse`] turns
 //! them into one [`crate::config::CaptureConfig`] per tap through the same validation as the
 //! command line, with the key's position kept for the error.
@@ -42,7 +45,11 @@ use crate::{
         XdpMode,
     },
     error::ConfigError,
+    excerpt,
 };
+
+mod store;
+pub use store::{QueryListen, is_loopback};
 
 /// Where `tap ctl` and the agent meet when the file does not say.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/tap/tap.sock";
@@ -53,12 +60,8 @@ const IFNAME_MAX: usize = 15;
 /// Errors of the configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] crate::bounded_read::BoundedReadError),
     /// `path:line:column: key: message`.
     #[error("{path}:{line}:{column}: {key}: {message}")]
     Invalid {
@@ -75,7 +78,7 @@ impl AgentConfigError {
     pub fn line(&self) -> Option<usize> {
         match self {
             Self::Invalid { line, .. } => Some(*line),
-            Self::Read { .. } => None,
+            Self::Read(_) => None,
         }
     }
 }
@@ -95,6 +98,8 @@ struct RawFile {
 struct RawAgent {
     control_socket: Option<Spanned<PathBuf>>,
     metrics_listen: Option<Spanned<String>>,
+    query_listen: Option<Spanned<String>>,
+    query_token_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -151,6 +156,7 @@ struct RawTap {
     flow_budget: Option<Spanned<String>>,
     flow_table_size: Option<Spanned<u32>>,
     file: Option<Spanned<RawFileSink>>,
+    store: Option<Spanned<store::RawStoreSink>>,
     suricata: Option<Spanned<RawSuricata>>,
 }
 
@@ -186,6 +192,8 @@ pub struct AgentConfig {
     pub control_socket: PathBuf,
     /// Where to serve Prometheus metrics; `None`: not at all.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to answer packet store queries over HTTP; `None`: not at all.
+    pub query: Option<QueryListen>,
     pub taps: Vec<TapConfig>,
 }
 
@@ -284,13 +292,13 @@ impl Source<'_> {
             .map_or(self.text.len(), |i| offset + i);
         let line = self.text[start..end].trim();
         if line.starts_with('[') {
-            return line
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
+            return excerpt::excerpt(line.trim_matches(|c| c == '[' || c == ']').trim())
                 .to_string();
         }
         match line.split_once('=') {
-            Some((key, _)) if !key.trim().is_empty() => key.trim().trim_matches('"').to_string(),
+            Some((key, _)) if !key.trim().is_empty() => {
+                excerpt::excerpt(key.trim().trim_matches('"')).to_string()
+            }
             _ => "(file)".to_string(),
         }
     }
@@ -299,10 +307,7 @@ impl Source<'_> {
 impl AgentConfig {
     /// Reads and validates the file.
     pub fn load(path: &Path) -> Result<Self, AgentConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AgentConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::bounded_read::read_text(path, crate::bounded_read::AGENT_CONFIG_MAX)?;
         Self::parse(path, &text)
     }
 
@@ -313,7 +318,8 @@ impl AgentConfig {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let key = src.key_at(span.start);
-            src.error(span, key, e.message().trim().to_string())
+            // toml's and serde's messages quote the offending value: cut long ones.
+            src.error(span, key, excerpt::words(e.message().trim()))
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: &Path| {
@@ -336,11 +342,17 @@ impl AgentConfig {
                     "agent.metrics_listen",
                     format!(
                         "'{}' is not an address and port (e.g. 127.0.0.1:9750)",
-                        s.get_ref()
+                        excerpt::excerpt(s.get_ref())
                     ),
                 )
             })?),
         };
+        let query = store::query_listen(
+            &src,
+            agent.query_listen.as_ref(),
+            agent.query_token_file.as_ref(),
+            &resolve,
+        )?;
         let mut taps: Vec<TapConfig> = Vec::with_capacity(raw.tap.len());
         let mut sinks: Vec<(PathBuf, String)> = Vec::new();
         for tap in &raw.tap {
@@ -356,6 +368,9 @@ impl AgentConfig {
             let mut mine: Vec<(PathBuf, Range<usize>, &str)> = Vec::new();
             if let (Output::File(p), Some(f)) = (&t.capture.output.target, &tap.get_ref().file) {
                 mine.push((p.clone(), f.get_ref().path.span(), "file.path"));
+            }
+            if let (Some(st), Some(s)) = (&t.capture.output.store, &tap.get_ref().store) {
+                mine.push((st.dir.clone(), s.span(), "store.dir"));
             }
             if let (Some(p), Some(s)) = (&t.capture.consumers.serve, &tap.get_ref().serve) {
                 mine.push((p.clone(), s.span(), "serve"));
@@ -376,6 +391,7 @@ impl AgentConfig {
             path: path.to_path_buf(),
             control_socket,
             metrics_listen,
+            query,
             taps,
         })
     }
@@ -428,7 +444,8 @@ fn validate_tap(
                 p.span(),
                 "interfaces",
                 format!(
-                    "'{text}' is not an interface name or glob (at most {IFNAME_MAX} characters, no '/', ':' or spaces)"
+                    "'{}' is not an interface name or glob (at most {IFNAME_MAX} characters, no '/', ':' or spaces)",
+                    excerpt::excerpt(text)
                 ),
             ));
         }
@@ -553,14 +570,22 @@ fn validate_tap(
             .map_err(|e| err(d.span(), "decap", error_text(&e)))?,
     };
 
-    let output = match &raw.file {
-        None => {
+    let output = match (&raw.file, &raw.store) {
+        (Some(_), Some(s)) => {
+            return Err(err(
+                s.span(),
+                "store",
+                "a store takes the place of [tap.file]: give one of them".into(),
+            ));
+        }
+        (None, Some(s)) => store::store_sink(src, &name, s, resolve)?,
+        (None, None) => {
             let mut o = OutputConfig::from_args(Path::new("-"), &OutputArgs::default_values())
                 .map_err(|e| err(spanned.span(), "file", e.to_string()))?;
             o.target = Output::None;
             o
         }
-        Some(f) => file_sink(src, &name, f, resolve)?,
+        (Some(f), None) => file_sink(src, &name, f, resolve)?,
     };
     let consumer_args = ConsumerArgs {
         serve: raw
@@ -593,7 +618,7 @@ fn validate_tap(
             return Err(err(
                 i.span(),
                 "inject",
-                format!("'{text}' is not an interface name"),
+                format!("'{}' is not an interface name", excerpt::excerpt(text)),
             ));
         }
     }
@@ -615,7 +640,7 @@ fn validate_tap(
         return Err(err(
             spanned.span(),
             "(tap)",
-            "no sink: give [tap.file], serve, inject or forward".into(),
+            "no sink: give [tap.file], [tap.store], serve, inject or forward".into(),
         ));
     }
     if let Some(s) = &raw.suricata {
@@ -733,7 +758,10 @@ fn file_sink(
             E::Compress(c) => err(
                 span_of(raw.compress.as_ref().map(Spanned::span)),
                 "compress",
-                format!("unknown '{c}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)"),
+                format!(
+                    "unknown '{}': use none, zstd or zstd:LEVEL (LEVEL 1 to 19)",
+                    excerpt::excerpt(&c)
+                ),
             ),
             E::Pattern(p) => err(raw.path.span(), "path", p.to_string()),
             other => err(f.span(), "(file)", other.to_string()),
@@ -1149,5 +1177,110 @@ forward = ["vxlan://192.0.2.9?vni=7"]
         let c = parse(text).unwrap_or_else(|e| panic!("packaging/tap.toml: {e}"));
         assert!(!c.taps.is_empty());
         assert_eq!(c.control_socket, Path::new(DEFAULT_CONTROL_SOCKET));
+    }
+
+    /// Bounded fuzzing of the configuration reader: arbitrary files, mutations of a good one,
+    /// and long or deeply nested values never panic, and every error is one bounded line that
+    /// names the file.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const PIECES: &[&str] = &[
+            "[agent]",
+            "[[tap]]",
+            "[tap.file]",
+            "[tap.suricata]",
+            "name = ",
+            "interfaces = ",
+            "filter = ",
+            "filter_file = ",
+            "snaplen = ",
+            "ring_size = ",
+            "sample = ",
+            "hook = ",
+            "serve = ",
+            "forward = ",
+            "path = ",
+            "rotate_seconds = ",
+            "ring_files = ",
+            "metrics_listen = ",
+            "control_socket = ",
+            "\"vms\"",
+            "\"vm*\"",
+            "[\"eth0\"]",
+            "[",
+            "]",
+            "{",
+            "}",
+            "=",
+            "\"",
+            "'",
+            "'''",
+            "\"\"\"",
+            "#",
+            "\n",
+            ",",
+            "0",
+            "-1",
+            "1e400",
+            "4294967296",
+            "true",
+            "1979-05-27T07:32:00Z",
+            "\"/dev/zero\"",
+            "\"icmp or\"",
+            "\"tc\"",
+            "\"xdp\"",
+            "\\u0000",
+            "é",
+        ];
+
+        /// `GOOD` with `piece` inserted near `at` and up to 63 bytes cut off its end.
+        fn mutated(at: usize, piece: &str, cut: usize) -> String {
+            let mut text = GOOD.to_string();
+            let mut at = at % (text.len() + 1);
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            text.insert_str(at, piece);
+            let mut end = text.len() - cut % 64;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text
+        }
+
+        fn soup() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::collection::vec(prop::sample::select(PIECES), 0..40)
+                    .prop_map(|w| w.join(" ")),
+                prop::collection::vec(prop::sample::select(PIECES), 0..40).prop_map(|w| w.concat()),
+                "(?s).{0,200}",
+                (any::<usize>(), prop::sample::select(PIECES), any::<usize>())
+                    .prop_map(|(at, piece, cut)| mutated(at, piece, cut)),
+                (
+                    prop::sample::select(vec!["[", "{a=", "[[", "\"", "a."]),
+                    1usize..3000
+                )
+                    .prop_map(|(open, n)| format!("x = {}", open.repeat(n))),
+                (1usize..100_000).prop_map(|n| format!("[[tap]]\nname = \"{}\"\n", "n".repeat(n))),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, max_shrink_iters: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn hostile_files_never_panic(text in soup()) {
+                if let Err(e) = parse(&text) {
+                    let line = e.to_string();
+                    prop_assert!(line.starts_with("/etc/tap/tap.toml"), "{line}");
+                    prop_assert!(line.len() < 2000, "{} bytes", line.len());
+                    prop_assert!(!line.contains('\n'));
+                }
+            }
+        }
     }
 }

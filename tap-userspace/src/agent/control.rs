@@ -5,7 +5,6 @@
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
-    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -13,25 +12,33 @@ use std::{
 
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _},
     net::{UnixListener, UnixStream},
     sync::{mpsc, oneshot},
-    task::JoinHandle,
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::{AgentError, AgentShared, Request};
+use crate::{
+    excerpt::excerpt,
+    listener::{self, Conn, Limits, Listener, UnixSocketFile},
+};
 
 /// Longest request line read.
 const MAX_REQUEST: usize = 1024;
-/// Longest a client may take to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The listening socket and its task; [`Server::stop`] closes it and removes the file.
+/// Clients served at once, and how long each may take: `tap ctl` sends its line at once.
+pub const LIMITS: Limits = Limits {
+    max_connections: 8,
+    header_timeout: Duration::from_secs(2),
+    idle_timeout: Duration::from_secs(10),
+};
+
+/// The listening socket; dropping it (or [`Server::stop`]) closes it and removes the file.
 #[derive(Debug)]
 pub struct Server {
-    path: PathBuf,
-    task: JoinHandle<()>,
+    // Field order is drop order: stop accepting, then remove the file.
+    _listener: Listener,
+    _file: UnixSocketFile,
 }
 
 impl Server {
@@ -45,64 +52,36 @@ impl Server {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        if path.exists() {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(fail(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "another agent answers on it",
-                )));
-            }
-            std::fs::remove_file(path).map_err(fail)?;
-        }
-        let listener = UnixListener::bind(path).map_err(fail)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+        let (listener, file) = listener::bind_unix(path).map_err(fail)?;
+        let listener = UnixListener::from_std(listener).map_err(fail)?;
         info!(path = %path.display(), "control socket open");
-        let task = tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        let (shared, requests) = (Arc::clone(&shared), requests.clone());
-                        tokio::spawn(async move {
-                            if let Err(e) = serve(stream, shared, requests).await {
-                                debug!(error = %e, "control connection");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "control socket accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+        let listener = Listener::spawn("control", listener, LIMITS, move |conn| {
+            let (shared, requests) = (Arc::clone(&shared), requests.clone());
+            async move {
+                if let Err(e) = serve(conn, shared, requests).await {
+                    debug!(error = %e, "control connection");
                 }
             }
         });
         Ok(Self {
-            path: path.to_path_buf(),
-            task,
+            _listener: listener,
+            _file: file,
         })
     }
 
     /// Closes the socket and removes its file.
     pub fn stop(self) {
-        self.task.abort();
-        let _ = std::fs::remove_file(&self.path);
+        drop(self);
     }
 }
 
 async fn serve(
-    stream: UnixStream,
+    mut conn: Conn<UnixStream>,
     shared: Arc<AgentShared>,
     requests: mpsc::Sender<Request>,
 ) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
-    use tokio::io::AsyncReadExt as _;
-    tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
+    let head = conn.read_head(MAX_REQUEST, b"\n").await?;
+    let line = String::from_utf8_lossy(&head);
     let answer = match line.trim() {
         "status" => json!({ "ok": true, "status": shared.status() }),
         "reload" => {
@@ -118,13 +97,13 @@ async fn serve(
             }
         }
         other => {
-            json!({ "ok": false, "error": format!("unknown command '{other}': use status or reload") })
+            json!({ "ok": false, "error": format!("unknown command '{}': use status or reload", excerpt(other)) })
         }
     };
     let mut text = answer.to_string();
     text.push('\n');
-    write.write_all(text.as_bytes()).await?;
-    write.shutdown().await
+    conn.write_all(text.as_bytes()).await?;
+    conn.shutdown().await
 }
 
 /// Errors of `tap ctl`.
@@ -261,6 +240,19 @@ pub fn format_status(status: &Value) -> String {
                 e[1].as_str().unwrap_or("?")
             ));
         }
+        for d in tap["detached"].as_array().into_iter().flatten() {
+            let name = d["interface"].as_str().unwrap_or("?");
+            let total = d["seconds_total"].as_f64().unwrap_or(0.0);
+            match d["now_secs"].as_f64() {
+                Some(now) => out.push_str(&format!(
+                    "  detached: {name} for {now:.1} s ({total:.1} s in all): {}\n",
+                    d["reason"].as_str().unwrap_or("?")
+                )),
+                None => out.push_str(&format!(
+                    "  detached earlier: {name}, {total:.1} s in all; attached now\n"
+                )),
+            }
+        }
         let filter = s["filter"].as_str().unwrap_or("");
         out.push_str(&format!(
             "  filter: {} ({} installed)\n",
@@ -317,12 +309,14 @@ mod tests {
                 "stats": {"kernel": {"seen": 10, "matched": 8, "copied": 8, "ring_full": 0}, "written": 8, "writer_dropped": 0,
                           "written_bytes": 1200, "files": 1, "ring_pending": 0, "ring_size": 4096, "filter": "icmp", "filter_installs": 2,
                           "attachments": [{"interface": "vm-a", "hook": "tc-ingress"}, {"interface": "vm-a", "hook": "tc-egress"}],
-                          "attach_errors": [["vm-b", "busy"]]}
+                          "attach_errors": [["vm-b", "busy"]]},
+                "detached": [{"interface": "vm-b", "seconds_total": 12.25, "now_secs": 2.5, "reason": "attaching failed: busy"},
+                             {"interface": "vm-c", "seconds_total": 0.5, "now_secs": null, "reason": null}]
             }]
         });
         let text = format_status(&status);
         assert!(text.starts_with("agent: /etc/tap/tap.toml, up 5s, 2 reloads, 1 refused\nlast reload refused: /etc/tap/tap.toml:3:1"), "{text}");
-        assert!(text.contains("\ntap vms: running\n  interfaces: vm-a matching vm* on tc-ingress tc-egress\n  not attached: vm-b: busy\n"), "{text}");
+        assert!(text.contains("\ntap vms: running\n  interfaces: vm-a matching vm* on tc-ingress tc-egress\n  not attached: vm-b: busy\n  detached: vm-b for 2.5 s (12.2 s in all): attaching failed: busy\n  detached earlier: vm-c, 0.5 s in all; attached now\n"), "{text}");
         assert!(text.contains("  filter: icmp (2 installed)\n  packets: 10 seen, 8 matched, 8 captured, 8 written, 0 ring drops, 0 sink drops\n"), "{text}");
         assert!(
             text.contains(

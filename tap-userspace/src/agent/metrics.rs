@@ -7,21 +7,22 @@
 //! each record's header). A tap restarted by a reload starts its
 //! counters over, which Prometheus' `rate()` handles as a counter reset.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
 
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{TcpListener, TcpStream},
-    task::JoinHandle,
-};
-use tracing::{debug, info, warn};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info};
 
 use super::{AgentError, AgentShared, TapState};
+use crate::listener::{Conn, Limits, Listener};
 
 type Labels = Vec<(String, String)>;
 
@@ -30,7 +31,6 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Longest request head read.
 const MAX_REQUEST: usize = 8192;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn tap_label(name: &str) -> Labels {
     vec![("tap".to_string(), name.to_string())]
@@ -170,6 +170,16 @@ pub fn render(shared: &AgentShared) -> String {
         "Filters installed in the running programs (the first one and each reload's)",
     );
     let malformed = r.counter("malformed_records", "Ring records refused as malformed");
+    let detached_seconds = Family::<Labels, Counter<f64, AtomicU64>>::default();
+    r.registry.register(
+        "detached_seconds",
+        "Seconds the tap was not attached to an interface its configuration matches (starting, restarting, attach failed, tap down)",
+        detached_seconds.clone(),
+    );
+    let detached_now = r.gauge(
+        "interfaces_detached",
+        "Interfaces the tap should be attached to and is not, now",
+    );
     let fill = r.gauge("ring_fill_bytes", "Bytes waiting in the ring now");
     let size = r.gauge("ring_size_bytes", "Size of the ring in bytes");
 
@@ -272,6 +282,17 @@ pub fn render(shared: &AgentShared) -> String {
             flow_entries.get_or_create(&l).set(entries as i64);
             flow_size.get_or_create(&l).set(i64::from(table));
         }
+        let now = std::time::Instant::now();
+        for d in tap.detached.view(now) {
+            let mut labels = l.clone();
+            labels.push(("interface".into(), d.interface.clone()));
+            detached_seconds
+                .get_or_create(&labels)
+                .inc_by(d.seconds_total);
+        }
+        detached_now
+            .get_or_create(&l)
+            .set(tap.detached.detached_now() as i64);
         if let (Some(pending), Some(total)) = (s.ring_pending, s.ring_size) {
             fill.get_or_create(&l).set(pending as i64);
             size.get_or_create(&l).set(total as i64);
@@ -283,10 +304,17 @@ pub fn render(shared: &AgentShared) -> String {
     out
 }
 
-/// The listening socket and its task.
+/// Clients served at once, and how long each may take: a scraper sends its request at once.
+pub const LIMITS: Limits = Limits {
+    max_connections: 16,
+    header_timeout: Duration::from_secs(2),
+    idle_timeout: Duration::from_secs(10),
+};
+
+/// The listening socket; dropping it (or [`Server::stop`]) closes it.
 #[derive(Debug)]
 pub struct Server {
-    task: JoinHandle<()>,
+    _listener: Listener,
 }
 
 impl Server {
@@ -295,49 +323,27 @@ impl Server {
             .await
             .map_err(|source| AgentError::Metrics { addr, source })?;
         info!(%addr, "metrics at /metrics");
-        let task = tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        let shared = Arc::clone(&shared);
-                        tokio::spawn(async move {
-                            if let Err(e) = serve(stream, &shared).await {
-                                debug!(error = %e, "metrics connection");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "metrics accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+        let listener = Listener::spawn("metrics", listener, LIMITS, move |conn| {
+            let shared = Arc::clone(&shared);
+            async move {
+                if let Err(e) = serve(conn, &shared).await {
+                    debug!(error = %e, "metrics connection");
                 }
             }
         });
-        Ok(Self { task })
+        Ok(Self {
+            _listener: listener,
+        })
     }
 
     pub fn stop(self) {
-        self.task.abort();
+        drop(self);
     }
 }
 
 /// Answers one HTTP/1 request: `GET /metrics`, or 404; then closes.
-async fn serve(mut stream: TcpStream, shared: &AgentShared) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    let read = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        Ok::<(), std::io::Error>(())
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, read)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request"))??;
+async fn serve(mut conn: Conn<TcpStream>, shared: &AgentShared) -> std::io::Result<()> {
+    let head = conn.read_head(MAX_REQUEST, b"\r\n\r\n").await?;
     let text = String::from_utf8_lossy(&head);
     let mut words = text.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
@@ -367,8 +373,8 @@ async fn serve(mut stream: TcpStream, shared: &AgentShared) -> std::io::Result<(
     if method != "HEAD" {
         response.push_str(&body);
     }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    conn.write_all(response.as_bytes()).await?;
+    conn.shutdown().await
 }
 
 #[cfg(test)]
@@ -410,7 +416,17 @@ mod tests {
             state: Mutex::new((TapState::Starting, None)),
             restarts: 1,
             started: std::time::Instant::now(),
+            detached: Arc::default(),
         });
+        let t0 = std::time::Instant::now() - std::time::Duration::from_millis(1500);
+        tap.detached.update(
+            "vms",
+            t0,
+            &[(
+                "vm-b".into(),
+                crate::agent::detached::Reason::AttachFailed("busy".into()),
+            )],
+        );
         shared.taps.lock().unwrap().push(tap);
         let text = render(&shared);
         assert!(text.ends_with("# EOF\n"), "{text}");
@@ -439,5 +455,8 @@ mod tests {
         assert_eq!(get("tap_state{tap=\"vms\",state=\"waiting\"}"), 1.0);
         assert_eq!(get("tap_state{tap=\"vms\",state=\"running\"}"), 0.0);
         assert_eq!(get("tap_interfaces_attached{tap=\"vms\"}"), 0.0);
+        let detached = get("tap_detached_seconds_total{tap=\"vms\",interface=\"vm-b\"}");
+        assert!((1.5..60.0).contains(&detached), "{detached}");
+        assert_eq!(get("tap_interfaces_detached{tap=\"vms\"}"), 1.0);
     }
 }

@@ -4,9 +4,13 @@
 //! programs and writer), started with its validated [`config::TapConfig`] and stopped by its own
 //! shutdown future. The agent's loop owns the set of taps and does what changes it:
 //!
-//! - every [`INTERFACE_POLL`] it lists the interfaces and tells each tap the ones its names and
-//!   globs match now ([`Control::Interfaces`]): new ones are attached, vanished ones released,
-//!   without touching the ring, the writer or the other interfaces;
+//! - it follows the interfaces through rtnetlink ([`crate::links`]: link events, and a dump
+//!   every [`RESYNC`]) and tells each tap the ones its names and globs match now
+//!   ([`Control::Interfaces`]): new ones are attached, vanished ones released, without touching
+//!   the ring, the writer or the other interfaces. An interface is released only on positive
+//!   evidence that it is gone; failing to read the interfaces changes nothing attached;
+//! - every [`TICK`] it accounts for each interface a tap should be attached to and is not
+//!   ([`detached`]: a counter, a WARN with the reason, `tap ctl status`);
 //! - SIGHUP and `tap ctl reload` re-read the file: an invalid file is refused and logged, the old
 //!   configuration runs on; otherwise filters and limits are swapped in place, taps are added and
 //!   removed, and a tap whose other settings changed is restarted alone;
@@ -14,11 +18,14 @@
 //!   starts it again.
 //!
 //! Alongside run the control socket ([`control`]) and the metrics endpoint ([`metrics`]), which
-//! read the taps' [`LiveStats`] directly.
+//! read the taps' [`LiveStats`] directly. Both are bounded listeners ([`crate::listener`]): no
+//! client can take the descriptors the capture needs.
 
 pub mod config;
 pub mod control;
+pub mod detached;
 pub mod metrics;
+pub mod query;
 
 use std::{
     collections::HashMap,
@@ -43,11 +50,17 @@ use tracing::{Instrument as _, error, info, info_span, warn};
 use crate::{
     capture::{self, Control},
     config::Interface,
+    links::{LinkError, Links},
     live::{LiveStats, Snapshot},
 };
+use detached::{Detached, DetachedView, Reason};
 
-/// How often the interfaces are listed to follow those that come and go.
-pub const INTERFACE_POLL: Duration = Duration::from_millis(500);
+/// How often the agent accounts for interfaces not attached, and sends a tap the interfaces its
+/// queue could not take before.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// How often the whole interface table is read again, besides following its events.
+pub const RESYNC: Duration = Duration::from_secs(10);
 
 /// Errors that keep the agent from starting.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +79,14 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("query endpoint {addr}: {source}")]
+    Query {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot follow the network interfaces: {0}")]
+    Links(#[from] LinkError),
 }
 
 /// Where a tap is in its life.
@@ -95,6 +116,8 @@ pub struct TapShared {
     /// Restarts by reloads since the agent started (counters start over at each).
     pub restarts: u64,
     pub started: Instant,
+    /// Time not attached where it should be, by interface (kept across restarts).
+    pub detached: Arc<Detached>,
 }
 
 impl TapShared {
@@ -173,32 +196,6 @@ struct Ended {
     error: Option<String>,
 }
 
-/// The interfaces of this network namespace, by name and index.
-pub fn list_interfaces() -> Vec<Interface> {
-    let mut out = Vec::new();
-    // SAFETY: if_nameindex returns a list ending with a zero entry, freed below; the names are
-    // NUL-terminated strings owned by the list.
-    unsafe {
-        let list = libc::if_nameindex();
-        if list.is_null() {
-            return out;
-        }
-        let mut p = list;
-        while (*p).if_index != 0 && !(*p).if_name.is_null() {
-            let name = std::ffi::CStr::from_ptr((*p).if_name)
-                .to_string_lossy()
-                .into_owned();
-            out.push(Interface {
-                name,
-                ifindex: (*p).if_index,
-            });
-            p = p.add(1);
-        }
-        libc::if_freenameindex(list);
-    }
-    out
-}
-
 /// The agent's loop and its state.
 struct Agent {
     config: AgentConfig,
@@ -208,8 +205,11 @@ struct Agent {
     next_generation: u64,
     ended_tx: mpsc::Sender<Ended>,
     interfaces: Vec<Interface>,
+    /// Each tap's detached time, by tap name (kept while the tap is in the file).
+    detached: HashMap<String, Arc<Detached>>,
     control_server: Option<control::Server>,
     metrics_server: Option<metrics::Server>,
+    query_server: Option<query::Server>,
     requests_tx: mpsc::Sender<Request>,
 }
 
@@ -241,6 +241,9 @@ pub async fn run(
     mut hangups: mpsc::Receiver<()>,
 ) -> Result<(), AgentError> {
     let config = AgentConfig::load(path)?;
+    // Before any listener: the descriptor budget of their clients follows the raised limit.
+    let nofile = crate::listener::descriptor_limit();
+    let mut links = Links::open().await?;
     let shared = Arc::new(AgentShared::new(path.to_path_buf()));
     let (requests_tx, mut requests) = mpsc::channel::<Request>(8);
     let (ended_tx, mut ended) = mpsc::channel::<Ended>(64);
@@ -253,6 +256,10 @@ pub async fn run(
         Some(addr) => Some(metrics::Server::start(addr, Arc::clone(&shared)).await?),
         None => None,
     };
+    let query_server = match &config.query {
+        Some(q) => Some(query::Server::start(q, query::stores(&config)).await?),
+        None => None,
+    };
     let mut agent = Agent {
         config,
         shared,
@@ -260,9 +267,11 @@ pub async fn run(
         restarts: HashMap::new(),
         next_generation: 0,
         ended_tx,
-        interfaces: list_interfaces(),
+        interfaces: links.interfaces(),
+        detached: HashMap::new(),
         control_server,
         metrics_server,
+        query_server,
         requests_tx,
     };
     if agent.config.taps.is_empty() {
@@ -272,11 +281,23 @@ pub async fn run(
         agent.start(tap);
     }
     agent.publish();
-    info!(config = %path.display(), taps = agent.taps.len(), "agent ready");
+    info!(
+        config = %path.display(),
+        taps = agent.taps.len(),
+        descriptors = nofile,
+        client_connections = crate::listener::connection_budget(),
+        "agent ready"
+    );
     sd_notify("READY=1");
 
-    let mut poll = tokio::time::interval(INTERFACE_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.reset();
+    // Link events are read while this holds; after an error they wait for the next resync, so
+    // a socket that keeps failing cannot spin the loop.
+    let mut following = true;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -292,9 +313,27 @@ pub async fn run(
                 }
             },
             Some(end) = ended.recv() => agent.ended(end),
-            _ = poll.tick() => {
-                agent.interfaces = list_interfaces();
+            changed = links.changed(), if following => match changed {
+                Ok(true) => agent.set_interfaces(links.interfaces()),
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(error = %e, "following the interfaces failed: nothing changes until the next resync");
+                    following = false;
+                }
+            },
+            _ = resync.tick() => match links.resync().await {
+                Ok(changed) => {
+                    if changed {
+                        info!("the interface table had changed unseen: following the dump");
+                        agent.set_interfaces(links.interfaces());
+                    }
+                    following = true;
+                }
+                Err(e) => warn!(error = %e, "reading the interfaces failed: the taps stay attached as they are"),
+            },
+            _ = tick.tick() => {
                 agent.follow_interfaces();
+                agent.account();
             }
         }
     }
@@ -315,9 +354,60 @@ pub async fn run(
 }
 
 impl Agent {
+    /// The interfaces now: each tap is told the ones it matches.
+    fn set_interfaces(&mut self, interfaces: Vec<Interface>) {
+        self.interfaces = interfaces;
+        self.follow_interfaces();
+        self.account();
+    }
+
+    /// The interfaces tap `tap` should be attached to now.
+    fn wanted<'a>(&'a self, tap: &'a TapConfig) -> impl Iterator<Item = &'a Interface> + 'a {
+        self.interfaces.iter().filter(|i| tap.matches(&i.name))
+    }
+
+    /// Records, for each tap, the interfaces it should be attached to and is not, and why.
+    fn account(&self) {
+        let at = Instant::now();
+        for tap in self.taps.values() {
+            let crate::live::AttachmentState {
+                attached,
+                errors,
+                ready,
+            } = tap.shared.live.attachment_state();
+            let (state, error) = tap.shared.state.lock().expect("tap state lock").clone();
+            let missing: Vec<(String, Reason)> = self
+                .wanted(&tap.config)
+                .filter(|i| {
+                    !tap.config
+                        .capture
+                        .hooks
+                        .iter()
+                        .all(|h| attached.contains(&(i.ifindex, *h)))
+                })
+                .map(|i| {
+                    let reason = match state {
+                        TapState::Failed => {
+                            Reason::TapDown(error.clone().unwrap_or_else(|| "failed".into()))
+                        }
+                        TapState::Stopping => Reason::TapDown("stopping".into()),
+                        _ if !ready => Reason::Starting,
+                        _ => errors
+                            .iter()
+                            .find(|(name, _)| *name == i.name)
+                            .map_or(Reason::Pending, |(_, e)| Reason::AttachFailed(e.clone())),
+                    };
+                    (i.name.clone(), reason)
+                })
+                .collect();
+            tap.shared.detached.update(&tap.config.name, at, &missing);
+        }
+    }
+
     fn start(&mut self, tap: TapConfig) {
         let live = Arc::new(LiveStats::new(true));
         let restarts = self.restarts.get(&tap.name).copied().unwrap_or(0);
+        let detached = Arc::clone(self.detached.entry(tap.name.clone()).or_default());
         let shared = Arc::new(TapShared {
             name: tap.name.clone(),
             patterns: tap.patterns.clone(),
@@ -326,6 +416,7 @@ impl Agent {
             state: Mutex::new((TapState::Starting, None)),
             restarts,
             started: Instant::now(),
+            detached,
         });
         let (control, control_rx) = capture::control_channel();
         let (stop, stop_rx) = oneshot::channel::<()>();
@@ -399,6 +490,7 @@ impl Agent {
             },
         );
         self.follow_interfaces();
+        self.account();
     }
 
     /// Stops a tap and waits until its files are finished.
@@ -413,6 +505,13 @@ impl Agent {
         if let Err(e) = (&mut tap.task).await {
             error!(tap = name, error = %e, "tap task ended abnormally");
         }
+        // Detached from here until a restart attaches again (or the tap is removed, and with
+        // it this account).
+        let missing: Vec<(String, Reason)> = self
+            .wanted(&tap.config)
+            .map(|i| (i.name.clone(), Reason::Starting))
+            .collect();
+        tap.shared.detached.update(name, Instant::now(), &missing);
     }
 
     /// A tap task ended by itself (a failure, its output gone): mark it.
@@ -522,6 +621,20 @@ impl Agent {
                     .map_or("off".to_string(), |a| a.to_string())
             ));
         }
+        if new.query != self.config.query {
+            if let Some(old) = self.query_server.take() {
+                old.stop();
+            }
+            if let Some(q) = &new.query {
+                match query::Server::start(q, query::stores(&new)).await {
+                    Ok(server) => self.query_server = Some(server),
+                    Err(e) => error!(error = %e, "the query endpoint cannot be opened"),
+                }
+            }
+            done.push(format!("queries {}", query::describe(new.query.as_ref())));
+        } else if let Some(server) = &self.query_server {
+            server.set_stores(query::stores(&new));
+        }
         let gone: Vec<String> = self
             .config
             .taps
@@ -533,6 +646,7 @@ impl Agent {
             info!(tap = %name, "removed by reload");
             self.stop(&name).await;
             self.restarts.remove(&name);
+            self.detached.remove(&name);
             done.push(format!("removed {name}"));
         }
         for tap in &new.taps {
@@ -615,6 +729,8 @@ pub struct TapStatus {
     pub restarts: u64,
     pub uptime_secs: u64,
     pub stats: Snapshot,
+    /// Interfaces it should have been attached to and was not, with the time.
+    pub detached: Vec<DetachedView>,
 }
 
 impl AgentShared {
@@ -641,6 +757,7 @@ impl AgentShared {
                         restarts: t.restarts,
                         uptime_secs: t.started.elapsed().as_secs(),
                         stats,
+                        detached: t.detached.view(Instant::now()),
                     }
                 })
                 .collect(),

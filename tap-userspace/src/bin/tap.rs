@@ -59,13 +59,22 @@ fn chain(err: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ").replace('\n', " ")
+    tap::excerpt::line(&parts.join(": ").replace('\n', " ")).into_owned()
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Capture(args) => {
             let config = CaptureConfig::from_args(&args)?;
+            // Raised to the hard limit before anything is opened (see tap::listener).
+            let _ = tap::listener::descriptor_limit();
+            // Created now, before anything is attached, as the -Z user would create it: a path
+            // that cannot be written fails here, not after the capture.
+            let stats_file = args
+                .stats_json
+                .as_deref()
+                .map(|path| StatsFile::create(path, config.output.force, config.run_as.as_ref()))
+                .transpose()?;
             let quiet = config.quiet;
             let filter_args = args.filter.clone();
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -104,14 +113,19 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     status::clear();
                 }
                 result
-            })?;
+            });
+            let summary = match summary {
+                Ok(s) => s,
+                Err(e) => {
+                    if let Some(f) = stats_file {
+                        f.discard();
+                    }
+                    return Err(e.into());
+                }
+            };
             capture::flush_stdout().context("flushing standard output")?;
-            if let Some(path) = &args.stats_json {
-                let mut text = serde_json::to_string_pretty(&summary.to_json())
-                    .context("encoding the summary")?;
-                text.push('\n');
-                std::fs::write(path, text)
-                    .with_context(|| format!("writing {}", path.display()))?;
+            if let Some(f) = stats_file {
+                f.write(&summary.to_json())?;
             }
             if !quiet {
                 eprintln!("{summary}");
@@ -194,17 +208,22 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Session(args) => {
+            tap::fleet::command::main(&args, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate(what) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             match what {
                 GenerateCommand::Completions { shell } => {
                     clap_complete::generate(shell, &mut command, "tap", &mut std::io::stdout());
                 }
-                GenerateCommand::Man { dir } => {
+                GenerateCommand::Man { dir, force } => {
                     std::fs::create_dir_all(&dir)
                         .with_context(|| format!("creating {}", dir.display()))?;
-                    clap_mangen::generate_to(command, &dir)
-                        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+                    let mut command = command.disable_help_subcommand(true);
+                    command.build();
+                    write_man_pages(command, &dir, force)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -213,6 +232,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(command) => Ok(one_line(tap::custody::cli::key(&command)?)),
         Command::Alerts(args) => {
             tap::evidence::cli::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query(args) => {
+            tap::store::cli::run_query(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store(command) => {
+            tap::store::cli::run_store(&command)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchWriter(args) => {
@@ -266,6 +293,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 filter: config::filter_from_args(&args.filter)?,
                 decap: decap.bits,
                 vxlan_port: decap.vxlan_port,
+                force: args.force,
             };
             let summary = replay::run(&config)?;
             capture::flush_stdout().context("flushing standard output")?;
@@ -285,6 +313,69 @@ fn one_line(outcome: tap::custody::cli::Outcome) -> ExitCode {
     } else {
         eprintln!("tap: {}", outcome.line);
         ExitCode::FAILURE
+    }
+}
+
+/// `tap.1` and a page per visible subcommand, as clap_mangen names them, each written through
+/// the one safe-create path.
+fn write_man_pages(cmd: clap::Command, dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+        write_man_pages(sub, dir, force)?;
+    }
+    let man = clap_mangen::Man::new(cmd);
+    let path = dir.join(man.get_filename());
+    let mut text = Vec::new();
+    man.render(&mut text).context("rendering a man page")?;
+    tap::safe_create::create(&path, force)?
+        .write_all(&text)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The `--stats-json` file: created (through the one safe-create path) before the capture
+/// starts, written when it ends, removed again when the capture fails before it has a summary.
+struct StatsFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    /// Created by this run (not a file --force overwrote, nor a device).
+    new: bool,
+}
+
+impl StatsFile {
+    fn create(
+        path: &std::path::Path,
+        force: bool,
+        run_as: Option<&tap::privilege::RunAs>,
+    ) -> anyhow::Result<Self> {
+        let new = std::fs::symlink_metadata(path).is_err();
+        let create = || tap::safe_create::create(path, force);
+        let file = match run_as {
+            Some(user) => user.as_effective(create)?,
+            None => create(),
+        }
+        .context("--stats-json")?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            new,
+        })
+    }
+
+    fn write(mut self, summary: &serde_json::Value) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let mut text = serde_json::to_string_pretty(summary).context("encoding the summary")?;
+        text.push('\n');
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    fn discard(self) {
+        drop(self.file);
+        if self.new {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

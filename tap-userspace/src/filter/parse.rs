@@ -28,6 +28,14 @@ use super::{
 
 /// Parses `input`. `Ok(None)`: the expression is empty (no filter: every packet matches).
 pub fn parse(input: &str) -> Result<Option<Expr>, FilterError> {
+    // Bounds the time and memory of everything below by the length (nesting and graph size
+    // have their own limits).
+    if input.len() > super::MAX_EXPRESSION_LEN {
+        return Err(FilterError::TooLong {
+            length: input.len(),
+            max: super::MAX_EXPRESSION_LEN,
+        });
+    }
     let tokens = tokenize(input);
     if tokens.is_empty() {
         return Ok(None);

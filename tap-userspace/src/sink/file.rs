@@ -1,17 +1,17 @@
 //! One output file on disk.
 //!
-//! Created 0600 with `O_NOFOLLOW` (a symbolic link at the name is refused) and, unless
-//! `--force`, `O_EXCL` (an existing file is refused, never overwritten). Data is appended only
-//! in whole records; when a write fails part-way (a full disk) the file is cut back to the last
+//! Created through [`crate::safe_create`]: 0600 with `O_NOFOLLOW` (a symbolic link at the name
+//! is refused) and, unless `--force`, `O_EXCL` (an existing file is refused, never
+//! overwritten). Data is appended only in whole records; when a write fails part-way (a full disk) the file is cut back to the last
 //! whole record, so what it holds stays readable. Finishing syncs the file and, for a file
 //! written under a temporary name, renames it to its final name without replacing anything
 //! (unless `--force`).
 
 use std::{
     ffi::CString,
-    fs::{File, OpenOptions},
+    fs::File,
     io::{self, Seek, SeekFrom, Write},
-    os::unix::{ffi::OsStrExt as _, fs::MetadataExt as _, fs::OpenOptionsExt as _},
+    os::unix::{ffi::OsStrExt as _, fs::MetadataExt as _},
     path::{Path, PathBuf},
 };
 
@@ -51,73 +51,21 @@ pub struct OutFile {
     regular: bool,
 }
 
-/// What is at an output path now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Existing {
-    Nothing,
-    /// A regular file (or a directory: opening it fails with a clear error).
-    File,
-    /// A device or a FIFO (`/dev/null`, a named pipe): written to, never created or truncated.
-    Special,
-}
+pub use crate::safe_create::Existing;
 
 /// Refuses a symbolic link at `path`, and an existing file unless `force`.
 pub fn check_target(path: &Path, force: bool) -> Result<Existing, StorageError> {
-    use std::os::unix::fs::FileTypeExt as _;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(StorageError::Symlink {
-            path: path.to_path_buf(),
-        }),
-        Ok(m)
-            if m.file_type().is_char_device()
-                || m.file_type().is_fifo()
-                || m.file_type().is_block_device() =>
-        {
-            Ok(Existing::Special)
-        }
-        Ok(_) if !force => Err(StorageError::Exists {
-            path: path.to_path_buf(),
-        }),
-        Ok(_) => Ok(Existing::File),
-        Err(_) => Ok(Existing::Nothing),
-    }
+    Ok(crate::safe_create::check_target(path, force)?)
 }
 
 impl OutFile {
     /// Creates the file for final name `path`, under a temporary name when `temp` is given.
     pub fn create(path: &Path, temp: Option<PathBuf>, force: bool) -> Result<Self, StorageError> {
-        let mut existing = check_target(path, force)?;
+        check_target(path, force)?;
         let open_path = temp.as_deref().unwrap_or(path);
-        if temp.is_some() {
-            // A temporary name left by a capture that crashed is someone's data now.
-            existing = check_target(open_path, force)?;
-        }
-        let mut options = OpenOptions::new();
-        options
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
-        if existing == Existing::Special {
-            // Written to as it is: /dev/null, a named pipe.
-        } else if force {
-            options.create(true).truncate(true);
-        } else {
-            options.create_new(true);
-        }
-        let file = options
-            .open(open_path)
-            .map_err(|source| match source.raw_os_error() {
-                Some(libc::ELOOP) => StorageError::Symlink {
-                    path: open_path.to_path_buf(),
-                },
-                Some(libc::EEXIST) => StorageError::Exists {
-                    path: open_path.to_path_buf(),
-                },
-                _ => StorageError::Create {
-                    path: open_path.to_path_buf(),
-                    source,
-                },
-            })?;
+        // A temporary name left by a capture that crashed is someone's data now: the one
+        // safe-create path checks the name it opens, too.
+        let file = crate::safe_create::create(open_path, force)?;
         let meta = file.metadata().map_err(|source| StorageError::Create {
             path: open_path.to_path_buf(),
             source,

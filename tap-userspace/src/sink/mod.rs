@@ -72,6 +72,23 @@ pub enum StorageError {
     Compress(#[source] io::Error),
     #[error("file name: {0}")]
     Pattern(#[from] rotate::PatternError),
+    #[error(transparent)]
+    Store(Box<crate::store::StoreError>),
+}
+
+impl From<crate::safe_create::CreateError> for StorageError {
+    fn from(e: crate::safe_create::CreateError) -> Self {
+        use crate::safe_create::CreateError as E;
+        match e {
+            E::Exists { path } => Self::Exists { path },
+            E::Symlink { path } => Self::Symlink { path },
+            E::Linked { ref path } => Self::Create {
+                path: path.clone(),
+                source: io::Error::other(e.to_string()),
+            },
+            E::Open { path, source } => Self::Create { path, source },
+        }
+    }
 }
 
 /// Why a sink stopped taking packets.
@@ -156,5 +173,8 @@ pub struct WriterProgress {
 
 /// Opens the output the configuration names (the first file, when writing files).
 pub fn open(setup: SinkSetup<'_>) -> Result<Box<dyn Sink>, StorageError> {
+    if let Some(store) = &setup.output.store {
+        return crate::store::sink::open(setup, &store.clone());
+    }
     Ok(Box::new(writer::CaptureWriter::open(setup)?))
 }

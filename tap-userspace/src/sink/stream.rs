@@ -11,10 +11,7 @@ use std::{
     io::{self, Write},
     os::{
         fd::{AsFd, AsRawFd},
-        unix::{
-            fs::{FileTypeExt, OpenOptionsExt, PermissionsExt},
-            net::UnixListener,
-        },
+        unix::fs::{FileTypeExt, OpenOptionsExt},
     },
     path::{Path, PathBuf},
     sync::{
@@ -32,7 +29,10 @@ use super::{
     CaptureStats, Sink, SinkReport, SinkStop,
     pcap::{LINKTYPE_ETHERNET, global_header, record_header},
 };
-use crate::drain::Batch;
+use crate::{
+    drain::Batch,
+    listener::{self, Limits, Listener, Slot, UnixSocketFile},
+};
 
 /// Chunks a reader may have queued before it starts losing packets.
 const READER_QUEUE: usize = 256;
@@ -63,7 +63,7 @@ pub struct ReaderStats {
     pub packets: AtomicU64,
     /// Packets lost because the reader's queue was full (it did not keep up).
     pub dropped: AtomicU64,
-    /// Packets that were on their way when the reader left: they reached no reader.
+    /// Packets that were on their way to the reader (queued or being written) when it left.
     pub left: AtomicU64,
     /// Packets handed to the reader's queue and not written yet. What is still there when the
     /// capture ends (a reader that stopped reading) is lost to it.
@@ -77,6 +77,59 @@ struct Reader {
     id: u64,
 }
 
+/// What one client of a stream got, for the summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientReport {
+    pub id: u64,
+    /// Packets written to the client.
+    pub delivered: u64,
+    /// Packets dropped because its queue was full: it did not keep up.
+    pub dropped: u64,
+    /// Packets queued for it that it never got: on their way when it left, or still queued
+    /// when the capture ended (a client that had stopped reading).
+    pub undelivered: u64,
+    /// It left before the capture ended.
+    pub left: bool,
+}
+
+impl ClientReport {
+    fn of(id: u64, s: &ReaderStats) -> Self {
+        let gone = s.gone.load(Ordering::Relaxed);
+        Self {
+            id,
+            delivered: s.packets.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            undelivered: s.left.load(Ordering::Relaxed) + s.queued.load(Ordering::Relaxed),
+            left: gone,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "client {}: {} packets delivered",
+            self.id, self.delivered
+        )?;
+        if self.dropped > 0 {
+            write!(f, ", {} dropped (it did not keep up)", self.dropped)?;
+        }
+        if self.undelivered > 0 {
+            let when = if self.left {
+                "on their way when it left"
+            } else {
+                "still queued at the end"
+            };
+            write!(f, ", {} undelivered ({when})", self.undelivered)?;
+        }
+        Ok(())
+    }
+}
+
+/// Clients named one by one in a summary; earlier ones are summed up.
+const CLIENTS_LISTED: usize = 16;
+
 /// Counters of a stream sink, for the summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamReport {
@@ -89,6 +142,26 @@ pub struct StreamReport {
     pub reader_drops: u64,
     /// Packets captured while no reader was connected (or on their way to one that left).
     pub no_reader: u64,
+    /// `--serve`: each client, in the order they connected (the last [`CLIENTS_LISTED`]).
+    pub clients: Vec<ClientReport>,
+    /// `--serve`: the clients left out of `clients`, summed.
+    pub earlier: ClientReport,
+    /// `--serve`: how many clients `earlier` sums.
+    pub earlier_count: u64,
+}
+
+impl StreamReport {
+    /// Keeps a client's report: listed while there is room, summed after.
+    fn push_client(&mut self, c: ClientReport) {
+        self.clients.push(c);
+        if self.clients.len() > CLIENTS_LISTED {
+            let old = self.clients.remove(0);
+            self.earlier.delivered += old.delivered;
+            self.earlier.dropped += old.dropped;
+            self.earlier.undelivered += old.undelivered;
+            self.earlier_count += 1;
+        }
+    }
 }
 
 /// True when the other end is gone: a pipe without readers (POLLERR), a closed socket (POLLHUP).
@@ -104,7 +177,14 @@ fn hung_up(fd: impl AsFd) -> bool {
 }
 
 /// Starts a writer thread for one reader: header first, then chunks, until the reader goes.
-fn spawn_reader<W: Write + AsFd + Send + 'static>(mut out: W, snaplen: u32, id: u64) -> Reader {
+///
+/// `slot`: the client's place under its listener's caps, given back when the thread ends.
+fn spawn_reader<W: Write + AsFd + Send + 'static>(
+    mut out: W,
+    snaplen: u32,
+    id: u64,
+    slot: Option<Slot>,
+) -> Reader {
     let (tx, rx) = mpsc::sync_channel::<(Bytes, u64)>(READER_QUEUE);
     let stats = Arc::new(ReaderStats::default());
     let s = Arc::clone(&stats);
@@ -137,6 +217,7 @@ fn spawn_reader<W: Write + AsFd + Send + 'static>(mut out: W, snaplen: u32, id: 
             }
             drop(rx);
             drop(out);
+            drop(slot);
             s.gone.store(true, Ordering::Relaxed);
         });
     Reader { tx, stats, id }
@@ -177,7 +258,15 @@ fn fan_out(
 
 fn harvest(r: &Reader, report: &mut StreamReport) {
     add_stats(&r.stats, report);
-    tracing::info!(reader = r.id, "stream reader left");
+    let client = ClientReport::of(r.id, &r.stats);
+    tracing::info!(
+        reader = r.id,
+        delivered = client.delivered,
+        dropped = client.dropped,
+        undelivered = client.undelivered,
+        "stream reader left"
+    );
+    report.push_client(client);
 }
 
 /// Adds a reader's counts to the report, once it is gone or the capture is over: what is still
@@ -188,80 +277,75 @@ fn add_stats(s: &ReaderStats, report: &mut StreamReport) {
     report.no_reader += s.left.load(Ordering::Relaxed);
 }
 
+/// Clients of a `--serve` socket served at once, and how long one may leave its stream
+/// unread: past that, a write that does not progress ends its stream (its queue had long been
+/// dropping packets, counted for it).
+pub const SERVE_LIMITS: Limits = Limits {
+    max_connections: 16,
+    header_timeout: Duration::from_secs(2),
+    idle_timeout: Duration::from_secs(30),
+};
+
 /// `--serve unix:PATH`: every client that connects gets its own pcap stream.
 pub struct ServeSink {
     path: PathBuf,
     readers: Arc<Mutex<Vec<Reader>>>,
-    stop: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
     report: StreamReport,
     written: u64,
+    /// Packets captured while no client was connected.
+    no_client: u64,
+    // Field order is drop order: stop accepting, then remove the socket file (also when the
+    // capture fails before it finishes this sink).
+    listener: Option<Listener>,
+    _file: UnixSocketFile,
 }
 
 impl ServeSink {
-    /// Binds the socket (mode 0600; a stale socket file is replaced, anything else refused) and
-    /// starts accepting clients.
+    /// Binds the socket (mode 0600; a stale socket file is replaced, a live one or anything else
+    /// refused) and starts accepting clients on the current Tokio runtime, through the bounded
+    /// listener ([`SERVE_LIMITS`]).
     pub fn bind(path: &Path, snaplen: u32) -> io::Result<Self> {
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if meta.file_type().is_socket() {
-                std::fs::remove_file(path)?;
-            } else {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "exists and is not a socket",
-                ));
-            }
-        }
-        // The socket file takes its mode from the umask at bind time: make it 0600 from birth.
-        // SAFETY: umask has no preconditions; restored right after.
-        let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
-        // SAFETY: as above.
-        unsafe { libc::umask(old) };
-        let listener = bound?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
+        let (listener, file) = listener::bind_unix(path)?;
+        let listener = tokio::net::UnixListener::from_std(listener)?;
         let readers: Arc<Mutex<Vec<Reader>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
-        let (r, s, a) = (
-            Arc::clone(&readers),
-            Arc::clone(&stop),
-            Arc::clone(&accepted),
-        );
-        thread::Builder::new()
-            .name("tap-serve".into())
-            .spawn(move || {
-                let mut next_id = 0;
-                while !s.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nonblocking(false);
-                            next_id += 1;
-                            a.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(reader = next_id, "stream reader connected");
-                            let reader = spawn_reader(stream, snaplen, next_id);
-                            r.lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .push(reader);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            thread::sleep(Duration::from_millis(20))
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accepting a stream reader failed");
-                            thread::sleep(Duration::from_millis(100));
-                        }
+        let (r, a) = (Arc::clone(&readers), Arc::clone(&accepted));
+        let name = format!("serve {}", path.display());
+        let listener = Listener::spawn(&name, listener, SERVE_LIMITS, move |conn| {
+            let idle = conn.limits.idle_timeout;
+            let (stream, slot) = conn.into_parts();
+            let (r, a) = (Arc::clone(&r), Arc::clone(&a));
+            async move {
+                // The client's thread writes with blocking calls, each bounded by the timeout.
+                let stream = match stream.into_std().and_then(|s| {
+                    s.set_nonblocking(false)?;
+                    listener::set_send_timeout(&s, idle)?;
+                    Ok(s)
+                }) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "setting up a stream reader failed");
+                        return;
                     }
-                }
-            })?;
+                };
+                let id = a.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::info!(reader = id, "stream reader connected");
+                let reader = spawn_reader(stream, snaplen, id, Some(slot));
+                r.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(reader);
+            }
+        });
         Ok(Self {
             path: path.to_path_buf(),
             readers,
-            stop,
             accepted,
             report: StreamReport::default(),
             written: 0,
+            no_client: 0,
+            listener: Some(listener),
+            _file: file,
         })
     }
 
@@ -283,13 +367,14 @@ impl Sink for ServeSink {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !fan_out(&mut readers, &chunk, packets, &mut self.report) {
             self.report.no_reader += packets;
+            self.no_client += packets;
         }
         self.written += packets;
         Ok(())
     }
 
     fn finish(mut self: Box<Self>, _stats: &CaptureStats) -> SinkReport {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.listener.take());
         let readers = std::mem::take(
             &mut *self
                 .readers
@@ -297,25 +382,42 @@ impl Sink for ServeSink {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         // Closing the queues lets each reader thread drain and end.
-        let waiting: Vec<Arc<ReaderStats>> = readers.iter().map(|r| Arc::clone(&r.stats)).collect();
+        let waiting: Vec<(u64, Arc<ReaderStats>)> = readers
+            .iter()
+            .map(|r| (r.id, Arc::clone(&r.stats)))
+            .collect();
         drop(readers);
         let deadline = Instant::now() + Duration::from_secs(2);
-        for s in &waiting {
+        for (id, s) in &waiting {
             while !s.gone.load(Ordering::Relaxed) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(5));
             }
             add_stats(s, &mut self.report);
+            let mut client = ClientReport::of(*id, s);
+            // Connected until the end, however its thread is doing.
+            client.left = false;
+            self.report.push_client(client);
         }
-        let _ = std::fs::remove_file(&self.path);
         let r = &self.report;
-        let note = format!(
-            "serve {}: {} readers, {} packets delivered, {} dropped by slow readers, {} with no reader",
+        let mut note = format!(
+            "serve {}: {} clients",
             self.path.display(),
             self.accepted.load(Ordering::Relaxed),
-            r.delivered,
-            r.reader_drops,
-            r.no_reader
         );
+        if r.earlier_count > 0 {
+            let e = &r.earlier;
+            note.push_str(&format!(
+                "; {} earlier clients: {} packets delivered, {} dropped, {} undelivered",
+                r.earlier_count, e.delivered, e.dropped, e.undelivered
+            ));
+        }
+        for c in &r.clients {
+            note.push_str(&format!("; {c}"));
+        }
+        note.push_str(&format!(
+            "; {} packets while no client was connected",
+            self.no_client
+        ));
         SinkReport {
             written: self.written,
             notes: vec![note],
@@ -382,7 +484,7 @@ impl FifoSink {
         self.next_id += 1;
         self.report.readers += 1;
         tracing::info!(reader = self.next_id, path = %self.path.display(), "stream reader connected");
-        self.reader = Some(spawn_reader(file, self.snaplen, self.next_id));
+        self.reader = Some(spawn_reader(file, self.snaplen, self.next_id, None));
     }
 
     pub fn stream_report(&self) -> StreamReport {
@@ -472,7 +574,7 @@ mod tests {
     #[test]
     fn a_reader_gets_a_header_then_packets_and_leaves_when_the_queue_closes() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let reader = spawn_reader(ours, 1500, 1);
+        let reader = spawn_reader(ours, 1500, 1, None);
         reader.stats.queued.fetch_add(2, Ordering::Relaxed);
         reader
             .tx
@@ -495,7 +597,8 @@ mod tests {
                 readers: 0,
                 delivered: 2,
                 reader_drops: 0,
-                no_reader: 0
+                no_reader: 0,
+                ..StreamReport::default()
             }
         );
     }

@@ -47,6 +47,66 @@ fn custody_dir(path: &Path) -> PathBuf {
 /// Longest a finished file's post-rotate command is waited for at the end.
 const POST_ROTATE_WAIT: Duration = Duration::from_secs(5);
 
+/// What a chunk of a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkKind {
+    /// The section header and interface descriptions a file starts with.
+    Header,
+    /// Packet records (and, rarely, the description of an interface first seen in them).
+    Packets,
+    /// The statistics a file ends with.
+    Trailer,
+}
+
+/// One write of the writer: a run of whole records (one zstd frame when compressing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    pub kind: ChunkKind,
+    /// Where it starts in the file, in bytes (of the compressed file when compressing).
+    pub offset: u64,
+    /// Bytes it takes in the file; 0 when nothing of it reached the file.
+    pub len: u64,
+    /// Bytes of records it holds (its decompressed size; `len` when not compressing).
+    pub raw_len: u64,
+    /// Packets of it that reached the file: the first `packets` of those told since the last
+    /// chunk (all of them unless the disk filled up part-way).
+    pub packets: u64,
+}
+
+/// Watches what the writer puts where, for an index of its files (the packet store). Called on
+/// the writer thread: [`WriteObserver::packet`] for every packet, the rest per write or file.
+pub trait WriteObserver: Send {
+    /// A file was created; `path` is the name it has while written.
+    fn file_started(&mut self, path: &Path);
+    /// `p` was encoded as pcapng interface `interface` into the chunk that is written next,
+    /// its record (and the description of an interface first seen with it) starting `at` bytes
+    /// into the chunk's records.
+    fn packet(&mut self, p: &Packet<'_>, interface: u32, at: usize);
+    /// A write reached the current file (or, with `len` 0, did not).
+    fn chunk_written(&mut self, chunk: &Chunk);
+    /// The current file is complete, synced, under its final name `path`.
+    fn file_finished(&mut self, path: &Path);
+    /// The current file was removed unfinished (its header did not fit).
+    fn file_discarded(&mut self) {}
+    /// The disk is full: free room if possible. True when something was freed, so the write is
+    /// tried again; false leaves the full disk to `--on-disk-full`.
+    fn make_room(&mut self) -> bool {
+        false
+    }
+    /// The writer has nothing to do right now (periodic work: retention by age).
+    fn idle(&mut self) {}
+    /// True when the current file should end before the next packet (the observer's own
+    /// bounds, e.g. the memory its index of the file takes).
+    fn rotate_due(&self) -> bool {
+        false
+    }
+    /// The writer finishes (its last file is finished): wait for work in flight, return lines
+    /// for the summary.
+    fn finish(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 fn wall_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -232,6 +292,7 @@ pub struct CaptureWriter {
     dropping: bool,
     report: SinkReport,
     progress: Option<std::sync::Arc<super::WriterProgress>>,
+    observer: Option<Box<dyn WriteObserver>>,
 }
 
 impl std::fmt::Debug for CaptureWriter {
@@ -246,6 +307,14 @@ impl std::fmt::Debug for CaptureWriter {
 impl CaptureWriter {
     /// Opens the output (the first file) and writes its header.
     pub fn open(setup: SinkSetup<'_>) -> Result<Self, StorageError> {
+        Self::open_observed(setup, None)
+    }
+
+    /// [`CaptureWriter::open`], telling `observer` what goes where (files only).
+    pub fn open_observed(
+        setup: SinkSetup<'_>,
+        observer: Option<Box<dyn WriteObserver>>,
+    ) -> Result<Self, StorageError> {
         let out = setup.output;
         let enc = match out.format {
             Format::Pcap => Encoder::Pcap {
@@ -301,6 +370,7 @@ impl CaptureWriter {
             dropping: false,
             report: SinkReport::default(),
             progress: setup.progress.clone(),
+            observer,
         };
         if let Encoder::Pcapng(e) = &w.enc {
             debug!(interfaces = %e.describe(), "pcapng interfaces");
@@ -365,12 +435,18 @@ impl CaptureWriter {
                 }
             };
             info!(path = %path.display(), "writing");
+            if let (Some(o), Some(file)) = (&mut self.observer, &files.current) {
+                o.file_started(file.current_name());
+            }
         }
-        if let Err(f) = self.write_raw(header) {
+        if let Err(f) = self.write_raw(header, ChunkKind::Header) {
             // A file whose header did not fit holds nothing: remove it.
             if let Target::Files(files) = &mut self.target {
                 if let Some(file) = files.current.take() {
                     file.discard();
+                    if let Some(o) = &mut self.observer {
+                        o.file_discarded();
+                    }
                 }
             }
             return Err(f);
@@ -378,18 +454,61 @@ impl CaptureWriter {
         Ok(())
     }
 
+    /// Bytes in the current file.
+    fn file_len(&self) -> u64 {
+        match &self.target {
+            Target::Files(f) => f.current.as_ref().map_or(0, OutFile::len),
+            Target::Stdout => 0,
+        }
+    }
+
+    /// Writes `data` (a prefix of whole records, by `whole`), asking the observer to make room
+    /// and trying the rest again while the disk is full and it can. On failure: the bytes that
+    /// stayed, and why.
+    fn write_retrying(
+        target: &mut Target,
+        observer: &mut Option<Box<dyn WriteObserver>>,
+        data: &[u8],
+        whole: impl Fn(usize) -> usize,
+    ) -> Result<(), (usize, Fail)> {
+        let mut done = 0;
+        loop {
+            let rest = &data[done..];
+            match write_target(target, rest, |n| whole(done + n).saturating_sub(done)) {
+                Ok(()) => return Ok(()),
+                Err((kept, Fail::DiskFull(path))) => {
+                    done += kept;
+                    if !observer.as_mut().is_some_and(|o| o.make_room()) {
+                        return Err((done, Fail::DiskFull(path)));
+                    }
+                }
+                Err((kept, f)) => return Err((done + kept, f)),
+            }
+        }
+    }
+
     /// Writes bytes that are not packets (a header, statistics) as one unit.
-    fn write_raw(&mut self, data: &[u8]) -> Result<(), Fail> {
+    fn write_raw(&mut self, raw: &[u8], kind: ChunkKind) -> Result<(), Fail> {
+        let offset = self.file_len();
         let data = match &mut self.zstd {
             Some(z) => z
-                .frame(data)
+                .frame(raw)
                 .map_err(|e| Fail::Other(StorageError::Compress(e)))?,
-            None => data,
+            None => raw,
         };
         let n = data.len() as u64;
-        let r = write_target(&mut self.target, data, |_| 0);
+        let r = Self::write_retrying(&mut self.target, &mut self.observer, data, |_| 0);
         if r.is_ok() {
             self.report.bytes += n;
+        }
+        if let Some(o) = &mut self.observer {
+            o.chunk_written(&Chunk {
+                kind,
+                offset,
+                len: if r.is_ok() { n } else { 0 },
+                raw_len: raw.len() as u64,
+                packets: 0,
+            });
         }
         r.map_err(|(_, f)| f)
     }
@@ -400,17 +519,19 @@ impl CaptureWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
+        let offset = self.file_len();
         let Self {
             buf,
             marks,
             zstd,
             target,
+            observer,
             ..
         } = self;
         let (result, compressed) = match zstd {
             Some(z) => match z.frame(buf) {
                 Ok(frame) => (
-                    write_target(target, frame, |_| 0).map(|()| frame.len()),
+                    Self::write_retrying(target, observer, frame, |_| 0).map(|()| frame.len()),
                     true,
                 ),
                 Err(e) => (Err((0, Fail::Other(StorageError::Compress(e)))), true),
@@ -422,7 +543,10 @@ impl CaptureWriter {
                         .checked_sub(1)
                         .map_or(0, |i| m[i].0)
                 };
-                (write_target(target, buf, whole).map(|()| buf.len()), false)
+                (
+                    Self::write_retrying(target, observer, buf, whole).map(|()| buf.len()),
+                    false,
+                )
             }
         };
         let (kept_bytes, kept_packets, fail) = match result {
@@ -441,6 +565,20 @@ impl CaptureWriter {
         }
         for &(_, id) in &self.marks[kept_packets..] {
             self.enc.count_lost(id);
+        }
+        if let Some(o) = &mut self.observer {
+            let raw_len = if compressed || kept_packets == self.marks.len() {
+                self.buf.len()
+            } else {
+                kept_bytes
+            };
+            o.chunk_written(&Chunk {
+                kind: ChunkKind::Packets,
+                offset,
+                len: kept_bytes as u64,
+                raw_len: raw_len as u64,
+                packets: kept_packets as u64,
+            });
         }
         self.report.written += kept_packets as u64;
         self.report.lost += (self.marks.len() - kept_packets) as u64;
@@ -480,7 +618,7 @@ impl CaptureWriter {
         let trailer_result = if trailer.is_empty() {
             Ok(())
         } else {
-            self.write_raw(&trailer)
+            self.write_raw(&trailer, ChunkKind::Trailer)
         };
         self.scratch = trailer;
         self.close_file()?;
@@ -501,6 +639,9 @@ impl CaptureWriter {
         // Opened for hashing before the post-rotate command can touch it.
         if let (true, Some(c)) = (regular, &files.custody) {
             c.record(&created.path);
+        }
+        if let Some(o) = &mut self.observer {
+            o.file_finished(&created.path);
         }
         files.post.spawn(&created.path);
         files.ring.push(created);
@@ -531,6 +672,9 @@ impl CaptureWriter {
         }
         if self.boundary_ns.is_some_and(|b| p.ts_ns >= b) {
             return self.rotate(self.interval_start(p.ts_ns));
+        }
+        if self.file_packets > 0 && self.observer.as_ref().is_some_and(|o| o.rotate_due()) {
+            return self.rotate((wall_ns() / 1_000_000_000) as i64);
         }
         if let Some(max) = self.rotation.max_bytes {
             let due = if self.zstd.is_some() {
@@ -708,7 +852,11 @@ impl CaptureWriter {
                 self.report.lost += total - done;
                 return self.fail(f);
             }
+            let at = self.buf.len();
             let id = self.enc.packet(&mut self.buf, &p);
+            if let Some(o) = &mut self.observer {
+                o.packet(&p, id, at);
+            }
             self.marks.push((self.buf.len(), id));
             self.file_packets += 1;
         }
@@ -728,6 +876,9 @@ impl CaptureWriter {
         let now_ns = wall_ns();
         if let Target::Files(files) = &mut self.target {
             files.post.reap();
+        }
+        if let Some(o) = &mut self.observer {
+            o.idle();
         }
         if self.dropping {
             return self.retry_after_disk_full(now_ns);
@@ -789,13 +940,17 @@ impl Sink for CaptureWriter {
                     if trailer.is_empty() {
                         Ok(())
                     } else {
-                        self.write_raw(&trailer)
+                        self.write_raw(&trailer, ChunkKind::Trailer)
                     }
                 }),
             };
             if let Err(f) = result {
                 let _ = self.fail(f);
             }
+        }
+        if let Some(o) = &mut self.observer {
+            let notes = o.finish();
+            self.report.notes.extend(notes);
         }
         if let Target::Files(files) = &mut self.target {
             files.post.finish(POST_ROTATE_WAIT);
@@ -867,6 +1022,7 @@ mod tests {
             on_disk_full: DiskFull::Stop,
             force: false,
             resume: false,
+            store: None,
         }
     }
 

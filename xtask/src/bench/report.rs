@@ -28,6 +28,8 @@ pub struct Results {
     pub progs: Vec<(ProgConfig, Vec<ProgRun>)>,
     /// `(place, writer, MB/s of each run)`.
     pub writers: Vec<(&'static str, Writer, Vec<f64>)>,
+    /// `tap bench-writer --store` against plain pcapng: CPU per packet by size and flows.
+    pub store_cpu: Value,
 }
 
 /// One capture configuration and its runs.
@@ -542,6 +544,7 @@ pub fn json(r: &Results, plan: &Plan, targets: &[Target], elapsed: std::time::Du
         "capture": captures,
         "programs": programs,
         "writer": writers,
+        "store_cpu": r.store_cpu,
         "targets": targets.iter().map(|t| json!({
             "id": t.id, "what": t.what, "measured": t.measured, "pass": t.pass,
         })).collect::<Vec<_>>(),
