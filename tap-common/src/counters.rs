@@ -23,8 +23,18 @@ pub const RATE_LIMITED: Counter = 7;
 /// Packets the filter could not evaluate (graph walk too long, missing node); never expected.
 pub const FILTER_ERROR: Counter = 8;
 
+/// Packets copied shorter than the snap length asked for: XDP frames longer than the helper
+/// can read (`crate::config::XDP_MAX_END`). Never expected on the TC hooks.
+pub const TRUNCATED: Counter = 9;
+
+/// Selected packets not copied because their flow had used its budget (`--flow-budget`).
+pub const OVER_BUDGET: Counter = 10;
+/// Flows added to the flow table (`--flow-budget`); those evicted are this less the table's
+/// entries.
+pub const FLOWS_NEW: Counter = 11;
+
 /// Number of counters; the size of the array.
-pub const COUNT: u32 = 9;
+pub const COUNT: u32 = 12;
 
 /// Names for the summary and metrics, by index.
 pub const NAMES: [&str; COUNT as usize] = [
@@ -37,4 +47,7 @@ pub const NAMES: [&str; COUNT as usize] = [
     "sampled_out",
     "rate_limited",
     "filter_error",
+    "truncated",
+    "over_budget",
+    "flows_new",
 ];

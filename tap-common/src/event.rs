@@ -91,8 +91,8 @@ mod tests {
         assert_eq!(size_class(65), Some(128));
         assert_eq!(size_class(1514), Some(1536));
         assert_eq!(size_class(1537), Some(2048));
-        assert_eq!(size_class(MAX_FRAME), Some(MAX_FRAME));
-        assert_eq!(size_class(MAX_FRAME + 1), None);
+        assert_eq!(size_class(MAX_CLASS), Some(MAX_CLASS));
+        assert_eq!(size_class(MAX_CLASS + 1), None);
         // Each class is a power of two or a multiple of 512 (the programs mask a length by the
         // next power of two, then bound it by the class).
         for c in SIZE_CLASSES {

@@ -9,9 +9,11 @@ pub mod config;
 pub mod counters;
 pub mod event;
 pub mod filter;
+pub mod flow;
 #[cfg(feature = "user")]
 pub mod frame;
+pub mod ifstats;
 pub mod maps;
 
-#[cfg(feature = "user")]
+#[cfg(any(test, feature = "user"))]
 extern crate std;

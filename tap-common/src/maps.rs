@@ -26,6 +26,20 @@ pub const RULE_HITS: &str = "TAP_RULE_HITS";
 /// Per-CPU sampling and rate-cap state: `[sample counter, window start ns, window count, 0]`.
 pub const LIMIT_STATE: &str = "TAP_LIMIT_STATE";
 
+/// Per-interface counters (see [`crate::ifstats`]): the direct slot table,
+/// [`crate::ifstats::IfSlot`] at `ifindex % IF_SLOT_ENTRIES`.
+pub const IF_SLOTS: &str = "TAP_IF_SLOTS";
+/// ... the interfaces whose direct entry another one holds: ifindex → slot (hash).
+pub const IF_SLOTS_MORE: &str = "TAP_IF_SLOTS_MORE";
+/// ... the counters: per-CPU array of `u64`, indexed by [`crate::ifstats::base`] + counter.
+pub const IF_COUNTERS: &str = "TAP_IF_COUNTERS";
+/// ... per CPU, the base index of the packet being looked at (the programs' own scratch).
+pub const IF_CURRENT: &str = "TAP_IF_CURRENT";
+
+/// The per-flow budget's table: LRU hash of [`crate::flow::FlowKey`] → `u64` bytes or packets
+/// used. The loader sizes it to `--flow-table-size`.
+pub const FLOWS: &str = "TAP_FLOWS";
+
 /// XDP entry point.
 pub const PROG_XDP: &str = "xdp_tap";
 /// TC classifier entry point for ingress.
@@ -46,5 +60,11 @@ pub const GLOBAL_CONSUME: &str = "TAP_CONSUME";
 pub const GLOBAL_WAKEUP_BYTES: &str = "TAP_WAKEUP_BYTES";
 /// Global (`.rodata`): ... or once this many ns passed since the CPU last woke it.
 pub const GLOBAL_WAKEUP_NS: &str = "TAP_WAKEUP_NS";
+/// Global (`.rodata`): 1 to count per interface and hook ([`crate::ifstats`]).
+pub const GLOBAL_IF_STATS: &str = "TAP_IF_STATS";
+/// Global (`.rodata`, `u64`): the per-flow budget, in bytes or packets (0: no budget).
+pub const GLOBAL_FLOW_BUDGET: &str = "TAP_FLOW_BUDGET";
+/// Global (`.rodata`): what the budget counts, [`crate::flow::UNIT_BYTES`] or `UNIT_PACKETS`.
+pub const GLOBAL_FLOW_UNIT: &str = "TAP_FLOW_UNIT";
 /// Global (`.rodata`) holding the snap length, set by the loader: [`crate::config::SNAPLEN`].
 pub const GLOBAL_SNAPLEN: &str = "TAP_SNAPLEN";

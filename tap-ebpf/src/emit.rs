@@ -5,7 +5,8 @@
 //! reserved in one of a few size classes (`tap_common::config::SIZE_CLASSES`), each a separate
 //! code path with its own constant, and the length is masked into `1..=N` right before the
 //! helper call. A 64-byte frame takes a 104-byte record (112 bytes of ring with the ring's own
-//! header), a 1500-byte MTU's frame 1,576 (1,584).
+//! header), a 1500-byte MTU's frame 1,576 (1,584). Captures longer than the largest class (GSO
+//! packets, long multi-buffer frames) take a record of their exact size: [`crate::large`].
 //!
 //! Two orders: the plain path filters, then reserves ([`copy_to_ring`]); while most packets
 //! are kept, small records are reserved first and discarded when the filter rejects
@@ -20,7 +21,11 @@ use aya_ebpf::{
     maps::ring_buf::RingBufEntry,
     programs::{TcContext, XdpContext},
 };
-use tap_common::{config::MAX_FRAME, counters, event::PacketHeader};
+use tap_common::{
+    config::{MAX_CLASS, XDP_MAX_END},
+    counters,
+    event::PacketHeader,
+};
 
 use crate::{
     TAP_RING, count,
@@ -29,6 +34,8 @@ use crate::{
 
 /// Where the packet bytes come from.
 pub(crate) trait Source {
+    /// One past the furthest byte [`Source::load`] can read, in bytes from the packet's start.
+    const MAX_END: u32;
     /// Length of the whole packet in bytes (all fragments).
     fn len(&self) -> u32;
     /// Copies `len` bytes from offset `off` to `dst`; 0 on success.
@@ -47,6 +54,8 @@ impl<'a> XdpSource<'a> {
 }
 
 impl Source for XdpSource<'_> {
+    const MAX_END: u32 = XDP_MAX_END;
+
     #[inline(always)]
     fn len(&self) -> u32 {
         // Includes the fragments of a multi-buffer (jumbo) frame.
@@ -70,6 +79,8 @@ impl<'a> SkbSource<'a> {
 }
 
 impl Source for SkbSource<'_> {
+    const MAX_END: u32 = u32::MAX;
+
     #[inline(always)]
     fn len(&self) -> u32 {
         self.0.len()
@@ -103,16 +114,14 @@ struct Record<const N: usize> {
     data: [u8; N],
 }
 
-/// The packet's length past `meta.offset`, and how much of it to capture (0: nothing).
+/// The packet's length past `meta.offset`, and how much of it to capture (0: nothing): at most
+/// `snaplen`, which the loader keeps within `tap_common::config::MAX_SNAPLEN`.
 #[inline(always)]
 pub(crate) fn lengths<S: Source>(src: &S, meta: &Meta, snaplen: u32) -> (u32, u32) {
     let orig_len = src.len().saturating_sub(meta.offset);
     let mut cap = orig_len;
     if cap > snaplen {
         cap = snaplen;
-    }
-    if cap > MAX_FRAME {
-        cap = MAX_FRAME;
     }
     (orig_len, cap)
 }
@@ -153,9 +162,11 @@ pub(crate) fn copy_to_ring<S: Source>(
         emit::<S, 4096>(src, meta, orig_len, cap, window);
     } else if cap <= 8192 {
         emit::<S, 8192>(src, meta, orig_len, cap, window);
+    } else if cap <= MAX_CLASS {
+        // Jumbo frames of a 9,000-byte MTU and a little more.
+        emit::<S, { MAX_CLASS as usize }>(src, meta, orig_len, cap, window);
     } else {
-        // MAX_FRAME: jumbo frames of a 9,000-byte MTU and more.
-        emit::<S, 9216>(src, meta, orig_len, cap, window);
+        crate::large::emit(src, meta, orig_len, cap);
     }
 }
 

@@ -5,10 +5,17 @@
 //! One object; the loader picks the programs it attaches. See `tap-common` for the shared types.
 #![no_std]
 #![no_main]
+// The flow budget's atomic add (see `flow::admit`): the BPF target has no compare-and-swap, so
+// core offers its fetch-add only as an intrinsic.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "core_intrinsics, for BPF_XADD")]
 
 mod decap;
 mod emit;
 mod filter;
+mod flow;
+mod ifstats;
+mod large;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
@@ -77,12 +84,16 @@ fn snaplen() -> u32 {
     unsafe { core::ptr::read_volatile(&TAP_SNAPLEN) }
 }
 
-/// Adds `n` to a counter of this CPU.
+/// Adds `n` to a counter of this CPU, and to the current packet's interface and hook's when it
+/// is also counted per interface (`counter` is a constant: the test folds away).
 #[inline(always)]
 pub(crate) fn count(counter: counters::Counter, n: u64) {
     if let Some(slot) = TAP_COUNTERS.get_ptr_mut(counter) {
         // SAFETY: per-CPU slot; programs do not migrate CPUs while running.
         unsafe { *slot += n };
+    }
+    if let Some(per_interface) = tap_common::ifstats::per_interface(counter) {
+        ifstats::count(per_interface, n);
     }
 }
 
@@ -140,7 +151,7 @@ pub(crate) fn wakeup_flags(record: u64, now: u64) -> u64 {
 }
 
 #[inline(always)]
-fn global(g: &u32) -> u32 {
+pub(crate) fn global(g: &u32) -> u32 {
     // SAFETY: a plain read of a loader-initialised global; volatile so the default is not folded.
     unsafe { core::ptr::read_volatile(g) }
 }
@@ -304,6 +315,7 @@ pub(crate) fn select<S: Source>(src: &S, offset: u32, window: &mut Option<Window
 /// The common path of every hook: count, decapsulate, classify, limit, copy.
 #[inline(always)]
 fn tap<S: Source>(src: &S, mut meta: Meta) {
+    ifstats::enter(meta.ifindex, meta.hook);
     count(counters::SEEN, 1);
     let decap_bits = global(&TAP_DECAP);
     if decap_bits != 0 {
@@ -318,7 +330,9 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
         }
     }
     let (orig_len, cap) = emit::lengths(src, &meta, snaplen());
-    if likely_kept() && emit::copy_early(src, &mut meta, orig_len, cap) {
+    // The early path reserves before the filter: with a budget, which decides after it, the
+    // record would mostly be discarded.
+    if likely_kept() && !flow::enabled() && emit::copy_early(src, &mut meta, orig_len, cap) {
         return;
     }
     let mut window = None;
@@ -326,6 +340,9 @@ fn tap<S: Source>(src: &S, mut meta: Meta) {
         return;
     };
     meta.rule = rule;
+    if flow::enabled() && !flow::admit(src, &meta, orig_len, &mut window) {
+        return;
+    }
     emit::copy_to_ring(src, &meta, orig_len, cap, window);
 }
 

@@ -44,16 +44,21 @@ pub struct BenchWriterSpec {
     /// Write a packet store (pcapng files and their flow index) into a fresh directory under
     /// `to` instead of one file: the store's cost over plain pcapng.
     pub store: bool,
-    /// Distinct flows the packets cycle through (source ports), 1: all one flow.
-    pub flows: u16,
+    /// Distinct flows the packets cycle through (source ports and addresses), 1: all one flow.
+    /// More flows than one batch holds take that many distinct batches in memory (1M flows of
+    /// 1500 bytes: 1.5 GB). 1..=[`MAX_FLOWS`].
+    pub flows: u32,
 }
+
+/// Most flows a run may cycle through (`--flows`).
+pub const MAX_FLOWS: i64 = 1_000_000;
 
 /// What the packets go into: a plain file, or a store (with its index), and how many flows
 /// they belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mode {
     pub store: bool,
-    pub flows: u16,
+    pub flows: u32,
 }
 
 /// What one run measured.
@@ -97,53 +102,62 @@ fn cpu_time() -> Duration {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-/// One batch as the drain builds them: up to 8192 packets or 4 MiB, cycling through `flows`
-/// source ports.
-fn synthetic_batch(packet_size: usize, flows: u16) -> Batch {
+/// Batches as the drain builds them (up to 8192 packets or 4 MiB each), packet `g` of them of
+/// flow `g % flows` (source port `10000 + f % 50000`, source address `192.0.2.(1 + f / 50000)`):
+/// one batch, or as many as it takes for every flow to appear.
+fn synthetic_batches(packet_size: usize, flows: u32) -> Vec<Batch> {
+    let flows = flows.max(1) as usize;
     let count = (4usize << 20).div_ceil(HEADER_LEN + packet_size).min(8192);
-    let mut b = BatchBuilder::with_capacity(count * (HEADER_LEN + packet_size));
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rec = Vec::with_capacity(HEADER_LEN + packet_size);
-    for i in 0..count {
-        let header = PacketHeader {
-            ts_ns: 1_000_000 * i as u64,
-            ifindex: 2,
-            orig_len: packet_size as u32,
-            cap_len: packet_size as u32,
-            hook: HOOK_TC_INGRESS,
-            direction: DIR_INBOUND,
-            ..Default::default()
-        };
-        // SAFETY: PacketHeader is plain old data of HEADER_LEN bytes.
-        let bytes: [u8; HEADER_LEN] = unsafe { std::mem::transmute(header) };
-        rec.clear();
-        rec.extend_from_slice(&bytes);
-        // Ethernet, IPv4, UDP: what a capture mostly holds at the front.
-        let mut frame = vec![0u8; packet_size];
-        let head: [u8; 42] = [
-            2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0, 64,
-            17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0x30, 0x39, 0x00, 0x35, 0x05, 0xc8, 0, 0,
-        ];
-        let n = head.len().min(packet_size);
-        frame[..n].copy_from_slice(&head[..n]);
-        if n >= 36 {
-            let port = 10_000u16.wrapping_add((i % usize::from(flows.max(1))) as u16);
-            frame[34..36].copy_from_slice(&port.to_be_bytes());
-        }
-        for (j, byte) in frame.iter_mut().enumerate().skip(n) {
-            *byte = if j % 2 == 0 {
-                (j / 2 % 64) as u8 + b' '
-            } else {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
+    let mut frame = vec![0u8; packet_size];
+    let mut batches = Vec::new();
+    for b in 0..flows.div_ceil(count) {
+        let mut builder = BatchBuilder::with_capacity(count * (HEADER_LEN + packet_size));
+        for i in 0..count {
+            let g = b * count + i;
+            let header = PacketHeader {
+                ts_ns: 1_000_000 * g as u64,
+                ifindex: 2,
+                orig_len: packet_size as u32,
+                cap_len: packet_size as u32,
+                hook: HOOK_TC_INGRESS,
+                direction: DIR_INBOUND,
+                ..Default::default()
             };
+            // SAFETY: PacketHeader is plain old data of HEADER_LEN bytes.
+            let bytes: [u8; HEADER_LEN] = unsafe { std::mem::transmute(header) };
+            rec.clear();
+            rec.extend_from_slice(&bytes);
+            // Ethernet, IPv4, UDP: what a capture mostly holds at the front.
+            let head: [u8; 42] = [
+                2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0,
+                64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0x30, 0x39, 0x00, 0x35, 0x05, 0xc8, 0, 0,
+            ];
+            let n = head.len().min(packet_size);
+            frame[..n].copy_from_slice(&head[..n]);
+            let f = g % flows;
+            if n >= 36 {
+                frame[29] = 1 + (f / 50_000) as u8;
+                let port = 10_000 + (f % 50_000) as u16;
+                frame[34..36].copy_from_slice(&port.to_be_bytes());
+            }
+            for (j, byte) in frame.iter_mut().enumerate().skip(n) {
+                *byte = if j % 2 == 0 {
+                    (j / 2 % 64) as u8 + b' '
+                } else {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                };
+            }
+            rec.extend_from_slice(&frame);
+            builder.push(&rec).expect("a well-formed synthetic record");
         }
-        rec.extend_from_slice(&frame);
-        b.push(&rec).expect("a well-formed synthetic record");
+        batches.push(builder.finish());
     }
-    b.finish()
+    batches
 }
 
 /// Writes `bytes` of `packet_size`-byte packets into a file in `dir` and times it.
@@ -157,8 +171,8 @@ pub fn measure(
     mode: Mode,
 ) -> Result<(BenchResult, PathBuf), StoreError> {
     let Mode { store, flows } = mode;
-    let packet_size = packet_size.clamp(1, tap_common::config::MAX_FRAME);
-    let batch = synthetic_batch(packet_size as usize, flows);
+    let packet_size = packet_size.clamp(1, tap_common::config::MAX_SNAPLEN);
+    let batches = synthetic_batches(packet_size as usize, flows);
     let ext = match (format, compression) {
         (Format::Pcap, Compression::None) => "pcap",
         (Format::Pcapng, Compression::None) => "pcapng",
@@ -198,7 +212,7 @@ pub fn measure(
         output: &output,
         interfaces: &interfaces,
         hooks: &[Hook::TcIngress],
-        snaplen: tap_common::config::MAX_FRAME,
+        snaplen: tap_common::config::MAX_SNAPLEN,
         filter: "",
         stats: Box::new(CaptureStats::default),
         finished: None,
@@ -208,13 +222,12 @@ pub fn measure(
         Some(store) => crate::store::sink::open(setup, store)?,
         None => sink::open(setup)?,
     };
-    let per_batch = batch.len() as u64 * u64::from(packet_size);
     let mut written = 0;
-    while written < bytes {
-        if sink.write_batch(&batch).is_err() {
+    for batch in batches.iter().cycle() {
+        if written >= bytes || sink.write_batch(batch).is_err() {
             break;
         }
-        written += per_batch;
+        written += batch.len() as u64 * u64::from(packet_size);
     }
     let report = sink.finish(&CaptureStats::default());
     let elapsed = started.elapsed();

@@ -275,7 +275,7 @@ pub struct CaptureConfig {
     pub interfaces: Vec<Interface>,
     pub hooks: Vec<Hook>,
     pub xdp_mode: XdpMode,
-    /// Bytes kept of each packet, 1..=MAX_FRAME.
+    /// Bytes kept of each packet, 1..=`tap_common::config::MAX_SNAPLEN`.
     pub snaplen: u32,
     pub count: Option<u64>,
     pub duration: Option<Duration>,
@@ -299,6 +299,65 @@ pub struct CaptureConfig {
     pub consume: bool,
     /// Switch on the kernel's BPF run-time statistics and report the programs' cost.
     pub program_stats: bool,
+    /// `--flow-budget`: copy only the first bytes or packets of every flow.
+    pub flow_budget: Option<FlowBudget>,
+}
+
+/// What a per-flow budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowUnit {
+    /// Bytes of the packets as recorded (original lengths, from the Ethernet header).
+    Bytes,
+    Packets,
+}
+
+/// A per-flow budget: see `tap_common::flow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowBudget {
+    /// At least 1, in `unit`s.
+    pub limit: u64,
+    pub unit: FlowUnit,
+    /// Flows the table holds, 1..=`tap_common::flow::MAX_FLOW_TABLE`.
+    pub table_size: u32,
+}
+
+impl std::fmt::Display for FlowBudget {
+    /// `4096 bytes`, `200 packets`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.unit {
+            FlowUnit::Bytes => "bytes",
+            FlowUnit::Packets => "packets",
+        };
+        write!(f, "{} {unit}", self.limit)
+    }
+}
+
+/// The agent's query endpoint, validated.
+#[derive(Clone, PartialEq, Eq)]
+pub struct QueryListen {
+    /// Where to listen (TCP).
+    pub addr: SocketAddr,
+    /// The bearer token clients must send (`Authorization: Bearer TOKEN`); `None`: none asked
+    /// (only on a loopback address).
+    pub token: Option<String>,
+    /// The file the token came from.
+    pub token_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for QueryListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryListen")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "(secret)"))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+/// Whether `addr` only accepts connections from this machine.
+#[must_use]
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
 }
 
 #[cfg(test)]

@@ -333,22 +333,9 @@ pub fn assert_same_packets(tap_file: &Path, oracle_file: &Path) -> Matched {
         oracle.records.len(),
         listing()
     );
-    // The k-th packet of a stream in one capture is the k-th of that stream in the other.
-    let mut queues: HashMap<&[u8], VecDeque<usize>> = HashMap::new();
-    for (j, r) in oracle.records.iter().enumerate() {
-        queues.entry(stream(&r.data)).or_default().push_back(j);
-    }
     let mut pairs = Vec::with_capacity(tap.records.len());
-    for (i, t) in tap.records.iter().enumerate() {
-        let j = queues
-            .get_mut(stream(&t.data))
-            .and_then(VecDeque::pop_front)
-            .unwrap_or_else(|| {
-                panic!(
-                    "tap's packet {i} has no counterpart in tcpdump's capture:\n{}",
-                    listing()
-                )
-            });
+    for (i, j) in pair_by_stream(&tap, &oracle, &listing) {
+        let t = &tap.records[i];
         let o = &oracle.records[j];
         assert_eq!(
             t.orig_len,
@@ -381,6 +368,36 @@ pub fn assert_same_packets(tap_file: &Path, oracle_file: &Path) -> Matched {
         pairs.push((i, j));
     }
     Matched { tap, oracle, pairs }
+}
+
+/// Pairs each packet of `tap` with its counterpart in `oracle`: the k-th packet of a stream
+/// (a source MAC address, see [`assert_same_packets`]) in one is the k-th of that stream in the
+/// other. Panics, with `listing()`, when a packet of `tap` has none.
+pub fn pair_by_stream(
+    tap: &Pcap,
+    oracle: &Pcap,
+    listing: &dyn Fn() -> String,
+) -> Vec<(usize, usize)> {
+    let mut queues: HashMap<&[u8], VecDeque<usize>> = HashMap::new();
+    for (j, r) in oracle.records.iter().enumerate() {
+        queues.entry(stream(&r.data)).or_default().push_back(j);
+    }
+    tap.records
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let j = queues
+                .get_mut(stream(&t.data))
+                .and_then(VecDeque::pop_front)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "tap's packet {i} has no counterpart in tcpdump's capture:\n{}",
+                        listing()
+                    )
+                });
+            (i, j)
+        })
+        .collect()
 }
 
 fn side_by_side(tap: &[String], oracle: &[String]) -> String {

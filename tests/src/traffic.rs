@@ -232,6 +232,129 @@ pub fn http_get_path(ns: &Netns, host: &str, path: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "GET {url}");
 }
 
+/// TCP port of [`tcp_bulk`]'s iperf3 server.
+pub const IPERF_PORT: u16 = 15201;
+
+/// One bulk TCP transfer of `bytes` (iperf3's `-n`: `8M`, `100K`, ...) from `client` to an
+/// iperf3 server started in `server` for this one test, at `host` (an address of `server`;
+/// IPv6 picks `-6`). At full speed, so the sender's TCP builds 64 KiB GSO packets where the
+/// link offloads segmentation. Bounded: 60 s at most.
+pub fn tcp_bulk(client: &Netns, server: &Netns, host: &str, bytes: &str) {
+    TcpBulk::start(client, server, host, bytes).finish();
+}
+
+/// [`tcp_bulk`] running in the background, for traffic beside it.
+#[derive(Debug)]
+pub struct TcpBulk {
+    server: Background,
+    client: Background,
+}
+
+impl TcpBulk {
+    pub fn start(client: &Netns, server: &Netns, host: &str, bytes: &str) -> Self {
+        let mut cmd = server.cmd("iperf3");
+        cmd.args(["-s", "-1", "-p", &IPERF_PORT.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let srv = Background::spawn("iperf3 server", cmd);
+        wait_tcp_listening(server, IPERF_PORT);
+        let family = if host.contains(':') { "-6" } else { "-4" };
+        let mut cmd = client.cmd("iperf3");
+        cmd.args([
+            family,
+            "-c",
+            host,
+            "-p",
+            &IPERF_PORT.to_string(),
+            "-n",
+            bytes,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+        Self {
+            server: srv,
+            client: Background::spawn("iperf3 client", cmd),
+        }
+    }
+
+    /// Waits for the transfer to end (60 s at most); both ends must succeed.
+    pub fn finish(self) {
+        for (what, p) in [("client", self.client), ("server", self.server)] {
+            let exited = p.wait(Duration::from_secs(60));
+            assert!(
+                exited.status.success(),
+                "iperf3 {what} failed ({}):\n{}",
+                exited.status,
+                exited.stderr
+            );
+        }
+    }
+}
+
+/// nginx in a namespace, listening on `addr`:[`HTTP_PORT`] and serving `root`, in the
+/// foreground as one process with everything (configuration, pid, temporary files) under
+/// `dir`. Stopped on drop.
+#[derive(Debug)]
+pub struct Nginx {
+    _process: Background,
+}
+
+impl Nginx {
+    pub fn start(ns: &Netns, addr: &str, root: &Path, dir: &Path) -> Self {
+        let d = dir.display();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log stderr warn;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{\n  access_log off;\n  default_type text/plain;\n\
+                 client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n\
+                 uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
+                 server {{ listen {addr}:{HTTP_PORT}; root {root}; }}\n}}\n",
+                root = root.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("writing {}: {e}", conf.display()));
+        let mut cmd = ns.cmd("nginx");
+        cmd.arg("-c")
+            .arg(&conf)
+            .args(["-e", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let process = Background::spawn("nginx", cmd);
+        wait_tcp_listening(ns, HTTP_PORT);
+        Self { _process: process }
+    }
+}
+
+/// `count` HTTP GETs of `path` from `ns` to `host`:[`HTTP_PORT`], each on a connection of its
+/// own (so each is a TCP flow of its own, opened and closed), one after the other; each must
+/// answer 200. Bounded: 120 s in all.
+pub fn http_gets(ns: &Netns, host: &str, path: &str, count: u32) {
+    const CLIENT: &str = r#"
+import http.client, sys
+host, port, path, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+for i in range(count):
+    c = http.client.HTTPConnection(host, port, timeout=10)
+    c.request("GET", path)
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, f"GET {path}: {r.status}"
+    c.close()
+"#;
+    run_ok(ns.cmd("timeout").args([
+        "120",
+        "python3",
+        "-c",
+        CLIENT,
+        host,
+        &HTTP_PORT.to_string(),
+        path,
+        &count.to_string(),
+    ]));
+}
+
 /// Sends `count` UDP datagrams of `size` bytes from `ns` to `host`:9, spread evenly over
 /// `over`.
 pub fn paced_udp(ns: &Netns, host: &str, count: u32, size: usize, over: Duration) {

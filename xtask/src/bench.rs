@@ -157,6 +157,7 @@ mod capture;
 mod progs;
 mod report;
 mod stat;
+mod store_cpu;
 mod traffic;
 mod writer;
 
@@ -409,6 +410,8 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     }
     if plan.has(Part::Writer) {
         writer_runs(&plan, &tap, &mut results)?;
+        eprintln!("bench: store writer CPU against plain pcapng");
+        results.store_cpu = store_cpu::runs(&tap, plan.runs)?;
     }
 
     let targets = report::targets(&results);
@@ -574,13 +577,14 @@ fn prog_runs(plan: &Plan, tap: &Path, dir: &Path, results: &mut Results) -> Resu
         for (config, runs) in &mut all {
             let r = progs::run(tap, dir, config, plan.repeat)?;
             eprintln!(
-                "bench: program {:<14} {:<14} {:>4} B: copied {} ring full {} rejected {}{}",
+                "bench: program {:<14} {:<14} {:>4} B: copied {} ring full {} rejected {} over budget {}{}",
                 config.program(),
-                config.rules.label(),
+                format!("{}{}", config.rules.label(), config.extra.label()),
                 config.frame_len,
                 r.copied_ns.map_or("-".into(), |v| format!("{v:.1}")),
                 r.ring_full_ns.map_or("-".into(), |v| format!("{v:.1}")),
                 r.rejected_ns.map_or("-".into(), |v| format!("{v:.1}")),
+                r.over_budget_ns.map_or("-".into(), |v| format!("{v:.1}")),
                 r.refused
                     .as_ref()
                     .map_or(String::new(), |why| format!(" refused: {why}")),

@@ -2,9 +2,9 @@
 //! (which Prometheus scrapes natively).
 //!
 //! Everything is read at scrape time from the taps' [`crate::pipeline::live::LiveStats`]: the kernel
-//! counters (per loaded object, so per tap: the programs cannot tell interfaces apart without
-//! extra per-packet work), the writer's counts, and the packets and bytes read from the ring per
-//! interface and hook (from each record's header). A tap restarted by a reload starts its
+//! counters (per tap, and seen, matched and ring drops per interface and hook too), the
+//! writer's counts, and the packets and bytes read from the ring per interface and hook (from
+//! each record's header). A tap restarted by a reload starts its
 //! counters over, which Prometheus' `rate()` handles as a counter reset.
 
 use std::{
@@ -106,6 +106,24 @@ pub fn render(shared: &AgentShared) -> String {
         "Packets the filter could not evaluate (kernel)",
     );
     let read_errors = r.counter("read_errors", "Packets the kernel could not read (kernel)");
+    let over_budget = r.counter(
+        "packets_over_budget",
+        "Selected packets not copied: their flow had used its budget (kernel, --flow-budget)",
+    );
+    let flows_new = r.counter("flows", "Flows added to the flow budget's table (kernel)");
+    let flows_evicted = r.counter(
+        "flows_evicted",
+        "Flows the full flow budget's table evicted: flows added less its entries",
+    );
+    let flow_entries = r.gauge("flow_table_entries", "Flows in the flow budget's table now");
+    let flow_size = r.gauge(
+        "flow_table_size",
+        "Flows the flow budget's table holds at most",
+    );
+    let truncated = r.counter(
+        "packets_truncated",
+        "Packets copied shorter than the snap length asked for (kernel; XDP frames past its reach)",
+    );
     let read = r.counter("packets_read", "Packets taken from the ring by the agent");
     let per_if = r.counter(
         "interface_packets",
@@ -114,6 +132,22 @@ pub fn render(shared: &AgentShared) -> String {
     let per_if_bytes = r.counter(
         "interface_bytes",
         "Packet bytes taken from the ring, by interface and hook",
+    );
+    let per_if_seen = r.counter(
+        "interface_packets_seen",
+        "Packets the tap's program ran on, by interface and hook (kernel)",
+    );
+    let per_if_matched = r.counter(
+        "interface_packets_matched",
+        "Packets the filter selected, by interface and hook (kernel)",
+    );
+    let per_if_ring_drops = r.counter(
+        "interface_ring_drops",
+        "Matched packets lost because the ring was full, by interface and hook (kernel)",
+    );
+    let per_if_queue_drops = r.counter(
+        "interface_queue_drops",
+        "Packets taken from the ring and lost because the writer's queue was full, by interface and hook",
     );
     let written = r.counter(
         "packets_written",
@@ -206,6 +240,8 @@ pub fn render(shared: &AgentShared) -> String {
             (&limited, k.rate_limited),
             (&filter_errors, k.filter_error),
             (&read_errors, k.read_error),
+            (&truncated, k.truncated),
+            (&over_budget, k.over_budget),
             (&read, s.read_packets),
             (&written, s.written),
             (&written_bytes, s.written_bytes),
@@ -224,6 +260,27 @@ pub fn render(shared: &AgentShared) -> String {
             ]);
             per_if.get_or_create(&labels).inc_by(i.count.packets);
             per_if_bytes.get_or_create(&labels).inc_by(i.count.bytes);
+        }
+        for i in &s.kernel_interfaces {
+            let mut labels = l.clone();
+            labels.extend([
+                ("interface".into(), i.interface.clone()),
+                ("hook".into(), i.hook.to_string()),
+            ]);
+            per_if_seen.get_or_create(&labels).inc_by(i.seen);
+            per_if_matched.get_or_create(&labels).inc_by(i.matched);
+            per_if_ring_drops.get_or_create(&labels).inc_by(i.ring_full);
+            per_if_queue_drops
+                .get_or_create(&labels)
+                .inc_by(i.writer_dropped);
+        }
+        if let Some((entries, table)) = tap.live.flow_table() {
+            flows_new.get_or_create(&l).inc_by(k.flows_new);
+            flows_evicted
+                .get_or_create(&l)
+                .inc_by(k.flows_new.saturating_sub(entries));
+            flow_entries.get_or_create(&l).set(entries as i64);
+            flow_size.get_or_create(&l).set(i64::from(table));
         }
         let now = std::time::Instant::now();
         for d in tap.detached.view(now) {

@@ -24,6 +24,7 @@
 pub mod control;
 pub mod detached;
 pub mod metrics;
+pub mod query;
 
 use std::{
     collections::HashMap,
@@ -73,6 +74,12 @@ pub enum AgentError {
     },
     #[error("metrics endpoint {addr}: {source}")]
     Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("query endpoint {addr}: {source}")]
+    Query {
         addr: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
@@ -201,6 +208,7 @@ struct Agent {
     detached: HashMap<String, Arc<Detached>>,
     control_server: Option<control::Server>,
     metrics_server: Option<metrics::Server>,
+    query_server: Option<query::Server>,
     requests_tx: mpsc::Sender<Request>,
 }
 
@@ -247,6 +255,10 @@ pub async fn run(
         Some(addr) => Some(metrics::Server::start(addr, Arc::clone(&shared)).await?),
         None => None,
     };
+    let query_server = match &config.query {
+        Some(q) => Some(query::Server::start(q, query::stores(&config)).await?),
+        None => None,
+    };
     let mut agent = Agent {
         config,
         shared,
@@ -258,6 +270,7 @@ pub async fn run(
         detached: HashMap::new(),
         control_server,
         metrics_server,
+        query_server,
         requests_tx,
     };
     if agent.config.taps.is_empty() {
@@ -434,6 +447,7 @@ impl Agent {
                             writer_dropped = summary.writer_dropped,
                             sampled_out = summary.kernel.sampled_out,
                             rate_limited = summary.kernel.rate_limited,
+                            over_budget = summary.kernel.over_budget,
                             files = summary.files,
                             unaccounted = summary.unaccounted() as i64,
                             "stopped"
@@ -605,6 +619,20 @@ impl Agent {
                 new.metrics_listen
                     .map_or("off".to_string(), |a| a.to_string())
             ));
+        }
+        if new.query != self.config.query {
+            if let Some(old) = self.query_server.take() {
+                old.stop();
+            }
+            if let Some(q) = &new.query {
+                match query::Server::start(q, query::stores(&new)).await {
+                    Ok(server) => self.query_server = Some(server),
+                    Err(e) => error!(error = %e, "the query endpoint cannot be opened"),
+                }
+            }
+            done.push(format!("queries {}", query::describe(new.query.as_ref())));
+        } else if let Some(server) = &self.query_server {
+            server.set_stores(query::stores(&new));
         }
         let gone: Vec<String> = self
             .config

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tap_common::{
-    config::MAX_FRAME,
+    config::MAX_SNAPLEN,
     event::{HEADER_LEN, PacketHeader},
 };
 
@@ -39,7 +39,7 @@ pub fn parse_record(record: &[u8]) -> Result<(PacketHeader, &[u8]), RecordError>
     let header: PacketHeader = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
     let avail = record.len() - HEADER_LEN;
     let cap = header.cap_len;
-    if cap == 0 || cap > MAX_FRAME {
+    if cap == 0 || cap > MAX_SNAPLEN {
         return Err(RecordError::CapOutOfRange(cap));
     }
     if cap as usize > avail {

@@ -15,6 +15,13 @@ pub struct KernelCounters {
     pub sampled_out: u64,
     pub rate_limited: u64,
     pub filter_error: u64,
+    /// Packets copied shorter than the snap length asked for (XDP's reach, see
+    /// `tap_common::config::XDP_MAX_END`).
+    pub truncated: u64,
+    /// Selected packets not copied: their flow had used its budget (`--flow-budget`).
+    pub over_budget: u64,
+    /// Flows added to the budget's table.
+    pub flows_new: u64,
 }
 
 /// Sums the per-CPU counters.
@@ -30,5 +37,8 @@ pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> KernelCounters {
         sampled_out: get(counters::SAMPLED_OUT),
         rate_limited: get(counters::RATE_LIMITED),
         filter_error: get(counters::FILTER_ERROR),
+        truncated: get(counters::TRUNCATED),
+        over_budget: get(counters::OVER_BUDGET),
+        flows_new: get(counters::FLOWS_NEW),
     }
 }

@@ -2,7 +2,7 @@
 //! it detaches everything. Every attachment is a BPF link (XDP links, tcx), so a `kill -9` of the
 //! process detaches too: the kernel drops a link with its last file descriptor.
 
-use std::{error::Error as _, io};
+use std::{error::Error as _, io, sync::Arc};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -14,6 +14,8 @@ use tracing::{info, warn};
 
 use crate::{
     filter::maps::{FilterImage, FilterMaps},
+    kernel::flow::FlowTable,
+    kernel::ifstats::{self, IfCounters, IfSlots},
     model::{Hook, Interface, XdpMode},
 };
 
@@ -84,6 +86,11 @@ pub struct LoadSpec<'a> {
     pub vxlan_port: u16,
     /// Drop every packet after copying it (a dedicated monitor interface).
     pub consume: bool,
+    /// Count per interface and hook too ([`crate::kernel::ifstats`]): a few ns per packet, for pcapng's
+    /// statistics and the agent's metrics.
+    pub per_interface: bool,
+    /// Copy only the first bytes or packets of every flow (`--flow-budget`).
+    pub flow_budget: Option<crate::model::FlowBudget>,
 }
 
 /// One program attached to one interface.
@@ -101,6 +108,8 @@ pub struct Attached {
     pub attachments: Vec<Attachment>,
     /// The program and link of each attachment, same order, to detach one interface at a time.
     links: Vec<(String, LinkId)>,
+    /// Gives each interface attached to its per-interface counter slot first.
+    slots: Option<IfSlots>,
 }
 
 /// aya's handle of one attachment.
@@ -113,7 +122,7 @@ enum LinkId {
 /// The ring buffer map: its descriptor (for epoll) and its memory, mapped once.
 pub struct RingMap {
     data: MapData,
-    pub ring: std::sync::Arc<crate::kernel::ring::Ring>,
+    pub ring: Arc<crate::kernel::ring::Ring>,
 }
 
 impl RingMap {
@@ -122,7 +131,7 @@ impl RingMap {
         let ring = crate::kernel::ring::Ring::new(data.fd().as_fd(), size)?;
         Ok(Self {
             data,
-            ring: std::sync::Arc::new(ring),
+            ring: Arc::new(ring),
         })
     }
 }
@@ -140,6 +149,12 @@ pub struct Maps {
     pub ring: RingMap,
     pub counters: PerCpuArray<MapData, u64>,
     pub filter: FilterMaps,
+    /// The kernel counters per interface and hook.
+    pub interfaces: Arc<IfCounters>,
+    /// Their slots, until [`load_and_attach`] hands them to the [`Attached`] programs.
+    pub slots: Option<IfSlots>,
+    /// The flow budget's table, when there is a budget.
+    pub flows: Option<FlowTable>,
 }
 
 impl std::fmt::Debug for Attached {
@@ -216,11 +231,28 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
     let wakeup_bytes: u32 = (spec.ring_size / 8).clamp(RING_RECORD_ALIGN, 4 << 20);
     let wakeup_ns: u32 = 100_000_000;
     let consume = u32::from(spec.consume);
+    let per_interface = u32::from(spec.per_interface);
+    let (flow_budget, flow_unit, flow_table) = match spec.flow_budget {
+        None => (0u64, tap_common::flow::UNIT_BYTES, 1),
+        Some(b) => (
+            b.limit,
+            match b.unit {
+                crate::model::FlowUnit::Bytes => tap_common::flow::UNIT_BYTES,
+                crate::model::FlowUnit::Packets => tap_common::flow::UNIT_PACKETS,
+            },
+            b.table_size,
+        ),
+    };
     let mut ebpf = EbpfLoader::new()
         .override_global(maps::GLOBAL_SNAPLEN, &spec.snaplen, true)
         .override_global(maps::GLOBAL_DECAP, &spec.decap, true)
         .override_global(maps::GLOBAL_VXLAN_PORT, &vxlan_port, true)
         .override_global(maps::GLOBAL_CONSUME, &consume, true)
+        .override_global(maps::GLOBAL_IF_STATS, &per_interface, true)
+        .override_global(maps::GLOBAL_FLOW_BUDGET, &flow_budget, true)
+        .override_global(maps::GLOBAL_FLOW_UNIT, &flow_unit, true)
+        // Without a budget the table is never used: the smallest one.
+        .map_max_entries(maps::FLOWS, flow_table)
         .override_global(maps::GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
         .override_global(maps::GLOBAL_WAKEUP_NS, &wakeup_ns, true)
         .map_max_entries(maps::RING, spec.ring_size)
@@ -258,6 +290,21 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
         name: maps::COUNTERS,
         source,
     })?;
+    let (slots, interfaces) = ifstats::take_maps(&mut ebpf)?;
+    let flows = match spec.flow_budget {
+        None => None,
+        Some(b) => {
+            let map = ebpf.take_map(maps::FLOWS).ok_or(LoadError::Missing {
+                kind: "map",
+                name: maps::FLOWS.into(),
+            })?;
+            let map = aya::maps::HashMap::try_from(map).map_err(|source| LoadError::Map {
+                name: maps::FLOWS,
+                source,
+            })?;
+            Some(FlowTable::new(map, b.table_size))
+        }
+    };
     let mut filter = FilterMaps::take(&mut ebpf).map_err(LoadError::Filter)?;
     filter
         .install(spec.filter.clone())
@@ -271,6 +318,9 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
             ring,
             counters,
             filter,
+            interfaces: Arc::new(interfaces),
+            slots: Some(slots),
+            flows,
         },
     ))
 }
@@ -288,11 +338,12 @@ pub fn program_name(hook: Hook, xdp_program: Option<&str>) -> &str {
 /// unfiltered packet slips through. On any error, whatever was attached is detached again before
 /// returning (the partly built [`Attached`] is dropped).
 pub fn load_and_attach(spec: &LoadSpec<'_>) -> Result<(Attached, Maps), LoadError> {
-    let (ebpf, maps) = load(spec)?;
+    let (ebpf, mut maps) = load(spec)?;
     let mut attached = Attached {
         ebpf,
         attachments: Vec::new(),
         links: Vec::new(),
+        slots: maps.slots.take(),
     };
     for hook in spec.hooks {
         let name = program_name(*hook, spec.xdp_program);
@@ -314,6 +365,7 @@ pub fn load_program(
         ebpf,
         attachments: Vec::new(),
         links: Vec::new(),
+        slots: None,
     };
     attached.load_program(program_name(hook, xdp_program), hook)?;
     Ok(attached)
@@ -332,6 +384,9 @@ impl Attached {
         iface: &Interface,
         mode: XdpMode,
     ) -> Result<(), LoadError> {
+        if let Some(slots) = &mut self.slots {
+            slots.assign(iface.ifindex);
+        }
         let (how, link) = self.attach(name, hook, iface, mode)?;
         info!(iface = %iface.name, hook = hook.name(), how, "attached");
         self.attachments.push(Attachment {

@@ -4,7 +4,9 @@
 pub mod batch;
 pub mod clock;
 pub mod counters;
+pub mod flow;
 pub mod iface;
+pub mod ifstats;
 pub mod links;
 pub mod loader;
 pub mod ring;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aya::programs::{Program, ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
 use tap_common::{
-    config::{DEFAULT_SNAPLEN, MAX_FRAME},
+    config::{DEFAULT_SNAPLEN, MAX_SNAPLEN},
     event::PacketHeader,
     frame,
 };
@@ -27,11 +27,16 @@ use crate::{
     model::{Hook, XdpMode},
 };
 
+/// Interface a test run's packet arrives on: the loopback device of the caller's namespace.
+pub const TEST_RUN_IFINDEX: u32 = 1;
+
 /// Shortest frame the kernel test-runs: an Ethernet header, in bytes.
 pub const MIN_TEST_FRAME: usize = 14;
 
 /// Shortest frame [`udp_frame`] builds: Ethernet + IPv4 + UDP headers, in bytes.
 pub const MIN_UDP_FRAME: usize = frame::MIN_UDP4;
+/// Longest: an IPv4 packet of 65,535 bytes in an Ethernet frame.
+pub const MAX_UDP_FRAME: usize = frame::MAX_UDP4;
 
 /// Size of the kernel's header in front of each ring record (`BPF_RINGBUF_HDR_SZ`), in bytes.
 const RINGBUF_HDR_LEN: usize = 8;
@@ -51,6 +56,8 @@ pub enum TestRunError {
     FrameLen { len: usize, min: usize, max: usize },
     #[error("malformed ring record: {0}")]
     Record(#[source] RecordError),
+    #[error("the flow table: {0}")]
+    Map(#[source] Box<aya::maps::MapError>),
     #[error("{what}: expected {expected}, got {got}")]
     Unexpected {
         what: &'static str,
@@ -69,11 +76,17 @@ impl From<LoadError> for TestRunError {
 #[derive(Debug, Clone)]
 pub struct RunnerSpec {
     pub hook: Hook,
-    /// Snap length in bytes, 1..=[`MAX_FRAME`].
+    /// Snap length in bytes, 1..=[`MAX_SNAPLEN`].
     pub snaplen: u32,
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ring_size: u32,
     pub filter: FilterImage,
+    /// Count per interface and hook too, as for a pcapng output or the agent.
+    pub per_interface: bool,
+    /// The per-flow budget (`--flow-budget`), if any.
+    pub flow_budget: Option<crate::model::FlowBudget>,
+    /// Decapsulation bits (`tap_common::config::decap`; VXLAN on its IANA port).
+    pub decap: u32,
 }
 
 impl RunnerSpec {
@@ -84,6 +97,9 @@ impl RunnerSpec {
             snaplen: DEFAULT_SNAPLEN,
             ring_size: 16 << 20,
             filter: FilterImage::default(),
+            per_interface: false,
+            flow_budget: None,
+            decap: 0,
         }
     }
 }
@@ -114,6 +130,9 @@ pub enum RingState {
     Full,
     /// The filter rejects the frame: every run classifies it and returns, the ring untouched.
     Unused,
+    /// The filter selects the frame and its flow has used its budget: every run looks the flow
+    /// up, counts the packet over budget and returns, the ring untouched.
+    OverBudget,
 }
 
 /// The cost of one program run, as the kernel's test-run timer measures it.
@@ -166,11 +185,17 @@ impl ProgRunner {
             filter: spec.filter.clone(),
             sample: 1,
             rate_per_cpu: 0,
-            decap: 0,
+            decap: spec.decap,
             vxlan_port: tap_common::config::VXLAN_PORT,
             consume: false,
+            per_interface: spec.per_interface,
+            flow_budget: spec.flow_budget,
         };
-        let (ebpf, maps) = loader::load(&load_spec)?;
+        let (ebpf, mut maps) = loader::load(&load_spec)?;
+        // Test runs count on the loopback interface, as a capture counts on an attached one.
+        if let Some(slots) = maps.slots.as_mut() {
+            slots.assign(TEST_RUN_IFINDEX);
+        }
         let loaded = loader::load_program(ebpf, spec.hook, None)?;
         Ok(Self { loaded, maps, spec })
     }
@@ -183,9 +208,11 @@ impl ProgRunner {
         loader::program_name(self.spec.hook, None)
     }
 
-    /// Runs the program over `frame` `repeat` times (at least once) in one test-run call.
+    /// Runs the program over `frame` `repeat` times (at least once) in one test-run call. The
+    /// kernel takes frames of up to a page less its headroom for TC, and for XDP beyond that in
+    /// fragments (5.18+), up to about 70 KiB.
     pub fn run(&self, frame: &[u8], repeat: u32) -> Result<RunResult, TestRunError> {
-        check_frame_len(frame.len(), MIN_TEST_FRAME)?;
+        check_frame_len(frame.len(), MIN_TEST_FRAME, MAX_SNAPLEN as usize)?;
         let name = self.program_name();
         let program = self.loaded.ebpf().program(name).ok_or(LoadError::Missing {
             kind: "program",
@@ -219,6 +246,16 @@ impl ProgRunner {
     /// The per-CPU counters, summed.
     pub fn counters(&self) -> KernelCounters {
         read_counters(&self.maps.counters)
+    }
+
+    /// The flow budget's table (with a budget).
+    pub fn flows(&mut self) -> Option<&mut crate::kernel::flow::FlowTable> {
+        self.maps.flows.as_mut()
+    }
+
+    /// The per-interface counters of [`TEST_RUN_IFINDEX`], one entry per hook.
+    pub fn interface_counters(&self) -> Vec<crate::kernel::ifstats::IfCounts> {
+        self.maps.interfaces.read()
     }
 
     /// Takes every record out of the ring, checking each. All are consumed even when one is
@@ -275,14 +312,16 @@ impl ProgRunner {
         runs: u64,
         ring: RingState,
     ) -> Result<Timing, TestRunError> {
-        if ring == RingState::Unused {
-            return self.time_miss(frame, runs);
+        match ring {
+            RingState::Unused => return self.time_miss(frame, runs),
+            RingState::OverBudget => return self.time_over_budget(frame, runs),
+            RingState::Room | RingState::Full => {}
         }
         let slot = self.slot_len(frame)?;
         let capacity = (self.spec.ring_size as usize / slot) as u64;
         let mut total_ns = 0u128;
         let start = match ring {
-            RingState::Unused => unreachable!("handled above"),
+            RingState::Unused | RingState::OverBudget => unreachable!("handled above"),
             RingState::Room => {
                 let start = self.counters();
                 // Half the ring per call leaves a margin for anything the estimate missed; the
@@ -328,7 +367,7 @@ impl ProgRunner {
         let (want_copied, want_dropped) = match ring {
             RingState::Room => (runs, 0),
             RingState::Full => (0, runs),
-            RingState::Unused => unreachable!("handled above"),
+            RingState::Unused | RingState::OverBudget => unreachable!("handled above"),
         };
         if copied != want_copied {
             return Err(TestRunError::Unexpected {
@@ -360,6 +399,44 @@ impl ProgRunner {
         let after = self.counters();
         self.discard_records();
         Ok(after.matched > before.matched)
+    }
+
+    /// Times `runs` runs over a selected frame whose flow is over its budget, checking with the
+    /// counters that every run counted it so and copied nothing.
+    fn time_over_budget(&mut self, frame: &[u8], runs: u64) -> Result<Timing, TestRunError> {
+        self.discard_records();
+        let start = self.counters();
+        let mut total_ns = 0u128;
+        for chunk in chunks(runs, u64::from(u32::MAX)) {
+            let result = self.run(frame, chunk)?;
+            total_ns += result.per_run.as_nanos() * u128::from(chunk);
+        }
+        let after = self.counters();
+        let records = self.discard_records();
+        let checks = [
+            ("packets matched", runs, after.matched - start.matched),
+            (
+                "packets over budget",
+                runs,
+                after.over_budget - start.over_budget,
+            ),
+            ("records", 0, records),
+        ];
+        for (what, expected, got) in checks {
+            if got != expected {
+                return Err(TestRunError::Unexpected {
+                    what,
+                    expected,
+                    got,
+                });
+            }
+        }
+        Ok(Timing {
+            ring: RingState::OverBudget,
+            frame_len: frame.len(),
+            runs,
+            ns_per_run: mean_ns(total_ns, runs),
+        })
     }
 
     /// Times `runs` runs over a frame the filter rejects, checking with the counters that
@@ -409,13 +486,23 @@ pub struct BenchSpec {
     pub filter: FilterImage,
     /// IPv4 destinations: one [`udp_frame_to`] frame each, timed in turn with one load.
     pub dsts: Vec<[u8; 4]>,
+    /// Count per interface and hook too ([`RunnerSpec::per_interface`]).
+    pub per_interface: bool,
+    /// With a per-flow budget: this many flows in its table (the frame's own among them,
+    /// [`bench_prog`] adds the others).
+    pub flows: Option<u32>,
 }
 
 /// What one frame cost: with the ring having room and full when the filter selects it, or the
 /// cost of rejecting it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BenchOutcome {
-    Copied { room: Timing, full: Timing },
+    Copied {
+        room: Timing,
+        full: Timing,
+        /// With a budget: the frame's flow over it.
+        over_budget: Option<Timing>,
+    },
     Rejected(Timing),
 }
 
@@ -427,30 +514,41 @@ pub struct ProgBench {
     pub repeat: u64,
     pub dst: [u8; 4],
     pub outcome: BenchOutcome,
+    /// With a budget: the flows in its table while timing.
+    pub flows: Option<u64>,
 }
 
 /// One line of JSON. A selected frame has `ns_per_packet_copied` ([`RingState::Room`]'s
-/// [`Timing::ns_per_run`]) and `ns_per_packet_ring_full` ([`RingState::Full`]'s); a rejected
-/// one has `ns_per_packet_rejected` ([`RingState::Unused`]'s); the others are null.
+/// [`Timing::ns_per_run`]) and `ns_per_packet_ring_full` ([`RingState::Full`]'s), and with a
+/// budget `ns_per_packet_over_budget` ([`RingState::OverBudget`]'s) and `flows` (in the table);
+/// a rejected one has `ns_per_packet_rejected` ([`RingState::Unused`]'s); the others are null.
 impl std::fmt::Display for ProgBench {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ns = |t: Option<&Timing>| {
             t.map_or_else(|| "null".to_string(), |t| format!("{:.2}", t.ns_per_run))
         };
-        let (matched, room, full, rejected) = match &self.outcome {
-            BenchOutcome::Copied { room, full } => (true, Some(room), Some(full), None),
-            BenchOutcome::Rejected(t) => (false, None, None, Some(t)),
+        let (matched, room, full, over, rejected) = match &self.outcome {
+            BenchOutcome::Copied {
+                room,
+                full,
+                over_budget,
+            } => (true, Some(room), Some(full), over_budget.as_ref(), None),
+            BenchOutcome::Rejected(t) => (false, None, None, None, Some(t)),
         };
         let [a, b, c, d] = self.dst;
+        let flows = self
+            .flows
+            .map_or_else(|| "null".to_string(), |n| n.to_string());
         write!(
             f,
-            r#"{{"hook":"{}","frame_len":{},"repeat":{},"dst":"{a}.{b}.{c}.{d}","matched":{matched},"ns_per_packet_copied":{},"ns_per_packet_ring_full":{},"ns_per_packet_rejected":{}}}"#,
+            r#"{{"hook":"{}","frame_len":{},"repeat":{},"dst":"{a}.{b}.{c}.{d}","matched":{matched},"ns_per_packet_copied":{},"ns_per_packet_ring_full":{},"ns_per_packet_rejected":{},"flows":{flows},"ns_per_packet_over_budget":{}}}"#,
             self.hook.name(),
             self.frame_len,
             self.repeat,
             ns(room),
             ns(full),
             ns(rejected),
+            ns(over),
         )
     }
 }
@@ -465,20 +563,48 @@ pub const BENCH_RING_SIZE: u32 = 128 << 20;
 /// each frame: `repeat` runs with the ring having room and `repeat` with it full when the
 /// filter selects the frame, `repeat` runs otherwise; each after a warm-up of a tenth of that.
 pub fn bench_prog(spec: &BenchSpec) -> Result<Vec<ProgBench>, TestRunError> {
+    let flow_budget = spec.flows.map(|n| crate::model::FlowBudget {
+        // Never reached while timing the copies: the over-budget timing sets the flow past it.
+        limit: BENCH_UNREACHED_BUDGET,
+        unit: crate::model::FlowUnit::Bytes,
+        // Room for every flow: an LRU map may evict before it is full.
+        table_size: (n.saturating_mul(2)).clamp(
+            tap_common::flow::DEFAULT_FLOW_TABLE,
+            tap_common::flow::MAX_FLOW_TABLE,
+        ),
+    });
     let mut runner = ProgRunner::load(RunnerSpec {
         ring_size: BENCH_RING_SIZE,
         filter: spec.filter.clone(),
+        per_interface: spec.per_interface,
+        flow_budget,
         ..RunnerSpec::new(spec.hook)
     })?;
     let repeat = spec.repeat.max(1);
     let mut out = Vec::with_capacity(spec.dsts.len());
     for &dst in &spec.dsts {
         let frame = udp_frame_to(spec.frame_len, dst)?;
+        let flows = match spec.flows {
+            Some(n) => Some(runner.fill_flow_table(&frame, n)?),
+            None => None,
+        };
         let outcome = if runner.matches(&frame)? {
             runner.time(&frame, (repeat / 10).max(1), RingState::Room)?;
             let room = runner.time(&frame, repeat, RingState::Room)?;
             let full = runner.time(&frame, repeat, RingState::Full)?;
-            BenchOutcome::Copied { room, full }
+            let over_budget = match spec.flows {
+                Some(_) => {
+                    runner.set_flow_used(&frame, BENCH_UNREACHED_BUDGET)?;
+                    runner.time(&frame, (repeat / 10).max(1), RingState::OverBudget)?;
+                    Some(runner.time(&frame, repeat, RingState::OverBudget)?)
+                }
+                None => None,
+            };
+            BenchOutcome::Copied {
+                room,
+                full,
+                over_budget,
+            }
         } else {
             runner.time(&frame, (repeat / 10).max(1), RingState::Unused)?;
             BenchOutcome::Rejected(runner.time(&frame, repeat, RingState::Unused)?)
@@ -489,9 +615,57 @@ pub fn bench_prog(spec: &BenchSpec) -> Result<Vec<ProgBench>, TestRunError> {
             repeat,
             dst,
             outcome,
+            flows,
         });
     }
     Ok(out)
+}
+
+/// The budget [`bench_prog`] loads: more bytes than any timing copies.
+const BENCH_UNREACHED_BUDGET: u64 = 1 << 62;
+
+impl ProgRunner {
+    /// Puts `frame`'s flow and `n - 1` others (distinct ports and addresses) in the flow
+    /// table, each with nothing used; returns the entries the table then holds.
+    fn fill_flow_table(&mut self, frame: &[u8], n: u32) -> Result<u64, TestRunError> {
+        let key = crate::kernel::flow::flow_of(frame)
+            .ok_or(TestRunError::Unexpected {
+                what: "a flow for the test frame",
+                expected: 1,
+                got: 0,
+            })?
+            .key;
+        let table = self.flows().ok_or(TestRunError::Unexpected {
+            what: "a flow table",
+            expected: 1,
+            got: 0,
+        })?;
+        let map_err = |e| TestRunError::Map(Box::new(e));
+        table.set(&key, 0).map_err(map_err)?;
+        for i in 1..n {
+            let mut other = key;
+            // Port 0 at the high end never occurs in the frame's own key (port 9).
+            other.port_hi = (i & 0xffff) as u16;
+            other.addr_hi[4] = 1 + (i >> 16) as u8;
+            table.set(&other, 0).map_err(map_err)?;
+        }
+        Ok(table.entries())
+    }
+
+    /// Sets how much `frame`'s flow has used.
+    fn set_flow_used(&mut self, frame: &[u8], used: u64) -> Result<(), TestRunError> {
+        let key = crate::kernel::flow::flow_of(frame).map(|f| f.key);
+        match (key, self.flows()) {
+            (Some(key), Some(table)) => table
+                .set(&key, used)
+                .map_err(|e| TestRunError::Map(Box::new(e))),
+            _ => Err(TestRunError::Unexpected {
+                what: "a flow table with the test frame's flow",
+                expected: 1,
+                got: 0,
+            }),
+        }
+    }
 }
 
 /// Splits `total` runs into test-run calls of at most `max` repetitions.
@@ -522,8 +696,7 @@ fn mean_ns(total_ns: u128, runs: u64) -> f64 {
     }
 }
 
-fn check_frame_len(len: usize, min: usize) -> Result<(), TestRunError> {
-    let max = MAX_FRAME as usize;
+fn check_frame_len(len: usize, min: usize, max: usize) -> Result<(), TestRunError> {
     if (min..=max).contains(&len) {
         Ok(())
     } else {
@@ -543,14 +716,14 @@ pub const FRAME_SRC_PORT: u16 = 40000;
 pub const FRAME_DST_PORT: u16 = 9;
 
 /// An Ethernet/IPv4/UDP frame of exactly `len` bytes (no FCS), with valid IPv4 and UDP
-/// checksums and a payload of `i % 251` bytes. `len` is [`MIN_UDP_FRAME`]..=[`MAX_FRAME`].
+/// checksums and a payload of `i % 251` bytes. `len` is [`MIN_UDP_FRAME`]..=[`MAX_UDP_FRAME`].
 pub fn udp_frame(len: usize) -> Result<Vec<u8>, TestRunError> {
     udp_frame_to(len, FRAME_DST_V4)
 }
 
 /// A [`udp_frame`] to another IPv4 destination.
 pub fn udp_frame_to(len: usize, dst: [u8; 4]) -> Result<Vec<u8>, TestRunError> {
-    check_frame_len(len, MIN_UDP_FRAME)?;
+    check_frame_len(len, MIN_UDP_FRAME, MAX_UDP_FRAME)?;
     let ends = frame::Ends {
         macs: (FRAME_SRC_MAC, FRAME_DST_MAC),
         ips: (FRAME_SRC_V4, dst),
@@ -586,10 +759,13 @@ mod tests {
             outcome: BenchOutcome::Copied {
                 room: t(RingState::Room, 30.0),
                 full: t(RingState::Full, 12.5),
+                over_budget: None,
             },
+            flows: None,
         };
         let v: serde_json::Value = serde_json::from_str(&copied.to_string()).unwrap();
         assert_eq!(v["matched"], true);
+        assert!(v["flows"].is_null() && v["ns_per_packet_over_budget"].is_null());
         assert_eq!(v["dst"], "192.0.2.2");
         assert_eq!(v["ns_per_packet_copied"], 30.0);
         assert_eq!(v["ns_per_packet_ring_full"], 12.5);
@@ -604,12 +780,26 @@ mod tests {
             (Some(false), Some(9.0))
         );
         assert!(v["ns_per_packet_copied"].is_null());
+        let budget = ProgBench {
+            outcome: BenchOutcome::Copied {
+                room: t(RingState::Room, 50.0),
+                full: t(RingState::Full, 20.0),
+                over_budget: Some(t(RingState::OverBudget, 40.25)),
+            },
+            flows: Some(65_536),
+            ..copied
+        };
+        let v: serde_json::Value = serde_json::from_str(&budget.to_string()).unwrap();
+        assert_eq!(
+            (v["flows"].as_u64(), v["ns_per_packet_over_budget"].as_f64()),
+            (Some(65_536), Some(40.25))
+        );
     }
 
     #[test]
     fn udp_frame_goes_between_the_test_addresses() {
         // Checksums and layout: tap_common::frame's tests.
-        for len in [MIN_UDP_FRAME, 64, MAX_FRAME as usize] {
+        for len in [MIN_UDP_FRAME, 64, 9216, MAX_UDP_FRAME] {
             let f = udp_frame(len).unwrap();
             assert_eq!(f.len(), len);
             assert_eq!(
@@ -632,7 +822,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            udp_frame(MAX_FRAME as usize + 1),
+            udp_frame(MAX_UDP_FRAME + 1),
             Err(TestRunError::FrameLen { .. })
         ));
     }

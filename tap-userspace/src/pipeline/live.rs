@@ -16,8 +16,14 @@ use serde::Serialize;
 use tap_common::event::HEADER_LEN;
 
 use crate::{
-    kernel::batch::Batch, kernel::counters::KernelCounters, kernel::loader::Attachment,
-    kernel::ring::Ring, model::Hook, sink::WriterProgress,
+    kernel::batch::Batch,
+    kernel::counters::KernelCounters,
+    kernel::flow::FlowTable,
+    kernel::ifstats::{PerInterface, QueueDrops},
+    kernel::loader::Attachment,
+    kernel::ring::Ring,
+    model::Hook,
+    sink::WriterProgress,
 };
 
 /// Packets and bytes read from the ring for one interface and hook.
@@ -39,6 +45,12 @@ pub struct LiveStats {
     pub read_bytes: AtomicU64,
     /// Packets lost because the writer's queue was full or the writer was gone.
     pub queue_dropped: Arc<AtomicU64>,
+    /// The same for a full queue, per (ifindex, hook).
+    pub queue_drops: Arc<QueueDrops>,
+    /// The kernel's counters per interface and hook, once loaded.
+    per_interface_kernel: Mutex<Option<PerInterface>>,
+    /// The flow budget's table, when the capture has a budget.
+    flows: Mutex<Option<Arc<FlowTable>>>,
     /// Ring records refused as malformed.
     pub malformed: AtomicU64,
     /// The writer's own counts (written, bytes, files, lost).
@@ -85,8 +97,22 @@ pub struct Snapshot {
     pub attachments: Vec<AttachmentView>,
     pub attach_errors: Vec<(String, String)>,
     pub interfaces: Vec<InterfaceCount>,
+    /// The kernel's counters per interface and hook (the interfaces with a counter slot).
+    pub kernel_interfaces: Vec<KernelInterfaceCount>,
     /// Loaded, attached, sinks open: capturing.
     pub ready: bool,
+}
+
+/// The kernel's counters for one interface and hook, and the writer queue's drops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelInterfaceCount {
+    pub interface: String,
+    pub ifindex: u32,
+    pub hook: &'static str,
+    pub seen: u64,
+    pub matched: u64,
+    pub ring_full: u64,
+    pub writer_dropped: u64,
 }
 
 /// What [`LiveStats::attachment_state`] returns.
@@ -141,6 +167,28 @@ impl LiveStats {
     ) {
         *self.kernel.lock().expect("live stats lock") = Some(counters);
         *self.ring.lock().expect("live stats lock") = ring;
+    }
+
+    /// The flow budget's table, once loaded.
+    pub(crate) fn set_flows(&self, flows: Arc<FlowTable>) {
+        *self.flows.lock().expect("live stats lock") = Some(flows);
+    }
+
+    /// Flows in the budget's table now and the most it holds, when the capture has a budget:
+    /// a look-up per entry, so not part of [`LiveStats::snapshot`].
+    pub fn flow_table(&self) -> Option<(u64, u32)> {
+        let flows = self.flows.lock().expect("live stats lock").clone()?;
+        Some((flows.entries(), flows.size()))
+    }
+
+    /// Whether readers want the counts per interface and hook.
+    pub fn counts_per_interface(&self) -> bool {
+        self.per_interface.is_some()
+    }
+
+    /// The per-interface counters, once loaded.
+    pub(crate) fn set_per_interface(&self, per: PerInterface) {
+        *self.per_interface_kernel.lock().expect("live stats lock") = Some(per);
     }
 
     pub(crate) fn set_filter(&self, expression: &str) {
@@ -254,8 +302,29 @@ impl LiveStats {
                     .collect()
             })
             .unwrap_or_default();
+        let kernel_interfaces = self
+            .per_interface_kernel
+            .lock()
+            .expect("live stats lock")
+            .as_ref()
+            .map(PerInterface::read)
+            .unwrap_or_default()
+            .into_iter()
+            // A hook the tap does not use counts nothing.
+            .filter(|c| c.seen > 0 || c.writer_dropped > 0)
+            .map(|c| KernelInterfaceCount {
+                interface: name_of(c.ifindex),
+                ifindex: c.ifindex,
+                hook: hook_name(c.hook),
+                seen: c.seen,
+                matched: c.matched,
+                ring_full: c.ring_full,
+                writer_dropped: c.writer_dropped,
+            })
+            .collect();
         Snapshot {
             kernel,
+            kernel_interfaces,
             read_packets: self.read_packets.load(Relaxed),
             read_bytes: self.read_bytes.load(Relaxed),
             writer_dropped: self.queue_dropped.load(Relaxed) + self.writer.lost.load(Relaxed),

@@ -26,11 +26,12 @@ use crate::{
     filter::maps::FilterImage,
     kernel::batch::Batch,
     kernel::counters::read_counters,
+    kernel::ifstats::{PerInterface, QueueDrops},
     kernel::loader::{self, LoadSpec},
-    model::{CaptureConfig, Interface, Output},
+    model::{CaptureConfig, Format, Interface, Output},
     pipeline::drain::{BatchLimits, Drain, POLL_INTERVAL},
     pipeline::live::LiveStats,
-    pipeline::summary::{ProgramCost, Summary},
+    pipeline::summary::{FlowSummary, ProgramCost, Summary},
     sink::{self, CaptureStats, Sink, SinkReport, SinkSetup, SinkStop, StatsSource},
 };
 
@@ -76,22 +77,27 @@ pub enum CaptureError {
 /// high enough that the ring (the batches' space) fills before the queue does.
 const WRITER_QUEUE: usize = 1024;
 
-/// The writer's end of the queue, with the count of batches it could not take (the statistics
-/// a pcapng file reports need it while the capture runs).
+/// The writer's end of the queue, with the count of packets it could not take, in all and per
+/// interface and hook (the statistics a pcapng file reports need them while the capture runs).
 struct WriterTx {
     tx: SyncSender<Batch>,
     dropped: Arc<AtomicU64>,
+    by_interface: Arc<QueueDrops>,
 }
 
-/// Reads the capture's counters for the writer: the kernel's, and the queue's drops.
+/// Reads the capture's counters for the writer: the kernel's, and the queue's drops, in all
+/// and per interface and hook.
 fn stats_source(
     counters: &Arc<PerCpuArray<MapData, u64>>,
     dropped: &Arc<AtomicU64>,
+    per_interface: &PerInterface,
 ) -> StatsSource {
     let (counters, dropped) = (Arc::clone(counters), Arc::clone(dropped));
+    let per_interface = per_interface.clone();
     Box::new(move || CaptureStats {
         kernel: read_counters(&counters),
         writer_dropped: dropped.load(Ordering::Relaxed),
+        interfaces: per_interface.read(),
     })
 }
 
@@ -253,9 +259,10 @@ fn hand_off(tx: &WriterTx, batch: Batch, summary: &mut Summary, queued: &mut u64
             *queued += n;
             true
         }
-        Err(TrySendError::Full(_)) => {
+        Err(TrySendError::Full(batch)) => {
             summary.writer_dropped += n;
             tx.dropped.fetch_add(n, Ordering::Relaxed);
+            tx.by_interface.add(&batch);
             true
         }
         Err(TrySendError::Disconnected(_)) => {
@@ -373,6 +380,19 @@ fn program_costs(ebpf: &aya::Ebpf) -> Vec<ProgramCost> {
         .collect()
 }
 
+/// Whether the programs count per interface and hook: for the statistics blocks of a pcapng
+/// output, and for readers of `live` that show them (the agent's metrics). Elsewhere nobody
+/// reads them, and the programs are spared their few ns per packet.
+fn counts_per_interface(config: &CaptureConfig, live: &LiveStats) -> bool {
+    let pcapng = config.output.format == Format::Pcapng
+        && match &config.output.target {
+            Output::None => false,
+            Output::Stdout => true,
+            Output::File(path) => !sink::stream::FifoSink::is_fifo(path),
+        };
+    pcapng || live.counts_per_interface()
+}
+
 /// [`run`], plus control messages (filter replacements, limits, interfaces) and counters
 /// published into `live` while it runs.
 pub async fn run_tap(
@@ -394,6 +414,8 @@ pub async fn run_tap(
         decap: config.decap.bits,
         vxlan_port: config.decap.vxlan_port,
         consume: config.consume,
+        per_interface: counts_per_interface(&config, &live),
+        flow_budget: config.flow_budget,
     };
     let (mut attached, maps) = load_blocking(|| loader::load_and_attach(&spec))?;
     // From here on, any early return drops `attached`, which detaches.
@@ -411,13 +433,22 @@ pub async fn run_tap(
         user.switch()?;
     }
     let counters = Arc::new(maps.counters);
+    let flows = maps.flows.map(Arc::new);
+    if let Some(f) = &flows {
+        live.set_flows(Arc::clone(f));
+    }
     let mut drain = Drain::new(maps.ring, BatchLimits::default()).map_err(CaptureError::Poll)?;
     drain.set_poll_interval(poll_interval(&config));
     live.set_maps(Arc::clone(&counters), Some(drain.ring()));
+    let per_interface = PerInterface {
+        kernel: spec.per_interface.then(|| Arc::clone(&maps.interfaces)),
+        queue_drops: Arc::clone(&live.queue_drops),
+    };
+    live.set_per_interface(per_interface.clone());
     let queue_dropped = Arc::clone(&live.queue_dropped);
     let (sink, publishes) = open_output(
         &config,
-        stats_source(&counters, &queue_dropped),
+        stats_source(&counters, &queue_dropped, &per_interface),
         Arc::clone(&live.writer),
     )?;
     let count = (!publishes).then(|| Arc::clone(&live.writer));
@@ -429,9 +460,10 @@ pub async fn run_tap(
     let tx = WriterTx {
         tx,
         dropped: Arc::clone(&queue_dropped),
+        by_interface: Arc::clone(&per_interface.queue_drops),
     };
     let (done_tx, mut writer_done) = tokio::sync::oneshot::channel::<()>();
-    let writer_stats = stats_source(&counters, &queue_dropped);
+    let writer_stats = stats_source(&counters, &queue_dropped, &per_interface);
     // The writer's log lines (files written, finished) carry the capture's span (a tap's name).
     let span = tracing::Span::current();
     let writer = thread::Builder::new()
@@ -549,6 +581,15 @@ pub async fn run_tap(
         return Err(CaptureError::Poll(e));
     }
     summary.kernel = read_counters(&counters);
+    if let (Some(budget), Some(table)) = (config.flow_budget, &flows) {
+        let entries = table.entries();
+        summary.flow_budget = Some(FlowSummary {
+            budget: budget.to_string(),
+            table_size: table.size(),
+            entries,
+            evicted: summary.kernel.flows_new.saturating_sub(entries),
+        });
+    }
     if filter_maps.current().graph.is_some() {
         summary.rules = filter_maps.rule_hits();
     }

@@ -4,6 +4,19 @@ use std::fmt;
 
 pub use crate::kernel::counters::KernelCounters;
 
+/// The per-flow budget at the end of a capture.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlowSummary {
+    /// The budget, as given (`4096 bytes`, `200 packets`).
+    pub budget: String,
+    /// Flows the table holds at most.
+    pub table_size: u32,
+    /// Flows in it at the end.
+    pub entries: u64,
+    /// Flows it evicted to make room: flows added less its entries.
+    pub evicted: u64,
+}
+
 /// What a capture did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
@@ -34,6 +47,8 @@ pub struct Summary {
     pub output_stopped: bool,
     /// The programs' own cost while the capture ran (`--program-stats`); empty otherwise.
     pub programs: Vec<ProgramCost>,
+    /// The per-flow budget, when the capture had one.
+    pub flow_budget: Option<FlowSummary>,
 }
 
 /// A kernel program's runs and the time they took, from the kernel's BPF run-time statistics.
@@ -111,6 +126,21 @@ impl fmt::Display for Summary {
                 self.kernel.rate_limited
             )?;
         }
+        if self.kernel.truncated > 0 {
+            write!(
+                f,
+                "\n{} packets cut short of the snap length (XDP reads at most {} bytes of a frame)",
+                self.kernel.truncated,
+                tap_common::config::XDP_MAX_END
+            )?;
+        }
+        if let Some(b) = &self.flow_budget {
+            write!(
+                f,
+                "\n{} packets over the flow budget of {} (not copied)\n{} flows, {} evicted from the flow table of {}",
+                self.kernel.over_budget, b.budget, self.kernel.flows_new, b.evicted, b.table_size
+            )?;
+        }
         if self.kernel.filter_error > 0 {
             write!(
                 f,
@@ -181,5 +211,36 @@ mod tests {
         ));
         assert!(text.ends_with("1 packets dropped by writer"));
         assert_eq!(s.unaccounted(), 0);
+    }
+
+    #[test]
+    fn the_flow_budget_shows_only_when_set() {
+        let mut s = Summary {
+            kernel: KernelCounters {
+                seen: 10,
+                matched: 10,
+                copied: 4,
+                over_budget: 6,
+                flows_new: 3,
+                ..Default::default()
+            },
+            written: 4,
+            ..Default::default()
+        };
+        assert!(!s.to_string().contains("budget"));
+        s.flow_budget = Some(FlowSummary {
+            budget: "4096 bytes".into(),
+            table_size: 65_536,
+            entries: 2,
+            evicted: 1,
+        });
+        assert!(
+            s.to_string().ends_with(
+                "0 packets dropped by writer\n6 packets over the flow budget of 4096 bytes (not copied)\n\
+                 3 flows, 1 evicted from the flow table of 65536"
+            ),
+            "{s}"
+        );
+        assert_eq!(s.to_json()["flow_budget"]["evicted"], 1);
     }
 }

@@ -18,7 +18,7 @@ use std::{
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use tap_common::{
-    config::MAX_FRAME,
+    config::MAX_SNAPLEN,
     event::{HEADER_LEN, TUNNEL_NONE},
 };
 
@@ -139,7 +139,7 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
         interfaces: &[],
         hooks: &[config.hook],
         xdp_mode: crate::model::XdpMode::Auto,
-        snaplen: MAX_FRAME,
+        snaplen: MAX_SNAPLEN,
         // One packet in flight at a time: a small ring is plenty.
         ring_size: 1 << 20,
         xdp_program: None,
@@ -149,6 +149,8 @@ pub fn run(config: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
         decap: config.decap,
         vxlan_port: config.vxlan_port,
         consume: false,
+        per_interface: false,
+        flow_budget: None,
     };
     let (ebpf, maps) = loader::load(&spec)?;
     let loaded = loader::load_program(ebpf, config.hook, None)?;
@@ -288,7 +290,7 @@ impl Output {
             None => Box::new(io::stdout()),
         };
         Ok(
-            PcapWriter::new(out, MAX_FRAME).map_err(|source| CaptureError::Write {
+            PcapWriter::new(out, MAX_SNAPLEN).map_err(|source| CaptureError::Write {
                 what: self.path.display().to_string(),
                 source,
             })?,

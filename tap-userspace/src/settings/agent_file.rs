@@ -12,6 +12,7 @@
 //! hook = "tc"                            # xdp | tc | tc-ingress | tc-egress
 //! filter = "not arp"
 //! snaplen = 256
+//! flow_budget = "64K"                    # or "200p"; flow_table_size = 65536
 //! serve = "/run/tap/vms.sock"
 //!
 //! [tap.file]
@@ -23,6 +24,11 @@
 //! A reader that only translates: each `[[tap]]` is a [`super::document`] like a session's,
 //! turned into the raw settings and validated by [`super::rules`] as a service's capture. A
 //! refusal is placed at its key's position (`path:line:column`), found in the parsed document.
+//!
+//! A packet store (`[tap.store]`: `dir`, `max_bytes`, `max_age`, `compress`, `file_size_mb`,
+//! `rotate_seconds`, `flush_interval_ms`) takes the place of `[tap.file]`, validated by the rules
+//! of `tap capture --store`; `agent.query_listen` (and `agent.query_token_file`, required off
+//! loopback) answers queries of the stores over HTTP ([`crate::agent::query`]).
 
 use std::{
     net::SocketAddr,
@@ -47,7 +53,7 @@ use super::{
 #[cfg(test)]
 use crate::model::{Hook, XdpMode};
 use crate::{
-    model::{CaptureConfig, Output},
+    model::{CaptureConfig, Output, QueryListen},
     support::excerpt,
 };
 
@@ -95,6 +101,8 @@ struct FileDoc {
 struct AgentDoc {
     control_socket: Option<PathBuf>,
     metrics_listen: Option<String>,
+    query_listen: Option<String>,
+    query_token_file: Option<PathBuf>,
 }
 
 // ---- Validated -----------------------------------------------------------------------------
@@ -107,6 +115,8 @@ pub struct AgentConfig {
     pub control_socket: PathBuf,
     /// Where to serve Prometheus metrics; `None`: not at all.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to answer packet store queries over HTTP; `None`: not at all.
+    pub query: Option<QueryListen>,
     pub taps: Vec<TapConfig>,
 }
 
@@ -194,6 +204,7 @@ fn document(text: &str) -> Option<Spanned<DeValue<'_>>> {
 fn file_name(key: Key) -> String {
     match key {
         Key::Write => "[tap.file]".to_string(),
+        Key::Store => "[tap.store]".to_string(),
         Key::SuricataSocket => "[tap.suricata]".to_string(),
         other => {
             let name = other.name();
@@ -347,6 +358,29 @@ impl AgentConfig {
                 src.error(span, Key::MetricsListen.name(), e.to_string())
             })?),
         };
+        let query = rules::query_listen(
+            agent.query_listen.as_deref(),
+            agent.query_token_file.as_deref().map(resolve).as_deref(),
+        )
+        .map_err(|e| {
+            let key = match e.key {
+                Key::QueryTokenFile => "query_token_file",
+                _ => "query_listen",
+            };
+            let span = document(text)
+                .and_then(|d| {
+                    d.get_ref()
+                        .get("agent")
+                        .and_then(|a| a.get_ref().get(key))
+                        .map(Spanned::span)
+                })
+                .unwrap_or(0..0);
+            src.error(
+                span,
+                e.key.name(),
+                e.reason.render_after(e.key, &|k| file_name(k)),
+            )
+        })?;
         let mut taps: Vec<TapConfig> = Vec::with_capacity(raw.tap.len());
         let mut sinks: Vec<(PathBuf, String)> = Vec::new();
         for (i, doc) in raw.tap.into_iter().enumerate() {
@@ -362,7 +396,9 @@ impl AgentConfig {
             }
             // Two taps writing the same file or serving the same socket would clobber each other.
             let mut mine: Vec<(PathBuf, Key)> = Vec::new();
-            if let Output::File(p) = &t.capture.output.target {
+            if let Some(st) = &t.capture.output.store {
+                mine.push((st.dir.clone(), Key::Store));
+            } else if let Output::File(p) = &t.capture.output.target {
                 mine.push((p.clone(), Key::Write));
             }
             if let Some(p) = &t.capture.consumers.serve {
@@ -384,6 +420,7 @@ impl AgentConfig {
             path: path.to_path_buf(),
             control_socket,
             metrics_listen,
+            query,
             taps,
         })
     }
@@ -392,6 +429,7 @@ impl AgentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn parse(text: &str) -> Result<AgentConfig, AgentConfigError> {
         AgentConfig::parse(Path::new("/etc/tap/tap.toml"), text)
@@ -470,6 +508,21 @@ forward = ["vxlan://192.0.2.9?vni=7"]
     }
 
     #[test]
+    fn flow_budget_per_tap() {
+        let c = parse(&GOOD.replace(
+            "snaplen = 128",
+            "snaplen = 128\nflow_budget = \"200p\"\nflow_table_size = 1024",
+        ))
+        .unwrap();
+        let b = c.taps[0].capture.flow_budget.unwrap();
+        assert_eq!(
+            (b.limit, b.unit, b.table_size),
+            (200, crate::model::FlowUnit::Packets, 1024)
+        );
+        assert_eq!(c.taps[1].capture.flow_budget, None);
+    }
+
+    #[test]
     fn defaults_without_agent_table() {
         let c = parse("[[tap]]\nname = \"a\"\ninterfaces = [\"lo\"]\nserve = \"/tmp/a.sock\"\n")
             .unwrap();
@@ -521,6 +574,34 @@ forward = ["vxlan://192.0.2.9?vni=7"]
                 9,
                 "tap 'vms': filter",
                 "bogus",
+            ),
+            (
+                "snaplen = 128",
+                "snaplen = 128\nflow_budget = \"0p\"",
+                11,
+                "tap 'vms': flow_budget",
+                "200p",
+            ),
+            (
+                "snaplen = 128",
+                "snaplen = 128\nflow_budget = \"4K\"\nflow_table_size = 0",
+                12,
+                "tap 'vms': flow_table_size",
+                "1 to 16777216",
+            ),
+            (
+                "snaplen = 128",
+                "snaplen = 128\nflow_table_size = 10",
+                11,
+                "tap 'vms': flow_table_size",
+                "needs flow_budget",
+            ),
+            (
+                "snaplen = 128",
+                "snaplen = 300000",
+                10,
+                "tap 'vms': snaplen",
+                "use 1 to 262144",
             ),
             (
                 "snaplen = 128",
@@ -823,5 +904,107 @@ forward = ["vxlan://192.0.2.9?vni=7"]
                 }
             }
         }
+    }
+
+    fn message(text: &str) -> String {
+        match parse(text) {
+            Err(e) => e.to_string(),
+            Ok(c) => panic!("expected an error, got {c:?}"),
+        }
+    }
+
+    const TAP: &str = "[[tap]]\nname = \"up\"\ninterfaces = [\"eth0\"]\n";
+
+    #[test]
+    fn a_store_sink_is_a_store_output() {
+        let c = parse(&format!(
+            "[agent]\nquery_listen = \"127.0.0.1:9751\"\n{TAP}[tap.store]\ndir = \"store\"\nmax_bytes = \"2G\"\nmax_age = \"7d\"\n"
+        ))
+        .unwrap();
+        let q = c.query.unwrap();
+        assert_eq!(q.addr, "127.0.0.1:9751".parse().unwrap());
+        assert_eq!(q.token, None);
+        let store = c.taps[0].capture.output.store.clone().unwrap();
+        assert_eq!(store.dir, Path::new("/etc/tap/store"));
+        assert_eq!(store.max_bytes, Some(2 << 30));
+        assert_eq!(
+            store.max_age,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(
+            c.taps[0].capture.output.format,
+            crate::model::Format::Pcapng
+        );
+        let c = parse(&format!(
+            "{TAP}[tap.store]\ndir = \"/s\"\nmax_bytes = 1000000\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.taps[0].capture.output.store.clone().unwrap().max_bytes,
+            Some(1_000_000)
+        );
+    }
+
+    #[test]
+    fn store_refusals_name_the_key() {
+        let m = message(&format!(
+            "{TAP}[tap.store]\ndir = \"/s\"\nmax_age = \"soon\"\n"
+        ));
+        assert!(m.contains("tap 'up': store.max_age"), "{m}");
+        let m = message(&format!(
+            "{TAP}[tap.store]\ndir = \"/s\"\nmax_bytes = \"lots\"\n"
+        ));
+        assert!(m.contains("store.max_bytes"), "{m}");
+        let m = message(&format!(
+            "{TAP}[tap.store]\ndir = \"/s\"\n[tap.file]\npath = \"/x.pcap\"\n"
+        ));
+        assert!(m.contains("store") && m.contains("not both"), "{m}");
+        let m = message(&format!(
+            "{TAP}[tap.store]\ndir = \"/s\"\n[[tap]]\nname = \"b\"\ninterfaces = [\"eth1\"]\n[tap.store]\ndir = \"/s\"\n"
+        ));
+        assert!(m.contains("already used by tap 'up'"), "{m}");
+    }
+
+    #[test]
+    fn off_loopback_needs_a_private_token_file() {
+        let m = message(&format!(
+            "[agent]\nquery_listen = \"0.0.0.0:9751\"\n{TAP}[tap.store]\ndir = \"/s\"\n"
+        ));
+        assert!(
+            m.contains("agent.query_listen") && m.contains("query_token_file"),
+            "{m}"
+        );
+        let m = message(&format!(
+            "[agent]\nquery_listen = \"[::]:9751\"\n{TAP}[tap.store]\ndir = \"/s\"\n"
+        ));
+        assert!(m.contains("not loopback"), "{m}");
+        let m = message(&format!(
+            "[agent]\nquery_token_file = \"/t\"\n{TAP}[tap.store]\ndir = \"/s\"\n"
+        ));
+        assert!(m.contains("give query_listen"), "{m}");
+        let dir = std::env::temp_dir().join(format!("tap-query-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "s3cret-token\n").unwrap();
+        let text = format!(
+            "[agent]\nquery_listen = \"0.0.0.0:9751\"\nquery_token_file = \"{}\"\n{TAP}[tap.store]\ndir = \"/s\"\n",
+            token.display()
+        );
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let m = message(&text);
+        assert!(m.contains("mode 0644") && m.contains("chmod 600"), "{m}");
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.query.clone().unwrap().token.as_deref(),
+            Some("s3cret-token")
+        );
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the token stays out of logs"
+        );
+        std::fs::write(&token, "\n").unwrap();
+        assert!(message(&text).contains("holds no token"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

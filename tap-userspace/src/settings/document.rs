@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::raw::{RawCapture, RawFilter, RawOutput, RawServe, RawTap};
+use super::raw::{RawCapture, RawFilter, RawOutput, RawServe, RawSize, RawStore, RawTap};
 use crate::model::{DiskFull, Format, HookChoice, XdpMode};
 
 /// One tap: a `[[tap]]` of the agent's file, or a session.
@@ -29,8 +29,24 @@ pub(super) struct TapDoc {
     inject: Option<String>,
     forward: Option<Vec<String>>,
     fix_checksums: Option<bool>,
+    flow_budget: Option<String>,
+    flow_table_size: Option<u32>,
     file: Option<FileDoc>,
+    store: Option<StoreDoc>,
     suricata: Option<SuricataDoc>,
+}
+
+/// `[tap.store]`: a packet store instead of `[tap.file]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreDoc {
+    dir: PathBuf,
+    max_bytes: Option<RawSize>,
+    max_age: Option<String>,
+    compress: Option<String>,
+    file_size_mb: Option<f64>,
+    rotate_seconds: Option<u64>,
+    flush_interval_ms: Option<u64>,
 }
 
 /// `[tap.file]`.
@@ -62,6 +78,28 @@ impl TapDoc {
     pub(super) fn into_raw(self, resolve: &dyn Fn(&Path) -> PathBuf) -> RawTap {
         let file = self.file;
         let suricata = self.suricata;
+        let (store, store_output) = match self.store {
+            None => (RawStore::default(), RawOutput::default()),
+            Some(s) => (
+                RawStore {
+                    // An empty name stays empty, for the rule to refuse.
+                    dir: Some(if s.dir.as_os_str().is_empty() {
+                        s.dir
+                    } else {
+                        resolve(&s.dir)
+                    }),
+                    max_bytes: s.max_bytes,
+                    max_age: s.max_age,
+                },
+                RawOutput {
+                    compress: s.compress,
+                    file_size_mb: s.file_size_mb,
+                    rotate_seconds: s.rotate_seconds,
+                    flush_interval_ms: s.flush_interval_ms,
+                    ..RawOutput::default()
+                },
+            ),
+        };
         RawTap {
             name: self.name,
             capture: RawCapture {
@@ -75,7 +113,7 @@ impl TapDoc {
                 },
                 snaplen: self.snaplen,
                 ring_size: self.ring_size,
-                output: file.map_or_else(RawOutput::default, |f| RawOutput {
+                output: file.map_or(store_output, |f| RawOutput {
                     path: Some(resolve(&f.path)),
                     format: f.format,
                     compress: f.compress,
@@ -98,6 +136,9 @@ impl TapDoc {
                 max_rate: self.max_rate,
                 decap: self.decap,
                 consume: self.consume.unwrap_or(false),
+                flow_budget: self.flow_budget,
+                flow_table_size: self.flow_table_size,
+                store,
                 ..RawCapture::default()
             },
         }

@@ -39,11 +39,16 @@ pub enum Key {
     /// A tap's name (agent file, sessions).
     Name,
     MetricsListen,
+    FlowBudget,
+    FlowTableSize,
+    /// The agent's query endpoint (`agent.query_listen`).
+    QueryListen,
+    QueryTokenFile,
 }
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 29] = [
+    pub const ALL: [Key; 33] = [
         Key::Interfaces,
         Key::Hook,
         Key::XdpMode,
@@ -73,6 +78,10 @@ impl Key {
         Key::Sinks,
         Key::Name,
         Key::MetricsListen,
+        Key::FlowBudget,
+        Key::FlowTableSize,
+        Key::QueryListen,
+        Key::QueryTokenFile,
     ];
 
     /// The canonical name: the agent file's key within a `[[tap]]` (dotted for its tables) and a
@@ -109,6 +118,10 @@ impl Key {
             Key::Sinks => "(tap)",
             Key::Name => "name",
             Key::MetricsListen => "agent.metrics_listen",
+            Key::FlowBudget => "flow_budget",
+            Key::FlowTableSize => "flow_table_size",
+            Key::QueryListen => "agent.query_listen",
+            Key::QueryTokenFile => "agent.query_token_file",
         }
     }
 
@@ -146,6 +159,10 @@ impl Key {
             Key::Sinks => "(capture)",
             Key::Name => "(name)",
             Key::MetricsListen => "(metrics)",
+            Key::FlowBudget => "--flow-budget",
+            Key::FlowTableSize => "--flow-table-size",
+            Key::QueryListen => "(query)",
+            Key::QueryTokenFile => "(query token)",
         }
     }
 }

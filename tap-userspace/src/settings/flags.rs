@@ -182,6 +182,13 @@ struct BenchProgArgs {
     /// Read the filter from FILE ('#' starts a comment, as with tcpdump -F).
     #[arg(long, value_name = "FILE")]
     filter_file: Option<PathBuf>,
+    /// Count per interface and hook too, as a pcapng output or the agent has the programs do.
+    #[arg(long)]
+    per_interface: bool,
+    /// Time with a per-flow budget and this many flows in its table (the frame's own and
+    /// others): the copy within the budget, and the frame's flow over it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8_388_608))]
+    flows: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -297,6 +304,15 @@ struct CaptureArgs {
     /// on the host two clock reads per run while on.
     #[arg(long)]
     program_stats: bool,
+    /// Copy only the first BYTES of every flow (both directions count as one; K, M, G: powers
+    /// of 1024), or its first N packets with a 'p' suffix (200p); TCP SYN, FIN and RST are
+    /// always copied. The packets past it are counted, not copied.
+    #[arg(long, value_name = "BYTES|Np")]
+    flow_budget: Option<String>,
+    /// Flows the budget's table holds (default 65536); when it is full, the least recently
+    /// seen flow makes room and starts over if it comes back.
+    #[arg(long, value_name = "FLOWS", requires = "flow_budget")]
+    flow_table_size: Option<u32>,
 }
 
 /// How `tap capture --help` explains file names, rotation and crash safety.
@@ -700,9 +716,12 @@ struct BenchWriterArgs {
     /// --to instead of one file: the store's cost over plain pcapng.
     #[arg(long)]
     store: bool,
-    /// Distinct flows the packets cycle through (source ports), 1: all one flow.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    flows: u16,
+    /// Distinct flows the packets cycle through (source ports and addresses), 1: all one flow.
+    /// More flows than one batch holds take that many distinct batches in memory (1M flows of
+    /// 1500 bytes: 1.5 GB).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=crate::bench_writer::MAX_FLOWS))]
+    flows: u32,
 }
 
 #[cfg(feature = "bench-writer")]
@@ -785,6 +804,10 @@ pub struct BenchProgRequest {
     pub repeat: u64,
     pub dsts: Vec<std::net::Ipv4Addr>,
     pub filter: RawFilter,
+    /// Count per interface and hook too.
+    pub per_interface: bool,
+    /// Time with a per-flow budget and this many flows in its table.
+    pub flows: Option<u32>,
 }
 
 /// `tap ctl`'s question.
@@ -978,6 +1001,8 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         decap,
         consume,
         program_stats,
+        flow_budget,
+        flow_table_size,
     } = args;
     let o = *output;
     RawCapture {
@@ -1004,7 +1029,7 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         },
         store: RawStore {
             dir: store.store,
-            max_bytes: store.store_max_bytes,
+            max_bytes: store.store_max_bytes.map(super::raw::RawSize::Bytes),
             max_age: store.store_max_age,
         },
         serve: consumers.serve.map(RawServe::Address),
@@ -1020,6 +1045,8 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         decap,
         consume,
         program_stats,
+        flow_budget,
+        flow_table_size,
     }
 }
 
@@ -1051,6 +1078,8 @@ fn translate(cli: Cli) -> Invocation {
                 file: a.filter_file,
                 words: Vec::new(),
             },
+            per_interface: a.per_interface,
+            flows: a.flows,
         }),
         #[cfg(feature = "bench-writer")]
         Command::BenchWriter(a) => Request::BenchWriter(crate::bench_writer::BenchWriterSpec {
@@ -1198,29 +1227,11 @@ fn translate(cli: Cli) -> Invocation {
     }
 }
 
-/// Parses a size: a number (fractions allowed) with an optional k, M or G suffix, each `unit`
-/// (1000 or 1024) times the one before.
-pub fn scaled_size(s: &str, unit: u32) -> Result<u64, String> {
-    let (number, power) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => match c.to_ascii_uppercase() {
-            'K' => (&s[..i], 1),
-            'M' => (&s[..i], 2),
-            'G' => (&s[..i], 3),
-            other => return Err(format!("unknown unit {other:?} in {s}: use K, M or G")),
-        },
-        _ => (s, 0),
-    };
-    let n: f64 = number.parse().map_err(|_| format!("not a size: {s}"))?;
-    let bytes = n * f64::from(unit).powi(power);
-    if !(0.0..u64::MAX as f64).contains(&bytes) {
-        return Err(format!("not a size: {s}"));
-    }
-    Ok(bytes as u64)
-}
+pub use super::rules::scaled_size;
 
 /// Parses a size in bytes with an optional K, M or G suffix (powers of 1024).
 fn parse_binary_size(s: &str) -> Result<u64, String> {
-    scaled_size(s, 1024)
+    super::rules::binary_size(s)
 }
 
 #[cfg(test)]

@@ -58,12 +58,20 @@ pub struct RawOutput {
     pub run_as: Option<String>,
 }
 
+/// A size in bytes: a number, or text with a K, M or G suffix (powers of 1024), as a file may
+/// write it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
 /// A packet store instead of a file: the directory and its retention.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawStore {
     pub dir: Option<PathBuf>,
-    /// Bytes.
-    pub max_bytes: Option<u64>,
+    pub max_bytes: Option<RawSize>,
     /// A duration in words (`7d`, `12h`, `90m`).
     pub max_age: Option<String>,
 }
@@ -102,6 +110,10 @@ pub struct RawCapture {
     pub decap: Option<String>,
     pub consume: bool,
     pub program_stats: bool,
+    /// `4096`, `64K` (bytes) or `200p` (packets).
+    pub flow_budget: Option<String>,
+    /// Flows the budget's table holds.
+    pub flow_table_size: Option<u32>,
 }
 
 impl RawCapture {

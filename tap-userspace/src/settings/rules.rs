@@ -7,18 +7,19 @@ use std::{
     time::Duration,
 };
 
-use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_FRAME};
+use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_SNAPLEN};
 
 use super::{
     error::{Key, Reason, SettingError},
-    raw::{Purpose, RawCapture, RawFilter, RawOutput, RawServe, RawStore},
+    raw::{Purpose, RawCapture, RawFilter, RawOutput, RawServe, RawSize, RawStore},
 };
 use crate::{
     filter::maps::FilterImage,
     kernel::iface,
     model::{
-        CaptureConfig, Compression, Consumers, Decap, Hook, HookChoice, Interface, Output,
-        OutputConfig, Rotation, StoreConfig, VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL,
+        CaptureConfig, Compression, Consumers, Decap, FlowBudget, FlowUnit, Hook, HookChoice,
+        Interface, Output, OutputConfig, QueryListen, Rotation, StoreConfig, VxlanTarget, XdpMode,
+        ZSTD_DEFAULT_LEVEL, is_loopback,
     },
     sink::{rotate::NamePattern, vxlan},
     store,
@@ -69,10 +70,11 @@ pub fn capture(raw: &RawCapture, purpose: Purpose) -> Rule<CaptureConfig> {
     };
     let (hooks, xdp_mode) = hooks(raw.hook, raw.xdp_mode)?;
     let filter = filter(&raw.filter)?;
-    let snaplen = snaplen(raw.snaplen);
+    let snaplen = snaplen(raw.snaplen)?;
     let ring_size = ring_size(raw.ring_size)?;
     let sample = sample(raw.sample)?;
     let rate_per_cpu = max_rate(raw.max_rate);
+    let flow_budget = flow_budget(raw.flow_budget.as_deref(), raw.flow_table_size)?;
     let decap = decap(raw.decap.as_deref())?;
     let output = match store(&raw.store)? {
         Some(_) if raw.output.path.is_some() => {
@@ -122,6 +124,7 @@ pub fn capture(raw: &RawCapture, purpose: Purpose) -> Rule<CaptureConfig> {
         decap,
         consume: raw.consume,
         program_stats: raw.program_stats,
+        flow_budget,
     })
 }
 
@@ -275,14 +278,113 @@ pub fn filter(raw: &RawFilter) -> Rule<FilterImage> {
     })
 }
 
-/// Bytes kept of each packet: 0 or none is the default (tcpdump's -s 0: everything), larger
-/// than a frame is a frame.
-#[must_use]
-pub fn snaplen(snaplen: Option<u32>) -> u32 {
+/// Bytes kept of each packet: as tcpdump's `-s`, 0 (or none) means whole packets up to
+/// [`MAX_SNAPLEN`], and a larger value is refused rather than silently cut.
+///
+/// # Errors
+/// Above [`MAX_SNAPLEN`].
+pub fn snaplen(snaplen: Option<u32>) -> Rule<u32> {
     match snaplen {
-        None | Some(0) => DEFAULT_SNAPLEN,
-        Some(s) => s.min(MAX_FRAME),
+        None | Some(0) => Ok(DEFAULT_SNAPLEN),
+        Some(s) if s > MAX_SNAPLEN => refuse(
+            Key::Snaplen,
+            Reason::new().key(Key::Snaplen).text(format!(
+                " {s} is out of range: use 1 to {MAX_SNAPLEN} (tcpdump's largest), or 0 for whole packets up to {MAX_SNAPLEN}"
+            )),
+        ),
+        Some(s) => Ok(s),
     }
+}
+
+/// Parses a size: a number (fractions allowed) with an optional k, M or G suffix, each `unit`
+/// (1000 or 1024) times the one before.
+///
+/// # Errors
+/// Not a number, an unknown suffix, or out of range.
+pub fn scaled_size(s: &str, unit: u32) -> Result<u64, String> {
+    let (number, power) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => match c.to_ascii_uppercase() {
+            'K' => (&s[..i], 1),
+            'M' => (&s[..i], 2),
+            'G' => (&s[..i], 3),
+            other => return Err(format!("unknown unit {other:?} in {s}: use K, M or G")),
+        },
+        _ => (s, 0),
+    };
+    let n: f64 = number.parse().map_err(|_| format!("not a size: {s}"))?;
+    let bytes = n * f64::from(unit).powi(power);
+    #[expect(clippy::cast_precision_loss, reason = "a bound, not a value")]
+    let max = u64::MAX as f64;
+    if !(0.0..max).contains(&bytes) {
+        return Err(format!("not a size: {s}"));
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked to be in range just above"
+    )]
+    Ok(bytes as u64)
+}
+
+/// Parses a size in bytes with an optional K, M or G suffix (powers of 1024).
+///
+/// # Errors
+/// As [`scaled_size`].
+pub fn binary_size(s: &str) -> Result<u64, String> {
+    scaled_size(s, 1024)
+}
+
+/// A per-flow budget: `4096`, `64K` (bytes; K, M, G: powers of 1024) or `200p` (packets), at
+/// least 1, with a table of `table_size` flows (default
+/// `tap_common::flow::DEFAULT_FLOW_TABLE`).
+///
+/// # Errors
+/// Not a budget, a table size out of range, or a table size without a budget.
+pub fn flow_budget(budget: Option<&str>, table_size: Option<u32>) -> Rule<Option<FlowBudget>> {
+    let Some(text) = budget else {
+        if table_size.is_some() {
+            return refuse(
+                Key::FlowTableSize,
+                Reason::new()
+                    .key(Key::FlowTableSize)
+                    .text(" needs ")
+                    .key(Key::FlowBudget),
+            );
+        }
+        return Ok(None);
+    };
+    let bad = || {
+        SettingError::new(
+            Key::FlowBudget,
+            Reason::new().key(Key::FlowBudget).text(format!(
+                " '{}' is not a budget: give bytes (4096, 64K) or packets (200p), at least 1",
+                excerpt(text)
+            )),
+        )
+    };
+    let t = text.trim();
+    let (limit, unit) = match t.strip_suffix(['p', 'P']) {
+        Some(n) => (n.parse::<u64>().map_err(|_| bad())?, FlowUnit::Packets),
+        None => (binary_size(t).map_err(|_| bad())?, FlowUnit::Bytes),
+    };
+    if limit == 0 {
+        return Err(bad());
+    }
+    let max = tap_common::flow::MAX_FLOW_TABLE;
+    let table_size = table_size.unwrap_or(tap_common::flow::DEFAULT_FLOW_TABLE);
+    if !(1..=max).contains(&table_size) {
+        return refuse(
+            Key::FlowTableSize,
+            Reason::new()
+                .key(Key::FlowTableSize)
+                .text(format!(" {table_size} is out of range: use 1 to {max}")),
+        );
+    }
+    Ok(Some(FlowBudget {
+        limit,
+        unit,
+        table_size,
+    }))
 }
 
 /// The ring buffer's size in bytes.
@@ -583,7 +685,20 @@ pub fn store(raw: &RawStore) -> Rule<Option<StoreConfig>> {
                 .text(" names a directory, not standard output"),
         );
     }
-    if raw.max_bytes == Some(0) {
+    let max_bytes = match &raw.max_bytes {
+        None => None,
+        Some(RawSize::Bytes(n)) => Some(*n),
+        Some(RawSize::Text(t)) => Some(binary_size(t).map_err(|_| {
+            SettingError::new(
+                Key::StoreMaxBytes,
+                Reason::new().key(Key::StoreMaxBytes).text(format!(
+                    " '{}' is not a size: give bytes, or K, M or G (powers of 1024)",
+                    excerpt(t)
+                )),
+            )
+        })?),
+    };
+    if max_bytes == Some(0) {
         return refuse(
             Key::StoreMaxBytes,
             Reason::new()
@@ -614,7 +729,7 @@ pub fn store(raw: &RawStore) -> Rule<Option<StoreConfig>> {
         .transpose()?;
     Ok(Some(StoreConfig {
         dir: std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
-        max_bytes: raw.max_bytes,
+        max_bytes,
         max_age,
     }))
 }
@@ -899,6 +1014,97 @@ pub fn metrics_listen(text: &str) -> Rule<SocketAddr> {
             )),
         )
     })
+}
+
+/// The agent's query endpoint: the address parses, a token file is given unless the address is
+/// loopback, and the file is one only its owner may read (mode 0600 or 0400), of one line of
+/// visible ASCII.
+///
+/// # Errors
+/// A token file without an address, an address that does not parse, no token file off loopback,
+/// or a token file that cannot be read, is readable by others, or holds no token.
+pub fn query_listen(listen: Option<&str>, token_file: Option<&Path>) -> Rule<Option<QueryListen>> {
+    let Some(listen) = listen else {
+        if token_file.is_some() {
+            return refuse(
+                Key::QueryTokenFile,
+                Reason::new()
+                    .key(Key::QueryTokenFile)
+                    .text(" is for the query endpoint: give ")
+                    .key(Key::QueryListen)
+                    .text(" too"),
+            );
+        }
+        return Ok(None);
+    };
+    let addr = listen.parse::<SocketAddr>().map_err(|_| {
+        SettingError::new(
+            Key::QueryListen,
+            Reason::new().key(Key::QueryListen).text(format!(
+                " '{}' is not an address and port (e.g. 127.0.0.1:9751)",
+                excerpt(listen)
+            )),
+        )
+    })?;
+    let Some(path) = token_file else {
+        if is_loopback(&addr) {
+            return Ok(Some(QueryListen {
+                addr,
+                token: None,
+                token_file: None,
+            }));
+        }
+        return refuse(
+            Key::QueryListen,
+            Reason::new()
+                .key(Key::QueryListen)
+                .text(format!(" {addr} is not loopback: give "))
+                .key(Key::QueryTokenFile)
+                .text(" (a bearer token, mode 0600)"),
+        );
+    };
+    let token = read_token(path).map_err(|m| {
+        SettingError::new(
+            Key::QueryTokenFile,
+            Reason::new()
+                .key(Key::QueryTokenFile)
+                .text(format!(": {m}")),
+        )
+    })?;
+    Ok(Some(QueryListen {
+        addr,
+        token: Some(token),
+        token_file: Some(path.to_path_buf()),
+    }))
+}
+
+/// The token in `path`, through the bounded reader, refused when group or others may read it.
+fn read_token(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is mode {:04o}: a token file must be readable by its owner only (chmod 600)",
+            path.display(),
+            mode & 0o7777
+        ));
+    }
+    let text =
+        bounded_read::read_text(path, bounded_read::SECRET_FILE_MAX).map_err(|e| e.to_string())?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("{} holds no token", path.display()));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{}: a token is one line of visible ASCII characters",
+            path.display()
+        ));
+    }
+    Ok(token.to_string())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::{path::Path, time::Duration};
 
-use tap_common::config::{DEFAULT_SNAPLEN, MAX_FRAME};
+use tap_common::config::{DEFAULT_SNAPLEN, MAX_SNAPLEN};
 
 use super::{
     Key, SettingError,
@@ -52,16 +52,30 @@ fn loopback_resolves_with_defaults() {
 }
 
 #[test]
-fn snaplen_zero_means_whole_packet_and_large_is_clamped() {
+fn snaplen_zero_means_whole_packet_and_too_large_is_refused() {
     assert_eq!(
         config(&["-i", "lo", "-s", "0", "-w", "x"]).unwrap().snaplen,
         DEFAULT_SNAPLEN
     );
+    assert_eq!(DEFAULT_SNAPLEN, 262_144, "tcpdump's default");
     assert_eq!(
         config(&["-i", "lo", "-s", "65535", "-w", "x"])
             .unwrap()
             .snaplen,
-        MAX_FRAME
+        65535
+    );
+    assert_eq!(
+        config(&["-i", "lo", "-s", "262144", "-w", "x"])
+            .unwrap()
+            .snaplen,
+        MAX_SNAPLEN
+    );
+    let e = config(&["-i", "lo", "-s", "262145", "-w", "x"]).unwrap_err();
+    assert_eq!(e.key, Key::Snaplen);
+    let message = flags::worded(&e).message;
+    assert!(
+        message.contains("262145") && message.contains("262144"),
+        "{message}"
     );
     assert_eq!(
         config(&["-i", "lo", "-s", "96", "-w", "x"])
@@ -69,6 +83,44 @@ fn snaplen_zero_means_whole_packet_and_large_is_clamped() {
             .snaplen,
         96
     );
+}
+
+#[test]
+fn flow_budgets() {
+    use crate::model::FlowUnit;
+    let budget = |args: &[&str]| config(&[&["-i", "lo", "-w", "x"][..], args].concat());
+    assert_eq!(budget(&[]).unwrap().flow_budget, None);
+    let b = budget(&["--flow-budget", "4096"])
+        .unwrap()
+        .flow_budget
+        .unwrap();
+    assert_eq!(
+        (b.limit, b.unit, b.table_size),
+        (4096, FlowUnit::Bytes, 65_536)
+    );
+    let b = budget(&["--flow-budget", "64K", "--flow-table-size", "1000"])
+        .unwrap()
+        .flow_budget
+        .unwrap();
+    assert_eq!((b.limit, b.table_size), (64 << 10, 1000));
+    let b = budget(&["--flow-budget", "200p"])
+        .unwrap()
+        .flow_budget
+        .unwrap();
+    assert_eq!((b.limit, b.unit), (200, FlowUnit::Packets));
+    for bad in ["0", "0p", "p", "-5", "4X", "1.5p", ""] {
+        // `=`: clap takes "-5" after a space for a flag, not a value.
+        let e = budget(&[&format!("--flow-budget={bad}")]).unwrap_err();
+        assert_eq!(e.key, Key::FlowBudget, "{bad}: {e}");
+    }
+    for size in ["0", "16777217"] {
+        assert!(refused(
+            &budget(&["--flow-budget", "1K", "--flow-table-size", size]),
+            Key::FlowTableSize
+        ));
+    }
+    // A table size means nothing without a budget.
+    assert!(flags::try_from_args(["tap", "capture", "--flow-table-size", "5", "-w", "x"]).is_err());
 }
 
 #[test]

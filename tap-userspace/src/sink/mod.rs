@@ -26,12 +26,15 @@ use crate::{
     model::{Hook, Interface, OutputConfig},
 };
 
-/// Counters of the whole capture, as the statistics blocks of a pcapng file report them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counters of the capture, as the statistics blocks of a pcapng file report them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CaptureStats {
     pub kernel: KernelCounters,
     /// Packets lost between the ring and the writer (its queue was full), since the start.
     pub writer_dropped: u64,
+    /// The same per interface and hook, for the interfaces with a counter slot (empty when the
+    /// source has none: the totals then stand for the whole capture).
+    pub interfaces: Vec<crate::kernel::ifstats::IfCounts>,
 }
 
 /// Reads the capture's counters now (the writer calls it when it closes a file).

@@ -8,14 +8,18 @@
 //! Blocks are appended to a caller's `Vec<u8>` whole: the writer only ever hands complete blocks
 //! to the file, so a prefix of the file that ends at a block boundary is a valid pcapng file.
 //!
-//! Statistics. The kernel counts per capture, not per interface, so the capture-wide counters
-//! go on the statistics block of interface 0 only (readers such as Wireshark add the drops of
-//! all interfaces: repeating the totals would multiply them), with a comment saying so:
-//! `isb_ifrecv` = packets the programs saw, `isb_filteraccept` = packets the filter selected,
-//! `isb_ifdrop` = packets lost because the ring buffer was full, `isb_osdrop` = packets lost in
-//! tap (writer queue full, or the disk full). Every interface's block carries `isb_usrdeliv`,
-//! the packets of that interface and hook written so far, which tap knows exactly. As the
-//! format asks, all counters run from the start of the capture, also in rotated files.
+//! Statistics. Each interface block (an interface and a hook) gets its own counters, which
+//! `capinfos` and Wireshark's capture file properties show per interface (and Wireshark adds
+//! up): `isb_ifrecv` = packets the program saw, `isb_filteraccept` = packets the filter
+//! selected, `isb_ifdrop` = selected packets lost because the ring buffer was full (the kernel
+//! counts these per interface and hook, [`crate::kernel::ifstats`]), `isb_osdrop` = packets lost in tap
+//! (the writer's queue full, the disk full), `isb_usrdeliv` = packets written, with a comment
+//! saying so on each. An interface without a counter slot of its own (more than 255 in one
+//! capture) gets only `isb_usrdeliv` and `isb_osdrop`. When the statistics source knows no
+//! interfaces (a source without the kernel's per-interface counters), the capture-wide
+//! counters go on interface 0's block only, so that a reader adding them up does not multiply
+//! them, with a comment saying so. As the format asks, all counters run from the start of the
+//! capture, also in rotated files.
 
 use std::fmt::Write as _;
 
@@ -388,9 +392,14 @@ pub fn interface_statistics(out: &mut Vec<u8>, interface_id: u32, stats: &IfStat
     end_block(out, start, true);
 }
 
-/// Comment on interface 0's statistics block.
+/// Comment on interface 0's statistics block when the counters are the whole capture's.
 pub const CAPTURE_WIDE: &str = "ifrecv, filteraccept, ifdrop (ring buffer full) and osdrop (dropped in tap) count the \
      whole capture, all interfaces and hooks";
+
+/// Comment on each statistics block when the counters are the interface's.
+pub const PER_INTERFACE: &str = "ifrecv (seen by the program), filteraccept (selected by the filter), ifdrop (lost: \
+     ring buffer full), osdrop (lost in tap) and usrdeliv (written) count this interface and hook; \
+     the whole capture's counts are their sums";
 
 /// Encodes a capture as pcapng, keeping the interface table and the per-interface counts.
 #[derive(Debug)]
@@ -401,6 +410,8 @@ pub struct PcapngEncoder {
     interfaces: Vec<InterfaceDesc>,
     /// Packets written per interface id, since the capture started.
     delivered: Vec<u64>,
+    /// Packets encoded or taken for an interface id but not written (output failed or full).
+    lost: Vec<u64>,
     /// The interface id of the last packet's (ifindex, hook): consecutive packets mostly share it.
     last: Option<(u32, HookId, u32)>,
 }
@@ -417,6 +428,7 @@ impl PcapngEncoder {
             section,
             snaplen,
             filter: filter.to_string(),
+            lost: delivered.clone(),
             interfaces,
             delivered,
             last: None,
@@ -457,6 +469,7 @@ impl PcapngEncoder {
                     interface_description(out, &desc, self.snaplen, &self.filter);
                     self.interfaces.push(desc);
                     self.delivered.push(0);
+                    self.lost.push(0);
                     (self.interfaces.len() - 1) as u32
                 };
                 self.last = Some((key.0, key.1, id));
@@ -483,8 +496,32 @@ impl PcapngEncoder {
         }
     }
 
+    /// Counts a packet of interface `id` as lost in tap (encoded, but the output failed).
+    pub fn count_lost(&mut self, id: u32) {
+        if let Some(l) = self.lost.get_mut(id as usize) {
+            *l += 1;
+        }
+    }
+
+    /// Counts `p` as lost in tap before it was encoded (an interface not yet described is not
+    /// described for it: there is no file to describe it in).
+    pub fn lose_packet(&mut self, p: &Packet<'_>) {
+        let key = (p.header.ifindex, p.header.hook);
+        if let Some(id) = self
+            .interfaces
+            .iter()
+            .position(|i| (i.ifindex, i.hook) == key)
+        {
+            self.lost[id] += 1;
+        }
+    }
+
     /// One statistics block per interface: see the module notes for what each counter means.
     pub fn trailer(&self, out: &mut Vec<u8>, stats: &CaptureStats, start_ns: u64, end_ns: u64) {
+        if !stats.interfaces.is_empty() {
+            self.trailer_per_interface(out, stats, start_ns, end_ns);
+            return;
+        }
         for (id, delivered) in self.delivered.iter().enumerate() {
             let mut s = IfStats {
                 start_ns,
@@ -502,6 +539,52 @@ impl PcapngEncoder {
                 ""
             };
             interface_statistics(out, id as u32, &s, comment);
+        }
+    }
+
+    /// The most bytes [`PcapngEncoder::trailer`] appends for the interfaces known now.
+    pub fn trailer_len(&self) -> usize {
+        let every = CaptureStats {
+            interfaces: self
+                .interfaces
+                .iter()
+                .map(|i| crate::kernel::ifstats::IfCounts {
+                    ifindex: i.ifindex,
+                    hook: i.hook,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let (mut wide, mut per) = (Vec::new(), Vec::new());
+        self.trailer(&mut wide, &CaptureStats::default(), 0, 0);
+        self.trailer(&mut per, &every, 0, 0);
+        wide.len().max(per.len())
+    }
+
+    fn trailer_per_interface(
+        &self,
+        out: &mut Vec<u8>,
+        stats: &CaptureStats,
+        start_ns: u64,
+        end_ns: u64,
+    ) {
+        for (id, iface) in self.interfaces.iter().enumerate() {
+            let kernel = stats
+                .interfaces
+                .iter()
+                .find(|c| (c.ifindex, c.hook) == (iface.ifindex, iface.hook));
+            let lost = self.lost[id];
+            let s = IfStats {
+                start_ns,
+                end_ns,
+                ifrecv: kernel.map(|c| c.seen),
+                ifdrop: kernel.map(|c| c.ring_full),
+                filteraccept: kernel.map(|c| c.matched),
+                osdrop: Some(kernel.map_or(0, |c| c.writer_dropped) + lost),
+                usrdeliv: Some(self.delivered[id]),
+            };
+            interface_statistics(out, id as u32, &s, PER_INTERFACE);
         }
     }
 
@@ -799,9 +882,105 @@ mod tests {
                 ..Default::default()
             },
             writer_dropped: 1,
+            interfaces: Vec::new(),
         };
         enc.trailer(&mut t, &stats, 1, 2);
         assert_eq!(blocks(&t).len(), 5);
         assert_eq!(enc.delivered, [1, 0, 0, 2, 1]);
+    }
+
+    #[test]
+    fn statistics_per_interface_when_the_source_has_them() {
+        use crate::kernel::ifstats::IfCounts;
+        let list = InterfaceDesc::list(
+            &[
+                Interface {
+                    name: "a".into(),
+                    ifindex: 4,
+                },
+                Interface {
+                    name: "b".into(),
+                    ifindex: 9,
+                },
+            ],
+            &[Hook::TcIngress],
+        );
+        let mut enc = PcapngEncoder::new(SectionInfo::of_this_host(), list, 9216, "");
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            let id = enc.packet(&mut v, &packet(9, HOOK_TC_INGRESS, DIR_INBOUND, &[1, 2]));
+            enc.count_delivered(id);
+        }
+        let id = enc.packet(&mut v, &packet(9, HOOK_TC_INGRESS, DIR_INBOUND, &[1, 2]));
+        enc.count_lost(id);
+        let stats = CaptureStats {
+            kernel: crate::kernel::counters::KernelCounters {
+                seen: 100,
+                ..Default::default()
+            },
+            writer_dropped: 5,
+            interfaces: vec![
+                IfCounts {
+                    ifindex: 4,
+                    hook: HOOK_TC_INGRESS,
+                    seen: 10,
+                    matched: 0,
+                    ring_full: 0,
+                    writer_dropped: 0,
+                },
+                IfCounts {
+                    ifindex: 9,
+                    hook: HOOK_TC_INGRESS,
+                    seen: 90,
+                    matched: 80,
+                    ring_full: 70,
+                    writer_dropped: 5,
+                },
+            ],
+        };
+        let mut t = Vec::new();
+        enc.trailer(&mut t, &stats, 1, 2);
+        assert!(enc.trailer_len() >= t.len());
+        let found = blocks(&t);
+        assert_eq!(found.len(), 2);
+        // Options from byte 12 of the body: code, length, value.
+        let options = |body: &[u8]| {
+            let mut out = std::collections::BTreeMap::new();
+            let mut off = 12;
+            while off + 4 <= body.len() {
+                let code = u16::from_ne_bytes([body[off], body[off + 1]]);
+                let len = u16::from_ne_bytes([body[off + 2], body[off + 3]]) as usize;
+                if code == 0 {
+                    break;
+                }
+                if (ISB_IFRECV..=ISB_USRDELIV).contains(&code) {
+                    let v = u64::from_ne_bytes(body[off + 4..off + 12].try_into().unwrap());
+                    out.insert(code, v);
+                }
+                off += 4 + pad4(len);
+            }
+            out
+        };
+        let (a, b) = (options(found[0].1), options(found[1].1));
+        assert_eq!(u32_at(found[1].1, 0), 1, "interface id");
+        let want = |recv, accept, drop, os, deliv| {
+            [
+                (ISB_IFRECV, recv),
+                (ISB_IFDROP, drop),
+                (ISB_FILTERACCEPT, accept),
+                (ISB_OSDROP, os),
+                (ISB_USRDELIV, deliv),
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<u16, u64>>()
+        };
+        assert_eq!(a, want(10, 0, 0, 0, 0));
+        assert_eq!(
+            b,
+            want(90, 80, 70, 5 + 1, 3),
+            "queue drops plus the writer's own"
+        );
+        let comment = String::from_utf8_lossy(found[1].1);
+        assert!(comment.contains(PER_INTERFACE), "{comment}");
     }
 }

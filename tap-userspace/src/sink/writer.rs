@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use tap_common::config::MAX_FRAME;
+use tap_common::config::MAX_SNAPLEN;
 use tracing::{debug, error, info};
 
 use super::{
@@ -154,6 +154,26 @@ impl Encoder {
         }
     }
 
+    fn count_lost(&mut self, id: u32) {
+        if let Self::Pcapng(e) = self {
+            e.count_lost(id);
+        }
+    }
+
+    fn lose_packet(&mut self, p: &Packet<'_>) {
+        if let Self::Pcapng(e) = self {
+            e.lose_packet(p);
+        }
+    }
+
+    /// The most bytes [`Encoder::trailer`] appends for the interfaces known now.
+    fn trailer_len(&self) -> usize {
+        match self {
+            Self::Pcap { .. } => 0,
+            Self::Pcapng(e) => e.trailer_len(),
+        }
+    }
+
     fn trailer(&self, out: &mut Vec<u8>, stats: &CaptureStats, start_ns: u64, end_ns: u64) {
         if let Self::Pcapng(e) = self {
             e.trailer(out, stats, start_ns, end_ns);
@@ -177,7 +197,7 @@ impl Zstd {
     fn new(level: i32) -> io::Result<Self> {
         let cctx = zstd::bulk::Compressor::new(level)?;
         let out = Vec::with_capacity(zstd::zstd_safe::compress_bound(
-            BUFFER + MAX_FRAME as usize + 4096,
+            BUFFER + MAX_SNAPLEN as usize + 4096,
         ));
         Ok(Self { cctx, out })
     }
@@ -333,7 +353,7 @@ impl CaptureWriter {
         let mut w = Self {
             enc,
             zstd,
-            buf: Vec::with_capacity(BUFFER + pcapng::epb_len(MAX_FRAME as usize) + 4096),
+            buf: Vec::with_capacity(BUFFER + pcapng::epb_len(MAX_SNAPLEN as usize) + 4096),
             marks: Vec::with_capacity(BUFFER / 64),
             pending_since: None,
             flush_interval: out.flush_interval,
@@ -380,10 +400,7 @@ impl CaptureWriter {
     }
 
     fn open_with(&mut self, start: i64, header: &[u8]) -> Result<(), Fail> {
-        let mut trailer = Vec::new();
-        self.enc
-            .trailer(&mut trailer, &CaptureStats::default(), 0, 0);
-        self.trailer_len = trailer.len();
+        self.trailer_len = self.enc.trailer_len();
         if let Target::Files(files) = &mut self.target {
             let t = LocalTime::at(start);
             self.boundary_ns = self
@@ -545,6 +562,9 @@ impl CaptureWriter {
         for &(_, id) in &self.marks[..kept_packets] {
             self.enc.count_delivered(id);
         }
+        for &(_, id) in &self.marks[kept_packets..] {
+            self.enc.count_lost(id);
+        }
         if let Some(o) = &mut self.observer {
             let raw_len = if compressed || kept_packets == self.marks.len() {
                 self.buf.len()
@@ -587,7 +607,7 @@ impl CaptureWriter {
         self.flush_buf()?;
         let stats = CaptureStats {
             writer_dropped: stats.writer_dropped + self.report.lost,
-            ..*stats
+            ..stats.clone()
         };
         self.scratch.clear();
         self.enc
@@ -695,7 +715,7 @@ impl CaptureWriter {
                 }
                 self.report.disk_full.get_or_insert((path, stop));
                 self.buf.clear();
-                self.report.lost += self.marks.len() as u64;
+                self.lose_marked();
                 self.marks.clear();
                 if let Err(Fail::Other(e)) = self.close_file() {
                     self.report.error.get_or_insert(e);
@@ -709,7 +729,7 @@ impl CaptureWriter {
             }
             Fail::Other(e) => {
                 error!(error = %e, "output failed");
-                self.report.lost += self.marks.len() as u64;
+                self.lose_marked();
                 self.buf.clear();
                 self.marks.clear();
                 let _ = self.close_file();
@@ -799,8 +819,19 @@ impl CaptureWriter {
         }
     }
 
+    /// Counts the packets encoded but not yet written as lost.
+    fn lose_marked(&mut self) {
+        for &(_, id) in &self.marks {
+            self.enc.count_lost(id);
+        }
+        self.report.lost += self.marks.len() as u64;
+    }
+
     fn take_batch(&mut self, batch: &Batch) -> Result<(), SinkStop> {
         if self.dropping {
+            for p in batch.packets() {
+                self.enc.lose_packet(&p);
+            }
             self.report.lost += batch.len() as u64;
             return self.retry_after_disk_full(wall_ns());
         }
@@ -814,6 +845,9 @@ impl CaptureWriter {
                 }
             });
             if let Err(f) = step {
+                for p in batch.packets().skip(done as usize) {
+                    self.enc.lose_packet(&p);
+                }
                 self.report.lost += total - done;
                 return self.fail(f);
             }
@@ -897,7 +931,7 @@ impl Sink for CaptureWriter {
                 Target::Stdout => self.flush_buf().and_then(|()| {
                     let stats = CaptureStats {
                         writer_dropped: stats.writer_dropped + self.report.lost,
-                        ..*stats
+                        ..stats.clone()
                     };
                     let mut trailer = Vec::new();
                     self.enc
@@ -1271,6 +1305,7 @@ mod tests {
                 ..Default::default()
             },
             writer_dropped: 1,
+            interfaces: Vec::new(),
         };
         sink.finish(&stats);
         let bytes = std::fs::read(&path).unwrap();

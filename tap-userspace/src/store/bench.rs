@@ -88,7 +88,7 @@ pub fn fill(
             output: &output,
             interfaces: &interfaces,
             hooks: &[Hook::TcIngress],
-            snaplen: tap_common::config::MAX_FRAME,
+            snaplen: tap_common::config::MAX_SNAPLEN,
             filter: "",
             stats: Box::new(CaptureStats::default),
             finished: None,

@@ -210,17 +210,24 @@ fn cells(f: &FlowSummary) -> [String; 14] {
     ]
 }
 
+/// A flow as `tap query --flows --json` prints it (and the agent's `/flows` returns it): the
+/// [`FlowSummary`] fields, and `first` and `last` in RFC 3339.
+#[must_use]
+pub fn flow_json(f: &FlowSummary) -> serde_json::Value {
+    let mut v = serde_json::to_value(f).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("first".into(), query::rfc3339(f.first_ns).into());
+        m.insert("last".into(), query::rfc3339(f.last_ns).into());
+    }
+    v
+}
+
 fn print_flows(flows: &[FlowSummary], args: &QueryRequest) -> Result<(), StoreError> {
     use std::{fmt::Write as _, io::Write as _};
     let mut text = String::new();
     if args.json {
         for f in flows {
-            let mut v = serde_json::to_value(f).unwrap_or_default();
-            if let Some(m) = v.as_object_mut() {
-                m.insert("first".into(), query::rfc3339(f.first_ns).into());
-                m.insert("last".into(), query::rfc3339(f.last_ns).into());
-            }
-            text.push_str(&v.to_string());
+            text.push_str(&flow_json(f).to_string());
             text.push('\n');
         }
     } else if args.csv {

@@ -193,6 +193,29 @@ fn signature(f: &[u8], tunnel: (u8, u32)) -> Option<Sig> {
     }
 }
 
+/// A [`Sig`] as a hash key: compared with [`same`] and hashed word by word, because the
+/// derived comparison of an array calls `memcmp` for every probe of the table.
+#[derive(Debug, Clone, Copy)]
+struct SigKey(Sig);
+
+impl PartialEq for SigKey {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        same(&self.0, &other.0)
+    }
+}
+
+impl Eq for SigKey {}
+
+impl std::hash::Hash for SigKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for w in self.0 {
+            state.write_u64(w);
+        }
+    }
+}
+
 /// A packet told but not yet written.
 #[derive(Debug, Clone, Copy)]
 struct Staged {
@@ -217,7 +240,7 @@ pub struct Indexer {
     blocks: Vec<Block>,
     staged: Vec<Staged>,
     /// Flow and direction by [`signature`]: the key is parsed once per flow and direction.
-    sigs: FxHashMap<Sig, (u32, bool)>,
+    sigs: FxHashMap<SigKey, (u32, bool)>,
     /// The last packet's signature and what it gave.
     last_sig: Option<Sig>,
     last_hit: (u32, bool),
@@ -286,11 +309,11 @@ impl Indexer {
         let (flow, forward) = match sig {
             Some(s) if self.last_sig.as_ref().is_some_and(|l| same(l, &s)) => self.last_hit,
             Some(s) => {
-                let hit = if let Some(&hit) = self.sigs.get(&s) {
+                let hit = if let Some(&hit) = self.sigs.get(&SigKey(s)) {
                     hit
                 } else {
                     let hit = self.lookup(frame, tunnel);
-                    self.sigs.insert(s, hit);
+                    self.sigs.insert(SigKey(s), hit);
                     hit
                 };
                 self.last_sig = Some(s);

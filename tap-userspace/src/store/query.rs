@@ -47,7 +47,7 @@ use crate::{
 };
 
 /// What to look for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
     /// ns since the epoch, inclusive.
     pub since_ns: Option<u64>,

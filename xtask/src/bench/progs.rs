@@ -1,5 +1,6 @@
 //! Program runs: `tap bench-prog` (BPF_PROG_TEST_RUN) per hook and filter size, over a frame the
-//! filter selects and one it rejects.
+//! filter selects and one it rejects; and without a filter, with the per-interface counters
+//! (pcapng, the agent) and with a per-flow budget (1 and 65,536 flows in its table).
 
 use std::{net::Ipv4Addr, path::Path, process::Command};
 
@@ -87,6 +88,41 @@ impl Rules {
 /// A destination outside 10.0.0.0/8 (and the frames' usual one): no rule selects it.
 pub(super) const REJECTED_DST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
+/// What the programs do besides filtering and copying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Extra {
+    None,
+    /// Counting per interface and hook (`--per-interface`).
+    PerInterface,
+    /// A per-flow budget with this many flows in its table (`--flows`).
+    FlowBudget {
+        flows: u32,
+    },
+}
+
+impl Extra {
+    /// Flow counts the budget is timed with.
+    pub(super) const FLOWS: [u32; 2] = [1, 65_536];
+
+    /// Words for the table (empty for none).
+    pub(super) fn label(self) -> String {
+        match self {
+            Extra::None => String::new(),
+            Extra::PerInterface => ", counted per interface".into(),
+            Extra::FlowBudget { flows: 1 } => ", flow budget (1 flow)".into(),
+            Extra::FlowBudget { flows } => format!(", flow budget ({flows} flows)"),
+        }
+    }
+
+    fn args(self) -> Vec<String> {
+        match self {
+            Extra::None => Vec::new(),
+            Extra::PerInterface => vec!["--per-interface".into()],
+            Extra::FlowBudget { flows } => vec!["--flows".into(), flows.to_string()],
+        }
+    }
+}
+
 /// One `tap bench-prog` run: ns per program run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct ProgRun {
@@ -96,6 +132,8 @@ pub(super) struct ProgRun {
     pub ring_full_ns: Option<f64>,
     /// A rejected frame: classified and passed on.
     pub rejected_ns: Option<f64>,
+    /// With a flow budget: a selected frame whose flow has used its budget, counted, not copied.
+    pub over_budget_ns: Option<f64>,
     /// Why the program could not be loaded with this filter (then nothing was timed).
     pub refused: Option<String>,
 }
@@ -106,6 +144,7 @@ impl ProgRun {
             "ns_per_packet_copied": self.copied_ns,
             "ns_per_packet_ring_full": self.ring_full_ns,
             "ns_per_packet_rejected": self.rejected_ns,
+            "ns_per_packet_over_budget": self.over_budget_ns,
             "refused": self.refused,
         })
     }
@@ -118,10 +157,12 @@ pub(super) struct ProgConfig {
     pub hook: &'static str,
     pub rules: Rules,
     pub frame_len: usize,
+    pub extra: Extra,
 }
 
 impl ProgConfig {
-    /// The matrix: both hooks; without a filter at 64 and 1500 bytes, with each filter at 64.
+    /// The matrix: both hooks; without a filter at 64 and 1500 bytes, with each filter at 64;
+    /// without a filter at 64 bytes, counted per interface and with each flow budget.
     pub(super) fn all() -> Vec<ProgConfig> {
         let mut v = Vec::new();
         for hook in ["xdp", "tc"] {
@@ -129,12 +170,24 @@ impl ProgConfig {
                 hook,
                 rules: Rules::None,
                 frame_len: 1500,
+                extra: Extra::None,
             });
             for rules in Rules::all() {
                 v.push(ProgConfig {
                     hook,
                     rules,
                     frame_len: 64,
+                    extra: Extra::None,
+                });
+            }
+            let extras = std::iter::once(Extra::PerInterface)
+                .chain(Extra::FLOWS.map(|flows| Extra::FlowBudget { flows }));
+            for extra in extras {
+                v.push(ProgConfig {
+                    hook,
+                    rules: Rules::None,
+                    frame_len: 64,
+                    extra,
                 });
             }
         }
@@ -157,6 +210,7 @@ pub(super) fn medians(runs: &[ProgRun]) -> ProgRun {
         copied_ns: m(|r| r.copied_ns),
         ring_full_ns: m(|r| r.ring_full_ns),
         rejected_ns: m(|r| r.rejected_ns),
+        over_budget_ns: m(|r| r.over_budget_ns),
         refused: runs.iter().find_map(|r| r.refused.clone()),
     }
 }
@@ -176,6 +230,7 @@ pub(super) fn run(tap: &Path, dir: &Path, config: &ProgConfig, repeat: u64) -> R
         "--repeat",
         &repeat.to_string(),
     ]);
+    cmd.args(config.extra.args());
     if let Some(expr) = config.rules.expression() {
         let file = dir.join(format!(
             "filter-{}-{}.txt",
@@ -211,6 +266,7 @@ fn parse_lines(stdout: &str) -> Result<ProgRun> {
         if v["matched"].as_bool() == Some(true) {
             run.copied_ns = v["ns_per_packet_copied"].as_f64();
             run.ring_full_ns = v["ns_per_packet_ring_full"].as_f64();
+            run.over_budget_ns = v["ns_per_packet_over_budget"].as_f64();
         } else {
             run.rejected_ns = v["ns_per_packet_rejected"].as_f64();
         }
@@ -263,6 +319,12 @@ mod tests {
             (Some(31.5), Some(12.0), Some(9.25))
         );
         assert!(parse_lines("nothing\n").is_err());
+        assert_eq!(r.over_budget_ns, None, "an older line without the field");
+        let budget = parse_lines(
+            r#"{"hook":"tc-ingress","frame_len":64,"repeat":10,"dst":"192.0.2.2","matched":true,"ns_per_packet_copied":80.00,"ns_per_packet_ring_full":50.00,"ns_per_packet_rejected":null,"flows":65536,"ns_per_packet_over_budget":61.50}"#,
+        )
+        .unwrap();
+        assert_eq!(budget.over_budget_ns, Some(61.5));
         let m = medians(&[
             r.clone(),
             ProgRun {

@@ -9,7 +9,7 @@ use super::{
     capture::{
         self, CaptureMedian, CaptureRun, FRAME_LENS, LiveProgram, Matching, TAP_RING_SIZE, Tool,
     },
-    progs::{self, ProgConfig, ProgRun, Rules},
+    progs::{self, Extra, ProgConfig, ProgRun, Rules},
     writer::{self, PLACES, Writer},
 };
 
@@ -28,6 +28,8 @@ pub(super) struct Results {
     pub progs: Vec<(ProgConfig, Vec<ProgRun>)>,
     /// `(place, writer, MB/s of each run)`.
     pub writers: Vec<(&'static str, Writer, Vec<f64>)>,
+    /// `tap bench-writer --store` against plain pcapng: CPU per packet by size and flows.
+    pub store_cpu: Value,
 }
 
 /// One capture configuration and its runs.
@@ -64,9 +66,15 @@ impl Results {
     }
 
     fn prog(&self, hook: &str, rules: Rules, len: usize) -> Option<ProgRun> {
+        self.prog_with(hook, rules, len, Extra::None)
+    }
+
+    fn prog_with(&self, hook: &str, rules: Rules, len: usize, extra: Extra) -> Option<ProgRun> {
         self.progs
             .iter()
-            .find(|(c, _)| c.hook == hook && c.rules == rules && c.frame_len == len)
+            .find(|(c, _)| {
+                c.hook == hook && c.rules == rules && c.frame_len == len && c.extra == extra
+            })
             .map(|(_, runs)| progs::medians(runs))
     }
 
@@ -243,18 +251,19 @@ fn prog_table(s: &mut String, r: &Results, plan: &Plan) {
         "\n### Programs under BPF_PROG_TEST_RUN: ns per program run (median of {}, {} runs each)\n",
         plan.runs, plan.repeat
     );
-    s.push_str("| program | filter | frame | selected, ring has room (record copied) | selected, ring full (drop counted) | rejected by the filter |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|\n");
+    s.push_str("| program | filter | frame | selected, ring has room (record copied) | selected, ring full (drop counted) | rejected by the filter | over its flow's budget (counted) |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|\n");
     for (config, _) in &r.progs {
-        let Some(m) = r.prog(config.hook, config.rules, config.frame_len) else {
+        let Some(m) = r.prog_with(config.hook, config.rules, config.frame_len, config.extra) else {
             continue;
         };
+        let filter = format!("{}{}", config.rules.label(), config.extra.label());
         if let Some(why) = &m.refused {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} B | refused: {} | | |",
+                "| {} | {} | {} B | refused: {} | | | |",
                 config.program(),
-                config.rules.label(),
+                filter,
                 config.frame_len,
                 why.lines().last().unwrap_or_default().replace('|', "/")
             );
@@ -262,19 +271,23 @@ fn prog_table(s: &mut String, r: &Results, plan: &Plan) {
         }
         let _ = writeln!(
             s,
-            "| {} | {} | {} B | {} | {} | {} |",
+            "| {} | {} | {} B | {} | {} | {} | {} |",
             config.program(),
-            config.rules.label(),
+            filter,
             config.frame_len,
             n1(m.copied_ns),
             n1(m.ring_full_ns),
             n1(m.rejected_ns),
+            n1(m.over_budget_ns),
         );
     }
     s.push_str(
         "\nThe kernel's own timing of its test-run loop (whole ns per call, averaged over calls): the program plus a few ns \
          of loop overhead. Selected frames go to an address in the filter's last rule, rejected ones to 192.0.2.2. The \
-         ring (128 MiB) is drained between calls, so records are written to memory that is not in cache.\n",
+         ring (128 MiB) is drained between calls, so records are written to memory that is not in cache. Counted per \
+         interface: what a pcapng output or the agent adds. Flow budget: `--flow-budget` with its table holding 1 or \
+         65,536 flows (the frame's own among them; within the budget, then over it); the one flow the loop repeats \
+         stays in cache, so a live table of many flows costs its cache misses on top.\n",
     );
 }
 
@@ -502,6 +515,11 @@ pub(super) fn json(
                 "program": c.program(),
                 "filter": c.rules.kind(),
                 "rules": c.rules.count(),
+                "per_interface": c.extra == Extra::PerInterface,
+                "flows": match c.extra {
+                    Extra::FlowBudget { flows } => Some(flows),
+                    _ => None,
+                },
                 "frame_len": c.frame_len,
                 "repeat": plan.repeat,
                 "median": progs::medians(runs).to_json(),
@@ -531,6 +549,7 @@ pub(super) fn json(
         "capture": captures,
         "programs": programs,
         "writer": writers,
+        "store_cpu": r.store_cpu,
         "targets": targets.iter().map(|t| json!({
             "id": t.id, "what": t.what, "measured": t.measured, "pass": t.pass,
         })).collect::<Vec<_>>(),

@@ -30,6 +30,8 @@ pub(crate) fn bench_prog(request: BenchProgRequest) -> anyhow::Result<ExitCode> 
         repeat: request.repeat,
         filter,
         dsts,
+        per_interface: request.per_interface,
+        flows: request.flows,
     };
     for line in testrun::bench_prog(&spec)? {
         println!("{line}");
