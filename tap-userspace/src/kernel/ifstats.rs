@@ -24,7 +24,25 @@ use tap_common::{
 };
 use tracing::warn;
 
-use crate::kernel::{batch::Batch, loader::LoadError};
+use crate::kernel::batch::Batch;
+
+/// A per-interface map the eBPF object lacks, or holds in another shape (the loader words it as
+/// its own load error, so the message is the same as for every other map).
+#[derive(Debug, thiserror::Error)]
+pub enum IfMapError {
+    /// The object has no map of this name.
+    #[error("the eBPF object has no map {0}")]
+    Missing(&'static str),
+    /// The map is not of the type tap expects.
+    #[error("map {name}: {source}")]
+    Map {
+        /// The map's name.
+        name: &'static str,
+        /// What aya said.
+        #[source]
+        source: MapError,
+    },
+}
 
 /// The counters of one interface and hook since the capture started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -86,16 +104,16 @@ fn take<T>(
     ebpf: &mut Ebpf,
     name: &'static str,
     convert: impl FnOnce(aya::maps::Map) -> Result<T, MapError>,
-) -> Result<T, LoadError> {
-    let map = ebpf.take_map(name).ok_or(LoadError::Missing {
-        kind: "map",
-        name: name.into(),
-    })?;
-    convert(map).map_err(|source| LoadError::Map { name, source })
+) -> Result<T, IfMapError> {
+    let map = ebpf.take_map(name).ok_or(IfMapError::Missing(name))?;
+    convert(map).map_err(|source| IfMapError::Map { name, source })
 }
 
 /// Takes the per-interface maps out of a loaded object.
-pub fn take_maps(ebpf: &mut Ebpf) -> Result<(IfSlots, IfCounters), LoadError> {
+///
+/// # Errors
+/// A map missing or of another type.
+pub fn take_maps(ebpf: &mut Ebpf) -> Result<(IfSlots, IfCounters), IfMapError> {
     let direct = take(ebpf, maps::IF_SLOTS, Array::try_from)?;
     let more = take(ebpf, maps::IF_SLOTS_MORE, HashMap::try_from)?;
     let map = take(ebpf, maps::IF_COUNTERS, PerCpuArray::try_from)?;

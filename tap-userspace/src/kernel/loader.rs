@@ -290,7 +290,13 @@ pub fn load(spec: &LoadSpec<'_>) -> Result<(Ebpf, Maps), LoadError> {
         name: maps::COUNTERS,
         source,
     })?;
-    let (slots, interfaces) = ifstats::take_maps(&mut ebpf)?;
+    let (slots, interfaces) = ifstats::take_maps(&mut ebpf).map_err(|e| match e {
+        ifstats::IfMapError::Missing(name) => LoadError::Missing {
+            kind: "map",
+            name: name.into(),
+        },
+        ifstats::IfMapError::Map { name, source } => LoadError::Map { name, source },
+    })?;
     let flows = match spec.flow_budget {
         None => None,
         Some(b) => {
