@@ -360,6 +360,12 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().to_canonical().is_loopback()
 }
 
+/// A fleet session's priority when it gives none (the higher wins an interface).
+pub const DEFAULT_SESSION_PRIORITY: u32 = 100;
+
+/// The root of the fleet's etcd keys when none is given (`--etcd-prefix`, `[fleet] prefix`).
+pub const DEFAULT_ETCD_ROOT: &str = "/tap";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@
 use super::session::{FORMAT_VERSION, SessionId, Source};
 
 /// The root when none is given (`--etcd-prefix`, `[fleet] prefix`).
-pub const DEFAULT_ROOT: &str = "/tap";
+pub const DEFAULT_ROOT: &str = crate::model::DEFAULT_ETCD_ROOT;
 
 /// The key layout under one root.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,7 +31,7 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// Priority of a session that does not give one.
-pub const DEFAULT_PRIORITY: u32 = 100;
+pub const DEFAULT_PRIORITY: u32 = crate::model::DEFAULT_SESSION_PRIORITY;
 
 /// Longest tenant, session or host name.
 pub const MAX_NAME: usize = 64;

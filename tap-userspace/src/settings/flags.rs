@@ -141,7 +141,7 @@ enum Command {
     /// Ask a running agent for its status, or to reload its configuration.
     Ctl(CtlArgs),
     /// Fleet vTAP sessions in etcd: create, list, show and delete them, the ownership map, roles.
-    Session(Box<crate::fleet::command::SessionArgs>),
+    Session(Box<super::session_flags::SessionArgs>),
     /// Generate shell completions or man pages.
     #[command(hide = true, subcommand)]
     Generate(GenerateCommand),
@@ -780,7 +780,7 @@ pub enum Request {
     Store(crate::store::cli::StoreCommand),
     /// `tap session ...`: its session JSON is validated by the capture's rules
     /// ([`super::session::fleet_capture`]).
-    Session(Box<crate::fleet::command::SessionArgs>),
+    Session(Box<super::session_flags::SessionArgs>),
 }
 
 /// `tap replay`.

@@ -14,6 +14,7 @@ pub mod flags;
 pub mod raw;
 pub mod rules;
 pub mod session;
+pub mod session_flags;
 #[cfg(test)]
 mod tests;
 
