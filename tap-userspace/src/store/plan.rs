@@ -540,8 +540,15 @@ mod proptests {
                 }
                 Ok(None) => {}
                 Ok(Some(expr)) => {
-                    let Ok(compiled) = crate::filter::compile_expr(&expr) else {
-                        return Ok(());
+                    // An expression that parses compiles, or is refused for its size: a case
+                    // the planner cannot be held to is rejected (proptest counts and bounds
+                    // rejections), never passed unseen.
+                    let compiled = match crate::filter::compile_expr(&expr) {
+                        Ok(c) => c,
+                        Err(crate::filter::FilterError::TooLarge { .. }) => {
+                            return Err(TestCaseError::reject(format!("too large: `{text}`")));
+                        }
+                        Err(e) => panic!("`{text}` parses but does not compile: {e}"),
                     };
                     let ev = crate::filter::eval::Evaluator::new(&compiled);
                     for f in frames() {
@@ -579,9 +586,10 @@ mod proptests {
                 text.push_str(prim);
                 text.push(')');
             }
-            // Some compositions are refused (a third `vlan`): that is the parser's business.
+            // Some compositions are refused (a third `vlan`): that is the parser's business, and
+            // such a case is rejected (counted and bounded by proptest), not passed unseen.
             let Ok(Some(expr)) = crate::filter::parse(&text) else {
-                return Ok(());
+                return Err(TestCaseError::reject(format!("refused: `{text}`")));
             };
             let compiled = crate::filter::compile_expr(&expr).unwrap();
             let ev = crate::filter::eval::Evaluator::new(&compiled);
