@@ -522,14 +522,44 @@ mod proptests {
         ]
     }
 
+    /// The planner never contradicts the exact evaluator on a one-packet flow of each of
+    /// [`frames`]: false only where the evaluator does not select the packet, true only where the
+    /// expression is true or the packet is rejected outright (a byte it needs is missing, which
+    /// libpcap turns into "no" whatever the rest says).
+    fn planner_agrees(
+        text: &str,
+        expr: &Expr,
+        compiled: &crate::filter::CompiledFilter,
+    ) -> Result<(), TestCaseError> {
+        let ev = crate::filter::eval::Evaluator::new(compiled);
+        for f in frames() {
+            let p = parse(&f, 0, 0);
+            let view = FlowView {
+                key: &p.key,
+                forward: p.forward,
+                backward: !p.forward,
+            };
+            let exact = ev.eval(&f).is_some();
+            match eval(expr, &view) {
+                Tri::False => prop_assert!(
+                    !exact,
+                    "`{text}`: planner false, evaluator selects {f:02x?}"
+                ),
+                Tri::True => prop_assert!(
+                    crate::filter::eval::eval_expr(expr, &f) != Some(false),
+                    "`{text}`: planner true, the expression false for {f:02x?}"
+                ),
+                Tri::Unknown => {}
+            }
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         /// A random expression parses or fails with a one-line message; when it parses, the
-        /// planner never panics and never contradicts the exact evaluator on a one-packet flow:
-        /// false only where the evaluator does not select the packet, true only where the
-        /// expression is true or the packet is rejected outright (a byte it needs is missing,
-        /// which libpcap turns into "no" whatever the rest says).
+        /// planner never panics and [`planner_agrees`].
         #[test]
         fn random_expressions_never_fool_the_planner(words in prop::collection::vec(select(VOCAB), 0..12)) {
             let text = words.join(" ");
@@ -550,20 +580,7 @@ mod proptests {
                         }
                         Err(e) => panic!("`{text}` parses but does not compile: {e}"),
                     };
-                    let ev = crate::filter::eval::Evaluator::new(&compiled);
-                    for f in frames() {
-                        let p = parse(&f, 0, 0);
-                        let view = FlowView { key: &p.key, forward: p.forward, backward: !p.forward };
-                        let exact = ev.eval(&f).is_some();
-                        match eval(&expr, &view) {
-                            Tri::False => prop_assert!(!exact, "`{text}`: planner false, evaluator selects {f:02x?}"),
-                            Tri::True => prop_assert!(
-                                crate::filter::eval::eval_expr(&expr, &f) != Some(false),
-                                "`{text}`: planner true, the expression false for {f:02x?}"
-                            ),
-                            Tri::Unknown => {}
-                        }
-                    }
+                    planner_agrees(&text, &expr, &compiled)?;
                 }
             }
         }
@@ -592,20 +609,7 @@ mod proptests {
                 return Err(TestCaseError::reject(format!("refused: `{text}`")));
             };
             let compiled = crate::filter::compile_expr(&expr).unwrap();
-            let ev = crate::filter::eval::Evaluator::new(&compiled);
-            for f in frames() {
-                let p = parse(&f, 0, 0);
-                let view = FlowView { key: &p.key, forward: p.forward, backward: !p.forward };
-                let exact = ev.eval(&f).is_some();
-                match eval(&expr, &view) {
-                    Tri::False => prop_assert!(!exact, "`{text}`: planner false, evaluator selects {f:02x?}"),
-                    Tri::True => prop_assert!(
-                                crate::filter::eval::eval_expr(&expr, &f) != Some(false),
-                                "`{text}`: planner true, the expression false for {f:02x?}"
-                            ),
-                    Tri::Unknown => {}
-                }
-            }
+            planner_agrees(&text, &expr, &compiled)?;
         }
 
         /// Random bytes as a frame: the key parse and the planner never panic.
