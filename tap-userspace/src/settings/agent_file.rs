@@ -201,7 +201,7 @@ fn document(text: &str) -> Option<Spanned<DeValue<'_>>> {
 }
 
 /// A setting's name within the file, where a reason mentions it.
-fn file_name(key: Key) -> String {
+pub(super) fn file_name(key: Key) -> String {
     match key {
         Key::Write => "[tap.file]".to_string(),
         Key::Store => "[tap.store]".to_string(),

@@ -437,7 +437,7 @@ struct StoreArgs {
     /// Write a packet store into DIR instead of -w: rotating pcapng files (zstd with
     /// --compress zstd) and a Parquet index of each file's flows, for `tap query`. Default
     /// rotation: -G 60 -C 1000.
-    #[arg(long, value_name = "DIR", conflicts_with = "write")]
+    #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
     /// Keep the store under SIZE bytes (K, M, G: powers of 1024), deleting the oldest files
     /// with their index first.
