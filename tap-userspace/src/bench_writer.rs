@@ -219,7 +219,7 @@ pub fn measure(
         progress: None,
     };
     let mut sink = match &output.store {
-        Some(store) => crate::store::sink::open(setup, store)?,
+        Some(store) => crate::store::sink::open(setup, store, std::sync::Arc::default())?,
         None => sink::open(setup)?,
     };
     let mut written = 0;

@@ -150,6 +150,34 @@ fn http_pull_gives_what_tap_query_and_tcpdump_give() {
     });
     let files = capture_files(&store);
     assert!(files.len() >= 3, "rotations: {files:?}");
+    // The store's counters in the metrics: every finished file's index, as the directory holds
+    // them, and nothing deleted (no retention asked for).
+    let indexes = || {
+        std::fs::read_dir(&store)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".flows.parquet")
+            })
+            .count()
+    };
+    // The counter is raised just after an index file is complete: wait for both.
+    wait_until(
+        "each finished file indexed",
+        Duration::from_secs(20),
+        || {
+            let counted =
+                scrape(&t.b, METRICS).get("tap_store_files_indexed_total", "tap=\"store\"");
+            (indexes() == files.len() && counted == Some(files.len() as f64)).then_some(())
+        },
+    );
+    assert_eq!(
+        scrape(&t.b, METRICS).get("tap_store_files_deleted_total", "tap=\"store\""),
+        Some(0.0)
+    );
 
     // The whole window and one cut across file boundaries, from the oracle's own timestamps.
     let all = merged(&tcpdump_each(&files, &work, ""), Window::default(), &work);

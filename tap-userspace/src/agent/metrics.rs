@@ -180,6 +180,27 @@ pub fn render(shared: &AgentShared) -> String {
         "interfaces_detached",
         "Interfaces the tap should be attached to and is not, now",
     );
+    let store_indexed = r.counter(
+        "store_files_indexed",
+        "Capture files of the tap's store indexed ([tap.store])",
+    );
+    let store_index_bytes = r.counter("store_index_bytes", "Bytes of index files written");
+    let store_index_failed = r.counter(
+        "store_index_failures",
+        "Store files left without an index (queries index them on the fly)",
+    );
+    let store_deleted = r.counter(
+        "store_files_deleted",
+        "Store files deleted by retention (max_bytes, max_age, or room on a full disk)",
+    );
+    let store_deleted_bytes = r.counter(
+        "store_deleted_bytes",
+        "Bytes of the store files retention deleted, index included",
+    );
+    let store_deleted_for_room = r.counter(
+        "store_files_deleted_for_room",
+        "Store files deleted to make room on a full disk",
+    );
     let fill = r.gauge("ring_fill_bytes", "Bytes waiting in the ring now");
     let size = r.gauge("ring_size_bytes", "Size of the ring in bytes");
 
@@ -281,6 +302,20 @@ pub fn render(shared: &AgentShared) -> String {
                 .inc_by(k.flows_new.saturating_sub(entries));
             flow_entries.get_or_create(&l).set(entries as i64);
             flow_size.get_or_create(&l).set(i64::from(table));
+        }
+        if let Some(st) = tap.live.store() {
+            for (family, value) in [
+                (&store_indexed, &st.files_indexed),
+                (&store_index_bytes, &st.index_bytes),
+                (&store_index_failed, &st.index_failed),
+                (&store_deleted, &st.deleted_files),
+                (&store_deleted_bytes, &st.deleted_bytes),
+                (&store_deleted_for_room, &st.deleted_for_room),
+            ] {
+                family
+                    .get_or_create(&l)
+                    .inc_by(value.load(std::sync::atomic::Ordering::Relaxed));
+            }
         }
         let now = std::time::Instant::now();
         for d in tap.detached.view(now) {
@@ -459,5 +494,34 @@ mod tests {
         let detached = get("tap_detached_seconds_total{tap=\"vms\",interface=\"vm-b\"}");
         assert!((1.5..60.0).contains(&detached), "{detached}");
         assert_eq!(get("tap_interfaces_detached{tap=\"vms\"}"), 1.0);
+        assert!(
+            !text.contains("tap_store_files_deleted_total{"),
+            "a tap without a store has no store samples:\n{text}"
+        );
+
+        let store = Arc::new(crate::store::sink::StoreStats::default());
+        store.files_indexed.store(5, Relaxed);
+        store.deleted_files.store(3, Relaxed);
+        store.deleted_bytes.store(3 << 20, Relaxed);
+        store.deleted_for_room.store(1, Relaxed);
+        shared.taps()[0].live.set_store(store);
+        let text = render(&shared);
+        let s = samples(&text);
+        let get = |name: &str| {
+            s.iter()
+                .find(|(n, _)| n == name)
+                .map_or_else(|| panic!("{name} missing:\n{text}"), |(_, v)| *v)
+        };
+        assert_eq!(get("tap_store_files_indexed_total{tap=\"vms\"}"), 5.0);
+        assert_eq!(get("tap_store_files_deleted_total{tap=\"vms\"}"), 3.0);
+        assert_eq!(
+            get("tap_store_deleted_bytes_total{tap=\"vms\"}"),
+            f64::from(3 << 20)
+        );
+        assert_eq!(
+            get("tap_store_files_deleted_for_room_total{tap=\"vms\"}"),
+            1.0
+        );
+        assert_eq!(get("tap_store_index_failures_total{tap=\"vms\"}"), 0.0);
     }
 }

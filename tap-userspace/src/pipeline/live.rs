@@ -24,6 +24,7 @@ use crate::{
     kernel::ring::Ring,
     model::Hook,
     sink::WriterProgress,
+    store::sink::StoreStats,
 };
 
 /// Packets and bytes read from the ring for one interface and hook.
@@ -51,6 +52,8 @@ pub struct LiveStats {
     per_interface_kernel: Mutex<Option<PerInterface>>,
     /// The flow budget's table, when the capture has a budget.
     flows: Mutex<Option<Arc<FlowTable>>>,
+    /// The packet store's counters, when the capture writes a store.
+    store: Mutex<Option<Arc<StoreStats>>>,
     /// Ring records refused as malformed.
     pub malformed: AtomicU64,
     /// The writer's own counts (written, bytes, files, lost).
@@ -172,6 +175,16 @@ impl LiveStats {
     /// The flow budget's table, once loaded.
     pub(crate) fn set_flows(&self, flows: Arc<FlowTable>) {
         *self.flows.lock().expect("live stats lock") = Some(flows);
+    }
+
+    /// The packet store's counters, once it is open.
+    pub(crate) fn set_store(&self, store: Arc<StoreStats>) {
+        *self.store.lock().expect("live stats lock") = Some(store);
+    }
+
+    /// The packet store's counters (indexed, deleted by retention), when the capture writes one.
+    pub fn store(&self) -> Option<Arc<StoreStats>> {
+        self.store.lock().expect("live stats lock").clone()
     }
 
     /// Flows in the budget's table now and the most it holds, when the capture has a budget:

@@ -107,7 +107,7 @@ fn stats_source(
 fn open_output(
     config: &CaptureConfig,
     stats: StatsSource,
-    progress: Arc<sink::WriterProgress>,
+    live: &LiveStats,
 ) -> Result<(Box<dyn Sink>, bool), CaptureError> {
     use sink::{
         fanout::{Consumer, Fanout},
@@ -116,6 +116,7 @@ fn open_output(
         suricata::SuricataDriver,
         vxlan::VxlanSink,
     };
+    let progress = Arc::clone(&live.writer);
     let c = &config.consumers;
     let (suricata, finished) = match &c.suricata_socket {
         Some(socket) => {
@@ -144,8 +145,12 @@ fn open_output(
                 progress: Some(progress),
             };
             match &config.output.store {
-                Some(store) => crate::store::sink::open(setup, store)
-                    .map_err(|e| CaptureError::Store(Box::new(e)))?,
+                Some(store) => {
+                    let counters = Arc::default();
+                    live.set_store(Arc::clone(&counters));
+                    crate::store::sink::open(setup, store, counters)
+                        .map_err(|e| CaptureError::Store(Box::new(e)))?
+                }
                 None => sink::open(setup).map_err(CaptureError::Storage)?,
             }
         }),
@@ -449,7 +454,7 @@ pub async fn run_tap(
     let (sink, publishes) = open_output(
         &config,
         stats_source(&counters, &queue_dropped, &per_interface),
-        Arc::clone(&live.writer),
+        &live,
     )?;
     let count = (!publishes).then(|| Arc::clone(&live.writer));
     let mut filter_maps = maps.filter;

@@ -95,6 +95,7 @@ pub fn fill(
             progress: None,
         },
         &config,
+        std::sync::Arc::default(),
     )?;
     let total = bytes / packet_size.max(1) as u64;
     let every = (total / needle.max(1)).max(1);

@@ -39,7 +39,8 @@ use crate::{
     },
 };
 
-/// Counters of a store while it is written (for the summary and, later, metrics).
+/// Counters of a store while it is written, for the summary and the agent's metrics: the caller
+/// hands them in, and reads them while the writer runs.
 #[derive(Debug, Default)]
 pub struct StoreStats {
     /// Capture files indexed.
@@ -252,10 +253,13 @@ impl StoreObserver {
     /// # Errors
     ///
     /// When a file cannot be read or written, or holds what it should not (the error says which).
-    pub fn open(config: &StoreConfig, compressed: bool) -> Result<Self, StoreError> {
+    pub fn open(
+        config: &StoreConfig,
+        compressed: bool,
+        stats: Arc<StoreStats>,
+    ) -> Result<Self, StoreError> {
         layout::create_dir(&config.dir)?;
         let lock = Lock::acquire(&config.dir)?;
-        let stats = Arc::new(StoreStats::default());
         let report = reindex::reindex(&config.dir, false)?;
         let fixed = report.recovered + report.indexed;
         if fixed > 0 {
@@ -302,12 +306,6 @@ impl StoreObserver {
             last_age_check: Instant::now(),
             _lock: lock,
         })
-    }
-
-    /// The store's counters.
-    #[must_use]
-    pub fn stats(&self) -> Arc<StoreStats> {
-        Arc::clone(&self.shared.stats)
     }
 
     fn age_check(&mut self) {
@@ -457,9 +455,13 @@ impl WriteObserver for StoreObserver {
 /// # Errors
 ///
 /// When a file cannot be read or written, or holds what it should not (the error says which).
-pub fn open(setup: SinkSetup<'_>, config: &StoreConfig) -> Result<Box<dyn Sink>, StoreError> {
+pub fn open(
+    setup: SinkSetup<'_>,
+    config: &StoreConfig,
+    stats: Arc<StoreStats>,
+) -> Result<Box<dyn Sink>, StoreError> {
     let compressed = setup.output.compression != crate::model::Compression::None;
-    let observer = StoreObserver::open(config, compressed)?;
+    let observer = StoreObserver::open(config, compressed, stats)?;
     Ok(Box::new(CaptureWriter::open_observed(
         setup,
         Some(Box::new(observer)),
