@@ -69,7 +69,7 @@ fn check_accepts_the_example_and_names_the_line_of_an_error() {
             .arg(example()),
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("valid, 2 taps"),
+        String::from_utf8_lossy(&out.stdout).contains("valid, 3 taps"),
         "{out:?}"
     );
     let dir = TempDir::new();
