@@ -13,99 +13,15 @@
 //! ([`copy_early`]), so the filter's work overlaps the wait for the record's cache lines.
 
 use aya_ebpf::{
-    EbpfContext,
-    bindings::BPF_RB_NO_WAKEUP,
-    helpers::generated::{
-        bpf_ktime_get_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
-    },
-    maps::ring_buf::RingBufEntry,
-    programs::{TcContext, XdpContext},
+    bindings::BPF_RB_NO_WAKEUP, helpers::generated::bpf_ktime_get_ns, maps::ring_buf::RingBufEntry,
 };
-use tap_common::{
-    config::{MAX_CLASS, XDP_MAX_END},
-    counters,
-    event::PacketHeader,
-};
+use tap_common::{config::MAX_CLASS, counters, event::PacketHeader};
 
 use crate::{
     TAP_RING, count,
     filter::{WINDOW, Window},
+    source::{Meta, Source},
 };
-
-/// Where the packet bytes come from.
-pub(crate) trait Source {
-    /// One past the furthest byte [`Source::load`] can read, in bytes from the packet's start.
-    const MAX_END: u32;
-    /// Length of the whole packet in bytes (all fragments).
-    fn len(&self) -> u32;
-    /// Copies `len` bytes from offset `off` to `dst`; 0 on success.
-    ///
-    /// # Safety
-    /// `dst` must be valid for `len` bytes of writes.
-    unsafe fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64;
-}
-
-pub(crate) struct XdpSource<'a>(&'a XdpContext);
-
-impl<'a> XdpSource<'a> {
-    pub(crate) fn new(ctx: &'a XdpContext) -> Self {
-        Self(ctx)
-    }
-}
-
-impl Source for XdpSource<'_> {
-    const MAX_END: u32 = XDP_MAX_END;
-
-    #[inline(always)]
-    fn len(&self) -> u32 {
-        // Includes the fragments of a multi-buffer (jumbo) frame.
-        // SAFETY: the helper only reads the context.
-        unsafe { bpf_xdp_get_buff_len(self.0.ctx) as u32 }
-    }
-
-    #[inline(always)]
-    unsafe fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64 {
-        // SAFETY: the caller guarantees dst is valid for len bytes.
-        unsafe { bpf_xdp_load_bytes(self.0.ctx, off, dst.cast(), len) }
-    }
-}
-
-pub(crate) struct SkbSource<'a>(&'a TcContext);
-
-impl<'a> SkbSource<'a> {
-    pub(crate) fn new(ctx: &'a TcContext) -> Self {
-        Self(ctx)
-    }
-}
-
-impl Source for SkbSource<'_> {
-    const MAX_END: u32 = u32::MAX;
-
-    #[inline(always)]
-    fn len(&self) -> u32 {
-        self.0.len()
-    }
-
-    #[inline(always)]
-    unsafe fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64 {
-        // SAFETY: the caller guarantees dst is valid for len bytes.
-        unsafe { bpf_skb_load_bytes(self.0.as_ptr(), off, dst.cast(), len) }
-    }
-}
-
-/// What the program knows about the packet besides its bytes.
-#[derive(Clone, Copy)]
-pub(crate) struct Meta {
-    pub ifindex: u32,
-    pub queue: u32,
-    pub hook: u8,
-    pub direction: u8,
-    pub rule: u32,
-    /// Decapsulation: where the inner frame starts, and what carried it.
-    pub offset: u32,
-    pub tunnel: u8,
-    pub tunnel_id: u32,
-}
 
 /// A ring record of payload class `N`.
 #[repr(C)]

@@ -18,9 +18,9 @@ use tap_common::{
 
 use crate::{
     count,
-    emit::{Meta, Source},
     filter::Window,
     global, load_window,
+    source::{Meta, Source},
 };
 
 /// Flow → bytes or packets used. The loader sizes it to `--flow-table-size`.

@@ -29,7 +29,7 @@ use tap_common::{
 
 use crate::{
     TAP_RING, count,
-    emit::{Meta, Source},
+    source::{Meta, Source},
 };
 
 /// Pieces of the longest capture.

@@ -16,6 +16,7 @@ mod filter;
 mod flow;
 mod ifstats;
 mod large;
+mod source;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
@@ -35,8 +36,8 @@ use tap_common::{
 };
 
 use crate::{
-    emit::{Meta, SkbSource, Source, XdpSource},
     filter::{Verdict, WINDOW, Window},
+    source::{Meta, SkbSource, Source, XdpSource},
 };
 
 /// Records for user space. The loader resizes it to `--ring-size`.
