@@ -201,6 +201,32 @@ pub fn render(shared: &AgentShared) -> String {
         "store_files_deleted_for_room",
         "Store files deleted to make room on a full disk",
     );
+    let pre_packets = r.counter(
+        "pretrigger_packets",
+        "Packets taken into the tap's pre-trigger memory (pretrigger)",
+    );
+    let pre_expired = r.counter(
+        "pretrigger_expired",
+        "Packets dropped from the pre-trigger memory for their age",
+    );
+    let pre_overwritten = r.counter(
+        "pretrigger_overwritten",
+        "Packets dropped from the pre-trigger memory for its size before their age (wraps: the history is shorter than its age)",
+    );
+    let pre_held = r.gauge(
+        "pretrigger_held_packets",
+        "Packets in the pre-trigger memory now",
+    );
+    let pre_bytes = r.gauge(
+        "pretrigger_held_bytes",
+        "Bytes accounted in the pre-trigger memory now (captured bytes plus a record overhead each)",
+    );
+    let pre_span = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    r.registry.register(
+        "pretrigger_span_seconds",
+        "Seconds of history in the pre-trigger memory now (newest minus oldest packet)",
+        pre_span.clone(),
+    );
     let fill = r.gauge("ring_fill_bytes", "Bytes waiting in the ring now");
     let size = r.gauge("ring_size_bytes", "Size of the ring in bytes");
 
@@ -316,6 +342,19 @@ pub fn render(shared: &AgentShared) -> String {
                     .get_or_create(&l)
                     .inc_by(value.load(std::sync::atomic::Ordering::Relaxed));
             }
+        }
+        if let Some(p) = &s.pretrigger {
+            pre_packets.get_or_create(&l).inc_by(p.packets);
+            pre_expired.get_or_create(&l).inc_by(p.expired);
+            pre_overwritten.get_or_create(&l).inc_by(p.overwritten);
+            pre_held
+                .get_or_create(&l)
+                .set(i64::try_from(p.held_packets).unwrap_or(i64::MAX));
+            pre_bytes
+                .get_or_create(&l)
+                .set(i64::try_from(p.held_bytes).unwrap_or(i64::MAX));
+            #[expect(clippy::cast_precision_loss, reason = "seconds for a gauge")]
+            pre_span.get_or_create(&l).set(p.span_ns as f64 / 1e9);
         }
         let now = std::time::Instant::now();
         for d in tap.detached.view(now) {

@@ -126,6 +126,15 @@ impl Batch {
         self.offset_ns
     }
 
+    /// The packed buffer of a batch built in user space (a clone of a ring batch is one), which
+    /// its packets' bytes are slices of; `None` for a range of the ring.
+    pub fn packed_bytes(&self) -> Option<&Bytes> {
+        match &self.storage {
+            Storage::Packed(buf) => Some(buf),
+            Storage::Ring(_) => None,
+        }
+    }
+
     pub fn packets(&self) -> Packets<'_> {
         let (rest, ring): (&[u8], bool) = match &self.storage {
             Storage::Packed(buf) => (buf, false),

@@ -313,6 +313,11 @@ struct CaptureArgs {
     /// seen flow makes room and starts over if it comes back.
     #[arg(long, value_name = "FLOWS", requires = "flow_budget")]
     flow_table_size: Option<u32>,
+    /// Hold the last packets in memory: an age (30s), a size (256MiB) or both (30s,256MiB);
+    /// the oldest go first. The agent's [evidence] takes alerting flows' history from it; here
+    /// the summary reports what it held and how often it wrapped.
+    #[arg(long, value_name = "AGE|SIZE")]
+    pretrigger: Option<String>,
 }
 
 /// How `tap capture --help` explains file names, rotation and crash safety.
@@ -1003,6 +1008,7 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         program_stats,
         flow_budget,
         flow_table_size,
+        pretrigger,
     } = args;
     let o = *output;
     RawCapture {
@@ -1047,6 +1053,7 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         program_stats,
         flow_budget,
         flow_table_size,
+        pretrigger,
     }
 }
 

@@ -114,6 +114,8 @@ pub struct RawCapture {
     pub flow_budget: Option<String>,
     /// Flows the budget's table holds.
     pub flow_table_size: Option<u32>,
+    /// `30s`, `256MiB` or both (`30s,256MiB`): the packets held in memory for evidence.
+    pub pretrigger: Option<String>,
 }
 
 impl RawCapture {

@@ -18,8 +18,8 @@ use crate::{
     kernel::iface,
     model::{
         CaptureConfig, Compression, Consumers, Decap, FlowBudget, FlowUnit, Hook, HookChoice,
-        Interface, Output, OutputConfig, QueryListen, Rotation, StoreConfig, VxlanTarget, XdpMode,
-        ZSTD_DEFAULT_LEVEL, is_loopback,
+        Interface, Output, OutputConfig, PretriggerLimits, QueryListen, Rotation, StoreConfig,
+        VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL, is_loopback,
     },
     sink::{rotate::NamePattern, vxlan},
     store,
@@ -956,7 +956,72 @@ pub fn consumers(raw: &RawCapture, purpose: Purpose) -> Rule<Consumers> {
                 .as_deref()
                 .unwrap_or(Path::new(DEFAULT_SURICATA_OUTPUT)),
         ),
+        pretrigger: pretrigger(raw.pretrigger.as_deref())?,
     })
+}
+
+/// Longest pre-trigger age: a day (evidence windows are minutes).
+pub const PRETRIGGER_MAX_AGE: Duration = Duration::from_secs(86_400);
+
+/// Pre-trigger memory: an age (`30s`, `5m`: a duration in words), a size (`256MiB`, `1GiB`,
+/// `4096B`: bytes with a `B`, K, M and G powers of 1024 as in `KiB` or `KB`), or one of each
+/// separated by a comma or a space.
+///
+/// # Errors
+/// Empty, a part that is neither, two of a kind, zero, or an age over a day.
+pub fn pretrigger(text: Option<&str>) -> Rule<Option<PretriggerLimits>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        SettingError::new(
+            Key::Pretrigger,
+            Reason::new().key(Key::Pretrigger).text(format!(
+                " '{}' {why}: give an age (30s), a size (256MiB) or both (30s,256MiB)",
+                excerpt(text)
+            )),
+        )
+    };
+    let mut limits = PretriggerLimits {
+        max_age: None,
+        max_bytes: None,
+    };
+    let parts: Vec<&str> = text
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() {
+        return Err(bad("is empty"));
+    }
+    for part in parts {
+        if let Some(size) = part.strip_suffix('B') {
+            let size = size
+                .strip_suffix('i')
+                .unwrap_or(size)
+                .trim_end_matches(char::is_whitespace);
+            let n = binary_size(size).map_err(|_| bad("has a size that does not parse"))?;
+            if n == 0 {
+                return Err(bad("holds nothing"));
+            }
+            if limits.max_bytes.replace(n).is_some() {
+                return Err(bad("gives two sizes"));
+            }
+        } else {
+            let d =
+                humantime::parse_duration(part).map_err(|_| bad("is neither an age nor a size"))?;
+            if d.is_zero() {
+                return Err(bad("holds nothing"));
+            }
+            if d > PRETRIGGER_MAX_AGE {
+                return Err(bad("is longer than a day"));
+            }
+            if limits.max_age.replace(d).is_some() {
+                return Err(bad("gives two ages"));
+            }
+        }
+    }
+    Ok(Some(limits))
 }
 
 /// A capture needs somewhere to put packets.
@@ -974,8 +1039,10 @@ pub fn sinks(output: &OutputConfig, consumers: &Consumers) -> Rule<()> {
                 .key(Key::Serve)
                 .text(", ")
                 .key(Key::Inject)
+                .text(", ")
+                .key(Key::Forward)
                 .text(" or ")
-                .key(Key::Forward),
+                .key(Key::Pretrigger),
         );
     }
     Ok(())
