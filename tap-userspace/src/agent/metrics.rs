@@ -372,6 +372,86 @@ pub fn render(shared: &AgentShared) -> String {
             size.get_or_create(&l).set(total as i64);
         }
     }
+    if let Some(ev) = shared.evidence.lock().expect("evidence lock").clone() {
+        let f = ev.follower();
+        let none: Labels = Vec::new();
+        for (name, help, value) in [
+            ("evidence_eve_lines", "EVE lines read", f.lines),
+            (
+                "evidence_bad_lines",
+                "EVE lines that are not JSON or an alert without the fields tap needs",
+                f.bad_lines,
+            ),
+            ("evidence_alerts", "Alerts read", f.alerts),
+            (
+                "evidence_alerts_selected",
+                "Alerts selected by sid or severity",
+                f.selected,
+            ),
+            (
+                "evidence_alerts_merged",
+                "Selected alerts that joined an open case on their flow",
+                f.cases.merged,
+            ),
+            (
+                "evidence_alerts_covered",
+                "Selected alerts within a window already written",
+                f.cases.covered,
+            ),
+            (
+                "evidence_alerts_rate_limited",
+                "Selected alerts that found the rate limit's bucket empty",
+                f.cases.rate_limited,
+            ),
+            (
+                "evidence_alerts_too_many_open",
+                "Selected alerts refused because max_open cases were open",
+                f.cases.too_many_open,
+            ),
+            (
+                "evidence_eve_rotations",
+                "Rotations of eve.json followed",
+                f.rotations,
+            ),
+            (
+                "evidence_eve_truncations",
+                "Truncations of eve.json followed",
+                f.truncations,
+            ),
+            (
+                "evidence_files",
+                "Evidence files written, closed and recorded in the manifest",
+                ev.files.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "evidence_packets",
+                "Packets in evidence files",
+                ev.packets.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "evidence_bytes",
+                "Bytes of evidence files",
+                ev.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "evidence_failures",
+                "Evidence files that could not be written",
+                ev.failures.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "evidence_history_short",
+                "Evidence files whose window began before the oldest packet the pre-trigger memory held",
+                ev.history_short.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "evidence_packets_left_out",
+                "Packets of a window left out for the file size limit",
+                ev.left_out.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ] {
+            r.counter(name, help).get_or_create(&none).inc_by(value);
+        }
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
