@@ -727,6 +727,19 @@ struct BenchWriterArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=crate::bench_writer::MAX_FLOWS))]
     flows: u32,
+    /// Also hold every batch in a pre-trigger memory (an age, a size or both, as a tap's
+    /// `pretrigger`), copied as a batch from the ring is: its cost over the writer alone.
+    #[arg(long, value_name = "AGE|SIZE", value_parser = parse_pretrigger)]
+    pretrigger: Option<crate::model::PretriggerLimits>,
+}
+
+#[cfg(feature = "bench-writer")]
+fn parse_pretrigger(s: &str) -> Result<crate::model::PretriggerLimits, String> {
+    match super::rules::pretrigger(Some(s)) {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => Err("no limit".into()),
+        Err(e) => Err(worded(&e).message),
+    }
 }
 
 #[cfg(feature = "bench-writer")]
@@ -1098,6 +1111,7 @@ fn translate(cli: Cli) -> Invocation {
             keep: a.keep,
             store: a.store,
             flows: a.flows,
+            pretrigger: a.pretrigger,
         }),
         Command::Agent(a) => Request::Agent {
             config: a.config,
