@@ -48,6 +48,8 @@ pub struct BenchWriterSpec {
     /// More flows than one batch holds take that many distinct batches in memory (1M flows of
     /// 1500 bytes: 1.5 GB). 1..=[`MAX_FLOWS`].
     pub flows: u32,
+    /// Also fill a pre-trigger memory with every batch.
+    pub pretrigger: Option<crate::model::PretriggerLimits>,
 }
 
 /// Most flows a run may cycle through (`--flows`).
@@ -59,6 +61,8 @@ pub const MAX_FLOWS: i64 = 1_000_000;
 pub struct Mode {
     pub store: bool,
     pub flows: u32,
+    /// Also fill a pre-trigger memory, each batch copied first as one from the ring is.
+    pub pretrigger: Option<crate::model::PretriggerLimits>,
 }
 
 /// What one run measured.
@@ -170,7 +174,12 @@ pub fn measure(
     keep: bool,
     mode: Mode,
 ) -> Result<(BenchResult, PathBuf), StoreError> {
-    let Mode { store, flows } = mode;
+    let Mode {
+        store,
+        flows,
+        pretrigger,
+    } = mode;
+    let history = pretrigger.map(sink::pretrigger::History::new);
     let packet_size = packet_size.clamp(1, tap_common::config::MAX_SNAPLEN);
     let batches = synthetic_batches(packet_size as usize, flows);
     let ext = match (format, compression) {
@@ -227,6 +236,9 @@ pub fn measure(
         if written >= bytes || sink.write_batch(batch).is_err() {
             break;
         }
+        if let Some(h) = &history {
+            h.push(&batch.packed_copy());
+        }
         written += batch.len() as u64 * u64::from(packet_size);
     }
     let report = sink.finish(&CaptureStats::default());
@@ -270,11 +282,17 @@ pub fn run(args: &BenchWriterSpec) -> Result<BenchResult, StoreError> {
         Mode {
             store: args.store,
             flows: args.flows,
+            pretrigger: args.pretrigger,
         },
     )?;
     println!(
-        "{}: {} packets, {:.0} MB of packets, {:.0} MB on disk, in {:.2} s: {:.0} MB/s, {:.2} Mpackets/s, {:.1} ns CPU per packet",
+        "{}{}: {} packets, {:.0} MB of packets, {:.0} MB on disk, in {:.2} s: {:.0} MB/s, {:.2} Mpackets/s, {:.1} ns CPU per packet",
         path.display(),
+        if args.pretrigger.is_some() {
+            " (with the pre-trigger memory)"
+        } else {
+            ""
+        },
         r.packets,
         r.packet_bytes as f64 / 1e6,
         r.file_bytes as f64 / 1e6,
@@ -301,6 +319,7 @@ mod tests {
             1000,
             false,
             Mode {
+                pretrigger: None,
                 store: false,
                 flows: 1,
             },

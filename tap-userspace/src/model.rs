@@ -240,14 +240,27 @@ pub struct Consumers {
     pub fix_checksums: bool,
     pub suricata_socket: Option<PathBuf>,
     pub suricata_output: PathBuf,
+    /// `pretrigger`: the last packets held in memory for evidence.
+    pub pretrigger: Option<PretriggerLimits>,
 }
 
 impl Consumers {
     /// True when a consumer besides the file output is configured.
     #[must_use]
     pub fn any(&self) -> bool {
-        self.serve.is_some() || self.inject.is_some() || !self.forward.is_empty()
+        self.serve.is_some()
+            || self.inject.is_some()
+            || !self.forward.is_empty()
+            || self.pretrigger.is_some()
     }
+}
+
+/// How much of a tap's recent packets is held in memory: the newest `max_age` of them, and at
+/// most `max_bytes` (captured bytes plus a record overhead each); at least one is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PretriggerLimits {
+    pub max_age: Option<Duration>,
+    pub max_bytes: Option<u64>,
 }
 
 /// Which tunnels the programs strip, so filters and files see the inner frame.

@@ -61,11 +61,13 @@ pub fn unique_token() -> String {
     format!("tap-token-{}", unique_suffix())
 }
 
-/// The eve-log output of [`config`]: alerts into `eve.json` in the log directory.
+/// The eve-log output of [`config`]: alerts into `eve.json` in the log directory, with each
+/// flow's Community ID (`community_id`).
 const EVE_FILE: &str = "  - eve-log:
       enabled: yes
       filetype: regular
       filename: eve.json
+      community-id: true
       types:
         - alert
 ";

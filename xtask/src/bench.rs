@@ -154,6 +154,7 @@
 //!   against 100 ns under test-run) tap would still add ~185-200.
 
 mod capture;
+mod evidence;
 mod progs;
 mod report;
 mod stat;
@@ -223,6 +224,8 @@ pub(crate) enum Part {
     Programs,
     /// The writer next to dd.
     Writer,
+    /// Alert to closed evidence file (after = 0), and the pre-trigger memory's CPU cost.
+    Evidence,
 }
 
 /// The settings after `--quick`.
@@ -241,7 +244,7 @@ pub(crate) struct Plan {
 impl Plan {
     fn from(args: &BenchArgs) -> Result<Self> {
         let parts = if args.only.is_empty() {
-            vec![Part::Capture, Part::Programs, Part::Writer]
+            vec![Part::Capture, Part::Programs, Part::Writer, Part::Evidence]
         } else {
             args.only.clone()
         };
@@ -412,6 +415,10 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         writer_runs(&plan, &tap, &mut results)?;
         eprintln!("bench: store writer CPU against plain pcapng");
         results.store_cpu = store_cpu::runs(&tap, plan.runs)?;
+    }
+    if plan.has(Part::Evidence) {
+        eprintln!("bench: evidence latency and the pre-trigger memory's cost");
+        results.evidence = evidence::runs(&tap, plan.runs)?;
     }
 
     let targets = report::targets(&results);

@@ -201,6 +201,32 @@ pub fn render(shared: &AgentShared) -> String {
         "store_files_deleted_for_room",
         "Store files deleted to make room on a full disk",
     );
+    let pre_packets = r.counter(
+        "pretrigger_packets",
+        "Packets taken into the tap's pre-trigger memory (pretrigger)",
+    );
+    let pre_expired = r.counter(
+        "pretrigger_expired",
+        "Packets dropped from the pre-trigger memory for their age",
+    );
+    let pre_overwritten = r.counter(
+        "pretrigger_overwritten",
+        "Packets dropped from the pre-trigger memory for its size before their age (wraps: the history is shorter than its age)",
+    );
+    let pre_held = r.gauge(
+        "pretrigger_held_packets",
+        "Packets in the pre-trigger memory now",
+    );
+    let pre_bytes = r.gauge(
+        "pretrigger_held_bytes",
+        "Bytes accounted in the pre-trigger memory now (captured bytes plus a record overhead each)",
+    );
+    let pre_span = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    r.registry.register(
+        "pretrigger_span_seconds",
+        "Seconds of history in the pre-trigger memory now (newest minus oldest packet)",
+        pre_span.clone(),
+    );
     let fill = r.gauge("ring_fill_bytes", "Bytes waiting in the ring now");
     let size = r.gauge("ring_size_bytes", "Size of the ring in bytes");
 
@@ -317,6 +343,19 @@ pub fn render(shared: &AgentShared) -> String {
                     .inc_by(value.load(std::sync::atomic::Ordering::Relaxed));
             }
         }
+        if let Some(p) = &s.pretrigger {
+            pre_packets.get_or_create(&l).inc_by(p.packets);
+            pre_expired.get_or_create(&l).inc_by(p.expired);
+            pre_overwritten.get_or_create(&l).inc_by(p.overwritten);
+            pre_held
+                .get_or_create(&l)
+                .set(i64::try_from(p.held_packets).unwrap_or(i64::MAX));
+            pre_bytes
+                .get_or_create(&l)
+                .set(i64::try_from(p.held_bytes).unwrap_or(i64::MAX));
+            #[expect(clippy::cast_precision_loss, reason = "seconds for a gauge")]
+            pre_span.get_or_create(&l).set(p.span_ns as f64 / 1e9);
+        }
         let now = std::time::Instant::now();
         for d in tap.detached.view(now) {
             let mut labels = l.clone();
@@ -331,6 +370,86 @@ pub fn render(shared: &AgentShared) -> String {
         if let (Some(pending), Some(total)) = (s.ring_pending, s.ring_size) {
             fill.get_or_create(&l).set(pending as i64);
             size.get_or_create(&l).set(total as i64);
+        }
+    }
+    if let Some(ev) = shared.evidence.lock().expect("evidence lock").clone() {
+        let f = ev.follower();
+        let none: Labels = Vec::new();
+        for (name, help, value) in [
+            ("evidence_eve_lines", "EVE lines read", f.lines),
+            (
+                "evidence_bad_lines",
+                "EVE lines that are not JSON or an alert without the fields tap needs",
+                f.bad_lines,
+            ),
+            ("evidence_alerts", "Alerts read", f.alerts),
+            (
+                "evidence_alerts_selected",
+                "Alerts selected by sid or severity",
+                f.selected,
+            ),
+            (
+                "evidence_alerts_merged",
+                "Selected alerts that joined an open case on their flow",
+                f.cases.merged,
+            ),
+            (
+                "evidence_alerts_covered",
+                "Selected alerts within a window already written",
+                f.cases.covered,
+            ),
+            (
+                "evidence_alerts_rate_limited",
+                "Selected alerts that found the rate limit's bucket empty",
+                f.cases.rate_limited,
+            ),
+            (
+                "evidence_alerts_too_many_open",
+                "Selected alerts refused because max_open cases were open",
+                f.cases.too_many_open,
+            ),
+            (
+                "evidence_eve_rotations",
+                "Rotations of eve.json followed",
+                f.rotations,
+            ),
+            (
+                "evidence_eve_truncations",
+                "Truncations of eve.json followed",
+                f.truncations,
+            ),
+            (
+                "evidence_files",
+                "Evidence files written, closed and recorded in the manifest",
+                ev.files.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "evidence_packets",
+                "Packets in evidence files",
+                ev.packets.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "evidence_bytes",
+                "Bytes of evidence files",
+                ev.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "evidence_failures",
+                "Evidence files that could not be written",
+                ev.failures.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "evidence_history_short",
+                "Evidence files whose window began before the oldest packet the pre-trigger memory held",
+                ev.history_short.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "evidence_packets_left_out",
+                "Packets of a window left out for the file size limit",
+                ev.left_out.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ] {
+            r.counter(name, help).get_or_create(&none).inc_by(value);
         }
     }
     let mut out = String::new();

@@ -23,6 +23,7 @@
 
 pub mod control;
 pub mod detached;
+pub mod evidence;
 pub mod metrics;
 pub mod query;
 
@@ -149,6 +150,8 @@ pub struct AgentShared {
     pub reload_failures: AtomicU64,
     pub last_reload_error: Mutex<Option<String>>,
     pub started: Instant,
+    /// The evidence writer's counts, while `[evidence]` runs.
+    pub evidence: Mutex<Option<Arc<evidence::EvidenceShared>>>,
 }
 
 impl AgentShared {
@@ -160,6 +163,7 @@ impl AgentShared {
             reload_failures: AtomicU64::new(0),
             last_reload_error: Mutex::default(),
             started: Instant::now(),
+            evidence: Mutex::default(),
         }
     }
 
@@ -210,6 +214,7 @@ struct Agent {
     metrics_server: Option<metrics::Server>,
     query_server: Option<query::Server>,
     requests_tx: mpsc::Sender<Request>,
+    evidence: Option<evidence::Runner>,
 }
 
 /// Tells systemd (Type=notify) how the service is doing; nothing without $NOTIFY_SOCKET.
@@ -272,6 +277,7 @@ pub async fn run(
         metrics_server,
         query_server,
         requests_tx,
+        evidence: None,
     };
     if agent.config.taps.is_empty() {
         warn!(config = %path.display(), "no [[tap]] in the configuration: nothing to capture until a reload adds one");
@@ -280,6 +286,7 @@ pub async fn run(
         agent.start(tap);
     }
     agent.publish();
+    agent.start_evidence();
     info!(
         config = %path.display(),
         taps = agent.taps.len(),
@@ -338,6 +345,8 @@ pub async fn run(
     }
     sd_notify("STOPPING=1");
     info!("agent stopping");
+    // Before the taps: the open cases are written from their histories.
+    agent.stop_evidence().await;
     let names: Vec<String> = agent.config.taps.iter().map(|t| t.name.clone()).collect();
     for name in names {
         agent.stop(&name).await;
@@ -353,6 +362,25 @@ pub async fn run(
 }
 
 impl Agent {
+    /// Starts `[evidence]`, when the configuration has it.
+    fn start_evidence(&mut self) {
+        if let Some(config) = self.config.evidence.clone() {
+            let runner = evidence::Runner::start(
+                config,
+                Arc::clone(&self.shared),
+                query::stores(&self.config),
+            );
+            *self.shared.evidence.lock().expect("evidence lock") = Some(Arc::clone(&runner.shared));
+            self.evidence = Some(runner);
+        }
+    }
+
+    async fn stop_evidence(&mut self) {
+        if let Some(runner) = self.evidence.take() {
+            runner.stop().await;
+        }
+    }
+
     /// The interfaces now: each tap is told the ones it matches.
     fn set_interfaces(&mut self, interfaces: Vec<Interface>) {
         self.interfaces = interfaces;
@@ -690,9 +718,17 @@ impl Agent {
             }
             running.config = tap.clone();
         }
+        let evidence_changed = new.evidence != self.config.evidence;
         self.config = new;
         self.follow_interfaces();
         self.publish();
+        if evidence_changed {
+            // Open cases are written as they stand; the new follower starts at the file's end.
+            self.stop_evidence().await;
+            *self.shared.evidence.lock().expect("evidence lock") = None;
+            self.start_evidence();
+            done.push("evidence".into());
+        }
         self.shared.reloads.fetch_add(1, Relaxed);
         *self.shared.last_reload_error.lock().expect("lock") = None;
         let summary = if done.is_empty() {

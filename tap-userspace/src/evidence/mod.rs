@@ -132,7 +132,7 @@ pub enum Source {
 }
 
 /// The follower's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FollowConfig {
     pub source: Source,
     pub selector: Selector,
@@ -143,6 +143,18 @@ pub struct FollowConfig {
     pub poll: Duration,
     /// Files only: read to the end once, close every case, and stop.
     pub once: bool,
+}
+
+/// The agent's `[evidence]`, validated: the follower, where files go, and which taps' history
+/// serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceConfig {
+    pub follow: FollowConfig,
+    pub dir: PathBuf,
+    /// Tap names, in the file's order (each has a pre-trigger memory or a store).
+    pub taps: Vec<String>,
+    /// Longest file, bytes.
+    pub max_file_bytes: u64,
 }
 
 /// What the follower did, from its start.

@@ -126,6 +126,26 @@ impl Batch {
         self.offset_ns
     }
 
+    /// A packed copy of every packet, whatever the storage (what [`Clone`] does to a ring
+    /// batch): for benches of the consumers that keep batches.
+    #[must_use]
+    pub fn packed_copy(&self) -> Self {
+        let mut builder = BatchBuilder::with_capacity(self.bytes);
+        for p in self.packets() {
+            builder.push_parts(&p.header, p.data);
+        }
+        builder.finish_with_offset(self.offset_ns)
+    }
+
+    /// The packed buffer of a batch built in user space (a clone of a ring batch is one), which
+    /// its packets' bytes are slices of; `None` for a range of the ring.
+    pub fn packed_bytes(&self) -> Option<&Bytes> {
+        match &self.storage {
+            Storage::Packed(buf) => Some(buf),
+            Storage::Ring(_) => None,
+        }
+    }
+
     pub fn packets(&self) -> Packets<'_> {
         let (rest, ring): (&[u8], bool) = match &self.storage {
             Storage::Packed(buf) => (buf, false),

@@ -23,7 +23,10 @@ use crate::{
     kernel::loader::Attachment,
     kernel::ring::Ring,
     model::Hook,
-    sink::WriterProgress,
+    sink::{
+        WriterProgress,
+        pretrigger::{History, PretriggerSnapshot},
+    },
     store::sink::StoreStats,
 };
 
@@ -54,6 +57,8 @@ pub struct LiveStats {
     flows: Mutex<Option<Arc<FlowTable>>>,
     /// The packet store's counters, when the capture writes a store.
     store: Mutex<Option<Arc<StoreStats>>>,
+    /// The pre-trigger memory, when the capture holds one.
+    history: Mutex<Option<Arc<History>>>,
     /// Ring records refused as malformed.
     pub malformed: AtomicU64,
     /// The writer's own counts (written, bytes, files, lost).
@@ -104,6 +109,8 @@ pub struct Snapshot {
     pub kernel_interfaces: Vec<KernelInterfaceCount>,
     /// Loaded, attached, sinks open: capturing.
     pub ready: bool,
+    /// The pre-trigger memory's counts, when the capture holds one.
+    pub pretrigger: Option<PretriggerSnapshot>,
 }
 
 /// The kernel's counters for one interface and hook, and the writer queue's drops.
@@ -180,6 +187,16 @@ impl LiveStats {
     /// The packet store's counters, once it is open.
     pub(crate) fn set_store(&self, store: Arc<StoreStats>) {
         *self.store.lock().expect("live stats lock") = Some(store);
+    }
+
+    /// The pre-trigger memory, once the capture's sinks are open.
+    pub(crate) fn set_history(&self, history: Arc<History>) {
+        *self.history.lock().expect("live stats lock") = Some(history);
+    }
+
+    /// The pre-trigger memory, when the capture holds one.
+    pub fn history(&self) -> Option<Arc<History>> {
+        self.history.lock().expect("live stats lock").clone()
     }
 
     /// The packet store's counters (indexed, deleted by retention), when the capture writes one.
@@ -364,6 +381,7 @@ impl LiveStats {
             attach_errors: self.attach_errors.lock().expect("live stats lock").clone(),
             interfaces,
             ready: self.ready.load(Relaxed),
+            pretrigger: self.history().map(|h| h.snapshot()),
         }
     }
 }

@@ -174,6 +174,14 @@ fn open_output(
             sink: Box::new(inject),
         });
     }
+    if let Some(limits) = c.pretrigger {
+        let history = Arc::new(sink::pretrigger::History::new(limits));
+        live.set_history(Arc::clone(&history));
+        consumers.push(Consumer {
+            name: "pretrigger".into(),
+            sink: Box::new(sink::pretrigger::PretriggerSink::new(history)),
+        });
+    }
     for target in &c.forward {
         let name = format!("forward {}", target.collector);
         let fwd =
@@ -246,7 +254,8 @@ fn writer_loop(
 /// [`POLL_INTERVAL`] when a stream or a consumer takes packets live.
 fn poll_interval(config: &CaptureConfig) -> std::time::Duration {
     let c = &config.consumers;
-    let live_consumers = c.serve.is_some() || c.inject.is_some() || !c.forward.is_empty();
+    // The pre-trigger memory is read when an alert's window closes: it must be current.
+    let live_consumers = c.any();
     match &config.output.target {
         Output::File(path) if !live_consumers && !sink::stream::FifoSink::is_fifo(path) => {
             config.output.flush_interval

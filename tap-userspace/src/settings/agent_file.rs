@@ -47,12 +47,13 @@ use toml::{
 use super::{
     document::TapDoc,
     error::{Key, SettingError},
-    raw::{Purpose, RawCapture},
+    raw::{Purpose, RawCapture, RawEvidence},
     rules,
 };
 #[cfg(test)]
 use crate::model::{Hook, XdpMode};
 use crate::{
+    evidence::EvidenceConfig,
     model::{CaptureConfig, Output, QueryListen},
     support::excerpt,
 };
@@ -94,6 +95,60 @@ struct FileDoc {
     agent: Option<AgentDoc>,
     #[serde(default)]
     tap: Vec<TapDoc>,
+    evidence: Option<EvidenceDoc>,
+}
+
+/// `[evidence]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceDoc {
+    eve: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    from_start: Option<bool>,
+    dir: Option<PathBuf>,
+    taps: Option<Vec<String>>,
+    before: Option<f64>,
+    after: Option<f64>,
+    max_window: Option<f64>,
+    settle: Option<f64>,
+    sids: Option<String>,
+    exclude_sids: Option<String>,
+    severity: Option<u8>,
+    rate: Option<f64>,
+    burst: Option<u32>,
+    max_open: Option<usize>,
+    max_alerts: Option<usize>,
+    max_file_mb: Option<f64>,
+}
+
+impl EvidenceDoc {
+    fn into_raw(self, resolve: &dyn Fn(&Path) -> PathBuf) -> RawEvidence {
+        RawEvidence {
+            eve: self.eve.as_deref().map(resolve),
+            socket: self.socket.as_deref().map(resolve),
+            from_start: self.from_start.unwrap_or(false),
+            dir: self.dir.as_deref().map(|d| {
+                if d.as_os_str().is_empty() {
+                    d.to_path_buf()
+                } else {
+                    resolve(d)
+                }
+            }),
+            taps: self.taps.unwrap_or_default(),
+            before: self.before,
+            after: self.after,
+            max_window: self.max_window,
+            settle: self.settle,
+            sids: self.sids,
+            exclude_sids: self.exclude_sids,
+            severity: self.severity,
+            rate: self.rate,
+            burst: self.burst,
+            max_open: self.max_open,
+            max_alerts: self.max_alerts,
+            max_file_mb: self.max_file_mb,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -118,6 +173,8 @@ pub struct AgentConfig {
     /// Where to answer packet store queries over HTTP; `None`: not at all.
     pub query: Option<QueryListen>,
     pub taps: Vec<TapConfig>,
+    /// `[evidence]`: files from Suricata's alerts.
+    pub evidence: Option<EvidenceConfig>,
 }
 
 /// One validated tap.
@@ -416,14 +473,107 @@ impl AgentConfig {
             }
             taps.push(t);
         }
+        let evidence = match raw.evidence {
+            None => None,
+            Some(doc) => Some(evidence(&src, doc.into_raw(&resolve), &taps)?),
+        };
         Ok(Self {
             path: path.to_path_buf(),
             control_socket,
             metrics_listen,
             query,
             taps,
+            evidence,
         })
     }
+}
+
+/// `[evidence]` by its rule, and its history taps against the taps: each named one exists and
+/// holds a history (a pre-trigger memory long enough for a window, or a store); none named
+/// means every tap that does.
+fn evidence(
+    src: &Source<'_>,
+    raw: RawEvidence,
+    taps: &[TapConfig],
+) -> Result<EvidenceConfig, AgentConfigError> {
+    let at = |key: Key| {
+        let path = key.name();
+        document(src.text)
+            .and_then(|d| {
+                let mut v: &Spanned<DeValue<'_>> = d.get_ref().get("evidence")?;
+                for part in path.split('.').skip(1) {
+                    match v.get_ref().get(part) {
+                        Some(next) => v = next,
+                        None => break,
+                    }
+                }
+                Some(v.span())
+            })
+            .unwrap_or(0..0)
+    };
+    let mut config = rules::evidence(&raw).map_err(|e| {
+        src.error(
+            at(e.key),
+            e.key.name(),
+            e.reason.render_after(e.key, &|k| file_name(k)),
+        )
+    })?;
+    let has_history = |t: &TapConfig| {
+        t.capture.consumers.pretrigger.is_some() || t.capture.output.store.is_some()
+    };
+    if config.taps.is_empty() {
+        config.taps = taps
+            .iter()
+            .filter(|t| has_history(t))
+            .map(|t| t.name.clone())
+            .collect();
+        if config.taps.is_empty() {
+            return Err(src.error(
+                at(Key::EvidenceTaps),
+                Key::EvidenceTaps.name(),
+                "no tap holds a history: give a [[tap]] pretrigger (\"30s\", \"256MiB\") or a [tap.store]",
+            ));
+        }
+    }
+    let c = &config.follow.cases;
+    let needed = c
+        .before_ns
+        .saturating_add(c.after_ns)
+        .saturating_add(c.settle_ns);
+    for name in &config.taps {
+        let Some(t) = taps.iter().find(|t| &t.name == name) else {
+            return Err(src.error(
+                at(Key::EvidenceTaps),
+                Key::EvidenceTaps.name(),
+                format!("no tap is named '{}'", excerpt::excerpt(name)),
+            ));
+        };
+        if !has_history(t) {
+            return Err(src.error(
+                at(Key::EvidenceTaps),
+                Key::EvidenceTaps.name(),
+                format!("tap '{name}' holds no history: give it pretrigger or [tap.store]"),
+            ));
+        }
+        let age = t
+            .capture
+            .consumers
+            .pretrigger
+            .and_then(|p| p.max_age)
+            .map(|a| u64::try_from(a.as_nanos()).unwrap_or(u64::MAX));
+        if t.capture.output.store.is_none() && age.is_some_and(|a| a < needed) {
+            return Err(src.error(
+                at(Key::EvidenceWindow),
+                Key::EvidenceWindow.name(),
+                format!(
+                    "before + after + settle ({} s) is longer than tap '{name}' holds (pretrigger {} s): a window's start would be gone when its file is written",
+                    needed as f64 / 1e9,
+                    age.unwrap_or(0) as f64 / 1e9
+                ),
+            ));
+        }
+    }
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -1006,5 +1156,68 @@ forward = ["vxlan://192.0.2.9?vni=7"]
         std::fs::write(&token, "\n").unwrap();
         assert!(message(&text).contains("holds no token"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const EVIDENCE_TAP: &str =
+        "[[tap]]\nname = \"uplink\"\ninterfaces = [\"eth0\"]\npretrigger = \"90s,64MiB\"\n";
+
+    #[test]
+    fn evidence_follows_alerts_with_the_taps_history() {
+        let c = parse(&format!(
+            "{EVIDENCE_TAP}[evidence]\neve = \"/var/log/suricata/eve.json\"\ndir = \"ev\"\nbefore = 20\nafter = 5\nsids = \"1000002,2000000-2000010\"\nseverity = 2\nrate = 2\nburst = 4\n"
+        ))
+        .unwrap();
+        let e = c.evidence.unwrap();
+        assert_eq!(e.dir, Path::new("/etc/tap/ev"));
+        assert_eq!(e.taps, ["uplink"], "every tap with a history, by default");
+        assert_eq!(e.follow.cases.before_ns, 20_000_000_000);
+        assert_eq!(e.follow.cases.after_ns, 5_000_000_000);
+        assert_eq!((e.follow.cases.rate, e.follow.cases.burst), (2.0, 4));
+        assert_eq!(
+            e.follow.selector.sids,
+            [1_000_002..=1_000_002, 2_000_000..=2_000_010]
+        );
+        assert_eq!(e.follow.selector.max_severity, Some(2));
+        assert!(matches!(
+            e.follow.source,
+            crate::evidence::Source::File { ref path, .. } if path == Path::new("/var/log/suricata/eve.json")
+        ));
+        assert_eq!(
+            c.taps[0].capture.consumers.pretrigger,
+            Some(crate::model::PretriggerLimits {
+                max_age: Some(std::time::Duration::from_secs(90)),
+                max_bytes: Some(64 << 20),
+            })
+        );
+    }
+
+    #[test]
+    fn evidence_refusals_name_their_key() {
+        let ev = |body: &str| error(&format!("{EVIDENCE_TAP}[evidence]\n{body}"));
+        let (line, key, m) = ev("dir = \"/ev\"\n");
+        assert_eq!((line, key.as_str()), (5, "evidence.eve"), "{m}");
+        assert!(m.contains("give eve"), "{m}");
+        let (_, key, _) = ev("eve = \"/e\"\nsocket = \"/s\"\ndir = \"/ev\"\n");
+        assert_eq!(key, "evidence.eve");
+        let (_, key, m) = ev("eve = \"/e\"\n");
+        assert_eq!(key, "evidence.dir", "{m}");
+        let (line, key, m) = ev("eve = \"/e\"\ndir = \"/ev\"\nsids = \"12,x\"\n");
+        assert_eq!((line, key.as_str()), (8, "evidence.sids"), "{m}");
+        let (_, key, _) = ev("eve = \"/e\"\ndir = \"/ev\"\nseverity = 0\n");
+        assert_eq!(key, "evidence.severity");
+        let (_, key, m) = ev("eve = \"/e\"\ndir = \"/ev\"\nbefore = -1\n");
+        assert_eq!(key, "evidence.before", "{m}");
+        let (_, key, m) = ev("eve = \"/e\"\ndir = \"/ev\"\nrate = 0\n");
+        assert_eq!(key, "evidence.rate", "{m}");
+        let (line, key, m) = ev("eve = \"/e\"\ndir = \"/ev\"\ntaps = [\"nope\"]\n");
+        assert_eq!((line, key.as_str()), (8, "evidence.taps"), "{m}");
+        assert!(m.contains("no tap is named 'nope'"), "{m}");
+        let (_, _, m) = ev("eve = \"/e\"\ndir = \"/ev\"\nbefore = 80\nafter = 30\n");
+        assert!(m.contains("longer than tap 'uplink' holds"), "{m}");
+        let (_, key, m) = error(
+            "[[tap]]\nname = \"a\"\ninterfaces = [\"lo\"]\nserve = \"/s\"\n[evidence]\neve = \"/e\"\ndir = \"/ev\"\n",
+        );
+        assert_eq!(key, "evidence.taps");
+        assert!(m.contains("no tap holds a history"), "{m}");
     }
 }

@@ -31,6 +31,7 @@ pub(super) struct TapDoc {
     fix_checksums: Option<bool>,
     flow_budget: Option<String>,
     flow_table_size: Option<u32>,
+    pretrigger: Option<String>,
     file: Option<FileDoc>,
     store: Option<StoreDoc>,
     suricata: Option<SuricataDoc>,
@@ -138,6 +139,7 @@ impl TapDoc {
                 consume: self.consume.unwrap_or(false),
                 flow_budget: self.flow_budget,
                 flow_table_size: self.flow_table_size,
+                pretrigger: self.pretrigger,
                 store,
                 ..RawCapture::default()
             },

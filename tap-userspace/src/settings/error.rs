@@ -44,11 +44,23 @@ pub enum Key {
     /// The agent's query endpoint (`agent.query_listen`).
     QueryListen,
     QueryTokenFile,
+    /// A tap's pre-trigger memory (`pretrigger`).
+    Pretrigger,
+    /// `[evidence]`: `eve` or `socket`.
+    EvidenceSource,
+    EvidenceDir,
+    EvidenceTaps,
+    EvidenceSids,
+    EvidenceSeverity,
+    /// `before`, `after`, `max_window`, `settle`.
+    EvidenceWindow,
+    /// `rate`, `burst`, `max_open`, `max_alerts`, `max_file_mb`.
+    EvidenceLimits,
 }
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 33] = [
+    pub const ALL: [Key; 41] = [
         Key::Interfaces,
         Key::Hook,
         Key::XdpMode,
@@ -82,6 +94,14 @@ impl Key {
         Key::FlowTableSize,
         Key::QueryListen,
         Key::QueryTokenFile,
+        Key::Pretrigger,
+        Key::EvidenceSource,
+        Key::EvidenceDir,
+        Key::EvidenceTaps,
+        Key::EvidenceSids,
+        Key::EvidenceSeverity,
+        Key::EvidenceWindow,
+        Key::EvidenceLimits,
     ];
 
     /// The canonical name: the agent file's key within a `[[tap]]` (dotted for its tables) and a
@@ -122,6 +142,14 @@ impl Key {
             Key::FlowTableSize => "flow_table_size",
             Key::QueryListen => "agent.query_listen",
             Key::QueryTokenFile => "agent.query_token_file",
+            Key::Pretrigger => "pretrigger",
+            Key::EvidenceSource => "evidence.eve",
+            Key::EvidenceDir => "evidence.dir",
+            Key::EvidenceTaps => "evidence.taps",
+            Key::EvidenceSids => "evidence.sids",
+            Key::EvidenceSeverity => "evidence.severity",
+            Key::EvidenceWindow => "evidence.before",
+            Key::EvidenceLimits => "evidence.rate",
         }
     }
 
@@ -163,6 +191,14 @@ impl Key {
             Key::FlowTableSize => "--flow-table-size",
             Key::QueryListen => "(query)",
             Key::QueryTokenFile => "(query token)",
+            Key::Pretrigger => "--pretrigger",
+            Key::EvidenceSource => "--eve",
+            Key::EvidenceDir => "(evidence dir)",
+            Key::EvidenceTaps => "(evidence taps)",
+            Key::EvidenceSids => "--sid",
+            Key::EvidenceSeverity => "--severity",
+            Key::EvidenceWindow => "--before",
+            Key::EvidenceLimits => "--rate",
         }
     }
 }

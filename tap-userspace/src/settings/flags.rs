@@ -313,6 +313,11 @@ struct CaptureArgs {
     /// seen flow makes room and starts over if it comes back.
     #[arg(long, value_name = "FLOWS", requires = "flow_budget")]
     flow_table_size: Option<u32>,
+    /// Hold the last packets in memory: an age (30s), a size (256MiB) or both (30s,256MiB);
+    /// the oldest go first. The agent's [evidence] takes alerting flows' history from it; here
+    /// the summary reports what it held and how often it wrapped.
+    #[arg(long, value_name = "AGE|SIZE")]
+    pretrigger: Option<String>,
 }
 
 /// How `tap capture --help` explains file names, rotation and crash safety.
@@ -722,6 +727,19 @@ struct BenchWriterArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=crate::bench_writer::MAX_FLOWS))]
     flows: u32,
+    /// Also hold every batch in a pre-trigger memory (an age, a size or both, as a tap's
+    /// `pretrigger`), copied as a batch from the ring is: its cost over the writer alone.
+    #[arg(long, value_name = "AGE|SIZE", value_parser = parse_pretrigger)]
+    pretrigger: Option<crate::model::PretriggerLimits>,
+}
+
+#[cfg(feature = "bench-writer")]
+fn parse_pretrigger(s: &str) -> Result<crate::model::PretriggerLimits, String> {
+    match super::rules::pretrigger(Some(s)) {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => Err("no limit".into()),
+        Err(e) => Err(worded(&e).message),
+    }
 }
 
 #[cfg(feature = "bench-writer")]
@@ -1003,6 +1021,7 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         program_stats,
         flow_budget,
         flow_table_size,
+        pretrigger,
     } = args;
     let o = *output;
     RawCapture {
@@ -1047,6 +1066,7 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         program_stats,
         flow_budget,
         flow_table_size,
+        pretrigger,
     }
 }
 
@@ -1091,6 +1111,7 @@ fn translate(cli: Cli) -> Invocation {
             keep: a.keep,
             store: a.store,
             flows: a.flows,
+            pretrigger: a.pretrigger,
         }),
         Command::Agent(a) => Request::Agent {
             config: a.config,

@@ -114,6 +114,8 @@ pub struct RawCapture {
     pub flow_budget: Option<String>,
     /// Flows the budget's table holds.
     pub flow_table_size: Option<u32>,
+    /// `30s`, `256MiB` or both (`30s,256MiB`): the packets held in memory for evidence.
+    pub pretrigger: Option<String>,
 }
 
 impl RawCapture {
@@ -136,4 +138,36 @@ impl RawCapture {
 pub struct RawTap {
     pub name: String,
     pub capture: RawCapture,
+}
+
+/// The agent's `[evidence]`: where alerts come from, which make files, and from which taps'
+/// history.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawEvidence {
+    /// `eve.json` to follow.
+    pub eve: Option<PathBuf>,
+    /// A unix socket to listen on for Suricata's `unix_stream` eve-log output.
+    pub socket: Option<PathBuf>,
+    /// Read the file from its start rather than only what is written from now on.
+    pub from_start: bool,
+    pub dir: Option<PathBuf>,
+    /// The taps whose history serves (none: every tap with a pre-trigger memory or a store).
+    pub taps: Vec<String>,
+    /// Seconds.
+    pub before: Option<f64>,
+    pub after: Option<f64>,
+    pub max_window: Option<f64>,
+    pub settle: Option<f64>,
+    /// `2100498,2200000-2299999`.
+    pub sids: Option<String>,
+    pub exclude_sids: Option<String>,
+    /// 1 (most severe) to 255: alerts at or above it.
+    pub severity: Option<u8>,
+    /// Files per second, on average, and at once.
+    pub rate: Option<f64>,
+    pub burst: Option<u32>,
+    pub max_open: Option<usize>,
+    pub max_alerts: Option<usize>,
+    /// Megabytes (1,000,000 bytes) per file at most.
+    pub max_file_mb: Option<f64>,
 }

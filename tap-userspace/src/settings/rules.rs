@@ -11,15 +11,15 @@ use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_SNAPLEN};
 
 use super::{
     error::{Key, Reason, SettingError},
-    raw::{Purpose, RawCapture, RawFilter, RawOutput, RawServe, RawSize, RawStore},
+    raw::{Purpose, RawCapture, RawEvidence, RawFilter, RawOutput, RawServe, RawSize, RawStore},
 };
 use crate::{
     filter::maps::FilterImage,
     kernel::iface,
     model::{
         CaptureConfig, Compression, Consumers, Decap, FlowBudget, FlowUnit, Hook, HookChoice,
-        Interface, Output, OutputConfig, QueryListen, Rotation, StoreConfig, VxlanTarget, XdpMode,
-        ZSTD_DEFAULT_LEVEL, is_loopback,
+        Interface, Output, OutputConfig, PretriggerLimits, QueryListen, Rotation, StoreConfig,
+        VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL, is_loopback,
     },
     sink::{rotate::NamePattern, vxlan},
     store,
@@ -956,7 +956,196 @@ pub fn consumers(raw: &RawCapture, purpose: Purpose) -> Rule<Consumers> {
                 .as_deref()
                 .unwrap_or(Path::new(DEFAULT_SURICATA_OUTPUT)),
         ),
+        pretrigger: pretrigger(raw.pretrigger.as_deref())?,
     })
+}
+
+/// The agent's `[evidence]`: a source (`eve` or `socket`, not both), a directory, the
+/// selection, the window and the bounds (defaults as [`crate::evidence::CaseConfig`]). Which taps
+/// serve as history is checked against the taps by the agent file's reader.
+///
+/// # Errors
+/// No source or both, no directory, a signature list that does not parse, a severity of 0, a
+/// negative or non-finite time, a window longer than an hour, or a bound of 0.
+pub fn evidence(raw: &RawEvidence) -> Rule<crate::evidence::EvidenceConfig> {
+    use crate::evidence::{CaseConfig, EvidenceConfig, FollowConfig, Selector, Source, Start};
+    let source = match (&raw.eve, &raw.socket) {
+        (Some(path), None) => Source::File {
+            path: path.clone(),
+            start: if raw.from_start {
+                Start::Beginning
+            } else {
+                Start::End
+            },
+        },
+        (None, Some(path)) => Source::Socket {
+            path: path.clone(),
+            max_connections: 4,
+        },
+        _ => {
+            return refuse(
+                Key::EvidenceSource,
+                Reason::new().text(
+                    "give eve (the eve.json to follow) or socket (a unix socket for Suricata's unix_stream eve-log), one of them",
+                ),
+            );
+        }
+    };
+    let Some(dir) = raw.dir.clone().filter(|d| !d.as_os_str().is_empty()) else {
+        return refuse(
+            Key::EvidenceDir,
+            Reason::new().text("give dir, the directory evidence files are written to"),
+        );
+    };
+    let sids = |text: &Option<String>| {
+        text.as_deref()
+            .map(Selector::parse_sids)
+            .transpose()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| SettingError::new(Key::EvidenceSids, Reason::new().text(one_line(&e))))
+    };
+    if raw.severity == Some(0) {
+        return refuse(
+            Key::EvidenceSeverity,
+            Reason::new()
+                .text("0 is no severity: 1 is the most severe, 3 the least in most rule sets"),
+        );
+    }
+    let defaults = CaseConfig::default();
+    let seconds = |name: &str, value: Option<f64>, default: u64, max: f64| -> Rule<u64> {
+        match value {
+            None => Ok(default),
+            Some(v) if v.is_finite() && (0.0..=max).contains(&v) => Ok(Duration::from_secs_f64(v)
+                .as_nanos()
+                .try_into()
+                .unwrap_or(u64::MAX)),
+            Some(v) => refuse(
+                Key::EvidenceWindow,
+                Reason::new().text(format!("{name} = {v}: give seconds from 0 to {max}")),
+            ),
+        }
+    };
+    let before_ns = seconds("before", raw.before, defaults.before_ns, 3600.0)?;
+    let after_ns = seconds("after", raw.after, defaults.after_ns, 3600.0)?;
+    let max_window_ns = seconds("max_window", raw.max_window, defaults.max_window_ns, 3600.0)?;
+    let settle_ns = seconds("settle", raw.settle, defaults.settle_ns, 60.0)?;
+    let positive = |name: &str, zero: bool| -> Rule<()> {
+        if zero {
+            return refuse(
+                Key::EvidenceLimits,
+                Reason::new().text(format!("{name} must be positive")),
+            );
+        }
+        Ok(())
+    };
+    positive(
+        "rate",
+        raw.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)),
+    )?;
+    positive("burst", raw.burst == Some(0))?;
+    positive("max_open", raw.max_open == Some(0))?;
+    positive("max_alerts", raw.max_alerts == Some(0))?;
+    positive(
+        "max_file_mb",
+        raw.max_file_mb.is_some_and(|m| !(m.is_finite() && m > 0.0)),
+    )?;
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "positive and finite, checked above; saturating"
+    )]
+    let max_file_bytes = raw.max_file_mb.map_or(256_000_000, |m| (m * 1e6) as u64);
+    Ok(EvidenceConfig {
+        follow: FollowConfig {
+            source,
+            selector: Selector {
+                sids: sids(&raw.sids)?,
+                max_severity: raw.severity,
+                exclude: sids(&raw.exclude_sids)?,
+            },
+            cases: CaseConfig {
+                before_ns,
+                after_ns,
+                max_window_ns: max_window_ns.max(before_ns.saturating_add(after_ns)),
+                settle_ns,
+                max_open: raw.max_open.unwrap_or(defaults.max_open),
+                max_alerts: raw.max_alerts.unwrap_or(defaults.max_alerts),
+                rate: raw.rate.unwrap_or(defaults.rate),
+                burst: raw.burst.unwrap_or(defaults.burst),
+                ..defaults
+            },
+            max_line: crate::evidence::DEFAULT_MAX_LINE,
+            poll: Duration::from_millis(100),
+            once: false,
+        },
+        dir: std::path::absolute(&dir).unwrap_or(dir),
+        taps: raw.taps.clone(),
+        max_file_bytes,
+    })
+}
+
+/// Longest pre-trigger age: a day (evidence windows are minutes).
+pub const PRETRIGGER_MAX_AGE: Duration = Duration::from_secs(86_400);
+
+/// Pre-trigger memory: an age (`30s`, `5m`: a duration in words), a size (`256MiB`, `1GiB`,
+/// `4096B`: bytes with a `B`, K, M and G powers of 1024 as in `KiB` or `KB`), or one of each
+/// separated by a comma or a space.
+///
+/// # Errors
+/// Empty, a part that is neither, two of a kind, zero, or an age over a day.
+pub fn pretrigger(text: Option<&str>) -> Rule<Option<PretriggerLimits>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        SettingError::new(
+            Key::Pretrigger,
+            Reason::new().key(Key::Pretrigger).text(format!(
+                " '{}' {why}: give an age (30s), a size (256MiB) or both (30s,256MiB)",
+                excerpt(text)
+            )),
+        )
+    };
+    let mut limits = PretriggerLimits {
+        max_age: None,
+        max_bytes: None,
+    };
+    let parts: Vec<&str> = text
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() {
+        return Err(bad("is empty"));
+    }
+    for part in parts {
+        if let Some(size) = part.strip_suffix('B') {
+            let size = size
+                .strip_suffix('i')
+                .unwrap_or(size)
+                .trim_end_matches(char::is_whitespace);
+            let n = binary_size(size).map_err(|_| bad("has a size that does not parse"))?;
+            if n == 0 {
+                return Err(bad("holds nothing"));
+            }
+            if limits.max_bytes.replace(n).is_some() {
+                return Err(bad("gives two sizes"));
+            }
+        } else {
+            let d =
+                humantime::parse_duration(part).map_err(|_| bad("is neither an age nor a size"))?;
+            if d.is_zero() {
+                return Err(bad("holds nothing"));
+            }
+            if d > PRETRIGGER_MAX_AGE {
+                return Err(bad("is longer than a day"));
+            }
+            if limits.max_age.replace(d).is_some() {
+                return Err(bad("gives two ages"));
+            }
+        }
+    }
+    Ok(Some(limits))
 }
 
 /// A capture needs somewhere to put packets.
@@ -974,8 +1163,10 @@ pub fn sinks(output: &OutputConfig, consumers: &Consumers) -> Rule<()> {
                 .key(Key::Serve)
                 .text(", ")
                 .key(Key::Inject)
+                .text(", ")
+                .key(Key::Forward)
                 .text(" or ")
-                .key(Key::Forward),
+                .key(Key::Pretrigger),
         );
     }
     Ok(())

@@ -430,6 +430,42 @@ const CASES: &[Case] = &[
         json: r#""serve": "/s", "snaplen": 262145"#,
     },
     Case {
+        key: Key::Pretrigger,
+        flags: &["--serve", "unix:/s", "--pretrigger=30x"],
+        toml: "serve = \"/s\"\npretrigger = \"30x\"\n",
+        json: r#""serve": "/s", "pretrigger": "30x""#,
+    },
+    Case {
+        key: Key::Pretrigger,
+        flags: &["--serve", "unix:/s", "--pretrigger=0s"],
+        toml: "serve = \"/s\"\npretrigger = \"0s\"\n",
+        json: r#""serve": "/s", "pretrigger": "0s""#,
+    },
+    Case {
+        key: Key::Pretrigger,
+        flags: &["--serve", "unix:/s", "--pretrigger=256MiB,1GiB"],
+        toml: "serve = \"/s\"\npretrigger = \"256MiB,1GiB\"\n",
+        json: r#""serve": "/s", "pretrigger": "256MiB,1GiB""#,
+    },
+    Case {
+        key: Key::Pretrigger,
+        flags: &["--serve", "unix:/s", "--pretrigger=2d"],
+        toml: "serve = \"/s\"\npretrigger = \"2d\"\n",
+        json: r#""serve": "/s", "pretrigger": "2d""#,
+    },
+    Case {
+        key: Key::Pretrigger,
+        flags: &["--serve", "unix:/s", "--pretrigger=30s 1m"],
+        toml: "serve = \"/s\"\npretrigger = \"30s 1m\"\n",
+        json: r#""serve": "/s", "pretrigger": "30s 1m""#,
+    },
+    Case {
+        key: Key::Pretrigger,
+        flags: &["--serve", "unix:/s", "--pretrigger="],
+        toml: "serve = \"/s\"\npretrigger = \"\"\n",
+        json: r#""serve": "/s", "pretrigger": """#,
+    },
+    Case {
         key: Key::FlowBudget,
         flags: &["--serve", "unix:/s", "--flow-budget", "0p"],
         toml: "serve = \"/s\"\nflow_budget = \"0p\"\n",
@@ -623,4 +659,34 @@ fn bad_store_flags_are_refused() {
     let e = config(&["-i", "lo", "--store", "/tmp/s", "-w", "x.pcap"]).unwrap_err();
     assert_eq!(e.key, Key::Store);
     assert_eq!(flags::worded(&e).message, "give -w or --store, not both");
+}
+
+#[test]
+fn pretrigger_limits() {
+    use crate::model::PretriggerLimits;
+    let p = |v: &str| {
+        config(&["-i", "lo", "--pretrigger", v])
+            .unwrap()
+            .consumers
+            .pretrigger
+            .unwrap()
+    };
+    assert_eq!(
+        p("30s"),
+        PretriggerLimits {
+            max_age: Some(Duration::from_secs(30)),
+            max_bytes: None
+        }
+    );
+    assert_eq!(p("256MiB").max_bytes, Some(256 << 20));
+    assert_eq!(p("4096B").max_bytes, Some(4096));
+    assert_eq!(
+        p("5m, 1GiB"),
+        PretriggerLimits {
+            max_age: Some(Duration::from_secs(300)),
+            max_bytes: Some(1 << 30)
+        }
+    );
+    // A pre-trigger memory is a sink of its own: no file needed.
+    assert!(config(&["-i", "lo", "--pretrigger", "10s"]).is_ok());
 }

@@ -12,6 +12,7 @@ pub mod inject;
 mod mmsg;
 pub mod pcap;
 pub mod pcapng;
+pub mod pretrigger;
 pub mod rotate;
 pub mod stream;
 pub mod suricata;

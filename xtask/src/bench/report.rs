@@ -30,6 +30,8 @@ pub(super) struct Results {
     pub writers: Vec<(&'static str, Writer, Vec<f64>)>,
     /// `tap bench-writer --store` against plain pcapng: CPU per packet by size and flows.
     pub store_cpu: Value,
+    /// Alert to evidence file, and the pre-trigger memory's cost ([`super::evidence`]).
+    pub evidence: Value,
 }
 
 /// One capture configuration and its runs.
@@ -550,6 +552,7 @@ pub(super) fn json(
         "programs": programs,
         "writer": writers,
         "store_cpu": r.store_cpu,
+        "evidence": r.evidence,
         "targets": targets.iter().map(|t| json!({
             "id": t.id, "what": t.what, "measured": t.measured, "pass": t.pass,
         })).collect::<Vec<_>>(),
