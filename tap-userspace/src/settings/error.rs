@@ -44,11 +44,13 @@ pub enum Key {
     /// The agent's query endpoint (`agent.query_listen`).
     QueryListen,
     QueryTokenFile,
+    /// Packets printed as text (`--print` and tcpdump's printing flags; the command line only).
+    Print,
 }
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 33] = [
+    pub const ALL: [Key; 34] = [
         Key::Interfaces,
         Key::Hook,
         Key::XdpMode,
@@ -82,6 +84,7 @@ impl Key {
         Key::FlowTableSize,
         Key::QueryListen,
         Key::QueryTokenFile,
+        Key::Print,
     ];
 
     /// The canonical name: the agent file's key within a `[[tap]]` (dotted for its tables) and a
@@ -122,6 +125,7 @@ impl Key {
             Key::FlowTableSize => "flow_table_size",
             Key::QueryListen => "agent.query_listen",
             Key::QueryTokenFile => "agent.query_token_file",
+            Key::Print => "(print)",
         }
     }
 
@@ -163,6 +167,7 @@ impl Key {
             Key::FlowTableSize => "--flow-table-size",
             Key::QueryListen => "(query)",
             Key::QueryTokenFile => "(query token)",
+            Key::Print => "--print",
         }
     }
 }

@@ -26,6 +26,15 @@ fn config(args: &[&str]) -> Result<CaptureConfig, SettingError> {
     rules::capture(&capture, Purpose::Command)
 }
 
+/// The same flags' raw values read as a service (the agent's file and sessions) would be.
+fn service_config(args: &[&str]) -> Result<CaptureConfig, SettingError> {
+    let invocation = flags::try_from_args(["tap", "capture"].iter().chain(args.iter())).unwrap();
+    let Request::Capture { capture, .. } = invocation.command else {
+        panic!("capture")
+    };
+    rules::capture(&capture, Purpose::Service)
+}
+
 fn refused(result: &Result<CaptureConfig, SettingError>, key: Key) -> bool {
     matches!(result, Err(e) if e.key == key)
 }
@@ -125,7 +134,19 @@ fn flow_budgets() {
 
 #[test]
 fn an_output_or_a_consumer_is_required() {
-    assert!(refused(&config(&["-i", "lo"]), Key::Sinks));
+    // The command line prints packets when it has nothing else to do, as tcpdump; a service
+    // has no terminal and needs a sink.
+    let c = config(&["-i", "lo"]).unwrap();
+    assert_eq!(c.output.target, Output::None);
+    assert!(c.print.is_some());
+    assert!(refused(&service_config(&["-i", "lo"]), Key::Sinks));
+    assert!(config(&["-i", "lo", "-w", "x"]).unwrap().print.is_none());
+    assert!(
+        config(&["-i", "lo", "-w", "x", "--print"])
+            .unwrap()
+            .print
+            .is_some()
+    );
     let c = config(&["-i", "lo", "--serve", "unix:/tmp/x.sock"]).unwrap();
     assert_eq!(c.output.target, Output::None);
     assert!(refused(
@@ -327,7 +348,8 @@ fn bad_values_are_refused() {
 struct Case {
     key: Key,
     flags: &'static [&'static str],
-    /// The `[[tap]]` body after its name and interfaces.
+    /// The `[[tap]]` body after its name and interfaces; empty for a setting only the command
+    /// line has (printing packets), which then has no session member either.
     toml: &'static str,
     /// The session's members after its name and interfaces.
     json: &'static str,
@@ -386,6 +408,18 @@ const CASES: &[Case] = &[
         flags: &[],
         toml: "consume = true\n",
         json: r#""consume": true"#,
+    },
+    Case {
+        key: Key::Print,
+        flags: &["-tttttt"],
+        toml: "",
+        json: "",
+    },
+    Case {
+        key: Key::Print,
+        flags: &["--print", "-w", "-"],
+        toml: "",
+        json: "",
     },
     Case {
         key: Key::Compress,
@@ -487,8 +521,18 @@ const CASES: &[Case] = &[
 fn every_front_door_refuses_with_the_same_key_and_reason() {
     for case in CASES {
         let args = [&["-i", "lo"][..], case.flags].concat();
-        let e = config(&args).expect_err(case.toml);
+        // The command line prints packets without a sink, so only a service can lack one:
+        // the reference is the rule's refusal of the same raw values read as a service.
+        let e = if case.key == Key::Sinks {
+            service_config(&args)
+        } else {
+            config(&args)
+        }
+        .expect_err(case.toml);
         assert_eq!(e.key, case.key, "flags {args:?}: {e}");
+        if case.toml.is_empty() {
+            continue;
+        }
 
         let text = format!(
             "[[tap]]\nname = \"a\"\ninterfaces = [\"lo\"]\n{}",

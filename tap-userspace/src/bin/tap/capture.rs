@@ -15,6 +15,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 pub(crate) fn run(raw: &RawCapture, stats_json: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = rules::capture(raw, Purpose::Command).map_err(|e| flags::worded(&e))?;
+    if config.output.target == tap::model::Output::Stdout && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "standard output is a terminal: -w - writes binary packets; give -w FILE, pipe it \
+             (| tcpdump -r -), or leave -w out to print packets"
+        );
+    }
     // Raised to the hard limit before anything is opened (see tap::support::listener).
     let _ = tap::support::listener::descriptor_limit();
     // Created now, before anything is attached, as the -Z user would create it: a path that

@@ -14,6 +14,7 @@ mod agent;
 mod capture;
 mod custody;
 mod kernel;
+mod read;
 mod status;
 
 fn main() -> ExitCode {
@@ -57,7 +58,13 @@ fn dispatch(request: Request) -> anyhow::Result<ExitCode> {
     match request {
         Request::Capture {
             capture,
+            read: Some(path),
+            ..
+        } => read::run(&path, &capture),
+        Request::Capture {
+            capture,
             stats_json,
+            read: None,
         } => capture::run(&capture, stats_json.as_deref()),
         Request::Agent { config, check } => agent::run(config, check),
         Request::Ctl { socket, command } => agent::ctl(&socket, command),
