@@ -35,8 +35,9 @@ pub(crate) fn run(raw: &RawCapture, stats_json: Option<&Path>) -> anyhow::Result
         .build()
         .context("starting the async runtime")?;
     let live = Arc::new(LiveStats::new(false));
-    // The status line: only for a person watching a terminal.
-    let status_line = !quiet && std::io::stderr().is_terminal();
+    // The status line: only for a person watching a terminal, and not when packets are printed
+    // (their lines would be overwritten).
+    let status_line = !quiet && config.print.is_none() && std::io::stderr().is_terminal();
     let summary = runtime.block_on(async {
         let shutdown = crate::shutdown_signal()?;
         let (tx, rx) = run::control_channel();
