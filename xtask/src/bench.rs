@@ -154,6 +154,7 @@
 //!   against 100 ns under test-run) tap would still add ~185-200.
 
 mod capture;
+mod printing;
 mod progs;
 mod report;
 mod stat;
@@ -223,6 +224,8 @@ pub(crate) enum Part {
     Programs,
     /// The writer next to dd.
     Writer,
+    /// The packet printer's cost per packet.
+    Printing,
 }
 
 /// The settings after `--quick`.
@@ -241,7 +244,7 @@ pub(crate) struct Plan {
 impl Plan {
     fn from(args: &BenchArgs) -> Result<Self> {
         let parts = if args.only.is_empty() {
-            vec![Part::Capture, Part::Programs, Part::Writer]
+            vec![Part::Capture, Part::Programs, Part::Writer, Part::Printing]
         } else {
             args.only.clone()
         };
@@ -412,6 +415,15 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         writer_runs(&plan, &tap, &mut results)?;
         eprintln!("bench: store writer CPU against plain pcapng");
         results.store_cpu = store_cpu::runs(&tap, plan.runs)?;
+    }
+
+    if plan.has(Part::Printing) {
+        let packets = if args.quick { 500_000 } else { 2_000_000 };
+        eprintln!("bench: printing path, {packets} packets per measurement");
+        let runs = (0..plan.runs)
+            .map(|_| printing::run(&tap, packets))
+            .collect::<Result<Vec<_>>>()?;
+        results.printing = printing::gather(&runs);
     }
 
     let targets = report::targets(&results);

@@ -135,6 +135,10 @@ enum Command {
     /// Time the programs with BPF_PROG_TEST_RUN and print one line of JSON (`cargo xtask bench`).
     #[command(hide = true)]
     BenchProg(BenchProgArgs),
+    /// Time the packet printer per packet and print one line of JSON per measurement (`cargo
+    /// xtask bench`).
+    #[command(hide = true)]
+    BenchPrint(BenchPrintArgs),
     /// Run several taps from a configuration file as a service: live reload, interfaces that
     /// come and go, a control socket and Prometheus metrics.
     Agent(AgentArgs),
@@ -158,6 +162,13 @@ enum Command {
     /// Maintain a packet store: recover and reindex.
     #[command(subcommand)]
     Store(StoreFlags),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchPrintArgs {
+    /// Packets formatted per measurement.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000)]
+    packets: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -819,6 +830,10 @@ pub enum Request {
     },
     Replay(ReplayRequest),
     BenchProg(BenchProgRequest),
+    /// `tap bench-print`: packets formatted per measurement.
+    BenchPrint {
+        packets: usize,
+    },
     #[cfg(feature = "bench-writer")]
     BenchWriter(crate::bench_writer::BenchWriterSpec),
     Agent {
@@ -1137,6 +1152,7 @@ fn translate(cli: Cli) -> Invocation {
             decap: a.decap,
             filter: a.filter.into(),
         }),
+        Command::BenchPrint(a) => Request::BenchPrint { packets: a.packets },
         Command::BenchProg(a) => Request::BenchProg(BenchProgRequest {
             hook: a.hook.into(),
             frame_len: a.frame_len,

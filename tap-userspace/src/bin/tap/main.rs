@@ -96,6 +96,19 @@ fn dispatch(request: Request) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Request::BenchProg(request) => kernel::bench_prog(request),
+        Request::BenchPrint { packets } => {
+            for r in tap::print::bench::run(packets.max(1)) {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "packets": r.packets,
+                        "flags": r.flags,
+                        "ns_per_packet": r.ns_per_packet,
+                    })
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Request::Replay(request) => kernel::replay(&request),
     }
 }
