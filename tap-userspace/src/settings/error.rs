@@ -46,11 +46,13 @@ pub enum Key {
     QueryTokenFile,
     /// Packets printed as text (`--print` and tcpdump's printing flags; the command line only).
     Print,
+    /// A capture file read instead of interfaces (`tap capture -r`; the command line only).
+    Read,
 }
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 34] = [
+    pub const ALL: [Key; 35] = [
         Key::Interfaces,
         Key::Hook,
         Key::XdpMode,
@@ -85,6 +87,7 @@ impl Key {
         Key::QueryListen,
         Key::QueryTokenFile,
         Key::Print,
+        Key::Read,
     ];
 
     /// The canonical name: the agent file's key within a `[[tap]]` (dotted for its tables) and a
@@ -126,6 +129,7 @@ impl Key {
             Key::QueryListen => "agent.query_listen",
             Key::QueryTokenFile => "agent.query_token_file",
             Key::Print => "(print)",
+            Key::Read => "(read)",
         }
     }
 
@@ -168,6 +172,7 @@ impl Key {
             Key::QueryListen => "(query)",
             Key::QueryTokenFile => "(query token)",
             Key::Print => "--print",
+            Key::Read => "-r",
         }
     }
 }

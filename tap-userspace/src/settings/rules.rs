@@ -210,6 +210,52 @@ pub fn print(
     }))
 }
 
+/// `tap capture -r FILE`: the output of a capture read from a file. The settings of a live
+/// capture mean nothing there and are refused rather than ignored, rotation included (`-r`
+/// writes one file).
+///
+/// # Errors
+/// A live capture's setting, or a bad output.
+pub fn read(raw: &RawCapture) -> Rule<OutputConfig> {
+    let o = &raw.output;
+    let live = [
+        (!raw.interfaces.is_empty(), Key::Interfaces),
+        (raw.ring_size.is_some(), Key::RingSize),
+        (raw.store.dir.is_some(), Key::Store),
+        (raw.serve.is_some(), Key::Serve),
+        (raw.inject.is_some(), Key::Inject),
+        (!raw.forward.is_empty(), Key::Forward),
+        (raw.suricata_socket.is_some(), Key::SuricataSocket),
+        (raw.sample.is_some(), Key::Sample),
+        (raw.max_rate.is_some(), Key::MaxRate),
+        (raw.flow_budget.is_some(), Key::FlowBudget),
+        (o.file_size_mb.is_some(), Key::FileSize),
+        (o.rotate_seconds.is_some(), Key::RotateSeconds),
+        (o.ring_files.is_some(), Key::RingFiles),
+        (o.post_rotate.is_some(), Key::PostRotate),
+        (o.run_as.is_some(), Key::RunAs),
+    ];
+    if let Some((_, key)) = live.iter().find(|(given, _)| *given) {
+        return refuse(
+            Key::Read,
+            Reason::new()
+                .key(Key::Read)
+                .text(" reads a file: ")
+                .key(*key)
+                .text(" is for live captures"),
+        );
+    }
+    if raw.duration.is_some() {
+        return refuse(
+            Key::Read,
+            Reason::new()
+                .key(Key::Read)
+                .text(" reads a file: --duration is for live captures"),
+        );
+    }
+    output(o, Purpose::Command)
+}
+
 /// Interface names, resolved now (so an unknown one fails before any program is loaded); none
 /// means the interface of the default route.
 ///

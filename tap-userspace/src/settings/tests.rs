@@ -668,3 +668,43 @@ fn bad_store_flags_are_refused() {
     assert_eq!(e.key, Key::Store);
     assert_eq!(flags::worded(&e).message, "give -w or --store, not both");
 }
+
+/// `tap capture -r FILE`: one rule refuses a live capture's settings (rather than ignore them),
+/// rotation included, and accepts the output and printing flags.
+#[test]
+fn reading_a_file_refuses_live_settings() {
+    let read = |args: &[&str]| {
+        let invocation = flags::try_from_args(
+            ["tap", "capture", "-r", "in.pcapng"]
+                .iter()
+                .chain(args.iter()),
+        )
+        .unwrap();
+        let Request::Capture { capture, read, .. } = invocation.command else {
+            panic!("capture")
+        };
+        assert_eq!(read.as_deref(), Some(Path::new("in.pcapng")));
+        rules::read(&capture)
+    };
+    for (args, flag) in [
+        (&["-i", "lo"][..], "-i"),
+        (&["--store", "/tmp/s"], "--store"),
+        (&["--serve", "unix:/s"], "--serve"),
+        (&["--sample", "2"], "--sample"),
+        (&["-w", "x-%s.pcap", "-G", "60"], "-G"),
+        (&["-w", "x.pcap", "-C", "10"], "-C"),
+        (&["--duration", "5"], "--duration"),
+    ] {
+        let e = read(args).expect_err(flag);
+        assert_eq!(e.key, Key::Read, "{args:?}");
+        assert_eq!(
+            flags::worded(&e).message,
+            format!("-r reads a file: {flag} is for live captures"),
+            "{args:?}"
+        );
+    }
+    let o = read(&["-w", "out.pcapng.zst", "-nn", "-e", "icmp"]).unwrap();
+    assert_eq!(o.format, Format::Pcapng);
+    assert!(matches!(o.compression, Compression::Zstd { .. }));
+    assert_eq!(read(&["-nn"]).unwrap().target, Output::None);
+}

@@ -26,12 +26,8 @@ const SNAPLEN: u32 = 262_144;
 const BLOCK: usize = 64 * 1024;
 
 pub(crate) fn run(path: &Path, raw: &RawCapture) -> anyhow::Result<ExitCode> {
-    refuse_live_settings(raw)?;
+    let output = rules::read(raw).map_err(|e| flags::worded(&e))?;
     let image = rules::filter(&raw.filter).map_err(|e| flags::worded(&e))?;
-    let output = rules::output(&raw.output, Purpose::Command).map_err(|e| flags::worded(&e))?;
-    if output.rotation.active() {
-        bail!("-r writes one file: -C, -G and -W are for live captures");
-    }
     let print = rules::print(&raw.print, &output, &Consumers::default(), Purpose::Command)
         .map_err(|e| flags::worded(&e))?;
     if output.target == Output::Stdout && io::stdout().is_terminal() {
@@ -129,25 +125,6 @@ pub(crate) fn run(path: &Path, raw: &RawCapture) -> anyhow::Result<ExitCode> {
         bail!("{}: {e}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Settings of a live capture mean nothing for a file: refused rather than ignored.
-fn refuse_live_settings(raw: &RawCapture) -> anyhow::Result<()> {
-    let live = [
-        (!raw.interfaces.is_empty(), "-i"),
-        (raw.store.dir.is_some(), "--store"),
-        (raw.serve.is_some(), "--serve"),
-        (raw.inject.is_some(), "--inject"),
-        (!raw.forward.is_empty(), "--forward"),
-        (raw.suricata_socket.is_some(), "--suricata-socket"),
-        (raw.duration.is_some(), "--duration"),
-        (raw.sample.is_some(), "--sample"),
-        (raw.flow_budget.is_some(), "--flow-budget"),
-    ];
-    if let Some((_, flag)) = live.iter().find(|(given, _)| *given) {
-        bail!("-r reads a file: {flag} is for live captures");
-    }
-    Ok(())
 }
 
 /// Writes `text`; false when the reader went away (a normal end, `| head`).
