@@ -65,6 +65,27 @@ impl PrintSink {
         interfaces: &[Interface],
         counts: Arc<PrintCounts>,
     ) -> io::Result<Self> {
+        let line_buffered = config.line_buffered || io::stdout().is_terminal();
+        Self::start_to(
+            Box::new(io::stdout()),
+            line_buffered,
+            config,
+            interfaces,
+            counts,
+        )
+    }
+
+    /// [`PrintSink::start`] writing to `out`, packet by packet when `line_buffered`.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn start_to(
+        mut out: Box<dyn Write + Send>,
+        line_buffered: bool,
+        config: &PrintConfig,
+        interfaces: &[Interface],
+        counts: Arc<PrintCounts>,
+    ) -> io::Result<Self> {
         let names: HashMap<u32, String> = if interfaces.len() > 1 {
             interfaces
                 .iter()
@@ -76,7 +97,6 @@ impl PrintSink {
         let (tx, rx) = mpsc::sync_channel::<Batch>(1024);
         let queued = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicBool::new(false));
-        let line_buffered = config.line_buffered || io::stdout().is_terminal();
         let mut printer = Printer::new(config.options.clone());
         let (q, c, n) = (
             Arc::clone(&queued),
@@ -86,8 +106,6 @@ impl PrintSink {
         let thread = thread::Builder::new()
             .name("tap-print".into())
             .spawn(move || {
-                let stdout = io::stdout();
-                let mut out = stdout.lock();
                 let mut buf = Vec::with_capacity(BLOCK * 2);
                 let result = (|| {
                     for batch in rx {
@@ -195,5 +213,108 @@ impl Sink for PrintSink {
             _ => {}
         }
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Condvar, Mutex};
+
+    use tap_common::event::PacketHeader;
+
+    use super::*;
+    use crate::{kernel::batch::BatchBuilder, print::PrintOptions};
+
+    /// A writer that blocks until the test opens its gate: a terminal that cannot keep up.
+    struct Gated {
+        gate: Arc<(Mutex<bool>, Condvar)>,
+        out: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let (open, cv) = &*self.gate;
+            let mut o = open.lock().unwrap();
+            while !*o {
+                o = cv.wait(o).unwrap();
+            }
+            self.out.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn udp_batch(n: usize) -> Batch {
+        let mut frame = vec![0u8; 60];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&46u16.to_be_bytes());
+        frame[22] = 64;
+        frame[23] = 17;
+        frame[26..30].copy_from_slice(&[192, 0, 2, 1]);
+        frame[30..34].copy_from_slice(&[192, 0, 2, 2]);
+        frame[34..36].copy_from_slice(&5000u16.to_be_bytes());
+        frame[36..38].copy_from_slice(&9u16.to_be_bytes());
+        frame[38..40].copy_from_slice(&26u16.to_be_bytes());
+        let mut b = BatchBuilder::with_capacity(n * 120);
+        let header = PacketHeader {
+            orig_len: 60,
+            ..PacketHeader::default()
+        };
+        for _ in 0..n {
+            b.push_parts(&header, &frame);
+        }
+        b.finish_with_offset(0)
+    }
+
+    /// A printer that cannot keep up never holds the writer back: what does not fit its queue
+    /// is counted, and every packet taken is either printed (one line each) or counted.
+    #[test]
+    fn a_printer_behind_skips_and_counts() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let counts = Arc::new(PrintCounts::default());
+        let config = PrintConfig {
+            options: PrintOptions::default(),
+            line_buffered: true,
+        };
+        let mut sink = Box::new(
+            PrintSink::start_to(
+                Box::new(Gated {
+                    gate: Arc::clone(&gate),
+                    out: Arc::clone(&out),
+                }),
+                true,
+                &config,
+                &[],
+                Arc::clone(&counts),
+            )
+            .unwrap(),
+        );
+        let batch = udp_batch(1000);
+        let batches = 2 * PRINT_QUEUE_PACKETS / 1000;
+        for _ in 0..batches {
+            sink.write_batch(&batch).unwrap();
+        }
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        let report = sink.finish(&CaptureStats::default());
+        let taken = (batches * 1000) as u64;
+        assert_eq!(report.written, taken);
+        let printed = counts.printed.load(Ordering::Relaxed);
+        assert!(report.not_printed > 0, "nothing skipped");
+        assert!(printed > 0);
+        assert_eq!(printed + report.not_printed, taken);
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count() as u64, printed);
+        assert!(
+            text.lines()
+                .all(|l| l.ends_with("IP 192.0.2.1.5000 > 192.0.2.2.9: UDP, length 18")),
+            "{}",
+            text.lines().next().unwrap_or_default()
+        );
     }
 }
