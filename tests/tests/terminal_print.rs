@@ -16,7 +16,7 @@ use tap_tests::{
     run_ok,
     tap::{self, Summary},
     tap_bin,
-    topology::B_V4,
+    topology::{B_V4, SECOND},
     traffic,
 };
 
@@ -132,6 +132,37 @@ fn without_an_output_tap_prints_what_tcpdump_sees() {
         "the printer skipped packets of a small capture:\n{}",
         exited.stderr
     );
+}
+
+/// Several interfaces: each line names its interface and direction as tcpdump prints an
+/// `-i any` capture, which is the oracle here (tcpdump on `any` in the same namespace).
+#[test]
+fn several_interfaces_print_interface_and_direction_as_tcpdump_i_any() {
+    let t = Topology::new();
+    t.add_link("veth-a2", "veth-b2", &SECOND);
+    let dir = TempDir::new();
+    let tcpdump = Tcpdump::start(&t.b, "any", dir.join("any.pcap"), &[]);
+    let tap = start_printing(&t, &["-i", &t.b_if, "-i", "veth-b2", "-nn", "-t", "icmp"]);
+    traffic::ping(&t.a, B_V4, 2, &[]);
+    traffic::ping(&t.a, SECOND.b_v4, 2, &[]);
+    tcpdump.wait_quiet(Duration::from_millis(500));
+    let exited = tap::stop(tap);
+    tcpdump.stop();
+    // A LINUX_SLL2 record holds the interface's index: tcpdump names it from the namespace it
+    // reads in.
+    let read = run_ok(
+        t.b.cmd("tcpdump")
+            .args(["-nn", "-t", "-r"])
+            .arg(dir.join("any.pcap"))
+            .arg("icmp"),
+    );
+    let mut want = lines(&String::from_utf8_lossy(&read.stdout));
+    let mut got = lines(&exited.stdout);
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), 8, "{}", exited.stdout);
+    assert!(got.iter().any(|l| l.starts_with("veth-b2 In  ")), "{got:?}");
+    assert_same_lines("two interfaces, -nn -t icmp", &want, &got);
 }
 
 /// `--print` beside `-w`: what tap printed (timestamps included, in order) is what
