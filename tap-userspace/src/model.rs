@@ -314,6 +314,17 @@ pub struct CaptureConfig {
     pub program_stats: bool,
     /// `--flow-budget`: copy only the first bytes or packets of every flow.
     pub flow_budget: Option<FlowBudget>,
+    /// Packets printed as text on standard output, if asked (or implied by no output).
+    pub print: Option<PrintConfig>,
+}
+
+/// How packets are printed at the terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintConfig {
+    pub options: crate::print::PrintOptions,
+    /// Write each packet's text at once (`-l`, or standard output is a terminal); otherwise in
+    /// blocks.
+    pub line_buffered: bool,
 }
 
 /// What a per-flow budget counts.

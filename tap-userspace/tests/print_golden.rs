@@ -754,3 +754,50 @@ fn reads_compressed_files_tap_writes() {
         assert_eq!(lens, want, "{name}: tshark");
     }
 }
+
+/// `tap capture -r FILE FLAGS` run as a user runs it.
+fn tap_read(path: &Path, flags: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tap"))
+        .args(["capture", "-r"])
+        .arg(path)
+        .args(flags)
+        .env("TZ", "UTC")
+        .env_remove("TAP_LOG")
+        .output()
+        .expect("tap runs");
+    assert!(
+        out.status.success(),
+        "tap capture -r {} {flags:?}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("ASCII output")
+}
+
+/// The command line, end to end: `tap capture -r FILE` with tcpdump's flags prints what
+/// `tcpdump -r FILE` prints with the same flags, for the golden capture (the same packets left
+/// out on purpose as above), on pcap files in µs and ns.
+#[test]
+fn tap_capture_r_prints_what_tcpdump_r_prints() {
+    let (frames, _) = capture();
+    let dir = TempDir::new();
+    let file = dir.join("golden.pcap");
+    write_pcap(&file, &frames, false);
+    for flags in FLAG_SETS {
+        // tcpdump reads `-nn` as one flag; tap's clap reads it as `-n` twice: the same.
+        assert_same(
+            &format!("tap capture -r, tcpdump {flags:?}"),
+            &tcpdump(&file, flags),
+            &tap_read(&file, flags),
+        );
+    }
+    let nano = dir.join("golden-ns.pcap");
+    write_pcap(&nano, &frames, true);
+    for flags in [&["-nn", "-tttt"][..], &["-nn", "-v", "-e"]] {
+        assert_same(
+            &format!("ns file, tap capture -r, tcpdump {flags:?}"),
+            &tcpdump(&nano, flags),
+            &tap_read(&nano, flags),
+        );
+    }
+}

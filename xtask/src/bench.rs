@@ -155,6 +155,7 @@
 
 mod capture;
 mod evidence;
+mod printing;
 mod progs;
 mod report;
 mod stat;
@@ -226,6 +227,8 @@ pub(crate) enum Part {
     Writer,
     /// Alert to closed evidence file (after = 0), and the pre-trigger memory's CPU cost.
     Evidence,
+    /// The packet printer's cost per packet.
+    Printing,
 }
 
 /// The settings after `--quick`.
@@ -244,7 +247,13 @@ pub(crate) struct Plan {
 impl Plan {
     fn from(args: &BenchArgs) -> Result<Self> {
         let parts = if args.only.is_empty() {
-            vec![Part::Capture, Part::Programs, Part::Writer, Part::Evidence]
+            vec![
+                Part::Capture,
+                Part::Programs,
+                Part::Writer,
+                Part::Evidence,
+                Part::Printing,
+            ]
         } else {
             args.only.clone()
         };
@@ -419,6 +428,15 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     if plan.has(Part::Evidence) {
         eprintln!("bench: evidence latency and the pre-trigger memory's cost");
         results.evidence = evidence::runs(&tap, plan.runs)?;
+    }
+
+    if plan.has(Part::Printing) {
+        let packets = if args.quick { 500_000 } else { 2_000_000 };
+        eprintln!("bench: printing path, {packets} packets per measurement");
+        let runs = (0..plan.runs)
+            .map(|_| printing::run(&tap, packets))
+            .collect::<Result<Vec<_>>>()?;
+        results.printing = printing::gather(&runs);
     }
 
     let targets = report::targets(&results);

@@ -65,6 +65,8 @@ pub struct LiveStats {
     pub writer: Arc<WriterProgress>,
     /// Filters installed (the first one and every replacement).
     pub filter_installs: AtomicU64,
+    /// The printer's counts, when the capture prints packets.
+    pub printed: Arc<crate::sink::print::PrintCounts>,
     /// Per (ifindex, hook code) counts, when enabled: costs a look at each packet's header.
     per_interface: Option<Mutex<BTreeMap<(u32, u8), Count>>>,
     /// Interface names seen, by index: kept after an interface is gone so its counts stay named.

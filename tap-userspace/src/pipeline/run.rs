@@ -156,6 +156,25 @@ fn open_output(
         }),
     };
     let mut consumers = Vec::new();
+    // Printing is the output when there is no other (then a closed pipe ends the capture),
+    // otherwise a consumer beside it.
+    let mut primary = primary;
+    if let Some(print) = &config.print {
+        let printer =
+            sink::print::PrintSink::start(print, &config.interfaces, Arc::clone(&live.printed))
+                .map_err(|source| CaptureError::Write {
+                    what: "printer thread".into(),
+                    source,
+                })?;
+        if primary.is_none() && !c.any() {
+            primary = Some(Box::new(printer));
+        } else {
+            consumers.push(Consumer {
+                name: "print".into(),
+                sink: Box::new(printer),
+            });
+        }
+    }
     if let Some(path) = &c.serve {
         let serve =
             ServeSink::bind(path, config.snaplen).map_err(|source| CaptureError::Output {
@@ -613,6 +632,7 @@ pub async fn run_tap(
     summary.written_bytes = report.bytes;
     summary.files = report.files;
     summary.output_closed = report.closed;
+    summary.not_printed = report.not_printed;
     if let Some((path, stopped)) = report.disk_full {
         summary.output_error = Some(format!("disk full writing {}", path.display()));
         summary.output_stopped = stopped;

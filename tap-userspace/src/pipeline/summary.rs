@@ -49,6 +49,9 @@ pub struct Summary {
     pub programs: Vec<ProgramCost>,
     /// The per-flow budget, when the capture had one.
     pub flow_budget: Option<FlowSummary>,
+    /// Packets captured but not printed because the printer was behind (`tap capture`
+    /// printing at the terminal).
+    pub not_printed: u64,
 }
 
 /// A kernel program's runs and the time they took, from the kernel's BPF run-time statistics.
@@ -150,6 +153,13 @@ impl fmt::Display for Summary {
         }
         for (i, (rule, hits)) in self.rules.iter().enumerate() {
             write!(f, "\nrule {i}: {hits} packets: {rule}")?;
+        }
+        if self.not_printed > 0 {
+            write!(
+                f,
+                "\n{} packets not printed (printer behind)",
+                self.not_printed
+            )?;
         }
         for note in &self.notes {
             write!(f, "\n{note}")?;

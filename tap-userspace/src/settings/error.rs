@@ -56,11 +56,15 @@ pub enum Key {
     EvidenceWindow,
     /// `rate`, `burst`, `max_open`, `max_alerts`, `max_file_mb`.
     EvidenceLimits,
+    /// Packets printed as text (`--print` and tcpdump's printing flags; the command line only).
+    Print,
+    /// A capture file read instead of interfaces (`tap capture -r`; the command line only).
+    Read,
 }
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 41] = [
+    pub const ALL: [Key; 43] = [
         Key::Interfaces,
         Key::Hook,
         Key::XdpMode,
@@ -102,6 +106,8 @@ impl Key {
         Key::EvidenceSeverity,
         Key::EvidenceWindow,
         Key::EvidenceLimits,
+        Key::Print,
+        Key::Read,
     ];
 
     /// The canonical name: the agent file's key within a `[[tap]]` (dotted for its tables) and a
@@ -150,6 +156,8 @@ impl Key {
             Key::EvidenceSeverity => "evidence.severity",
             Key::EvidenceWindow => "evidence.before",
             Key::EvidenceLimits => "evidence.rate",
+            Key::Print => "(print)",
+            Key::Read => "(read)",
         }
     }
 
@@ -199,6 +207,8 @@ impl Key {
             Key::EvidenceSeverity => "--severity",
             Key::EvidenceWindow => "--before",
             Key::EvidenceLimits => "--rate",
+            Key::Print => "--print",
+            Key::Read => "-r",
         }
     }
 }

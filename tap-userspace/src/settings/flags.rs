@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use super::{
     error::{Key, SettingError},
-    raw::{RawCapture, RawFilter, RawOutput, RawServe, RawStore},
+    raw::{RawCapture, RawFilter, RawOutput, RawPrint, RawServe, RawStore},
 };
 use crate::model::{DiskFull, Format, HookChoice, XdpMode};
 
@@ -135,6 +135,10 @@ enum Command {
     /// Time the programs with BPF_PROG_TEST_RUN and print one line of JSON (`cargo xtask bench`).
     #[command(hide = true)]
     BenchProg(BenchProgArgs),
+    /// Time the packet printer per packet and print one line of JSON per measurement (`cargo
+    /// xtask bench`).
+    #[command(hide = true)]
+    BenchPrint(BenchPrintArgs),
     /// Run several taps from a configuration file as a service: live reload, interfaces that
     /// come and go, a control socket and Prometheus metrics.
     Agent(AgentArgs),
@@ -158,6 +162,13 @@ enum Command {
     /// Maintain a packet store: recover and reindex.
     #[command(subcommand)]
     Store(StoreFlags),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchPrintArgs {
+    /// Packets formatted per measurement.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000)]
+    packets: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -273,7 +284,8 @@ struct CaptureArgs {
     store: StoreArgs,
     #[command(flatten)]
     output: Box<OutputArgs>,
-    /// Print nothing but errors (no summary, no status line).
+    /// Print nothing but errors (no summary, no status line); printed packets get less
+    /// protocol detail, as tcpdump -q.
     #[arg(short = 'q', long)]
     quiet: bool,
     /// Write the final summary as JSON to FILE when the capture ends.
@@ -318,6 +330,67 @@ struct CaptureArgs {
     /// the summary reports what it held and how often it wrapped.
     #[arg(long, value_name = "AGE|SIZE")]
     pretrigger: Option<String>,
+    /// Read packets from FILE (pcap or pcapng, plain or .zst) instead of an interface, as
+    /// tcpdump -r: print them, or write the ones the filter selects with -w.
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    read: Option<PathBuf>,
+    #[command(flatten)]
+    print: PrintArgs,
+}
+
+/// Printing packets as text, with tcpdump's flags (without -w or another output, packets are
+/// printed).
+#[derive(Debug, Clone, Default, clap::Args)]
+#[expect(clippy::struct_excessive_bools, reason = "tcpdump's switches")]
+struct PrintArgs {
+    /// Print packets on standard output beside the other outputs (-w FILE, --store, ...).
+    #[arg(long)]
+    print: bool,
+    /// Numeric addresses and ports (accepted for tcpdump's habit: tap never looks names up).
+    #[arg(short = 'n', action = clap::ArgAction::Count)]
+    numeric: u8,
+    /// No timestamp (-t); -tt seconds since the epoch, -ttt time since the previous packet,
+    /// -tttt date and time, -ttttt time since the first packet.
+    #[arg(short = 't', action = clap::ArgAction::Count)]
+    time: u8,
+    /// Print the link-layer header.
+    #[arg(short = 'e')]
+    link_header: bool,
+    /// More protocol detail (IP header fields, checksums); -vv more still.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Absolute TCP sequence numbers.
+    #[arg(short = 'S')]
+    absolute_seq: bool,
+    /// Hex dump of each packet (-xx: with its link-layer header).
+    #[arg(short = 'x', action = clap::ArgAction::Count)]
+    hex: u8,
+    /// Hex and ASCII dump of each packet (-XX: with its link-layer header).
+    #[arg(short = 'X', action = clap::ArgAction::Count)]
+    hex_ascii: u8,
+    /// ASCII dump of each packet (-AA: with its link-layer header).
+    #[arg(short = 'A', action = clap::ArgAction::Count)]
+    ascii: u8,
+    /// Line-buffered output: each packet written at once (always so on a terminal).
+    #[arg(short = 'l')]
+    line_buffered: bool,
+}
+
+impl PrintArgs {
+    fn raw(self, quiet: bool) -> RawPrint {
+        RawPrint {
+            enabled: self.print,
+            time: self.time,
+            link_header: self.link_header,
+            verbose: self.verbose,
+            quiet,
+            absolute_seq: self.absolute_seq,
+            hex: self.hex,
+            hex_ascii: self.hex_ascii,
+            ascii: self.ascii,
+            line_buffered: self.line_buffered,
+        }
+    }
 }
 
 /// How `tap capture --help` explains file names, rotation and crash safety.
@@ -770,9 +843,15 @@ pub enum Request {
         capture: Box<RawCapture>,
         /// `--stats-json FILE`.
         stats_json: Option<PathBuf>,
+        /// `-r FILE`: packets from a capture file instead of interfaces.
+        read: Option<PathBuf>,
     },
     Replay(ReplayRequest),
     BenchProg(BenchProgRequest),
+    /// `tap bench-print`: packets formatted per measurement.
+    BenchPrint {
+        packets: usize,
+    },
     #[cfg(feature = "bench-writer")]
     BenchWriter(crate::bench_writer::BenchWriterSpec),
     Agent {
@@ -1022,6 +1101,8 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         flow_budget,
         flow_table_size,
         pretrigger,
+        read: _,
+        print,
     } = args;
     let o = *output;
     RawCapture {
@@ -1067,6 +1148,7 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         flow_budget,
         flow_table_size,
         pretrigger,
+        print: print.raw(quiet),
     }
 }
 
@@ -1074,9 +1156,11 @@ fn translate(cli: Cli) -> Invocation {
     let command = match cli.command {
         Command::Capture(args) => {
             let stats_json = args.stats_json.clone();
+            let read = args.read.clone();
             Request::Capture {
                 capture: Box::new(raw_capture(*args)),
                 stats_json,
+                read,
             }
         }
         Command::Replay(a) => Request::Replay(ReplayRequest {
@@ -1088,6 +1172,7 @@ fn translate(cli: Cli) -> Invocation {
             decap: a.decap,
             filter: a.filter.into(),
         }),
+        Command::BenchPrint(a) => Request::BenchPrint { packets: a.packets },
         Command::BenchProg(a) => Request::BenchProg(BenchProgRequest {
             hook: a.hook.into(),
             frame_len: a.frame_len,

@@ -76,6 +76,30 @@ pub struct RawStore {
     pub max_age: Option<String>,
 }
 
+/// Packets printed as text (tcpdump's terminal output); only the command line asks for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[expect(clippy::struct_excessive_bools, reason = "tcpdump's switches")]
+pub struct RawPrint {
+    /// `--print`: print beside the other outputs (without any output, printing is implied).
+    pub enabled: bool,
+    /// How many `-t` (0: the time of day).
+    pub time: u8,
+    /// `-e`.
+    pub link_header: bool,
+    /// How many `-v`.
+    pub verbose: u8,
+    /// `-q` (less protocol detail).
+    pub quiet: bool,
+    /// `-S`.
+    pub absolute_seq: bool,
+    /// How many `-x`, `-X` and `-A` (two: with the link-layer header).
+    pub hex: u8,
+    pub hex_ascii: u8,
+    pub ascii: u8,
+    /// `-l`.
+    pub line_buffered: bool,
+}
+
 /// One capture as a front door described it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawCapture {
@@ -116,6 +140,8 @@ pub struct RawCapture {
     pub flow_table_size: Option<u32>,
     /// `30s`, `256MiB` or both (`30s,256MiB`): the packets held in memory for evidence.
     pub pretrigger: Option<String>,
+    /// Packets printed as text.
+    pub print: RawPrint,
 }
 
 impl RawCapture {

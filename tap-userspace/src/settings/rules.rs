@@ -11,15 +11,18 @@ use tap_common::config::{DEFAULT_RING_SIZE, DEFAULT_SNAPLEN, MAX_SNAPLEN};
 
 use super::{
     error::{Key, Reason, SettingError},
-    raw::{Purpose, RawCapture, RawEvidence, RawFilter, RawOutput, RawServe, RawSize, RawStore},
+    raw::{
+        Purpose, RawCapture, RawEvidence, RawFilter, RawOutput, RawPrint, RawServe, RawSize,
+        RawStore,
+    },
 };
 use crate::{
     filter::maps::FilterImage,
     kernel::iface,
     model::{
         CaptureConfig, Compression, Consumers, Decap, FlowBudget, FlowUnit, Hook, HookChoice,
-        Interface, Output, OutputConfig, PretriggerLimits, QueryListen, Rotation, StoreConfig,
-        VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL, is_loopback,
+        Interface, Output, OutputConfig, PretriggerLimits, PrintConfig, QueryListen, Rotation,
+        StoreConfig, VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL, is_loopback,
     },
     sink::{rotate::NamePattern, vxlan},
     store,
@@ -92,7 +95,10 @@ pub fn capture(raw: &RawCapture, purpose: Purpose) -> Rule<CaptureConfig> {
         None => output(&raw.output, purpose)?,
     };
     let consumers = consumers(raw, purpose)?;
-    sinks(&output, &consumers)?;
+    let print = print(&raw.print, &output, &consumers, purpose)?;
+    if print.is_none() {
+        sinks(&output, &consumers)?;
+    }
     if consumers.suricata_socket.is_some() && !output.rotation.active() {
         return refuse(
             Key::SuricataSocket,
@@ -125,7 +131,132 @@ pub fn capture(raw: &RawCapture, purpose: Purpose) -> Rule<CaptureConfig> {
         consume: raw.consume,
         program_stats: raw.program_stats,
         flow_budget,
+        print,
     })
+}
+
+/// Packets printed as text: asked with `--print`, or implied for `tap capture` when there is
+/// no other output (as tcpdump prints without `-w`). A service never prints.
+///
+/// # Errors
+/// Printing for a service, printing beside `-w -` (both would write standard output), or more
+/// than five `-t`.
+pub fn print(
+    raw: &RawPrint,
+    output: &OutputConfig,
+    consumers: &Consumers,
+    purpose: Purpose,
+) -> Rule<Option<PrintConfig>> {
+    use crate::print::{Dump, DumpStyle, PrintOptions, TimeStyle};
+    if purpose == Purpose::Service {
+        if raw.enabled {
+            return refuse(
+                Key::Print,
+                Reason::new().text("packets are printed only by tap capture"),
+            );
+        }
+        return Ok(None);
+    }
+    let implied = output.target == Output::None && output.store.is_none() && !consumers.any();
+    if !raw.enabled && !implied {
+        return Ok(None);
+    }
+    if output.target == Output::Stdout {
+        return refuse(
+            Key::Print,
+            Reason::new()
+                .key(Key::Print)
+                .text(" and ")
+                .key(Key::Write)
+                .text(" - would both write standard output: give ")
+                .key(Key::Write)
+                .text(" a file name"),
+        );
+    }
+    let time = match raw.time {
+        0 => TimeStyle::Clock,
+        1 => TimeStyle::None,
+        2 => TimeStyle::Epoch,
+        3 => TimeStyle::Delta,
+        4 => TimeStyle::Date,
+        5 => TimeStyle::SinceFirst,
+        _ => {
+            return refuse(
+                Key::Print,
+                Reason::new().text("only -t, -tt, -ttt, -tttt and -ttttt are supported"),
+            );
+        }
+    };
+    // tcpdump's order: -X before -x before -A.
+    let dump = [
+        (raw.hex_ascii, DumpStyle::HexAscii),
+        (raw.hex, DumpStyle::Hex),
+        (raw.ascii, DumpStyle::Ascii),
+    ]
+    .into_iter()
+    .find(|(n, _)| *n > 0)
+    .map(|(n, style)| Dump {
+        style,
+        link_layer: n > 1,
+    });
+    Ok(Some(PrintConfig {
+        options: PrintOptions {
+            time,
+            link_header: raw.link_header,
+            verbose: raw.verbose,
+            quiet: raw.quiet,
+            absolute_seq: raw.absolute_seq,
+            dump,
+            ..PrintOptions::default()
+        },
+        line_buffered: raw.line_buffered,
+    }))
+}
+
+/// `tap capture -r FILE`: the output of a capture read from a file. The settings of a live
+/// capture mean nothing there and are refused rather than ignored, rotation included (`-r`
+/// writes one file).
+///
+/// # Errors
+/// A live capture's setting, or a bad output.
+pub fn read(raw: &RawCapture) -> Rule<OutputConfig> {
+    let o = &raw.output;
+    let live = [
+        (!raw.interfaces.is_empty(), Key::Interfaces),
+        (raw.ring_size.is_some(), Key::RingSize),
+        (raw.store.dir.is_some(), Key::Store),
+        (raw.serve.is_some(), Key::Serve),
+        (raw.inject.is_some(), Key::Inject),
+        (!raw.forward.is_empty(), Key::Forward),
+        (raw.suricata_socket.is_some(), Key::SuricataSocket),
+        (raw.sample.is_some(), Key::Sample),
+        (raw.max_rate.is_some(), Key::MaxRate),
+        (raw.flow_budget.is_some(), Key::FlowBudget),
+        (o.file_size_mb.is_some(), Key::FileSize),
+        (o.rotate_seconds.is_some(), Key::RotateSeconds),
+        (o.ring_files.is_some(), Key::RingFiles),
+        (o.post_rotate.is_some(), Key::PostRotate),
+        (o.run_as.is_some(), Key::RunAs),
+    ];
+    if let Some((_, key)) = live.iter().find(|(given, _)| *given) {
+        return refuse(
+            Key::Read,
+            Reason::new()
+                .key(Key::Read)
+                .text(" reads a file: ")
+                .key(*key)
+                .text(" is for live captures"),
+        );
+    }
+    if raw.duration.is_some() {
+        return refuse(
+            Key::Read,
+            Reason::new()
+                .key(Key::Read)
+                .text(" reads a file: --duration is for live captures"),
+        );
+    }
+    output(o, Purpose::Command)
 }
 
 /// Interface names, resolved now (so an unknown one fails before any program is loaded); none

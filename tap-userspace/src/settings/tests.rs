@@ -26,6 +26,15 @@ fn config(args: &[&str]) -> Result<CaptureConfig, SettingError> {
     rules::capture(&capture, Purpose::Command)
 }
 
+/// The same flags' raw values read as a service (the agent's file and sessions) would be.
+fn service_config(args: &[&str]) -> Result<CaptureConfig, SettingError> {
+    let invocation = flags::try_from_args(["tap", "capture"].iter().chain(args.iter())).unwrap();
+    let Request::Capture { capture, .. } = invocation.command else {
+        panic!("capture")
+    };
+    rules::capture(&capture, Purpose::Service)
+}
+
 fn refused(result: &Result<CaptureConfig, SettingError>, key: Key) -> bool {
     matches!(result, Err(e) if e.key == key)
 }
@@ -125,7 +134,19 @@ fn flow_budgets() {
 
 #[test]
 fn an_output_or_a_consumer_is_required() {
-    assert!(refused(&config(&["-i", "lo"]), Key::Sinks));
+    // The command line prints packets when it has nothing else to do, as tcpdump; a service
+    // has no terminal and needs a sink.
+    let c = config(&["-i", "lo"]).unwrap();
+    assert_eq!(c.output.target, Output::None);
+    assert!(c.print.is_some());
+    assert!(refused(&service_config(&["-i", "lo"]), Key::Sinks));
+    assert!(config(&["-i", "lo", "-w", "x"]).unwrap().print.is_none());
+    assert!(
+        config(&["-i", "lo", "-w", "x", "--print"])
+            .unwrap()
+            .print
+            .is_some()
+    );
     let c = config(&["-i", "lo", "--serve", "unix:/tmp/x.sock"]).unwrap();
     assert_eq!(c.output.target, Output::None);
     assert!(refused(
@@ -327,7 +348,8 @@ fn bad_values_are_refused() {
 struct Case {
     key: Key,
     flags: &'static [&'static str],
-    /// The `[[tap]]` body after its name and interfaces.
+    /// The `[[tap]]` body after its name and interfaces; empty for a setting only the command
+    /// line has (printing packets), which then has no session member either.
     toml: &'static str,
     /// The session's members after its name and interfaces.
     json: &'static str,
@@ -386,6 +408,18 @@ const CASES: &[Case] = &[
         flags: &[],
         toml: "consume = true\n",
         json: r#""consume": true"#,
+    },
+    Case {
+        key: Key::Print,
+        flags: &["-tttttt"],
+        toml: "",
+        json: "",
+    },
+    Case {
+        key: Key::Print,
+        flags: &["--print", "-w", "-"],
+        toml: "",
+        json: "",
     },
     Case {
         key: Key::Compress,
@@ -523,8 +557,18 @@ const CASES: &[Case] = &[
 fn every_front_door_refuses_with_the_same_key_and_reason() {
     for case in CASES {
         let args = [&["-i", "lo"][..], case.flags].concat();
-        let e = config(&args).expect_err(case.toml);
+        // The command line prints packets without a sink, so only a service can lack one:
+        // the reference is the rule's refusal of the same raw values read as a service.
+        let e = if case.key == Key::Sinks {
+            service_config(&args)
+        } else {
+            config(&args)
+        }
+        .expect_err(case.toml);
         assert_eq!(e.key, case.key, "flags {args:?}: {e}");
+        if case.toml.is_empty() {
+            continue;
+        }
 
         let text = format!(
             "[[tap]]\nname = \"a\"\ninterfaces = [\"lo\"]\n{}",
@@ -689,4 +733,44 @@ fn pretrigger_limits() {
     );
     // A pre-trigger memory is a sink of its own: no file needed.
     assert!(config(&["-i", "lo", "--pretrigger", "10s"]).is_ok());
+}
+
+/// `tap capture -r FILE`: one rule refuses a live capture's settings (rather than ignore them),
+/// rotation included, and accepts the output and printing flags.
+#[test]
+fn reading_a_file_refuses_live_settings() {
+    let read = |args: &[&str]| {
+        let invocation = flags::try_from_args(
+            ["tap", "capture", "-r", "in.pcapng"]
+                .iter()
+                .chain(args.iter()),
+        )
+        .unwrap();
+        let Request::Capture { capture, read, .. } = invocation.command else {
+            panic!("capture")
+        };
+        assert_eq!(read.as_deref(), Some(Path::new("in.pcapng")));
+        rules::read(&capture)
+    };
+    for (args, flag) in [
+        (&["-i", "lo"][..], "-i"),
+        (&["--store", "/tmp/s"], "--store"),
+        (&["--serve", "unix:/s"], "--serve"),
+        (&["--sample", "2"], "--sample"),
+        (&["-w", "x-%s.pcap", "-G", "60"], "-G"),
+        (&["-w", "x.pcap", "-C", "10"], "-C"),
+        (&["--duration", "5"], "--duration"),
+    ] {
+        let e = read(args).expect_err(flag);
+        assert_eq!(e.key, Key::Read, "{args:?}");
+        assert_eq!(
+            flags::worded(&e).message,
+            format!("-r reads a file: {flag} is for live captures"),
+            "{args:?}"
+        );
+    }
+    let o = read(&["-w", "out.pcapng.zst", "-nn", "-e", "icmp"]).unwrap();
+    assert_eq!(o.format, Format::Pcapng);
+    assert!(matches!(o.compression, Compression::Zstd { .. }));
+    assert_eq!(read(&["-nn"]).unwrap().target, Output::None);
 }

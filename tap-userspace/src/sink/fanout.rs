@@ -25,6 +25,8 @@ pub struct Fanout {
     /// Packets taken, for a capture whose only outputs are consumers.
     packets: u64,
     notes: Vec<String>,
+    /// Packets consumers that stopped early skipped printing.
+    not_printed: u64,
 }
 
 impl Fanout {
@@ -41,6 +43,7 @@ impl Fanout {
             suricata,
             packets: 0,
             notes: Vec::new(),
+            not_printed: 0,
         }
     }
 }
@@ -61,6 +64,7 @@ impl Sink for Fanout {
                 let gone = self.consumers.remove(i);
                 tracing::warn!(consumer = %gone.name, "consumer stopped; the capture goes on");
                 let report = gone.sink.finish(&CaptureStats::default());
+                self.not_printed += report.not_printed;
                 self.notes.extend(report.notes);
                 continue;
             }
@@ -98,6 +102,7 @@ impl Sink for Fanout {
             suricata,
             packets,
             mut notes,
+            not_printed,
             ..
         } = *self;
         let mut report = match primary {
@@ -108,12 +113,15 @@ impl Sink for Fanout {
             },
         };
         for c in consumers {
-            notes.extend(c.sink.finish(stats).notes);
+            let r = c.sink.finish(stats);
+            report.not_printed += r.not_printed;
+            notes.extend(r.notes);
         }
         if let Some(driver) = suricata {
             notes.extend(driver.finish());
         }
         report.notes.extend(notes);
+        report.not_printed += not_printed;
         report
     }
 }

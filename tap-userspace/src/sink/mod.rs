@@ -13,6 +13,7 @@ mod mmsg;
 pub mod pcap;
 pub mod pcapng;
 pub mod pretrigger;
+pub mod print;
 pub mod rotate;
 pub mod stream;
 pub mod suricata;
@@ -120,6 +121,8 @@ pub struct SinkReport {
     pub error: Option<StorageError>,
     /// Lines for the summary from consumers (streams, forwarders, the monitor interface).
     pub notes: Vec<String>,
+    /// Packets the printer skipped because it was behind ([`print::PrintSink`]).
+    pub not_printed: u64,
 }
 
 /// A consumer of packet batches. Runs on the writer thread, so it may block.

@@ -117,16 +117,20 @@ pub(crate) enum Tool {
     TapTc,
     /// tap --hook xdp --consume.
     TapConsume,
+    /// tap --hook xdp printing every packet (`--print -nn`, standard output /dev/null) beside
+    /// the same file: what printing costs and whether it keeps up (or counts what it skips).
+    TapPrint,
     Tcpdump,
     Xdpdump,
 }
 
 impl Tool {
-    pub(crate) const ALL: [Tool; 6] = [
+    pub(crate) const ALL: [Tool; 7] = [
         Tool::None,
         Tool::TapXdp,
         Tool::TapTc,
         Tool::TapConsume,
+        Tool::TapPrint,
         Tool::Tcpdump,
         Tool::Xdpdump,
     ];
@@ -137,6 +141,7 @@ impl Tool {
             Tool::TapXdp => "tap-xdp",
             Tool::TapTc => "tap-tc-ingress",
             Tool::TapConsume => "tap-xdp-consume",
+            Tool::TapPrint => "tap-xdp-print",
             Tool::Tcpdump => "tcpdump",
             Tool::Xdpdump => "xdpdump",
         }
@@ -148,6 +153,7 @@ impl Tool {
             Tool::TapXdp => "tap --hook xdp",
             Tool::TapTc => "tap --hook tc-ingress",
             Tool::TapConsume => "tap --hook xdp --consume",
+            Tool::TapPrint => "tap --hook xdp --print -nn >/dev/null",
             Tool::Tcpdump => "tcpdump -B 262144",
             Tool::Xdpdump => "xdpdump (XDP entry)",
         }
@@ -186,7 +192,7 @@ impl Tool {
     ) -> Option<(Vec<String>, &'static str)> {
         let out = out.to_string_lossy().into_owned();
         let filter = filter();
-        let tap_args = |hook: &str, consume: bool| -> Vec<String> {
+        let tap_args = |hook: &str, consume: bool, print: bool| -> Vec<String> {
             let mut args = vec![
                 tap.to_string_lossy().into_owned(),
                 "capture".into(),
@@ -204,6 +210,9 @@ impl Tool {
             if consume {
                 args.push("--consume".into());
             }
+            if print {
+                args.extend(["--print".into(), "-nn".into()]);
+            }
             if program_stats {
                 args.push("--program-stats".into());
             }
@@ -213,9 +222,10 @@ impl Tool {
         let strings = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
         match self {
             Tool::None => None,
-            Tool::TapXdp => Some((tap_args("xdp", false), "capturing")),
-            Tool::TapTc => Some((tap_args("tc-ingress", false), "capturing")),
-            Tool::TapConsume => Some((tap_args("xdp", true), "capturing")),
+            Tool::TapXdp => Some((tap_args("xdp", false, false), "capturing")),
+            Tool::TapTc => Some((tap_args("tc-ingress", false, false), "capturing")),
+            Tool::TapConsume => Some((tap_args("xdp", true, false), "capturing")),
+            Tool::TapPrint => Some((tap_args("xdp", false, true), "capturing")),
             Tool::Tcpdump => {
                 let buffer = TCPDUMP_BUFFER_KIB.to_string();
                 let mut argv = strings(&[
@@ -302,6 +312,9 @@ pub(super) struct CaptureRun {
     pub veth_refused: u64,
     /// The tool's own summary (its standard error without log lines).
     pub tool_report: String,
+    /// Packets tap's printer skipped because it was behind (its summary's "N packets not
+    /// printed").
+    pub not_printed: u64,
 }
 
 impl CaptureRun {
@@ -400,6 +413,7 @@ impl CaptureRun {
             "veth_b_rx_packets": self.veth_rx,
             "veth_a_tx_refused": self.veth_refused,
             "tool_report": self.tool_report,
+            "not_printed": self.not_printed,
         })
     }
 }
@@ -441,6 +455,7 @@ pub(super) struct CaptureMedian {
     pub max_rss: Option<u64>,
     pub background: f64,
     pub veth_refused: f64,
+    pub not_printed: f64,
 }
 
 impl CaptureMedian {
@@ -476,6 +491,7 @@ impl CaptureMedian {
             max_rss: runs.iter().filter_map(|r| r.tool.map(|t| t.max_rss)).max(),
             background: all(&|r| r.background),
             veth_refused: all(&|r| r.veth_refused as f64),
+            not_printed: all(&|r| r.not_printed as f64),
         }
     }
 
@@ -501,6 +517,7 @@ impl CaptureMedian {
             "max_rss_bytes": self.max_rss,
             "background_busy_cpus": self.background,
             "veth_a_tx_refused": self.veth_refused,
+            "not_printed": self.not_printed,
         })
     }
 }
@@ -705,6 +722,7 @@ impl<'a> Bed<'a> {
             tool: tool_usage,
             veth_rx: rx_after.saturating_sub(rx_before),
             veth_refused: refused_after.saturating_sub(refused_before),
+            not_printed: not_printed(&tool_report),
             tool_report,
         })
     }
@@ -837,6 +855,15 @@ fn parse_switches(status: &str) -> (u64, u64) {
 }
 
 /// The tool's summary lines: its standard error without log lines and banners.
+/// tap's "N packets not printed (printer behind)", 0 without that line.
+fn not_printed(report: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| l.strip_suffix(" packets not printed (printer behind)"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn report_lines(stderr: &str) -> String {
     stderr
         .lines()
@@ -1040,6 +1067,15 @@ mod tests {
                 ns_per_run: 148.3
             }]
         );
+    }
+
+    #[test]
+    fn skipped_prints_from_the_summary() {
+        assert_eq!(
+            not_printed("10 packets captured\n1234 packets not printed (printer behind)"),
+            1234
+        );
+        assert_eq!(not_printed("10 packets captured"), 0);
     }
 
     #[test]

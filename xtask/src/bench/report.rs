@@ -9,6 +9,7 @@ use super::{
     capture::{
         self, CaptureMedian, CaptureRun, FRAME_LENS, LiveProgram, Matching, TAP_RING_SIZE, Tool,
     },
+    printing,
     progs::{self, Extra, ProgConfig, ProgRun, Rules},
     writer::{self, PLACES, Writer},
 };
@@ -32,6 +33,8 @@ pub(super) struct Results {
     pub store_cpu: Value,
     /// Alert to evidence file, and the pre-trigger memory's cost ([`super::evidence`]).
     pub evidence: Value,
+    /// `(packets, flags, ns per packet of each run)` of the packet printer.
+    pub printing: Vec<(String, String, Vec<f64>)>,
 }
 
 /// One capture configuration and its runs.
@@ -120,10 +123,73 @@ pub(super) fn markdown(r: &Results, plan: &Plan) -> String {
     if !r.writers.is_empty() {
         writer_table(&mut s, r, plan);
     }
+    if !r.printing.is_empty() {
+        printing_table(&mut s, r, plan);
+    }
     s
 }
 
+/// The printer's cost per packet, and the capture printing beside `-w` next to plain `-w`.
+fn printing_table(s: &mut String, r: &Results, plan: &Plan) {
+    let _ = writeln!(
+        s,
+        "\n### Printing path: ns per packet formatted (tap bench-print, median of {})\n",
+        plan.runs
+    );
+    s.push_str("| packets | flags | ns/packet |\n|---|---|---:|\n");
+    for (packets, flags, ns) in &r.printing {
+        let _ = writeln!(
+            s,
+            "| {packets} | `{flags}` | {} |",
+            n1(super::median(ns.clone()))
+        );
+    }
+}
+
+/// Printing beside `-w` at the generator's full rate next to plain `-w`: loss in the file and
+/// packets the printer counted as skipped.
+fn print_capture_table(s: &mut String, r: &Results) {
+    let mut rows = String::new();
+    for len in FRAME_LENS {
+        for matching in Matching::ALL {
+            for tool in [Tool::TapXdp, Tool::TapPrint] {
+                let Some(m) = r.capture(tool, len, matching) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    rows,
+                    "| {len} | {} | {} | {:.0} | {:.0} | {:.2} | {} | {} | {} |",
+                    matching.label(),
+                    tool.label(),
+                    m.selected,
+                    m.lost,
+                    m.lost_pct,
+                    if tool == Tool::TapPrint {
+                        format!("{:.0}", m.not_printed)
+                    } else {
+                        "-".into()
+                    },
+                    n0(m.tool_ns),
+                    n0(m.system_ns),
+                );
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    s.push_str("\n### Printing beside -w at the generator's full rate (stdout /dev/null)\n\n");
+    s.push_str("| frames | matching | capture | selected | lost in the file | lost % | not printed (counted) | tool CPU ns/written | system CPU ns/offered |\n");
+    s.push_str("|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str(&rows);
+}
+
 fn capture_tables(s: &mut String, r: &Results, plan: &Plan) {
+    capture_tables_by_frame(s, r, plan);
+    print_capture_table(s, r);
+}
+
+fn capture_tables_by_frame(s: &mut String, r: &Results, plan: &Plan) {
     let plural = if plan.runs == 1 { "" } else { "s" };
     for len in FRAME_LENS {
         for matching in Matching::ALL {
@@ -534,6 +600,11 @@ pub(super) fn json(
         .iter()
         .map(|(place, w, rates)| writer::to_json(place, *w, rates))
         .collect();
+    let printing: Vec<Value> = r
+        .printing
+        .iter()
+        .map(|(p, f, ns)| printing::to_json(p, f, ns))
+        .collect();
     json!({
         "settings": {
             "runs": plan.runs,
@@ -553,6 +624,7 @@ pub(super) fn json(
         "writer": writers,
         "store_cpu": r.store_cpu,
         "evidence": r.evidence,
+        "printing": printing,
         "targets": targets.iter().map(|t| json!({
             "id": t.id, "what": t.what, "measured": t.measured, "pass": t.pass,
         })).collect::<Vec<_>>(),

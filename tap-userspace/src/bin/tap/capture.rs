@@ -15,6 +15,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 pub(crate) fn run(raw: &RawCapture, stats_json: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = rules::capture(raw, Purpose::Command).map_err(|e| flags::worded(&e))?;
+    if config.output.target == tap::model::Output::Stdout && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "standard output is a terminal: -w - writes binary packets; give -w FILE, pipe it \
+             (| tcpdump -r -), or leave -w out to print packets"
+        );
+    }
     // Raised to the hard limit before anything is opened (see tap::support::listener).
     let _ = tap::support::listener::descriptor_limit();
     // Created now, before anything is attached, as the -Z user would create it: a path that
@@ -29,8 +35,9 @@ pub(crate) fn run(raw: &RawCapture, stats_json: Option<&Path>) -> anyhow::Result
         .build()
         .context("starting the async runtime")?;
     let live = Arc::new(LiveStats::new(false));
-    // The status line: only for a person watching a terminal.
-    let status_line = !quiet && std::io::stderr().is_terminal();
+    // The status line: only for a person watching a terminal, and not when packets are printed
+    // (their lines would be overwritten).
+    let status_line = !quiet && config.print.is_none() && std::io::stderr().is_terminal();
     let summary = runtime.block_on(async {
         let shutdown = crate::shutdown_signal()?;
         let (tx, rx) = run::control_channel();

@@ -14,6 +14,7 @@ mod agent;
 mod capture;
 mod custody;
 mod kernel;
+mod read;
 mod status;
 
 fn main() -> ExitCode {
@@ -57,7 +58,13 @@ fn dispatch(request: Request) -> anyhow::Result<ExitCode> {
     match request {
         Request::Capture {
             capture,
+            read: Some(path),
+            ..
+        } => read::run(&path, &capture),
+        Request::Capture {
+            capture,
             stats_json,
+            read: None,
         } => capture::run(&capture, stats_json.as_deref()),
         Request::Agent { config, check } => agent::run(config, check),
         Request::Ctl { socket, command } => agent::ctl(&socket, command),
@@ -89,6 +96,19 @@ fn dispatch(request: Request) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Request::BenchProg(request) => kernel::bench_prog(request),
+        Request::BenchPrint { packets } => {
+            for r in tap::print::bench::run(packets.max(1)) {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "packets": r.packets,
+                        "flags": r.flags,
+                        "ns_per_packet": r.ns_per_packet,
+                    })
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Request::Replay(request) => kernel::replay(&request),
     }
 }
