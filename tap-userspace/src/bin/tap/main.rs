@@ -58,7 +58,9 @@ fn dispatch(request: Request) -> anyhow::Result<ExitCode> {
         Request::Capture {
             capture,
             stats_json,
-        } => capture::run(&capture, stats_json.as_deref()),
+            notes,
+        } => capture::run(&capture, stats_json.as_deref(), &notes),
+        Request::ListInterfaces => capture::list_interfaces(),
         Request::Agent { config, check } => agent::run(config, check),
         Request::Ctl { socket, command } => agent::ctl(&socket, command),
         Request::Generate(what) => {
