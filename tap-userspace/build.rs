@@ -24,9 +24,29 @@ fn newest(dir: &Path, newest_time: &mut SystemTime, newest_path: &mut PathBuf) {
     }
 }
 
+/// The aya version the lock file pins, for `tap --version`.
+fn aya_version(root: &Path) -> String {
+    let lock = root.join("Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = fs::read_to_string(&lock).unwrap_or_default();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"aya\"" {
+            if let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+            {
+                return v.trim_matches('"').to_string();
+            }
+        }
+    }
+    "unknown".to_string()
+}
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
+    println!("cargo:rustc-env=TAP_AYA_VERSION={}", aya_version(&root));
     let object = root.join("target/bpf/tap.bpf.o");
     let sources = [
         root.join("tap-ebpf/src"),

@@ -95,6 +95,29 @@ impl HookChoice {
     }
 }
 
+/// Which packets of an interface to record, as tcpdump's `-Q`: those arriving (TC ingress, or
+/// XDP), those leaving (TC egress), or both. On a bridge, `In` on every port records each packet
+/// crossing it once (on the port it arrives at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirectionChoice {
+    In,
+    Out,
+    Inout,
+}
+
+impl DirectionChoice {
+    /// The word tcpdump and the files use.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            DirectionChoice::In => "in",
+            DirectionChoice::Out => "out",
+            DirectionChoice::Inout => "inout",
+        }
+    }
+}
+
 /// XDP attach mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -286,6 +309,9 @@ impl Default for Decap {
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
     pub interfaces: Vec<Interface>,
+    /// `tap capture -i` names, globs or `any` to follow as interfaces come and go (the agent's
+    /// way); empty: `interfaces` are fixed.
+    pub follow: Vec<String>,
     pub hooks: Vec<Hook>,
     pub xdp_mode: XdpMode,
     /// Bytes kept of each packet, 1..=`tap_common::config::MAX_SNAPLEN`.

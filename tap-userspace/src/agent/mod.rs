@@ -24,6 +24,7 @@
 pub mod control;
 pub mod detached;
 pub mod evidence;
+pub mod follow;
 pub mod metrics;
 pub mod query;
 
@@ -48,7 +49,7 @@ use tokio::{
 use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::{
-    kernel::links::{LinkError, Links},
+    kernel::links::{Link, LinkError, Links},
     model::Interface,
     pipeline::live::{LiveStats, Snapshot},
     pipeline::run::Control,
@@ -207,7 +208,7 @@ struct Agent {
     restarts: HashMap<String, u64>,
     next_generation: u64,
     ended_tx: mpsc::Sender<Ended>,
-    interfaces: Vec<Interface>,
+    interfaces: Vec<Link>,
     /// Each tap's detached time, by tap name (kept while the tap is in the file).
     detached: HashMap<String, Arc<Detached>>,
     control_server: Option<control::Server>,
@@ -271,7 +272,7 @@ pub async fn run(
         restarts: HashMap::new(),
         next_generation: 0,
         ended_tx,
-        interfaces: links.interfaces(),
+        interfaces: links.links(),
         detached: HashMap::new(),
         control_server,
         metrics_server,
@@ -320,7 +321,7 @@ pub async fn run(
             },
             Some(end) = ended.recv() => agent.ended(end),
             changed = links.changed(), if following => match changed {
-                Ok(true) => agent.set_interfaces(links.interfaces()),
+                Ok(true) => agent.set_interfaces(links.links()),
                 Ok(false) => {}
                 Err(e) => {
                     warn!(error = %e, "following the interfaces failed: nothing changes until the next resync");
@@ -331,7 +332,7 @@ pub async fn run(
                 Ok(changed) => {
                     if changed {
                         info!("the interface table had changed unseen: following the dump");
-                        agent.set_interfaces(links.interfaces());
+                        agent.set_interfaces(links.links());
                     }
                     following = true;
                 }
@@ -382,51 +383,34 @@ impl Agent {
     }
 
     /// The interfaces now: each tap is told the ones it matches.
-    fn set_interfaces(&mut self, interfaces: Vec<Interface>) {
+    fn set_interfaces(&mut self, interfaces: Vec<Link>) {
         self.interfaces = interfaces;
         self.follow_interfaces();
         self.account();
     }
 
     /// The interfaces tap `tap` should be attached to now.
-    fn wanted<'a>(&'a self, tap: &'a TapConfig) -> impl Iterator<Item = &'a Interface> + 'a {
-        self.interfaces.iter().filter(|i| tap.matches(&i.name))
+    fn wanted(&self, tap: &TapConfig) -> Vec<Interface> {
+        follow::select(&self.interfaces, &tap.patterns)
     }
 
     /// Records, for each tap, the interfaces it should be attached to and is not, and why.
     fn account(&self) {
         let at = Instant::now();
         for tap in self.taps.values() {
-            let crate::pipeline::live::AttachmentState {
-                attached,
-                errors,
-                ready,
-            } = tap.shared.live.attachment_state();
+            let attachment = tap.shared.live.attachment_state();
             let (state, error) = tap.shared.state.lock().expect("tap state lock").clone();
-            let missing: Vec<(String, Reason)> = self
-                .wanted(&tap.config)
-                .filter(|i| {
-                    !tap.config
-                        .capture
-                        .hooks
-                        .iter()
-                        .all(|h| attached.contains(&(i.ifindex, *h)))
-                })
-                .map(|i| {
-                    let reason = match state {
-                        TapState::Failed => {
-                            Reason::TapDown(error.clone().unwrap_or_else(|| "failed".into()))
-                        }
-                        TapState::Stopping => Reason::TapDown("stopping".into()),
-                        _ if !ready => Reason::Starting,
-                        _ => errors
-                            .iter()
-                            .find(|(name, _)| *name == i.name)
-                            .map_or(Reason::Pending, |(_, e)| Reason::AttachFailed(e.clone())),
-                    };
-                    (i.name.clone(), reason)
-                })
-                .collect();
+            let down = match state {
+                TapState::Failed => Some(Reason::TapDown(error.unwrap_or_else(|| "failed".into()))),
+                TapState::Stopping => Some(Reason::TapDown("stopping".into())),
+                _ => None,
+            };
+            let missing = follow::missing(
+                &self.wanted(&tap.config),
+                &tap.config.capture.hooks,
+                &attachment,
+                down.as_ref(),
+            );
             tap.shared.detached.update(&tap.config.name, at, &missing);
         }
     }
@@ -536,7 +520,8 @@ impl Agent {
         // it this account).
         let missing: Vec<(String, Reason)> = self
             .wanted(&tap.config)
-            .map(|i| (i.name.clone(), Reason::Starting))
+            .into_iter()
+            .map(|i| (i.name, Reason::Starting))
             .collect();
         tap.shared.detached.update(name, Instant::now(), &missing);
     }
@@ -558,12 +543,7 @@ impl Agent {
     /// Sends each tap the interfaces it matches now, when that changed.
     fn follow_interfaces(&mut self) {
         for tap in self.taps.values_mut() {
-            let want: Vec<Interface> = self
-                .interfaces
-                .iter()
-                .filter(|i| tap.config.matches(&i.name))
-                .cloned()
-                .collect();
+            let want = follow::select(&self.interfaces, &tap.config.patterns);
             if tap.sent.as_ref() == Some(&want) {
                 continue;
             }

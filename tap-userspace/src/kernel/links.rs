@@ -24,7 +24,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    link::{LinkAttribute, LinkMessage},
+    link::{LinkAttribute, LinkFlags, LinkMessage},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use tokio::io::{Interest, unix::AsyncFd};
@@ -75,7 +75,7 @@ pub struct Links {
     events: AsyncFd<Socket>,
     requests: AsyncFd<Socket>,
     sequence: u32,
-    table: BTreeMap<u32, String>,
+    table: BTreeMap<u32, Entry>,
     /// Events were lost (the socket overran) or did not decode: resync before trusting them.
     stale: bool,
     buf: Vec<u8>,
@@ -89,18 +89,43 @@ fn socket(op: &'static str, groups: u32) -> Result<Socket, LinkError> {
     Ok(s)
 }
 
+/// What the table keeps of an interface: its name and its `IFF_*` flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    name: String,
+    flags: LinkFlags,
+}
+
+/// One interface with its state, as [`Links::links`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub ifindex: u32,
+    pub name: String,
+    /// Administratively up (`IFF_UP`, `ip link set NAME up`).
+    pub up: bool,
+    /// Up and with a carrier (`IFF_RUNNING`).
+    pub running: bool,
+    pub loopback: bool,
+}
+
 /// The interface a link message describes, if it names one.
-fn link_of(msg: &LinkMessage) -> Option<(u32, String)> {
+fn link_of(msg: &LinkMessage) -> Option<(u32, Entry)> {
     msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfName(name) => Some((msg.header.index, name.clone())),
+        LinkAttribute::IfName(name) => Some((
+            msg.header.index,
+            Entry {
+                name: name.clone(),
+                flags: msg.header.flags,
+            },
+        )),
         _ => None,
     })
 }
 
 /// What one netlink message says.
 enum Said {
-    /// `RTM_NEWLINK`: this interface exists under this name.
-    Link(u32, String),
+    /// `RTM_NEWLINK`: this interface exists under this name, with these flags.
+    Link(u32, Entry),
     /// `RTM_DELLINK`: this index is gone.
     Gone(u32),
     /// The end of a dump.
@@ -127,7 +152,7 @@ fn messages(buf: &[u8]) -> Result<Vec<(u32, u16, Said)>, LinkError> {
             .map_err(|e| LinkError::Decode(e.to_string()))?;
         let said = match msg.payload {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => match link_of(&l) {
-                Some((index, name)) => Said::Link(index, name),
+                Some((index, entry)) => Said::Link(index, entry),
                 None => Said::Other,
             },
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
@@ -146,10 +171,11 @@ fn messages(buf: &[u8]) -> Result<Vec<(u32, u16, Said)>, LinkError> {
     Ok(out)
 }
 
-/// Applies one event to the table: true when it changed it.
-fn apply(table: &mut BTreeMap<u32, String>, said: Said) -> bool {
+/// Applies one event to the table: true when it changed it (a name, or an interface going up or
+/// down).
+fn apply(table: &mut BTreeMap<u32, Entry>, said: Said) -> bool {
     match said {
-        Said::Link(index, name) => table.insert(index, name.clone()) != Some(name),
+        Said::Link(index, entry) => table.insert(index, entry.clone()) != Some(entry),
         Said::Gone(index) => table.remove(&index).is_some(),
         Said::Done | Said::Error(_) | Said::Other => false,
     }
@@ -208,9 +234,24 @@ impl Links {
     pub fn interfaces(&self) -> Vec<Interface> {
         self.table
             .iter()
-            .map(|(&ifindex, name)| Interface {
-                name: name.clone(),
+            .map(|(&ifindex, e)| Interface {
+                name: e.name.clone(),
                 ifindex,
+            })
+            .collect()
+    }
+
+    /// The interfaces now with their state, by index.
+    #[must_use]
+    pub fn links(&self) -> Vec<Link> {
+        self.table
+            .iter()
+            .map(|(&ifindex, e)| Link {
+                ifindex,
+                name: e.name.clone(),
+                up: e.flags.contains(LinkFlags::Up),
+                running: e.flags.contains(LinkFlags::Running),
+                loopback: e.flags.contains(LinkFlags::Loopback),
             })
             .collect()
     }
@@ -295,7 +336,7 @@ impl Links {
     }
 
     /// One dump, complete and consistent, or an error.
-    async fn dump(&mut self) -> Result<BTreeMap<u32, String>, LinkError> {
+    async fn dump(&mut self) -> Result<BTreeMap<u32, Entry>, LinkError> {
         self.sequence = self.sequence.wrapping_add(1);
         let sequence = self.sequence;
         let mut request =
@@ -331,8 +372,8 @@ impl Links {
                     }
                     interrupted |= flags & NLM_F_DUMP_INTR != 0;
                     match said {
-                        Said::Link(index, name) => {
-                            table.insert(index, name);
+                        Said::Link(index, entry) => {
+                            table.insert(index, entry);
                         }
                         Said::Gone(_) | Said::Other => {}
                         Said::Error(errno) => {

@@ -2,6 +2,7 @@
 //! clock they stamp, the interfaces they attach to, and BPF_PROG_TEST_RUN.
 
 pub mod batch;
+pub mod capability;
 pub mod clock;
 pub mod counters;
 pub mod flow;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::raw::{RawCapture, RawFilter, RawOutput, RawServe, RawSize, RawStore, RawTap};
-use crate::model::{DiskFull, Format, HookChoice, XdpMode};
+use crate::model::{DirectionChoice, DiskFull, Format, HookChoice, XdpMode};
 
 /// One tap: a `[[tap]]` of the agent's file, or a session.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -16,6 +16,7 @@ pub(super) struct TapDoc {
     name: String,
     interfaces: Vec<String>,
     hook: Option<HookChoice>,
+    direction: Option<DirectionChoice>,
     xdp_mode: Option<XdpMode>,
     filter: Option<String>,
     filter_file: Option<PathBuf>,
@@ -106,6 +107,7 @@ impl TapDoc {
             capture: RawCapture {
                 interfaces: self.interfaces,
                 hook: self.hook,
+                direction: self.direction,
                 xdp_mode: self.xdp_mode,
                 filter: RawFilter {
                     expression: self.filter,

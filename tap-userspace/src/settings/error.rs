@@ -8,6 +8,8 @@ use std::fmt;
 pub enum Key {
     Interfaces,
     Hook,
+    /// Which packets of an interface (`-Q`, `direction`).
+    Direction,
     XdpMode,
     Filter,
     FilterFile,
@@ -64,9 +66,10 @@ pub enum Key {
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 43] = [
+    pub const ALL: [Key; 44] = [
         Key::Interfaces,
         Key::Hook,
+        Key::Direction,
         Key::XdpMode,
         Key::Filter,
         Key::FilterFile,
@@ -117,6 +120,7 @@ impl Key {
         match self {
             Key::Interfaces => "interfaces",
             Key::Hook => "hook",
+            Key::Direction => "direction",
             Key::XdpMode => "xdp_mode",
             Key::Filter => "filter",
             Key::FilterFile => "filter_file",
@@ -168,6 +172,7 @@ impl Key {
         match self {
             Key::Interfaces => "-i",
             Key::Hook => "--hook",
+            Key::Direction => "-Q",
             Key::XdpMode => "--xdp-mode",
             Key::Filter => "filter",
             Key::FilterFile => "-F",

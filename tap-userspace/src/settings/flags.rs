@@ -11,10 +11,10 @@ use super::{
     error::{Key, SettingError},
     raw::{RawCapture, RawFilter, RawOutput, RawPrint, RawServe, RawStore},
 };
-use crate::model::{DiskFull, Format, HookChoice, XdpMode};
+use crate::model::{DirectionChoice, DiskFull, Format, HookChoice, XdpMode};
 
 #[derive(Debug, Parser)]
-#[command(name = "tap", version, about = "A packet tap on XDP and TC eBPF programs", long_about = None)]
+#[command(name = "tap", version = VERSION, about = "A packet tap on XDP and TC eBPF programs", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,6 +32,14 @@ struct Cli {
     )]
     log_format: LogFormatArg,
 }
+
+/// `tap --version`: tap's version and the aya it is built with (the lock file's).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (aya ",
+    env!("TAP_AYA_VERSION"),
+    ")"
+);
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,8 +154,8 @@ enum Command {
     Ctl(CtlArgs),
     /// Fleet vTAP sessions in etcd: create, list, show and delete them, the ownership map, roles.
     Session(Box<super::session_flags::SessionArgs>),
-    /// Generate shell completions or man pages.
-    #[command(hide = true, subcommand)]
+    /// Generate shell completions or man pages (for packagers).
+    #[command(subcommand)]
     Generate(GenerateCommand),
     /// Check a directory's chain of custody: its manifest, signatures and files.
     Verify(VerifyArgs),
@@ -296,6 +304,8 @@ struct CaptureArgs {
     xdp_program: Option<String>,
     #[command(flatten)]
     filter: FilterArgs,
+    #[command(flatten)]
+    habits: HabitArgs,
     /// Keep 1 in N matched packets (sampling); the others are counted as sampled out.
     #[arg(long, value_name = "N")]
     sample: Option<u32>,
@@ -389,6 +399,55 @@ impl PrintArgs {
             hex_ascii: self.hex_ascii,
             ascii: self.ascii,
             line_buffered: self.line_buffered,
+        }
+    }
+}
+
+/// tcpdump's habits `tap capture` takes (README: "tcpdump flags tap accepts").
+#[derive(Debug, Clone, Default, clap::Args)]
+struct HabitArgs {
+    /// List the interfaces (index, name, state, the hooks each can take) and exit.
+    #[arg(short = 'D', long = "list-interfaces")]
+    list_interfaces: bool,
+    /// Which packets to record, as tcpdump's -Q: in (arriving: TC ingress, or XDP), out
+    /// (leaving: TC egress) or inout (both, the TC default). With --hook xdp only in.
+    #[arg(short = 'Q', long = "direction", value_enum, value_name = "DIR")]
+    direction: Option<DirectionArg>,
+    /// Packet-buffered output, as tcpdump's -U: each packet is written out as soon as it is
+    /// read from the ring, not held up to --flush-interval.
+    #[arg(short = 'U', long = "packet-buffered")]
+    packet_buffered: bool,
+    /// Ring buffer size in KiB, as tcpdump's -B; rounded up to a power of two (at least a
+    /// page), as the kernel's ring needs, and the size taken is said.
+    #[arg(short = 'B', long = "buffer-size", value_name = "KiB",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFER_KIB), conflicts_with = "ring_size")]
+    buffer_kib: Option<u64>,
+    /// Accepted for tcpdump's habit: tap never puts an interface in promiscuous mode, so every
+    /// capture is as tcpdump -p's (XDP and TC see what the interface already receives).
+    #[arg(short = 'p', long = "no-promiscuous-mode")]
+    no_promiscuous: bool,
+}
+
+/// The largest -B: the ring's 2 GiB, in KiB.
+const MAX_BUFFER_KIB: u64 = (1 << 31) >> 10;
+
+/// `-Q`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DirectionArg {
+    /// Packets arriving at the interface.
+    In,
+    /// Packets leaving it.
+    Out,
+    /// Both.
+    Inout,
+}
+
+impl From<DirectionArg> for DirectionChoice {
+    fn from(d: DirectionArg) -> Self {
+        match d {
+            DirectionArg::In => DirectionChoice::In,
+            DirectionArg::Out => DirectionChoice::Out,
+            DirectionArg::Inout => DirectionChoice::Inout,
         }
     }
 }
@@ -845,7 +904,11 @@ pub enum Request {
         stats_json: Option<PathBuf>,
         /// `-r FILE`: packets from a capture file instead of interfaces.
         read: Option<PathBuf>,
+        /// What the command line took otherwise than written (a rounded -B), for standard error.
+        notes: Vec<String>,
     },
+    /// `tap capture -D`: list the interfaces and the hooks each can take.
+    ListInterfaces,
     Replay(ReplayRequest),
     BenchProg(BenchProgRequest),
     /// `tap bench-print`: packets formatted per measurement.
@@ -1076,6 +1139,23 @@ impl From<FilterArgs> for RawFilter {
     }
 }
 
+/// Says how a -B was rounded.
+fn habit_notes(habits: &HabitArgs) -> Vec<String> {
+    habits
+        .buffer_kib
+        .and_then(|kib| {
+            let bytes = super::rules::ring_from_kib(kib);
+            (bytes != kib << 10).then(|| {
+                format!(
+                    "-B {kib}: the ring is {} KiB (a power of two of at least a page, as the kernel's ring needs)",
+                    bytes >> 10
+                )
+            })
+        })
+        .into_iter()
+        .collect()
+}
+
 fn raw_capture(args: CaptureArgs) -> RawCapture {
     let CaptureArgs {
         interfaces,
@@ -1093,6 +1173,7 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         stats_json: _,
         xdp_program,
         filter,
+        habits,
         sample,
         max_rate,
         decap,
@@ -1105,9 +1186,13 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
         print,
     } = args;
     let o = *output;
+    let ring_size = habits
+        .buffer_kib
+        .map_or(ring_size, |kib| Some(super::rules::ring_from_kib(kib)));
     RawCapture {
         interfaces,
         hook: Some(hook.into()),
+        direction: habits.direction.map(Into::into),
         xdp_mode: xdp_mode.map(Into::into),
         filter: filter.into(),
         snaplen,
@@ -1122,7 +1207,12 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
             rotate_seconds: o.rotate_seconds,
             ring_files: o.ring_files,
             post_rotate: o.post_rotate,
-            flush_interval_ms: Some(o.flush_interval),
+            // -U: nothing waits in the writer's buffer.
+            flush_interval_ms: Some(if habits.packet_buffered {
+                0
+            } else {
+                o.flush_interval
+            }),
             on_disk_full: Some(o.on_disk_full.into()),
             force: o.force,
             run_as: o.run_as,
@@ -1154,13 +1244,16 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
 
 fn translate(cli: Cli) -> Invocation {
     let command = match cli.command {
+        Command::Capture(args) if args.habits.list_interfaces => Request::ListInterfaces,
         Command::Capture(args) => {
             let stats_json = args.stats_json.clone();
             let read = args.read.clone();
+            let notes = habit_notes(&args.habits);
             Request::Capture {
                 capture: Box::new(raw_capture(*args)),
                 stats_json,
                 read,
+                notes,
             }
         }
         Command::Replay(a) => Request::Replay(ReplayRequest {

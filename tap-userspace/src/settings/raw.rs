@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::model::{DiskFull, Format, HookChoice, XdpMode};
+use crate::model::{DirectionChoice, DiskFull, Format, HookChoice, XdpMode};
 
 /// What the capture is for: the rules differ only where a one-shot command and a service
 /// (a tap of the agent, a fleet session) need different things.
@@ -107,6 +107,8 @@ pub struct RawCapture {
     /// service, names and globs.
     pub interfaces: Vec<String>,
     pub hook: Option<HookChoice>,
+    /// `-Q`: which packets of the hook chosen (TC: in, out or both; XDP: in).
+    pub direction: Option<DirectionChoice>,
     pub xdp_mode: Option<XdpMode>,
     pub filter: RawFilter,
     /// Bytes; 0 or none: the default.

@@ -20,9 +20,9 @@ use crate::{
     filter::maps::FilterImage,
     kernel::iface,
     model::{
-        CaptureConfig, Compression, Consumers, Decap, FlowBudget, FlowUnit, Hook, HookChoice,
-        Interface, Output, OutputConfig, PretriggerLimits, PrintConfig, QueryListen, Rotation,
-        StoreConfig, VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL, is_loopback,
+        CaptureConfig, Compression, Consumers, Decap, DirectionChoice, FlowBudget, FlowUnit, Hook,
+        HookChoice, Interface, Output, OutputConfig, PretriggerLimits, PrintConfig, QueryListen,
+        Rotation, StoreConfig, VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL, is_loopback,
     },
     sink::{rotate::NamePattern, vxlan},
     store,
@@ -64,14 +64,20 @@ pub(crate) fn page_size() -> u64 {
 /// # Errors
 /// The first setting a rule refuses.
 pub fn capture(raw: &RawCapture, purpose: Purpose) -> Rule<CaptureConfig> {
-    let interfaces = match purpose {
-        Purpose::Command => interfaces(&raw.interfaces)?,
+    let (interfaces, follow) = match purpose {
+        // Globs and `any` are followed as the agent follows them, from an empty start.
+        Purpose::Command if follows(&raw.interfaces) => {
+            patterns(&raw.interfaces)?;
+            (Vec::new(), raw.interfaces.clone())
+        }
+        Purpose::Command => (interfaces(&raw.interfaces)?, Vec::new()),
         Purpose::Service => {
             patterns(&raw.interfaces)?;
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
     };
-    let (hooks, xdp_mode) = hooks(raw.hook, raw.xdp_mode)?;
+    let hook = direction(raw.hook, raw.direction)?;
+    let (hooks, xdp_mode) = hooks(Some(hook), raw.xdp_mode)?;
     let filter = filter(&raw.filter)?;
     let snaplen = snaplen(raw.snaplen)?;
     let ring_size = ring_size(raw.ring_size)?;
@@ -113,6 +119,7 @@ pub fn capture(raw: &RawCapture, purpose: Purpose) -> Rule<CaptureConfig> {
     let run_as = raw.output.run_as.as_deref().map(run_as).transpose()?;
     Ok(CaptureConfig {
         interfaces,
+        follow,
         hooks,
         xdp_mode,
         snaplen,
@@ -304,6 +311,18 @@ pub fn interfaces(names: &[String]) -> Rule<Vec<Interface>> {
     Ok(interfaces)
 }
 
+/// The name that stands for every interface that is up, as tcpdump's `-i any`.
+pub const ANY: &str = "any";
+
+/// Whether interface `patterns` need following as interfaces come and go (a glob, or [`ANY`])
+/// rather than names resolved once.
+#[must_use]
+pub fn follows(patterns: &[String]) -> bool {
+    patterns
+        .iter()
+        .any(|p| p == ANY || p.contains(['*', '?', '[']))
+}
+
 /// Interface names or shell globs of a service, attached as interfaces appear.
 ///
 /// # Errors
@@ -332,6 +351,47 @@ pub fn patterns(patterns: &[String]) -> Rule<()> {
         }
     }
     Ok(())
+}
+
+/// The hook with the direction asked (`-Q`, as tcpdump's): on TC, `in` is ingress, `out`
+/// egress, `inout` both; XDP sees only arriving packets, so only `in` goes with it. A TC hook of
+/// one direction takes only its own.
+///
+/// # Errors
+/// `out` or `inout` with XDP; a direction a one-direction TC hook does not have.
+pub fn direction(hook: Option<HookChoice>, direction: Option<DirectionChoice>) -> Rule<HookChoice> {
+    let hook = hook.unwrap_or_default();
+    let Some(direction) = direction else {
+        return Ok(hook);
+    };
+    match (hook, direction) {
+        (HookChoice::Xdp, DirectionChoice::In) => Ok(HookChoice::Xdp),
+        (HookChoice::Xdp, _) => refuse(
+            Key::Direction,
+            Reason::new()
+                .key(Key::Direction)
+                .text(format!(
+                    " {}: XDP sees only arriving packets (in); leaving ones need ",
+                    direction.name()
+                ))
+                .key(Key::Hook)
+                .text(" tc"),
+        ),
+        (HookChoice::Tc | HookChoice::TcIngress, DirectionChoice::In) => Ok(HookChoice::TcIngress),
+        (HookChoice::Tc | HookChoice::TcEgress, DirectionChoice::Out) => Ok(HookChoice::TcEgress),
+        (HookChoice::Tc, DirectionChoice::Inout) => Ok(HookChoice::Tc),
+        (HookChoice::TcIngress | HookChoice::TcEgress, _) => refuse(
+            Key::Direction,
+            Reason::new()
+                .key(Key::Direction)
+                .text(format!(
+                    " {} goes beyond the one direction of the TC hook chosen; give ",
+                    direction.name()
+                ))
+                .key(Key::Hook)
+                .text(" tc"),
+        ),
+    }
 }
 
 /// The hooks, and the XDP mode (only with XDP).
@@ -516,6 +576,16 @@ pub fn flow_budget(budget: Option<&str>, table_size: Option<u32>) -> Rule<Option
         unit,
         table_size,
     }))
+}
+
+/// The ring size for tcpdump's `-B KiB`: the size in bytes rounded up to what the kernel's
+/// ring takes (a power of two, at least a page). [`ring_size`] still bounds it.
+#[must_use]
+pub fn ring_from_kib(kib: u64) -> u64 {
+    kib.saturating_mul(1024)
+        .checked_next_power_of_two()
+        .unwrap_or(u64::MAX)
+        .max(page_size())
 }
 
 /// The ring buffer's size in bytes.

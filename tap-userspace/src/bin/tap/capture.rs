@@ -3,6 +3,8 @@
 
 use std::{io::IsTerminal as _, path::Path, process::ExitCode, sync::Arc};
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use tap::{
     pipeline::{
@@ -13,13 +15,22 @@ use tap::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 
-pub(crate) fn run(raw: &RawCapture, stats_json: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    raw: &RawCapture,
+    stats_json: Option<&Path>,
+    notes: &[String],
+) -> anyhow::Result<ExitCode> {
     let config = rules::capture(raw, Purpose::Command).map_err(|e| flags::worded(&e))?;
     if config.output.target == tap::model::Output::Stdout && std::io::stdout().is_terminal() {
         anyhow::bail!(
             "standard output is a terminal: -w - writes binary packets; give -w FILE, pipe it \
              (| tcpdump -r -), or leave -w out to print packets"
         );
+    }
+    if !config.quiet {
+        for note in notes {
+            eprintln!("tap: {note}");
+        }
     }
     // Raised to the hard limit before anything is opened (see tap::support::listener).
     let _ = tap::support::listener::descriptor_limit();
@@ -30,6 +41,7 @@ pub(crate) fn run(raw: &RawCapture, stats_json: Option<&Path>) -> anyhow::Result
         .transpose()?;
     let quiet = config.quiet;
     let filter = raw.filter.clone();
+    let follow = (!config.follow.is_empty()).then(|| (config.follow.clone(), config.hooks.clone()));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -41,6 +53,23 @@ pub(crate) fn run(raw: &RawCapture, stats_json: Option<&Path>) -> anyhow::Result
     let summary = runtime.block_on(async {
         let shutdown = crate::shutdown_signal()?;
         let (tx, rx) = run::control_channel();
+        // -i 'veth*' or -i any: the interfaces are followed as the agent follows them.
+        if let Some((patterns, hooks)) = follow {
+            let detached = Arc::new(tap::agent::detached::Detached::default());
+            let follower = tap::agent::follow::follow(
+                "capture".to_string(),
+                patterns,
+                hooks,
+                tx.clone(),
+                Arc::clone(&live),
+                detached,
+            );
+            tokio::spawn(async move {
+                if let Err(e) = follower.await {
+                    tracing::error!(error = %e, "cannot follow the interfaces: the capture has none");
+                }
+            });
+        }
         let mut hup = signal(SignalKind::hangup()).map_err(|source| CaptureError::Signal {
             signal: "SIGHUP",
             source,
@@ -95,6 +124,30 @@ pub(crate) fn run(raw: &RawCapture, stats_json: Option<&Path>) -> anyhow::Result
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `tap capture -D`: the interfaces of this namespace, one line each (see
+/// [`tap::kernel::capability::line`]).
+pub(crate) fn list_interfaces() -> anyhow::Result<ExitCode> {
+    use tap::kernel::{capability, links::Links};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let links = runtime
+        .block_on(async { Links::open().await.map(|l| l.links()) })
+        .context("listing the interfaces")?;
+    let features = capability::xdp_features()
+        .map_err(|e| tracing::info!(error = %e, "the kernel does not say which drivers run XDP natively"))
+        .ok();
+    let mut out = std::io::stdout().lock();
+    for link in &links {
+        let f = features
+            .as_ref()
+            .and_then(|f| f.get(&link.ifindex).copied());
+        writeln!(out, "{}", capability::line(link, f)).context("writing the list")?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The `--stats-json` file: created (through the one safe-create path) before the capture

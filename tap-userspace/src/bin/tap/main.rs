@@ -65,7 +65,9 @@ fn dispatch(request: Request) -> anyhow::Result<ExitCode> {
             capture,
             stats_json,
             read: None,
-        } => capture::run(&capture, stats_json.as_deref()),
+            notes,
+        } => capture::run(&capture, stats_json.as_deref(), &notes),
+        Request::ListInterfaces => capture::list_interfaces(),
         Request::Agent { config, check } => agent::run(config, check),
         Request::Ctl { socket, command } => agent::ctl(&socket, command),
         Request::Generate(what) => {
