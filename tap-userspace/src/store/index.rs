@@ -14,7 +14,10 @@
 
 use rustc_hash::FxHashMap;
 
-use super::flow::{self, FlowKey};
+use super::{
+    flow::{self, FlowKey, Parsed},
+    sigs::{self, Sig, SigTable},
+};
 use crate::sink::writer::{Chunk, ChunkKind};
 
 /// Bytes of records per block of an uncompressed file (a block ends at the first record
@@ -116,11 +119,11 @@ impl FileIndex {
     }
 }
 
-/// Counters of a flow while its file is written.
+/// Counters of a flow while its file is written: one cache line, apart from its key, since
+/// they are touched for every packet.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 struct Live {
-    key: FlowKey,
-    first_forward: bool,
     first_ns: u64,
     last_ns: u64,
     packets: [u64; 2],
@@ -129,91 +132,18 @@ struct Live {
     last_block: u32,
 }
 
-/// The fields of a plain IPv4 or IPv6 packet that decide its flow and direction, as they
-/// lie in the frame: two packets with the same signature have the same key and direction, so
-/// the key is parsed only for the first packet of each flow and direction.
-type Sig = [u64; 6];
+/// Packets whose signature table lookup waits until its line has been asked for.
+const LAG: usize = 16;
 
-#[inline]
-fn be32(f: &[u8], at: usize) -> u64 {
-    f.get(at..at + 4).map_or(0, |b| {
-        u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    })
-}
-
-/// Equality of two signatures without a call to `memcmp` (this runs for every packet).
-#[inline]
-fn same(a: &Sig, b: &Sig) -> bool {
-    a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The signature of an untagged IPv4 (no options, not a later fragment) or IPv6 (no extension
-/// headers) packet of TCP, UDP, SCTP, ICMP or `ICMPv6` whose ports (types) are in the frame;
-/// `None` for anything else, which is parsed in full.
-#[inline]
-fn signature(f: &[u8], tunnel: (u8, u32)) -> Option<Sig> {
-    let t = u64::from(tunnel.0) << 40 | u64::from(tunnel.1) << 8;
-    match (f.get(12), f.get(13)) {
-        (Some(0x08), Some(0x00))
-            if f.len() >= 38 && f[14] == 0x45 && (f[20] & 0x1f) | f[21] == 0 =>
-        {
-            let proto = f[23];
-            if !matches!(proto, 1 | 6 | 17 | 132) {
-                return None;
-            }
-            // ICMP: the type and code only (not the checksum after them).
-            let l4 = if proto == 1 {
-                be32(f, 34) >> 16
-            } else {
-                be32(f, 34)
-            };
-            Some([
-                t | 4,
-                u64::from(proto),
-                be32(f, 26) << 32 | be32(f, 30),
-                l4,
-                0,
-                0,
-            ])
-        }
-        (Some(0x86), Some(0xdd)) if f.len() >= 58 => {
-            let nh = f[20];
-            if !matches!(nh, 6 | 17 | 58 | 132) {
-                return None;
-            }
-            let w = |at| be32(f, at) << 32 | be32(f, at + 4);
-            let l4 = if nh == 58 {
-                be32(f, 54) >> 16
-            } else {
-                be32(f, 54)
-            };
-            Some([t | 6, u64::from(nh) << 32 | l4, w(22), w(30), w(38), w(46)])
-        }
-        _ => None,
-    }
-}
-
-/// A [`Sig`] as a hash key: compared with [`same`] and hashed word by word, because the
-/// derived comparison of an array calls `memcmp` for every probe of the table.
-#[derive(Debug, Clone, Copy)]
-struct SigKey(Sig);
-
-impl PartialEq for SigKey {
-    #[inline]
-    fn eq(&self, other: &Self) -> bool {
-        same(&self.0, &other.0)
-    }
-}
-
-impl Eq for SigKey {}
-
-impl std::hash::Hash for SigKey {
-    #[inline]
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        for w in self.0 {
-            state.write_u64(w);
-        }
-    }
+/// A packet waiting for its flow (see [`LAG`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    sig: Sig,
+    hash: u64,
+    /// Its entry in `staged`.
+    staged: u32,
+    /// Same signature as the packet before it: same flow.
+    again: bool,
 }
 
 /// A packet told but not yet written.
@@ -234,14 +164,20 @@ struct Staged {
 #[derive(Debug, Default)]
 pub struct Indexer {
     map: FxHashMap<FlowKey, u32>,
+    /// Key and first direction of each flow, and its counters.
+    keys: Vec<(FlowKey, bool)>,
     flows: Vec<Live>,
     /// (flow, block ordinal), in block order.
     pairs: Vec<(u32, u32)>,
     blocks: Vec<Block>,
     staged: Vec<Staged>,
-    /// Flow and direction by [`signature`]: the key is parsed once per flow and direction.
-    sigs: FxHashMap<SigKey, (u32, bool)>,
-    /// The last packet's signature and what it gave.
+    /// Flow and direction by signature: the key is parsed once per flow and direction.
+    sigs: SigTable,
+    /// Packets waiting for their lookup, oldest at `head` (a ring of `2 * LAG`).
+    pending: [Pending; 2 * LAG],
+    head: usize,
+    waiting: usize,
+    /// The last packet's signature, and the flow the last resolved signature gave.
     last_sig: Option<Sig>,
     last_hit: (u32, bool),
     /// Interfaces described so far (ids seen + 1, at least).
@@ -265,11 +201,14 @@ impl Indexer {
     /// Forgets everything: a new file starts.
     pub fn reset(&mut self) {
         self.map.clear();
+        self.keys.clear();
         self.flows.clear();
         self.pairs.clear();
         self.blocks.clear();
         self.staged.clear();
         self.sigs.clear();
+        self.head = 0;
+        self.waiting = 0;
         self.last_sig = None;
         self.interfaces = 0;
         self.described = 0;
@@ -305,22 +244,29 @@ impl Indexer {
         interface: u32,
         at: usize,
     ) {
-        let sig = signature(frame, tunnel);
-        let (flow, forward) = match sig {
-            Some(s) if self.last_sig.as_ref().is_some_and(|l| same(l, &s)) => self.last_hit,
-            Some(s) => {
-                let hit = if let Some(&hit) = self.sigs.get(&SigKey(s)) {
-                    hit
-                } else {
-                    let hit = self.lookup(frame, tunnel);
-                    self.sigs.insert(SigKey(s), hit);
-                    hit
-                };
-                self.last_sig = Some(s);
-                self.last_hit = hit;
-                hit
+        let (flow, forward) = if let Some(sig) = sigs::signature(frame, tunnel) {
+            let again = self.last_sig.as_ref().is_some_and(|l| sigs::same(l, &sig));
+            let hash = if again { 0 } else { sigs::hash(&sig) };
+            if !again {
+                self.sigs.prefetch(hash);
+                self.last_sig = Some(sig);
             }
-            None => self.lookup(frame, tunnel),
+            if self.waiting == LAG {
+                self.resolve_one();
+            }
+            let slot = (self.head + self.waiting) % (2 * LAG);
+            self.pending[slot] = Pending {
+                sig,
+                hash,
+                staged: self.staged.len() as u32,
+                again,
+            };
+            self.waiting += 1;
+            (u32::MAX, false)
+        } else {
+            // Flows are numbered in the order their first packets came.
+            self.resolve();
+            self.lookup(flow::parse(frame, tunnel.0, tunnel.1))
         };
         self.staged.push(Staged {
             flow,
@@ -332,16 +278,42 @@ impl Indexer {
         });
     }
 
-    /// The flow of a packet by its key (parsed in full), and its direction.
+    /// The oldest waiting packet gets its flow.
+    fn resolve_one(&mut self) {
+        let p = self.pending[self.head];
+        self.head = (self.head + 1) % (2 * LAG);
+        self.waiting -= 1;
+        let hit = if p.again {
+            self.last_hit
+        } else if let Some(hit) = self.sigs.get(&p.sig, p.hash) {
+            hit
+        } else {
+            let hit = self.lookup(sigs::key_of(&p.sig));
+            self.sigs.insert(&p.sig, p.hash, hit);
+            hit
+        };
+        self.last_hit = hit;
+        if let Some(s) = self.staged.get_mut(p.staged as usize) {
+            s.flow = hit.0;
+            s.forward = hit.1;
+        }
+    }
+
+    /// Every waiting packet gets its flow.
+    fn resolve(&mut self) {
+        while self.waiting > 0 {
+            self.resolve_one();
+        }
+    }
+
+    /// The flow of a packet by its key, and its direction.
     #[expect(clippy::cast_possible_truncation, reason = "flows stop at MAX_FLOWS")]
-    fn lookup(&mut self, frame: &[u8], tunnel: (u8, u32)) -> (u32, bool) {
-        let parsed = flow::parse(frame, tunnel.0, tunnel.1);
+    fn lookup(&mut self, parsed: Parsed) -> (u32, bool) {
         let next = self.flows.len() as u32;
         let i = *self.map.entry(parsed.key).or_insert(next);
         if i == next {
+            self.keys.push((parsed.key, parsed.forward));
             self.flows.push(Live {
-                key: parsed.key,
-                first_forward: parsed.forward,
                 first_ns: u64::MAX,
                 last_ns: 0,
                 packets: [0; 2],
@@ -355,6 +327,7 @@ impl Indexer {
     /// A chunk reached the file: its packets (the first `chunk.packets` staged) are counted
     /// and their blocks recorded.
     pub fn chunk(&mut self, chunk: &Chunk) {
+        self.resolve();
         let kept =
             usize::try_from(chunk.packets).map_or(self.staged.len(), |n| n.min(self.staged.len()));
         let staged = std::mem::take(&mut self.staged);
@@ -411,6 +384,9 @@ impl Indexer {
             let mut j = i;
             while j < staged.len() {
                 let s = staged[j];
+                if let Some(ahead) = staged.get(j + LAG) {
+                    sigs::prefetch(self.flows.as_ptr().wrapping_add(ahead.flow as usize));
+                }
                 if !self.compressed && j > i && s.at as usize - start >= BLOCK {
                     break;
                 }
@@ -451,18 +427,25 @@ impl Indexer {
 
     /// The file's index; the indexer is reset for the next file.
     pub fn take(&mut self) -> FileIndex {
-        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); self.flows.len()];
+        self.resolve();
+        // Each flow's blocks in one allocation of the right size.
+        let mut counts = vec![0usize; self.flows.len()];
+        for &(f, _) in &self.pairs {
+            counts[f as usize] += 1;
+        }
+        let mut lists: Vec<Vec<u32>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
         for &(f, b) in &self.pairs {
             lists[f as usize].push(b);
         }
         let flows = self
             .flows
             .drain(..)
+            .zip(self.keys.drain(..))
             .zip(lists)
-            .filter(|(l, _)| l.packets[0] + l.packets[1] > 0)
-            .map(|(l, blocks)| Flow {
-                key: l.key,
-                first_forward: l.first_forward,
+            .filter(|((l, _), _)| l.packets[0] + l.packets[1] > 0)
+            .map(|((l, (key, first_forward)), blocks)| Flow {
+                key,
+                first_forward,
                 first_ns: l.first_ns,
                 last_ns: l.last_ns,
                 packets: l.packets,

@@ -23,6 +23,7 @@ pub mod layout;
 pub mod plan;
 pub mod query;
 pub mod reindex;
+pub mod sigs;
 pub mod sink;
 pub mod table;
 pub mod time;
