@@ -16,7 +16,7 @@ use tap_tests::{
     run_ok,
     tap::{self, Summary},
     tap_bin,
-    topology::{B_V4, SECOND},
+    topology::{B_V4, FIRST, SECOND},
     traffic,
 };
 
@@ -270,5 +270,43 @@ fn w_dash_to_a_terminal_is_refused() {
     assert!(
         printed[0].starts_with("tap: ") && printed[0].contains("terminal"),
         "{text:?}"
+    );
+}
+
+/// On a terminal, printed packets are not overwritten by a status line: the lines come as
+/// tcpdump's (here the pings'), and no `pkt/s` is drawn between them.
+#[test]
+fn on_a_terminal_packets_print_without_a_status_line() {
+    let t = Topology::new();
+    let line = format!(
+        "ip netns exec {} {} capture -i {} --duration 3 -nn -t icmp",
+        t.b.name,
+        tap_bin().display(),
+        t.b_if
+    );
+    let mut ping = t.a.cmd("ping");
+    ping.args(["-n", "-q", "-c", "20", "-i", "0.1", B_V4])
+        .stdout(Stdio::null());
+    let ping = Background::spawn("ping", ping);
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("TAP_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    let shown = Background::spawn_collecting_stdout("script", script).wait(Duration::from_secs(30));
+    let _ = ping.wait(Duration::from_secs(10));
+    assert!(shown.status.success(), "{}{}", shown.stdout, shown.stderr);
+    assert!(!shown.stdout.contains("pkt/s"), "{:?}", shown.stdout);
+    let requests = shown
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(&format!("IP {} > {B_V4}: ICMP echo request", FIRST.a_v4)))
+        .count();
+    assert!(requests >= 5, "{:?}", shown.stdout);
+    assert!(
+        shown.stdout.contains("packets captured"),
+        "{:?}",
+        shown.stdout
     );
 }
