@@ -57,8 +57,10 @@ fn man_pages_for_each_command() {
         agent.contains("\\-\\-config") && agent.contains("\\-\\-check"),
         "{agent}"
     );
-    // The hidden commands stay out of the manual.
-    assert!(!dir.join("tap-generate.1").exists() && !dir.join("tap-bench-writer.1").exists());
+    // `tap generate` is listed in `tap --help`, so it has its page; the hidden bench commands
+    // stay out of the manual.
+    assert!(dir.join("tap-generate.1").exists());
+    assert!(!dir.join("tap-bench-writer.1").exists());
 }
 
 #[test]
