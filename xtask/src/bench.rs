@@ -6,7 +6,7 @@
 //! `target/bench/bench.json`. Every number comes from the run; nothing is typed in.
 //!
 //! `--quick` (one run, smaller counts) takes about a minute and a half, the default (three runs)
-//! about five, plus the build. `--only capture|programs|writer`, `--tool`, `--frame-len` and
+//! about five, plus the build. `--only capture|programs|writer|store`, `--tool`, `--frame-len` and
 //! `--matching` narrow it down while tuning (the no-capture baseline always runs).
 //!
 //! # Capture runs ([`capture`])
@@ -223,6 +223,8 @@ pub(crate) enum Part {
     Programs,
     /// The writer next to dd.
     Writer,
+    /// `--store` against plain pcapng: writer CPU per packet by packet size and flows.
+    Store,
 }
 
 /// The settings after `--quick`.
@@ -241,7 +243,7 @@ pub(crate) struct Plan {
 impl Plan {
     fn from(args: &BenchArgs) -> Result<Self> {
         let parts = if args.only.is_empty() {
-            vec![Part::Capture, Part::Programs, Part::Writer]
+            vec![Part::Capture, Part::Programs, Part::Writer, Part::Store]
         } else {
             args.only.clone()
         };
@@ -410,6 +412,8 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     }
     if plan.has(Part::Writer) {
         writer_runs(&plan, &tap, &mut results)?;
+    }
+    if plan.has(Part::Store) {
         eprintln!("bench: store writer CPU against plain pcapng");
         results.store_cpu = store_cpu::runs(&tap, plan.runs)?;
     }
