@@ -6,7 +6,7 @@
 //! `target/bench/bench.json`. Every number comes from the run; nothing is typed in.
 //!
 //! `--quick` (one run, smaller counts) takes about a minute and a half, the default (three runs)
-//! about five, plus the build. `--only capture|programs|writer`, `--tool`, `--frame-len` and
+//! about five, plus the build. `--only capture|programs|writer|store`, `--tool`, `--frame-len` and
 //! `--matching` narrow it down while tuning (the no-capture baseline always runs).
 //!
 //! # Capture runs ([`capture`])
@@ -229,6 +229,8 @@ pub(crate) enum Part {
     Evidence,
     /// The packet printer's cost per packet.
     Printing,
+    /// `--store` against plain pcapng: writer CPU per packet by packet size and flows.
+    Store,
 }
 
 /// The settings after `--quick`.
@@ -253,6 +255,7 @@ impl Plan {
                 Part::Writer,
                 Part::Evidence,
                 Part::Printing,
+                Part::Store,
             ]
         } else {
             args.only.clone()
@@ -422,6 +425,8 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     }
     if plan.has(Part::Writer) {
         writer_runs(&plan, &tap, &mut results)?;
+    }
+    if plan.has(Part::Store) {
         eprintln!("bench: store writer CPU against plain pcapng");
         results.store_cpu = store_cpu::runs(&tap, plan.runs)?;
     }

@@ -126,6 +126,9 @@ pub(super) fn markdown(r: &Results, plan: &Plan) -> String {
     if !r.printing.is_empty() {
         printing_table(&mut s, r, plan);
     }
+    if let Some(rows) = r.store_cpu.as_array().filter(|rows| !rows.is_empty()) {
+        store_table(&mut s, rows, plan);
+    }
     s
 }
 
@@ -142,6 +145,31 @@ fn printing_table(s: &mut String, r: &Results, plan: &Plan) {
             s,
             "| {packets} | `{flags}` | {} |",
             n1(super::median(ns.clone()))
+        );
+    }
+}
+
+/// The `store_cpu` rows: `--store` against plain pcapng, writer CPU per packet.
+fn store_table(s: &mut String, rows: &[Value], plan: &Plan) {
+    let _ = writeln!(
+        s,
+        "\n### store_cpu: `tap bench-writer --format pcapng` CPU per packet, plain and `--store` (median of {})\n",
+        plan.runs
+    );
+    s.push_str("| packet B | flows | plain ns | --store ns | ratio | goal |\n");
+    s.push_str("|---:|---:|---:|---:|---:|---|\n");
+    for row in rows {
+        let f = |k: &str| row[k].as_f64().unwrap_or(f64::NAN);
+        let ratio = f("ratio");
+        let goal = f("goal");
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} | {:.1} | {ratio:.2}x | {} {goal}x |",
+            row["packet_size"],
+            row["flows"],
+            f("plain_ns_per_packet"),
+            f("store_ns_per_packet"),
+            if ratio <= goal { "PASS" } else { "MISS" },
         );
     }
 }
