@@ -357,6 +357,18 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        key: Key::Direction,
+        flags: &["--serve", "unix:/s", "--hook", "xdp", "-Q", "out"],
+        toml: "serve = \"/s\"\nhook = \"xdp\"\ndirection = \"out\"\n",
+        json: r#""serve": "/s", "hook": "xdp", "direction": "out""#,
+    },
+    Case {
+        key: Key::Direction,
+        flags: &["--serve", "unix:/s", "--hook", "tc-ingress", "-Q", "inout"],
+        toml: "serve = \"/s\"\nhook = \"tc-ingress\"\ndirection = \"inout\"\n",
+        json: r#""serve": "/s", "hook": "tc-ingress", "direction": "inout""#,
+    },
+    Case {
         key: Key::Sample,
         flags: &["--serve", "unix:/s", "--sample", "0"],
         toml: "serve = \"/s\"\nsample = 0\n",
@@ -606,6 +618,11 @@ fn every_front_door_refuses_with_the_same_key_and_reason() {
 /// What the command line says is the reason with the flags' names.
 #[test]
 fn the_command_line_words_reasons_with_flags() {
+    let e = config(&["-i", "lo", "--hook", "xdp", "-Q", "out", "-w", "x"]).unwrap_err();
+    assert_eq!(
+        flags::worded(&e).message,
+        "-Q out: XDP sees only arriving packets (in); leaving ones need --hook tc"
+    );
     let e = config(&["-i", "lo", "--serve", "unix:/s", "--sample", "0"]).unwrap_err();
     assert_eq!(
         flags::worded(&e).message,
@@ -773,4 +790,36 @@ fn reading_a_file_refuses_live_settings() {
     assert_eq!(o.format, Format::Pcapng);
     assert!(matches!(o.compression, Compression::Zstd { .. }));
     assert_eq!(read(&["-nn"]).unwrap().target, Output::None);
+}
+
+/// tcpdump's habits: -Q picks the TC direction, -B is KiB rounded up to what the ring takes, -U
+/// writes each packet at once, -p is accepted.
+#[test]
+fn tcpdump_habits_become_settings() {
+    use crate::model::Hook;
+    let hooks = |args: &[&str]| {
+        config(&[&["-i", "lo", "-w", "x"][..], args].concat())
+            .unwrap()
+            .hooks
+    };
+    assert_eq!(hooks(&["-Q", "in"]), [Hook::TcIngress]);
+    assert_eq!(hooks(&["-Q", "out"]), [Hook::TcEgress]);
+    assert_eq!(hooks(&["-Q", "inout"]), hooks(&[]));
+    assert_eq!(hooks(&["--hook", "xdp", "-Q", "in"]), [Hook::Xdp]);
+    let c = config(&["-i", "lo", "-w", "x", "-B", "3000", "-U", "-p"]).unwrap();
+    assert_eq!(c.ring_size, 4 << 20);
+    assert_eq!(c.output.flush_interval, Duration::ZERO);
+    assert_eq!(
+        config(&["-i", "lo", "-w", "x", "-B", "4096"])
+            .unwrap()
+            .ring_size,
+        4 << 20
+    );
+    // Globs and any are followed, names resolved once.
+    let c = config(&["-i", "l*", "-w", "x"]).unwrap();
+    assert_eq!(
+        (c.interfaces.len(), c.follow.as_slice()),
+        (0, &["l*".to_string()][..])
+    );
+    assert!(config(&["-i", "lo", "-w", "x"]).unwrap().follow.is_empty());
 }

@@ -20,7 +20,7 @@ pub(crate) fn run(
     stats_json: Option<&Path>,
     notes: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let config = rules::capture(raw, Purpose::Command).map_err(|e| flags::worded(&e))?;
+    let mut config = rules::capture(raw, Purpose::Command).map_err(|e| flags::worded(&e))?;
     if config.output.target == tap::model::Output::Stdout && std::io::stdout().is_terminal() {
         anyhow::bail!(
             "standard output is a terminal: -w - writes binary packets; give -w FILE, pipe it \
@@ -50,6 +50,14 @@ pub(crate) fn run(
     // The status line: only for a person watching a terminal, and not when packets are printed
     // (their lines would be overwritten).
     let status_line = !quiet && config.print.is_none() && std::io::stderr().is_terminal();
+    if let Some((patterns, _)) = &follow {
+        // The interfaces there now are attached before "capturing", as named ones are; the
+        // follower then sends only what changes.
+        config.interfaces = runtime
+            .block_on(tap::kernel::links::Links::open())
+            .map(|links| tap::agent::follow::select(&links.links(), patterns))
+            .context("reading the interfaces")?;
+    }
     let summary = runtime.block_on(async {
         let shutdown = crate::shutdown_signal()?;
         let (tx, rx) = run::control_channel();
