@@ -268,17 +268,20 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "pcapng"))
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
-    let verify = std::process::Command::new(tap_bin())
-        .arg("verify")
-        .arg(&evidence)
-        .output()
-        .expect("tap verify runs");
+    let (ok, line) = verify(&evidence);
+    assert!(ok, "tap verify accepts the evidence directory: {line}");
     assert!(
-        verify.status.success(),
-        "tap verify: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
+        line.contains(": intact: ") && line.contains(", 1 files"),
+        "{line}"
     );
+    // One byte of the file flipped: the chain breaks at that file.
+    let mut bytes = std::fs::read(&file).expect("reading the evidence file");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&file, bytes).expect("altering the evidence file");
+    let (ok, line) = verify(&evidence);
+    assert!(!ok, "tap verify refuses the altered file: {line}");
+    assert!(line.contains(&name), "the message names {name}: {line}");
     assert_eq!(
         metrics.get("tap_evidence_files_total", ""),
         Some(1.0),
@@ -293,6 +296,28 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
     );
     assert!(metrics.tap("tap_pretrigger_packets_total", "b") >= got.len() as u64);
     assert_eq!(metrics.tap("tap_pretrigger_overwritten_total", "b"), 0);
+}
+
+/// `tap verify DIR`: (exit status 0, what it printed); any status but 0 or 1 fails the test.
+fn verify(dir: &Path) -> (bool, String) {
+    let out = std::process::Command::new(tap_bin())
+        .arg("verify")
+        .arg(dir)
+        .env_remove("TAP_LOG")
+        .output()
+        .expect("tap verify runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .to_string();
+    match out.status.code() {
+        Some(0) => (true, text),
+        Some(1) => (false, text),
+        other => panic!("tap verify exited with {other:?}: {text}"),
+    }
 }
 
 /// The addresses and ports of a tcpdump line `IP A.PA > B.PB: ...`.

@@ -28,6 +28,7 @@ pub enum Key {
     RotateSeconds,
     RingFiles,
     PostRotate,
+    SignKey,
     FlushInterval,
     RunAs,
     /// A packet store's directory (`--store`).
@@ -60,7 +61,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 41] = [
+    pub const ALL: [Key; 42] = [
         Key::Interfaces,
         Key::Hook,
         Key::XdpMode,
@@ -82,6 +83,7 @@ impl Key {
         Key::RotateSeconds,
         Key::RingFiles,
         Key::PostRotate,
+        Key::SignKey,
         Key::FlushInterval,
         Key::RunAs,
         Key::Store,
@@ -130,6 +132,7 @@ impl Key {
             Key::RotateSeconds => "file.rotate_seconds",
             Key::RingFiles => "file.ring_files",
             Key::PostRotate => "file.post_rotate",
+            Key::SignKey => "file.sign_key",
             Key::FlushInterval => "file.flush_interval_ms",
             Key::RunAs => "run_as",
             Key::Store => "store.dir",
@@ -179,6 +182,7 @@ impl Key {
             Key::RotateSeconds => "-G",
             Key::RingFiles => "-W",
             Key::PostRotate => "--post-rotate",
+            Key::SignKey => "--sign-key",
             Key::FlushInterval => "--flush-interval",
             Key::RunAs => "-Z",
             Key::Store => "--store",
