@@ -209,6 +209,7 @@ pub fn measure(
             force: false,
             resume: false,
             store: None,
+            sign_key: None,
         }
     };
     let interfaces = [Interface {

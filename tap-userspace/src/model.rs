@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use serde::Deserialize;
 use tap_common::event::{HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP};
 
-use crate::{filter::maps::FilterImage, support::privilege::RunAs};
+use crate::{custody::SecretKey, filter::maps::FilterImage, support::privilege::RunAs};
 
 /// A kernel attach point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,7 +222,25 @@ pub struct OutputConfig {
     /// A packet store (`--store`): the files are indexed, retention applies
     /// ([`crate::store`]).
     pub store: Option<StoreConfig>,
+    /// The key that signs each custody entry of the files (`--sign-key`).
+    pub sign_key: Option<SignKey>,
 }
+
+/// A custody signing key, read when the settings are checked (before `-Z` drops privileges).
+#[derive(Debug, Clone)]
+pub struct SignKey {
+    /// The PKCS#8 PEM file it was read from.
+    pub path: PathBuf,
+    pub key: SecretKey,
+}
+
+impl PartialEq for SignKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.key.public_hex() == other.key.public_hex()
+    }
+}
+
+impl Eq for SignKey {}
 
 /// A packet store: where, and its retention.
 #[derive(Debug, Clone, PartialEq, Eq)]

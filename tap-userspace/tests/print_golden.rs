@@ -663,6 +663,7 @@ fn reads_compressed_files_tap_writes() {
             force: false,
             resume: false,
             store: None,
+            sign_key: None,
         };
         let ifaces = [
             Interface {

@@ -82,7 +82,8 @@ fn pem_text(path: &Path, bytes: Vec<u8>, what: &'static str) -> Result<String, K
     })
 }
 
-/// An ed25519 signing key.
+/// An ed25519 signing key (zeroed when dropped, each clone too).
+#[derive(Clone)]
 pub struct SecretKey(ed25519_dalek::SigningKey);
 
 impl std::fmt::Debug for SecretKey {

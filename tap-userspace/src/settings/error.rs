@@ -30,6 +30,7 @@ pub enum Key {
     RotateSeconds,
     RingFiles,
     PostRotate,
+    SignKey,
     FlushInterval,
     RunAs,
     /// A packet store's directory (`--store`).
@@ -66,7 +67,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 44] = [
+    pub const ALL: [Key; 45] = [
         Key::Interfaces,
         Key::Hook,
         Key::Direction,
@@ -89,6 +90,7 @@ impl Key {
         Key::RotateSeconds,
         Key::RingFiles,
         Key::PostRotate,
+        Key::SignKey,
         Key::FlushInterval,
         Key::RunAs,
         Key::Store,
@@ -140,6 +142,7 @@ impl Key {
             Key::RotateSeconds => "file.rotate_seconds",
             Key::RingFiles => "file.ring_files",
             Key::PostRotate => "file.post_rotate",
+            Key::SignKey => "file.sign_key",
             Key::FlushInterval => "file.flush_interval_ms",
             Key::RunAs => "run_as",
             Key::Store => "store.dir",
@@ -192,6 +195,7 @@ impl Key {
             Key::RotateSeconds => "-G",
             Key::RingFiles => "-W",
             Key::PostRotate => "--post-rotate",
+            Key::SignKey => "--sign-key",
             Key::FlushInterval => "--flush-interval",
             Key::RunAs => "-Z",
             Key::Store => "--store",

@@ -520,6 +520,10 @@ struct OutputArgs {
     /// Run CMD on each finished file (the file's path as its argument), in the background.
     #[arg(long, value_name = "CMD")]
     post_rotate: Option<String>,
+    /// Sign each entry of the custody manifest (tap-custody.jsonl) with this ed25519 secret key
+    /// (PKCS#8 PEM, mode 0600: `tap key generate`).
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
     /// Write buffered packets at least this often, in milliseconds (0: after every batch).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     flush_interval: u64,
@@ -1207,6 +1211,7 @@ fn raw_capture(args: CaptureArgs) -> RawCapture {
             rotate_seconds: o.rotate_seconds,
             ring_files: o.ring_files,
             post_rotate: o.post_rotate,
+            sign_key: o.sign_key,
             // -U: nothing waits in the writer's buffer.
             flush_interval_ms: Some(if habits.packet_buffered {
                 0

@@ -50,6 +50,8 @@ pub struct RawOutput {
     pub rotate_seconds: Option<u64>,
     pub ring_files: Option<u32>,
     pub post_rotate: Option<String>,
+    /// A PKCS#8 PEM ed25519 secret key that signs the custody entries.
+    pub sign_key: Option<PathBuf>,
     /// Milliseconds; default 1000.
     pub flush_interval_ms: Option<u64>,
     pub on_disk_full: Option<DiskFull>,

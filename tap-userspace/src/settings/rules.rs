@@ -22,7 +22,7 @@ use crate::{
     model::{
         CaptureConfig, Compression, Consumers, Decap, DirectionChoice, FlowBudget, FlowUnit, Hook,
         HookChoice, Interface, Output, OutputConfig, PretriggerLimits, PrintConfig, QueryListen,
-        Rotation, StoreConfig, VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL, is_loopback,
+        Rotation, SignKey, StoreConfig, VxlanTarget, XdpMode, ZSTD_DEFAULT_LEVEL, is_loopback,
     },
     sink::{rotate::NamePattern, vxlan},
     store,
@@ -838,6 +838,7 @@ pub fn output(raw: &RawOutput, purpose: Purpose) -> Rule<OutputConfig> {
         );
     }
     let file = matches!(target, Output::File(_));
+    let sign_key = sign_key(raw.sign_key.as_deref(), file)?;
     Ok(OutputConfig {
         target,
         format,
@@ -850,7 +851,33 @@ pub fn output(raw: &RawOutput, purpose: Purpose) -> Rule<OutputConfig> {
         // A tap restarted (a reload, the service) goes on numbering after its earlier files.
         resume: file && purpose == Purpose::Service,
         store: None,
+        sign_key,
     })
+}
+
+/// The custody signing key, read now: a key others may read, or that is no ed25519 PKCS#8 PEM
+/// key, is refused before the capture starts, and `-Z` cannot take it away later.
+///
+/// # Errors
+/// A key without a file output (standard output has no manifest), or one that does not load.
+pub fn sign_key(path: Option<&Path>, file: bool) -> Rule<Option<SignKey>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    if !file {
+        return refuse(
+            Key::SignKey,
+            Reason::new()
+                .key(Key::SignKey)
+                .text(" signs a file's custody entries: it needs a file output"),
+        );
+    }
+    let key = crate::custody::SecretKey::load(path)
+        .map_err(|e| SettingError::new(Key::SignKey, Reason::new().text(one_line(&e))))?;
+    Ok(Some(SignKey {
+        path: path.to_path_buf(),
+        key,
+    }))
 }
 
 /// The packet store, when one is asked for.

@@ -346,7 +346,10 @@ impl CaptureWriter {
                 ring: Ring::new(out.rotation.max_files),
                 post: PostRotate::new(out.post_rotate.clone()).notifying(setup.finished.clone()),
                 resume: out.resume,
-                custody: Some(Recorder::spawn(custody_dir(path), None)),
+                custody: Some(Recorder::spawn(
+                    custody_dir(path),
+                    out.sign_key.as_ref().map(|k| k.key.clone()),
+                )),
             })),
         };
         let start_ns = wall_ns();
@@ -1022,6 +1025,7 @@ mod tests {
             force: false,
             resume: false,
             store: None,
+            sign_key: None,
         }
     }
 

@@ -57,6 +57,7 @@ pub fn output(store: StoreConfig, compression: Compression) -> OutputConfig {
         force: false,
         resume: true,
         store: Some(store),
+        sign_key: None,
     }
 }
 
