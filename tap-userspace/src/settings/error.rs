@@ -44,11 +44,20 @@ pub enum Key {
     /// The agent's query endpoint (`agent.query_listen`).
     QueryListen,
     QueryTokenFile,
+    /// The agent's `[fleet]` table: etcd endpoints, host name, key root, lease, resync, TLS.
+    FleetEtcd,
+    FleetHost,
+    FleetPrefix,
+    FleetUplinks,
+    FleetLease,
+    FleetResync,
+    FleetTls,
+    FleetUser,
 }
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 33] = [
+    pub const ALL: [Key; 41] = [
         Key::Interfaces,
         Key::Hook,
         Key::XdpMode,
@@ -82,6 +91,14 @@ impl Key {
         Key::FlowTableSize,
         Key::QueryListen,
         Key::QueryTokenFile,
+        Key::FleetEtcd,
+        Key::FleetHost,
+        Key::FleetPrefix,
+        Key::FleetUplinks,
+        Key::FleetLease,
+        Key::FleetResync,
+        Key::FleetTls,
+        Key::FleetUser,
     ];
 
     /// The canonical name: the agent file's key within a `[[tap]]` (dotted for its tables) and a
@@ -122,6 +139,14 @@ impl Key {
             Key::FlowTableSize => "flow_table_size",
             Key::QueryListen => "agent.query_listen",
             Key::QueryTokenFile => "agent.query_token_file",
+            Key::FleetEtcd => "fleet.etcd",
+            Key::FleetHost => "fleet.host",
+            Key::FleetPrefix => "fleet.prefix",
+            Key::FleetUplinks => "fleet.uplinks",
+            Key::FleetLease => "fleet.lease_seconds",
+            Key::FleetResync => "fleet.resync_seconds",
+            Key::FleetTls => "fleet.ca_file",
+            Key::FleetUser => "fleet.user",
         }
     }
 
@@ -163,6 +188,14 @@ impl Key {
             Key::FlowTableSize => "--flow-table-size",
             Key::QueryListen => "(query)",
             Key::QueryTokenFile => "(query token)",
+            Key::FleetEtcd => "(fleet etcd)",
+            Key::FleetHost => "(fleet host)",
+            Key::FleetPrefix => "(fleet prefix)",
+            Key::FleetUplinks => "(fleet uplinks)",
+            Key::FleetLease => "(fleet lease)",
+            Key::FleetResync => "(fleet resync)",
+            Key::FleetTls => "(fleet TLS)",
+            Key::FleetUser => "(fleet user)",
         }
     }
 }
