@@ -252,9 +252,13 @@ fn finish(sender: Background) {
     assert!(exited.status.success(), "sender: {}", exited.stderr);
 }
 
-/// The sequence number of a datagram [`udp_seq`] sent, when `r` is one.
+/// The sequence number of a datagram [`udp_seq`] sent, when `r` is one (an untagged IPv4 UDP
+/// frame: the gateway's ICMP port unreachable quotes the datagram, and is not one).
 fn seq_of(r: &Record) -> Option<u32> {
     let d = &r.data;
+    if d.get(12..14) != Some(&[0x08, 0x00][..]) || d.get(23) != Some(&17) {
+        return None;
+    }
     let at = d.windows(4).position(|w| w == b"seq ")?;
     std::str::from_utf8(d.get(at + 4..at + 12)?)
         .ok()?
@@ -378,8 +382,10 @@ fn the_vm_moves_to_another_host_and_its_mirror_follows() {
     // Migration: the port leaves A's bridge, the same MAC and IP appear behind B's.
     f.hv[0].sh("ip link del vm1a");
     veth(&f.hv[1], "vm1b", &vm, "eth0");
+    // Up (tcpdump wants that) but not yet in the bridge: the oracle sees B's first datagram.
+    f.hv[1].sh("ip link set vm1b up");
     let b_port = Tcpdump::start(&f.hv[1], "vm1b", f.dir.join("b.pcap"), &["-Q", "in"]);
-    f.hv[1].sh("ip link set vm1b master br0 && ip link set vm1b up");
+    f.hv[1].sh("ip link set vm1b master br0");
     Fleet::vm_up(&vm);
     finish(sender);
     f.wait_states("acme", "web", &[("hvb", "active")]);
