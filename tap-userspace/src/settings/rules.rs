@@ -1078,7 +1078,6 @@ pub fn query_listen(listen: Option<&str>, token_file: Option<&Path>) -> Rule<Opt
     }))
 }
 
-/// The token in `path`, through the bounded reader, refused when group or others may read it.
 /// Longest status lease and inventory resync, seconds.
 const FLEET_MAX_SECS: u64 = 3600;
 
@@ -1249,6 +1248,7 @@ pub fn fleet(raw: &super::raw::RawFleet) -> Rule<crate::model::FleetConfig> {
     })
 }
 
+/// The token in `path`, through the bounded reader, refused when group or others may read it.
 fn read_token(path: &Path) -> Result<String, String> {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(path)
