@@ -305,6 +305,17 @@ fn a_session_by_mac_mirrors_the_vm_byte_for_byte_and_refuses_other_tenants() {
 
     let web = f.wait_states("acme", "web", &[("hva", "active")]);
     assert_eq!(web["hosts"][0]["interfaces"][0]["name"], "vm1a", "{web}");
+    // etcd's view: the status is hva's, under a lease (gone with the agent).
+    let raw: serde_json::Value =
+        serde_json::from_str(
+            &f.cluster
+                .ctl(&["get", "-w", "json", "/tap/v1/status/acme/web/hva"]),
+        )
+        .expect("etcdctl -w json prints JSON");
+    assert!(
+        raw["kvs"][0]["lease"].as_i64().is_some_and(|l| l != 0),
+        "{raw}"
+    );
     let spy = f.wait_states("other", "spy", &[("hva", "refused")]);
     assert_eq!(
         spy["hosts"][0]["error"], "tenant 'other' does not own mac:02:00:5e:00:53:01",
