@@ -227,6 +227,26 @@ fn fnv64(text: &str) -> u64 {
     h
 }
 
+/// The name of the tap realizing `session` on `interface` with `hooks`: `fleet-` and 16 hex
+/// digits, the same on every run.
+fn tap_name(session: &SessionId, interface: &str, hooks: &[Hook]) -> String {
+    let hooks: Vec<&str> = hooks.iter().map(|h| h.name()).collect();
+    format!(
+        "fleet-{:016x}",
+        fnv64(&format!("{session}\n{interface}\n{}", hooks.join(",")))
+    )
+}
+
+/// The filter of a session's tap: its own rule `mine`, without the packets the rules `earlier`
+/// (of the sessions before it on the interface, by priority) take.
+fn after_earlier(earlier: &[String], mine: &str) -> String {
+    if earlier.is_empty() {
+        return mine.to_string();
+    }
+    let taken: Vec<String> = earlier.iter().map(|r| format!("({r})")).collect();
+    format!("not ({}) and ({mine})", taken.join(" or "))
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -295,22 +315,9 @@ impl Realizer {
                     continue;
                 };
                 let mine = session_rule(s);
-                let filter = if earlier.is_empty() {
-                    mine.clone()
-                } else {
-                    format!("not ({}) and ({mine})", earlier.join(" or "))
-                };
-                earlier.push(format!("({mine})"));
-                let hooks: Vec<&str> = c.hooks.iter().map(|h| h.name()).collect();
-                let name = format!(
-                    "fleet-{:016x}",
-                    fnv64(&format!(
-                        "{}\n{}\n{}",
-                        rule.session,
-                        c.interface.name,
-                        hooks.join(",")
-                    ))
-                );
+                let filter = after_earlier(&earlier, &mine);
+                earlier.push(mine);
+                let name = tap_name(&rule.session, &c.interface.name, &c.hooks);
                 match crate::settings::session::fleet_tap(
                     &name,
                     &c.interface.name,
@@ -612,4 +619,45 @@ async fn write_statuses(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(tenant: &str, name: &str) -> SessionId {
+        SessionId {
+            tenant: tenant.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn tap_names_are_stable_and_tell_sessions_interfaces_and_hooks_apart() {
+        let web = id("acme", "web");
+        let both = [Hook::TcIngress, Hook::TcEgress];
+        let name = tap_name(&web, "vm1a", &both);
+        assert_eq!(name, tap_name(&web, "vm1a", &both));
+        assert!(name.starts_with("fleet-") && name.len() == 22, "{name}");
+        assert_ne!(name, tap_name(&id("acme", "db"), "vm1a", &both));
+        assert_ne!(name, tap_name(&web, "vm1b", &both));
+        assert_ne!(name, tap_name(&web, "vm1a", &[Hook::TcIngress]));
+    }
+
+    #[test]
+    fn a_later_session_does_not_take_what_an_earlier_one_does() {
+        let first = "ether host 02:00:5e:00:53:01 and udp port 9";
+        let second = "ether host 02:00:5e:00:53:01";
+        assert_eq!(after_earlier(&[], first), first);
+        let f = after_earlier(&[first.to_string()], second);
+        assert_eq!(
+            f,
+            "not ((ether host 02:00:5e:00:53:01 and udp port 9)) and (ether host 02:00:5e:00:53:01)"
+        );
+        // What the agent hands the capture: an expression the filter compiler takes.
+        crate::filter::compile(&f).expect("compiles");
+        let third = after_earlier(&[first.to_string(), second.to_string()], "ip");
+        assert!(third.starts_with("not ((ether host"), "{third}");
+        crate::filter::compile(&third).expect("compiles");
+    }
 }
