@@ -292,9 +292,40 @@ fn a_session_by_mac_mirrors_the_vm_byte_for_byte_and_refuses_other_tenants() {
 
     f.session(&["owner", "set", OUI_SOURCE, "--tenant", "acme"]);
     let target = format!("vxlan://{COLLECTOR}?vni=42");
+    // A datagram every 10 ms while the session is created: the time from the create to the
+    // first one mirrored is measured (and printed, not held to a time).
+    let first = f.collector_dump("vx42", "first.pcap");
+    let mut sender = udp_seq(&vm, 100_000, 3000, 10);
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     f.session(&[
         "create", "web", "--tenant", "acme", "--source", OUI_SOURCE, "--target", &target,
     ]);
+    wait_until("the first mirrored datagram", REALIZE, || {
+        // The global header reaches the file with the first packet.
+        let bytes = std::fs::read(&first.file).unwrap_or_default();
+        (bytes.len() >= 24)
+            .then(|| Pcap::parse_prefix(&bytes))?
+            .records
+            .iter()
+            .find(|r| seq_of(r).is_some())
+            .map(ns_of)
+    });
+    sender.signal(libc::SIGKILL);
+    let _ = sender.wait(Duration::from_secs(10));
+    let (_, first) = stopped(first);
+    let at = first
+        .records
+        .iter()
+        .find(|r| seq_of(r).is_some())
+        .map(ns_of)
+        .expect("seen above");
+    eprintln!(
+        "session create to first mirrored packet: {} ms",
+        at.saturating_sub(created) / 1_000_000
+    );
     // Tenant "other" names a source it does not own: the host that has it says so.
     f.session(&[
         "create", "spy", "--tenant", "other", "--source", OUI_SOURCE, "--target", &target,
