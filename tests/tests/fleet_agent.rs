@@ -295,7 +295,7 @@ fn a_session_by_mac_mirrors_the_vm_byte_for_byte_and_refuses_other_tenants() {
     // A datagram every 10 ms while the session is created: the time from the create to the
     // first one mirrored is measured (and printed, not held to a time).
     let first = f.collector_dump("vx42", "first.pcap");
-    let mut sender = udp_seq(&vm, 100_000, 3000, 10);
+    let sender = udp_seq(&vm, 100_000, 3000, 10);
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
