@@ -434,6 +434,34 @@ pub const DEFAULT_SESSION_PRIORITY: u32 = 100;
 /// The root of the fleet's etcd keys when none is given (`--etcd-prefix`, `[fleet] prefix`).
 pub const DEFAULT_ETCD_ROOT: &str = "/tap";
 
+/// The agent's place in a fleet (`[fleet]`), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// `http://HOST:PORT` or `https://HOST:PORT`, all of one scheme.
+    pub etcd: Vec<String>,
+    /// This host's name in the fleet: status keys and `iface:HOST:GLOB` sources use it.
+    pub host: String,
+    /// Root of tap's keys in etcd.
+    pub prefix: String,
+    /// Interface globs that are uplinks (never a workload's port).
+    pub uplinks: Vec<String>,
+    /// Time to live of the status lease: statuses vanish this long after the agent is gone.
+    pub lease: Duration,
+    /// Full re-read of the inventory besides its events.
+    pub resync: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub user: Option<String>,
+    /// The user's password, read from `password_file` (one line).
+    pub password: Option<String>,
+}
+
+/// Status lease when `[fleet] lease_seconds` is not given.
+pub const DEFAULT_FLEET_LEASE_SECS: u64 = 10;
+/// Inventory re-read when `[fleet] resync_seconds` is not given.
+pub const DEFAULT_FLEET_RESYNC_SECS: u64 = 5;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,6 +216,8 @@ struct Agent {
     query_server: Option<query::Server>,
     requests_tx: mpsc::Sender<Request>,
     evidence: Option<evidence::Runner>,
+    /// The taps realizing fleet sessions here ([`crate::fleet::agent`]), in its order.
+    fleet: Vec<TapConfig>,
 }
 
 /// Tells systemd (Type=notify) how the service is doing; nothing without $NOTIFY_SOCKET.
@@ -279,8 +281,32 @@ pub async fn run(
         query_server,
         requests_tx,
         evidence: None,
+        fleet: Vec::new(),
     };
-    if agent.config.taps.is_empty() {
+    // The fleet's side: the taps it wants arrive on `fleet_rx`; it reads their counters from the
+    // shared view.
+    let (fleet_tx, mut fleet_rx) = mpsc::channel::<Vec<TapConfig>>(4);
+    let (fleet_stop, fleet_stopped) = oneshot::channel::<()>();
+    let fleet_task = agent.config.fleet.clone().map(|fleet| {
+        let view = Arc::clone(&agent.shared);
+        let reports: crate::fleet::agent::Reports = Arc::new(move |name: &str| {
+            let tap = view.taps().into_iter().find(|t| t.name == name)?;
+            let snapshot = tap.live.snapshot();
+            let (state, error) = tap.state(&snapshot);
+            Some((
+                snapshot,
+                (state == TapState::Failed).then_some(error).flatten(),
+            ))
+        });
+        info!(host = %fleet.host, etcd = %fleet.etcd.join(","), "realizing the fleet's sessions");
+        tokio::spawn(
+            crate::fleet::agent::run(fleet, fleet_tx, reports, async move {
+                let _ = fleet_stopped.await;
+            })
+            .instrument(info_span!("fleet")),
+        )
+    });
+    if agent.config.taps.is_empty() && agent.config.fleet.is_none() {
         warn!(config = %path.display(), "no [[tap]] in the configuration: nothing to capture until a reload adds one");
     }
     for tap in agent.config.taps.clone() {
@@ -320,6 +346,7 @@ pub async fn run(
                 }
             },
             Some(end) = ended.recv() => agent.ended(end),
+            Some(taps) = fleet_rx.recv() => agent.set_fleet(taps).await,
             changed = links.changed(), if following => match changed {
                 Ok(true) => agent.set_interfaces(links.links()),
                 Ok(false) => {}
@@ -348,7 +375,18 @@ pub async fn run(
     info!("agent stopping");
     // Before the taps: the open cases are written from their histories.
     agent.stop_evidence().await;
-    let names: Vec<String> = agent.config.taps.iter().map(|t| t.name.clone()).collect();
+    // The fleet's task next: it revokes its lease, so the statuses go at once.
+    let _ = fleet_stop.send(());
+    if let Some(task) = fleet_task {
+        let _ = task.await;
+    }
+    let names: Vec<String> = agent
+        .config
+        .taps
+        .iter()
+        .chain(&agent.fleet)
+        .map(|t| t.name.clone())
+        .collect();
     for name in names {
         agent.stop(&name).await;
     }
@@ -558,12 +596,93 @@ impl Agent {
         }
     }
 
+    /// Starts `tap`, or brings the running tap of its name to it: in place (filter, limits,
+    /// interfaces) when it can, by a restart when other settings changed or it had failed.
+    async fn apply(&mut self, tap: &TapConfig, by: &str, done: &mut Vec<String>) {
+        let Some(running) = self.taps.get(&tap.name) else {
+            info!(tap = %tap.name, "added by {by}");
+            self.start(tap.clone());
+            done.push(format!("added {}", tap.name));
+            return;
+        };
+        let change = running.config.change_to(tap);
+        let failed = running.shared.state.lock().expect("tap state lock").0 == TapState::Failed;
+        if change.restart || failed {
+            info!(tap = %tap.name, "restarting: {}", if failed { "it had failed" } else { "its settings changed" });
+            self.stop(&tap.name).await;
+            *self.restarts.entry(tap.name.clone()).or_default() += 1;
+            self.start(tap.clone());
+            done.push(format!("restarted {}", tap.name));
+            return;
+        }
+        let running = self.taps.get_mut(&tap.name).expect("present above");
+        if change.filter {
+            // Installed in place by the tap; the old filter stays if the kernel refuses it.
+            let _ = running
+                .control
+                .send(Control::Filter(tap.capture.filter.clone()))
+                .await;
+            done.push(format!("filter of {}", tap.name));
+        }
+        if change.limits {
+            let _ = running
+                .control
+                .send(Control::Limits {
+                    sample: tap.capture.sample,
+                    rate_per_cpu: tap.capture.rate_per_cpu,
+                })
+                .await;
+            done.push(format!("limits of {}", tap.name));
+        }
+        if change.interfaces {
+            done.push(format!("interfaces of {}", tap.name));
+            running.sent = None;
+        }
+        running.config = tap.clone();
+    }
+
+    /// The fleet's taps now: those no longer wanted are stopped, the others started or changed
+    /// as a reload changes the file's.
+    async fn set_fleet(&mut self, mut taps: Vec<TapConfig>) {
+        taps.retain(|tap| {
+            let clash = self.config.taps.iter().any(|t| t.name == tap.name);
+            if clash {
+                warn!(tap = %tap.name, "a tap of the file has the fleet tap's name: the file's wins");
+            }
+            !clash
+        });
+        let gone: Vec<String> = self
+            .fleet
+            .iter()
+            .filter(|o| !taps.iter().any(|n| n.name == o.name))
+            .map(|o| o.name.clone())
+            .collect();
+        let mut done: Vec<String> = Vec::new();
+        for name in gone {
+            info!(tap = %name, "no longer wanted by the fleet");
+            self.stop(&name).await;
+            self.restarts.remove(&name);
+            self.detached.remove(&name);
+            done.push(format!("removed {name}"));
+        }
+        for tap in &taps {
+            self.apply(tap, "the fleet", &mut done).await;
+        }
+        self.fleet = taps;
+        self.follow_interfaces();
+        self.publish();
+        if !done.is_empty() {
+            info!(changes = %done.join(", "), "fleet taps changed");
+        }
+    }
+
     /// Mirrors the taps into the shared view, in file order.
     fn publish(&self) {
         let taps = self
             .config
             .taps
             .iter()
+            .chain(&self.fleet)
             .filter_map(|t| self.taps.get(&t.name))
             .map(|r| Arc::clone(&r.shared))
             .collect();
@@ -572,7 +691,7 @@ impl Agent {
 
     /// Re-reads the file and applies it; on error nothing changes.
     async fn reload(&mut self) -> Result<String, String> {
-        let new = match AgentConfig::load(&self.config.path) {
+        let mut new = match AgentConfig::load(&self.config.path) {
             Ok(c) => c,
             Err(e) => {
                 let text = e.to_string();
@@ -657,48 +776,14 @@ impl Agent {
             done.push(format!("removed {name}"));
         }
         for tap in &new.taps {
-            let Some(running) = self.taps.get(&tap.name) else {
-                info!(tap = %tap.name, "added by reload");
-                self.start(tap.clone());
-                done.push(format!("added {}", tap.name));
-                continue;
-            };
-            let change = running.config.change_to(tap);
-            let failed = running.shared.state.lock().expect("tap state lock").0 == TapState::Failed;
-            if change.restart || failed {
-                info!(tap = %tap.name, "restarting: {}", if failed { "it had failed" } else { "its settings changed" });
-                self.stop(&tap.name).await;
-                *self.restarts.entry(tap.name.clone()).or_default() += 1;
-                self.start(tap.clone());
-                done.push(format!("restarted {}", tap.name));
-                continue;
-            }
-            let running = self.taps.get_mut(&tap.name).expect("present above");
-            if change.filter {
-                // Installed in place by the tap; the old filter stays if the kernel refuses it.
-                let _ = running
-                    .control
-                    .send(Control::Filter(tap.capture.filter.clone()))
-                    .await;
-                done.push(format!("filter of {}", tap.name));
-            }
-            if change.limits {
-                let _ = running
-                    .control
-                    .send(Control::Limits {
-                        sample: tap.capture.sample,
-                        rate_per_cpu: tap.capture.rate_per_cpu,
-                    })
-                    .await;
-                done.push(format!("limits of {}", tap.name));
-            }
-            if change.interfaces {
-                done.push(format!("interfaces of {}", tap.name));
-                running.sent = None;
-            }
-            running.config = tap.clone();
+            self.apply(tap, "reload", &mut done).await;
         }
         let evidence_changed = new.evidence != self.config.evidence;
+        if new.fleet != self.config.fleet {
+            warn!("[fleet] changed: it takes effect when the agent is restarted");
+            done.push("[fleet] unchanged until a restart".into());
+        }
+        new.fleet.clone_from(&self.config.fleet);
         self.config = new;
         self.follow_interfaces();
         self.publish();

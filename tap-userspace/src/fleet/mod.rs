@@ -11,8 +11,10 @@
 //! - [`etcd`]: the client the agent and the CLI share (bounded timeouts, TLS, users, watch with
 //!   revision resume, leases kept alive).
 //! - [`auth`]: the roles and users of `tap session setup-auth`.
+//! - [`agent`]: `tap agent`'s side: the sessions realized on this host, their statuses.
 //! - [`command`]: `tap session ...`.
 
+pub mod agent;
 pub mod auth;
 pub mod command;
 pub mod etcd;

@@ -287,6 +287,23 @@ fn rule_text(test: Option<&str>, filter: Option<&str>, uses_vlan: bool) -> Strin
     parts.join(" and ")
 }
 
+/// A session's own rule, as a filter expression: its source test (see the module's table) and
+/// its filter. The agent runs it, with the rules of the sessions before it on the same interface
+/// excluded, as the tap realizing the session there.
+#[must_use]
+pub fn session_rule(s: &Session) -> String {
+    let test = source_test(&s.source, s.raw.direction);
+    let filter = s.expr.as_ref().map(|_| s.raw.filter.trim());
+    match (test, filter) {
+        (Some(t), Some(f)) => format!("({t}) and ({f})"),
+        (Some(t), None) => t,
+        (None, Some(f)) => f.to_string(),
+        // Every packet: a test that is always true (an empty rule would be no filter at all,
+        // which excludes nothing when a later session says `not (...)`).
+        (None, None) => KEEP_APART.to_string(),
+    }
+}
+
 /// Computes the desired captures of this host.
 #[must_use]
 pub fn reconcile(

@@ -54,7 +54,7 @@ use super::{
 use crate::model::{Hook, XdpMode};
 use crate::{
     evidence::EvidenceConfig,
-    model::{CaptureConfig, Output, QueryListen},
+    model::{CaptureConfig, FleetConfig, Output, QueryListen},
     support::excerpt,
 };
 
@@ -93,6 +93,7 @@ impl AgentConfigError {
 #[serde(deny_unknown_fields)]
 struct FileDoc {
     agent: Option<AgentDoc>,
+    fleet: Option<FleetDoc>,
     #[serde(default)]
     tap: Vec<TapDoc>,
     evidence: Option<EvidenceDoc>,
@@ -160,6 +161,25 @@ struct AgentDoc {
     query_token_file: Option<PathBuf>,
 }
 
+/// `[fleet]`: this agent realizes the fleet's sessions (see [`crate::fleet::agent`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetDoc {
+    #[serde(default)]
+    etcd: Vec<String>,
+    host: Option<String>,
+    prefix: Option<String>,
+    #[serde(default)]
+    uplinks: Vec<String>,
+    lease_seconds: Option<u64>,
+    resync_seconds: Option<u64>,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
 // ---- Validated -----------------------------------------------------------------------------
 
 /// A validated configuration file.
@@ -172,6 +192,8 @@ pub struct AgentConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Where to answer packet store queries over HTTP; `None`: not at all.
     pub query: Option<QueryListen>,
+    /// `[fleet]`: the fleet's sessions realized here besides the file's taps.
+    pub fleet: Option<FleetConfig>,
     pub taps: Vec<TapConfig>,
     /// `[evidence]`: files from Suricata's alerts.
     pub evidence: Option<EvidenceConfig>,
@@ -438,6 +460,38 @@ impl AgentConfig {
                 e.reason.render_after(e.key, &|k| file_name(k)),
             )
         })?;
+        let fleet = match raw.fleet {
+            None => None,
+            Some(f) => {
+                let raw_fleet = super::raw::RawFleet {
+                    etcd: f.etcd,
+                    host: f.host,
+                    prefix: f.prefix,
+                    uplinks: f.uplinks,
+                    lease_seconds: f.lease_seconds,
+                    resync_seconds: f.resync_seconds,
+                    ca_file: f.ca_file.as_deref().map(resolve),
+                    cert_file: f.cert_file.as_deref().map(resolve),
+                    key_file: f.key_file.as_deref().map(resolve),
+                    user: f.user,
+                    password_file: f.password_file.as_deref().map(resolve),
+                };
+                Some(rules::fleet(&raw_fleet).map_err(|e| {
+                    let name = e.key.name();
+                    let field = name.strip_prefix("fleet.").unwrap_or(name);
+                    let span = document(text)
+                        .and_then(|d| {
+                            let table = d.get_ref().get("fleet")?;
+                            let Some(v) = table.get_ref().get(field) else {
+                                return Some(table.span());
+                            };
+                            Some(e.index.and_then(|i| v.get_ref().get(i)).unwrap_or(v).span())
+                        })
+                        .unwrap_or(0..0);
+                    src.error(span, name, e.reason.render_after(e.key, &|k| file_name(k)))
+                })?)
+            }
+        };
         let mut taps: Vec<TapConfig> = Vec::with_capacity(raw.tap.len());
         let mut sinks: Vec<(PathBuf, String)> = Vec::new();
         for (i, doc) in raw.tap.into_iter().enumerate() {
@@ -482,6 +536,7 @@ impl AgentConfig {
             control_socket,
             metrics_listen,
             query,
+            fleet,
             taps,
             evidence,
         })

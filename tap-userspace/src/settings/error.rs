@@ -63,11 +63,20 @@ pub enum Key {
     Print,
     /// A capture file read instead of interfaces (`tap capture -r`; the command line only).
     Read,
+    /// The agent's `[fleet]` table: etcd endpoints, host name, key root, lease, resync, TLS.
+    FleetEtcd,
+    FleetHost,
+    FleetPrefix,
+    FleetUplinks,
+    FleetLease,
+    FleetResync,
+    FleetTls,
+    FleetUser,
 }
 
 impl Key {
     /// Every key, for readers that map them all (and their tests).
-    pub const ALL: [Key; 45] = [
+    pub const ALL: [Key; 53] = [
         Key::Interfaces,
         Key::Hook,
         Key::Direction,
@@ -113,6 +122,14 @@ impl Key {
         Key::EvidenceLimits,
         Key::Print,
         Key::Read,
+        Key::FleetEtcd,
+        Key::FleetHost,
+        Key::FleetPrefix,
+        Key::FleetUplinks,
+        Key::FleetLease,
+        Key::FleetResync,
+        Key::FleetTls,
+        Key::FleetUser,
     ];
 
     /// The canonical name: the agent file's key within a `[[tap]]` (dotted for its tables) and a
@@ -165,6 +182,14 @@ impl Key {
             Key::EvidenceLimits => "evidence.rate",
             Key::Print => "(print)",
             Key::Read => "(read)",
+            Key::FleetEtcd => "fleet.etcd",
+            Key::FleetHost => "fleet.host",
+            Key::FleetPrefix => "fleet.prefix",
+            Key::FleetUplinks => "fleet.uplinks",
+            Key::FleetLease => "fleet.lease_seconds",
+            Key::FleetResync => "fleet.resync_seconds",
+            Key::FleetTls => "fleet.ca_file",
+            Key::FleetUser => "fleet.user",
         }
     }
 
@@ -218,6 +243,14 @@ impl Key {
             Key::EvidenceLimits => "--rate",
             Key::Print => "--print",
             Key::Read => "-r",
+            Key::FleetEtcd => "(fleet etcd)",
+            Key::FleetHost => "(fleet host)",
+            Key::FleetPrefix => "(fleet prefix)",
+            Key::FleetUplinks => "(fleet uplinks)",
+            Key::FleetLease => "(fleet lease)",
+            Key::FleetResync => "(fleet resync)",
+            Key::FleetTls => "(fleet TLS)",
+            Key::FleetUser => "(fleet user)",
         }
     }
 }

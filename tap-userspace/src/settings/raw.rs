@@ -201,3 +201,24 @@ pub struct RawEvidence {
     /// Megabytes (1,000,000 bytes) per file at most.
     pub max_file_mb: Option<f64>,
 }
+
+/// The agent's `[fleet]` table: how it reaches etcd and who it is in the fleet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawFleet {
+    /// `http://HOST:PORT` or `https://HOST:PORT`.
+    pub etcd: Vec<String>,
+    pub host: Option<String>,
+    /// Root of tap's keys.
+    pub prefix: Option<String>,
+    /// Interface globs that are uplinks (never a workload's port).
+    pub uplinks: Vec<String>,
+    /// Time to live of the agent's status lease, seconds.
+    pub lease_seconds: Option<u64>,
+    /// Seconds between full re-reads of the inventory (besides its events).
+    pub resync_seconds: Option<u64>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+}

@@ -1497,6 +1497,176 @@ pub fn query_listen(listen: Option<&str>, token_file: Option<&Path>) -> Rule<Opt
     }))
 }
 
+/// Longest status lease and inventory resync, seconds.
+const FLEET_MAX_SECS: u64 = 3600;
+
+/// The agent's `[fleet]` table: at least one etcd endpoint (`http://HOST:PORT` or
+/// `https://HOST:PORT`, all of one scheme, https with a CA), a host name (as a session's names:
+/// letters, digits, `-`, `_`, `.`), an absolute key root, a lease of 2 to 3600 seconds (the lease
+/// keeper refreshes every third of it), a resync of 1 to 3600 seconds, a password only from a
+/// file only its owner may read, and only with a user.
+///
+/// # Errors
+/// The first of these that does not hold.
+pub fn fleet(raw: &super::raw::RawFleet) -> Rule<crate::model::FleetConfig> {
+    use crate::model::{DEFAULT_ETCD_ROOT, DEFAULT_FLEET_LEASE_SECS, DEFAULT_FLEET_RESYNC_SECS};
+    if raw.etcd.is_empty() {
+        return refuse(
+            Key::FleetEtcd,
+            Reason::new()
+                .key(Key::FleetEtcd)
+                .text(" needs at least one endpoint (e.g. \"http://127.0.0.1:2379\")"),
+        );
+    }
+    let mut https = None;
+    for (i, e) in raw.etcd.iter().enumerate() {
+        let bad = |why: &str| {
+            SettingError::new(
+                Key::FleetEtcd,
+                Reason::new()
+                    .key(Key::FleetEtcd)
+                    .text(format!(" '{}': {why}", excerpt(e))),
+            )
+            .at(i)
+        };
+        let (secure, rest) = if let Some(r) = e.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = e.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(bad("use http://HOST:PORT or https://HOST:PORT"));
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return Err(bad("give a host and port, nothing else"));
+        }
+        if rest
+            .rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        {
+            return Err(bad("give the port (etcd's client port is usually 2379)"));
+        }
+        if https.is_some_and(|s| s != secure) {
+            return Err(bad("all endpoints must use the same scheme"));
+        }
+        https = Some(secure);
+    }
+    let https = https.unwrap_or(false);
+    let tls = |why: &str| refuse(Key::FleetTls, Reason::new().text(format!("[fleet] {why}")));
+    if https && raw.ca_file.is_none() {
+        return tls("https endpoints need ca_file, the CA that signed the members' certificates");
+    }
+    if !https && (raw.ca_file.is_some() || raw.cert_file.is_some()) {
+        return tls("ca_file and cert_file need https:// endpoints");
+    }
+    if raw.cert_file.is_some() != raw.key_file.is_some() {
+        return tls("cert_file needs key_file and key_file cert_file");
+    }
+    let host = raw.host.clone().unwrap_or_default();
+    if host.is_empty()
+        || host.len() > 64
+        || host == "."
+        || host == ".."
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return refuse(
+            Key::FleetHost,
+            Reason::new().key(Key::FleetHost).text(format!(
+                " '{}': this host's name in the fleet, 1 to 64 letters, digits, '-', '_' or '.'",
+                excerpt(&host)
+            )),
+        );
+    }
+    let prefix = raw
+        .prefix
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ETCD_ROOT.to_string());
+    if !prefix.starts_with('/') || prefix.contains(char::is_whitespace) || prefix.len() > 256 {
+        return refuse(
+            Key::FleetPrefix,
+            Reason::new().key(Key::FleetPrefix).text(format!(
+                " '{}': an absolute key root without spaces (e.g. {DEFAULT_ETCD_ROOT})",
+                excerpt(&prefix)
+            )),
+        );
+    }
+    for (i, g) in raw.uplinks.iter().enumerate() {
+        if g.is_empty() || g.len() > 15 || g.contains(['/', ':']) || g.contains(char::is_whitespace)
+        {
+            return Err(SettingError::new(
+                Key::FleetUplinks,
+                Reason::new().key(Key::FleetUplinks).text(format!(
+                    " '{}' is not an interface name or glob (at most 15 characters, no '/', ':' or spaces)",
+                    excerpt(g)
+                )),
+            )
+            .at(i));
+        }
+    }
+    let seconds = |key: Key, value: Option<u64>, default: u64, min: u64| match value {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) if (min..=FLEET_MAX_SECS).contains(&v) => Ok(Duration::from_secs(v)),
+        Some(v) => refuse(
+            key,
+            Reason::new()
+                .key(key)
+                .text(format!(" {v}: give {min} to {FLEET_MAX_SECS} seconds")),
+        ),
+    };
+    let lease = seconds(
+        Key::FleetLease,
+        raw.lease_seconds,
+        DEFAULT_FLEET_LEASE_SECS,
+        2,
+    )?;
+    let resync = seconds(
+        Key::FleetResync,
+        raw.resync_seconds,
+        DEFAULT_FLEET_RESYNC_SECS,
+        1,
+    )?;
+    let password = match (&raw.user, &raw.password_file) {
+        (_, None) => None,
+        (None, Some(_)) => {
+            return refuse(
+                Key::FleetUser,
+                Reason::new().text("[fleet] password_file needs user"),
+            );
+        }
+        (Some(_), Some(path)) => Some(read_token(path).map_err(|m| {
+            SettingError::new(
+                Key::FleetUser,
+                Reason::new().text(format!("[fleet] password_file: {m}")),
+            )
+        })?),
+    };
+    if let Some(u) = &raw.user {
+        if u.is_empty() || u.contains([':', '\n']) {
+            return refuse(
+                Key::FleetUser,
+                Reason::new()
+                    .key(Key::FleetUser)
+                    .text(" must be an etcd user name (no ':')"),
+            );
+        }
+    }
+    Ok(crate::model::FleetConfig {
+        etcd: raw.etcd.clone(),
+        host,
+        prefix,
+        uplinks: raw.uplinks.clone(),
+        lease,
+        resync,
+        ca_file: raw.ca_file.clone(),
+        cert_file: raw.cert_file.clone(),
+        key_file: raw.key_file.clone(),
+        user: raw.user.clone(),
+        password,
+    })
+}
+
 /// The token in `path`, through the bounded reader, refused when group or others may read it.
 fn read_token(path: &Path) -> Result<String, String> {
     use std::os::unix::fs::PermissionsExt as _;

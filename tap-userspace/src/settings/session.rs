@@ -88,6 +88,56 @@ pub fn fleet_capture(
     })
 }
 
+/// The agent's tap realizing a fleet session on one interface: the session's target, snap
+/// length and `filter` (the session's rule on that interface, priorities applied), on `hooks`
+/// (TC ingress, egress or both) of interface `iface`, validated by the rules of every tap a
+/// service runs.
+///
+/// # Errors
+/// As [`fleet_capture`].
+pub fn fleet_tap(
+    name: &str,
+    iface: &str,
+    hooks: &[crate::model::Hook],
+    filter: &str,
+    snaplen: u32,
+    target: &str,
+) -> Result<TapConfig, FleetRefusal> {
+    use crate::model::{Hook, HookChoice};
+    let hook = match hooks {
+        [Hook::TcIngress] => HookChoice::TcIngress,
+        [Hook::TcEgress] => HookChoice::TcEgress,
+        _ => HookChoice::Tc,
+    };
+    let mut raw = super::raw::RawCapture {
+        interfaces: vec![iface.to_string()],
+        hook: Some(hook),
+        quiet: true,
+        snaplen: Some(snaplen),
+        ..super::raw::RawCapture::default()
+    };
+    if !filter.trim().is_empty() {
+        raw.filter.expression = Some(filter.to_string());
+    }
+    fleet_target(target, &mut raw)?;
+    TapConfig::from_raw(super::raw::RawTap {
+        name: name.to_string(),
+        capture: raw,
+    })
+    .map_err(|e| {
+        let key = match e.key {
+            Key::Filter | Key::FilterFile => "filter",
+            Key::Snaplen => "snaplen",
+            Key::Name | Key::Interfaces | Key::Hook => "source",
+            _ => "target",
+        };
+        FleetRefusal {
+            key,
+            reason: e.reason.render(&|k| k.flag().to_string()),
+        }
+    })
+}
+
 /// A session setting refused: its JSON key and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {reason}")]

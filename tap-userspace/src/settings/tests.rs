@@ -823,3 +823,92 @@ fn tcpdump_habits_become_settings() {
     );
     assert!(config(&["-i", "lo", "-w", "x"]).unwrap().follow.is_empty());
 }
+
+/// The `[fleet]` table's bad values: the agent's file is its one front door; each is refused by
+/// the fleet rule with its key and line, never a panic, and a good table reads back.
+const FLEET_CASES: &[(Key, &str)] = &[
+    (Key::FleetEtcd, "host = \"hv1\"\n"),
+    (
+        Key::FleetEtcd,
+        "etcd = [\"127.0.0.1:2379\"]\nhost = \"hv1\"\n",
+    ),
+    (
+        Key::FleetEtcd,
+        "etcd = [\"http://127.0.0.1\"]\nhost = \"hv1\"\n",
+    ),
+    (
+        Key::FleetEtcd,
+        "etcd = [\"http://127.0.0.1:2379\", \"https://127.0.0.1:2379\"]\nhost = \"hv1\"\n",
+    ),
+    (
+        Key::FleetTls,
+        "etcd = [\"https://127.0.0.1:2379\"]\nhost = \"hv1\"\n",
+    ),
+    (
+        Key::FleetTls,
+        "etcd = [\"http://127.0.0.1:2379\"]\nhost = \"hv1\"\nca_file = \"/ca.pem\"\n",
+    ),
+    (Key::FleetHost, "etcd = [\"http://127.0.0.1:2379\"]\n"),
+    (
+        Key::FleetHost,
+        "etcd = [\"http://127.0.0.1:2379\"]\nhost = \"hv/1\"\n",
+    ),
+    (
+        Key::FleetPrefix,
+        "etcd = [\"http://127.0.0.1:2379\"]\nhost = \"hv1\"\nprefix = \"tap\"\n",
+    ),
+    (
+        Key::FleetUplinks,
+        "etcd = [\"http://127.0.0.1:2379\"]\nhost = \"hv1\"\nuplinks = [\"a/b\"]\n",
+    ),
+    (
+        Key::FleetLease,
+        "etcd = [\"http://127.0.0.1:2379\"]\nhost = \"hv1\"\nlease_seconds = 1\n",
+    ),
+    (
+        Key::FleetResync,
+        "etcd = [\"http://127.0.0.1:2379\"]\nhost = \"hv1\"\nresync_seconds = 0\n",
+    ),
+    (
+        Key::FleetUser,
+        "etcd = [\"http://127.0.0.1:2379\"]\nhost = \"hv1\"\npassword_file = \"/p\"\n",
+    ),
+];
+
+#[test]
+fn fleet_table_bad_values_name_their_key() {
+    for (key, body) in FLEET_CASES {
+        let text = format!("[agent]\ncontrol_socket = \"/run/t.sock\"\n\n[fleet]\n{body}");
+        match AgentConfig::parse(Path::new("/etc/tap/tap.toml"), &text) {
+            Err(AgentConfigError::Invalid {
+                key: k,
+                line,
+                message,
+                ..
+            }) => {
+                assert_eq!(k, key.name(), "{text}: {message}");
+                assert!(line >= 4, "{text}: line {line}");
+                assert!(!message.is_empty() && !message.contains('\n'), "{message}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let good = AgentConfig::parse(
+        Path::new("/etc/tap/tap.toml"),
+        "[fleet]\netcd = [\"http://192.0.2.1:2379\", \"http://192.0.2.2:2379\"]\nhost = \"hv1\"\nuplinks = [\"eth*\"]\nlease_seconds = 5\n",
+    )
+    .unwrap();
+    assert!(good.taps.is_empty());
+    let f = good.fleet.unwrap();
+    assert_eq!(f.host, "hv1");
+    assert_eq!(f.prefix, crate::model::DEFAULT_ETCD_ROOT);
+    assert_eq!(f.lease, Duration::from_secs(5));
+    assert_eq!(f.etcd.len(), 2);
+    assert!(
+        AgentConfig::parse(
+            Path::new("/t.toml"),
+            "[fleet]\netcd = []\nhost = \"a\"\nbogus = 1\n"
+        )
+        .is_err()
+    );
+}
