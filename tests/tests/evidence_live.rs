@@ -5,30 +5,42 @@
 //! the earlier ones included (oracle: tcpdump's full capture of veth-b made at the same time,
 //! read back with `tcpdump -r` and the flow's 5-tuple), its Community ID (computed here from the
 //! file's packets by the spec) equals Suricata's `community_id`, and `tap verify` accepts the
-//! directory.
+//! directory, and names the file once one of its bytes is flipped.
+//!
+//! Every program the test runs is bounded in time (the scripted client and server time out on
+//! their sockets, each run is killed past its bound), so a lost packet or a stuck peer fails the
+//! test with what it waited for instead of hanging it; the namespaces, the monitor interface
+//! (named per run) and every process go with their guards, also on failure.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use serde_json::Value;
 use tap_tests::{
     TempDir, Topology,
     agent::{Agent, scrape},
     oracle::Tcpdump,
-    process::Background,
-    run_ok,
+    process::{Background, run_bounded},
     suricata::{self, SID_TOKEN, Suricata},
     tap_bin,
     topology::{A_V4, B_V4},
     traffic::wait_tcp_listening,
-    wait_until,
+    unique_suffix, wait_until,
 };
 
 const PORT: u16 = 8080;
-const METRICS: &str = "127.0.0.1:9750";
 const BEFORE: f64 = 10.0;
 const AFTER: f64 = 2.0;
 
-/// A keep-alive HTTP responder: `ok` to every request, until the client closes.
+/// Bound of one helper program (the client's three requests take two seconds).
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A keep-alive HTTP responder: `ok` to every request, until the client closes; then it closes
+/// its end. The file object holds the socket open past `c.close()`, so both are closed by their
+/// `with`: a socket left open keeps the client waiting for its FIN (the hang this test had).
 const SERVER: &str = r#"
 import socket, sys
 s = socket.socket()
@@ -37,21 +49,21 @@ s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(8)
 while True:
     c, _ = s.accept()
-    f = c.makefile('rb')
-    while True:
-        line = f.readline()
-        if not line:
-            break
-        if line in (b"\r\n", b"\n"):
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Type: text/plain\r\n\r\nok\n")
-    c.close()
+    c.settimeout(20)
+    with c, c.makefile('rb') as f:
+        try:
+            for line in f:
+                if line in (b"\r\n", b"\n"):
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Type: text/plain\r\n\r\nok\n")
+        except OSError:
+            pass
 "#;
 
 /// One connection: two requests a second apart, then the token's two seconds in; prints the
-/// client port.
+/// client port. Every socket wait is bounded: a missing answer or FIN fails it (exit status 1).
 const CLIENT: &str = r#"
 import socket, sys, time
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
 print(c.getsockname()[1], flush=True)
 def get(path, close=False):
     extra = "Connection: close\r\n" if close else ""
@@ -88,14 +100,17 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
 
+/// `cmd`'s standard output, failing the test when it fails or outlives [`RUN_TIMEOUT`].
+fn output(what: &str, cmd: Command) -> String {
+    run_bounded(what, cmd, RUN_TIMEOUT).stdout
+}
+
 /// `tcpdump -r FILE -nn -tt EXPR` as (time in s, the rest of the line).
 fn tcpdump_lines(file: &Path, expr: &str) -> Vec<(f64, String)> {
-    let out = run_ok(
-        std::process::Command::new("tcpdump")
-            .args(["-r", path(file), "-nn", "-tt"])
-            .args(expr.split_whitespace()),
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let mut cmd = Command::new("tcpdump");
+    cmd.args(["-r", path(file), "-nn", "-tt"])
+        .args(expr.split_whitespace());
+    output("tcpdump -r", cmd)
         .lines()
         .map(|l| {
             let (t, rest) = l.split_once(' ').expect("a time and a packet");
@@ -117,9 +132,17 @@ fn token_alert(eve: &Path, token: &str) -> Value {
         .unwrap_or_else(|| panic!("no alert on {token} in {}", eve.display()))
 }
 
-fn config(dir: &Path, b_if: &str, mon: &str, eve: Option<&Path>) -> String {
+/// A loopback address for the agent's metrics: a port the kernel hands out as free. The agent
+/// listens on the loopback of its own namespace, so the number cannot collide with another run.
+fn metrics_addr() -> String {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    let port = socket.local_addr().expect("its address").port();
+    format!("127.0.0.1:{port}")
+}
+
+fn config(dir: &Path, metrics: &str, b_if: &str, mon: &str, eve: Option<&Path>) -> String {
     let mut c = format!(
-        "[agent]\ncontrol_socket = \"{d}/tap.sock\"\nmetrics_listen = \"{METRICS}\"\n\n\
+        "[agent]\ncontrol_socket = \"{d}/tap.sock\"\nmetrics_listen = \"{metrics}\"\n\n\
          [[tap]]\nname = \"b\"\ninterfaces = [\"{b_if}\"]\ninject = \"{mon}\"\nfix_checksums = true\n\
          pretrigger = \"60s,64MiB\"\n",
         d = dir.display()
@@ -140,15 +163,19 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
     let t = Topology::new();
     let dir = TempDir::new();
     let token = suricata::unique_token();
-    let mon = "tapev0";
+    let mon = format!("tapev{}", unique_suffix());
+    let metrics_at = metrics_addr();
     let conf = dir.join("tap.toml");
-    std::fs::write(&conf, config(dir.path(), &t.b_if, mon, None)).expect("writing the config");
+    let write_config = |eve: Option<&Path>| {
+        std::fs::write(&conf, config(dir.path(), &metrics_at, &t.b_if, &mon, eve))
+            .expect("writing the config");
+    };
+    write_config(None);
     let mut agent = Agent::start(&t.b, &conf, &dir.join("tap.sock"));
     agent.wait_for_tap("b", "capturing", 1);
-    let mut suri = Suricata::af_packet(&t.b, mon, &token, &[]);
+    let mut suri = Suricata::af_packet(&t.b, &mon, &token, &[]);
     // [evidence] by a reload, now that eve.json's path is known.
-    std::fs::write(&conf, config(dir.path(), &t.b_if, mon, Some(&suri.eve())))
-        .expect("writing the config");
+    write_config(Some(&suri.eve()));
     agent.hangup();
     agent.wait_for_count("following alerts", 1, Duration::from_secs(30));
 
@@ -162,11 +189,9 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
     wait_tcp_listening(&t.b, PORT);
     // Other traffic, which the file must not hold.
     tap_tests::traffic::ping(&t.a, B_V4, 2, &[]);
-    let out = run_ok(
-        t.a.cmd("python3")
-            .args(["-c", CLIENT, B_V4, &PORT.to_string(), &token]),
-    );
-    let client_port: u16 = String::from_utf8_lossy(&out.stdout)
+    let mut client = t.a.cmd("python3");
+    client.args(["-c", CLIENT, B_V4, &PORT.to_string(), &token]);
+    let client_port: u16 = output("the HTTP client", client)
         .trim()
         .parse()
         .expect("the client's port");
@@ -185,7 +210,7 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
     oracle.wait_quiet(Duration::from_millis(500));
     let full = dir.join("full.pcap");
     drop(oracle.stop());
-    let metrics = scrape(&t.b, METRICS);
+    let metrics = scrape(&t.b, &metrics_at);
     let alert = token_alert(&suri.eve(), &token);
     let exited = agent.stop();
     assert!(
@@ -228,26 +253,18 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
     );
     // Its Community ID, by the spec, from the packets in the file.
     let (a, pa, b, pb) = ends(&got[0].1);
-    let computed = String::from_utf8_lossy(
-        &run_ok(std::process::Command::new("python3").args([
-            "-c",
-            COMMUNITY_ID,
-            &a,
-            &pa.to_string(),
-            &b,
-            &pb.to_string(),
-        ]))
-        .stdout,
-    )
-    .trim()
-    .to_string();
+    let mut by_spec = Command::new("python3");
+    by_spec.args(["-c", COMMUNITY_ID, &a, &pa.to_string(), &b, &pb.to_string()]);
+    let computed = output("the Community ID by the spec", by_spec)
+        .trim()
+        .to_string();
     assert_eq!(
         computed, community,
         "Suricata's community_id is the file's flow"
     );
-    let info =
-        String::from_utf8_lossy(&run_ok(std::process::Command::new("capinfos").arg(&file)).stdout)
-            .into_owned();
+    let mut capinfos = Command::new("capinfos");
+    capinfos.arg(&file);
+    let info = output("capinfos", capinfos);
     assert!(
         info.contains(&format!("community_id: {community}")),
         "capinfos shows the Community ID:\n{info}"
@@ -300,19 +317,13 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
 
 /// `tap verify DIR`: (exit status 0, what it printed); any status but 0 or 1 fails the test.
 fn verify(dir: &Path) -> (bool, String) {
-    let out = std::process::Command::new(tap_bin())
-        .arg("verify")
+    let mut cmd = Command::new(tap_bin());
+    cmd.arg("verify")
         .arg(dir)
         .env_remove("TAP_LOG")
-        .output()
-        .expect("tap verify runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-    .trim()
-    .to_string();
+        .stdin(Stdio::null());
+    let out = Background::spawn_collecting_stdout("tap verify", cmd).wait(RUN_TIMEOUT);
+    let text = format!("{}{}", out.stdout, out.stderr).trim().to_string();
     match out.status.code() {
         Some(0) => (true, text),
         Some(1) => (false, text),
@@ -335,13 +346,9 @@ fn ends(line: &str) -> (String, u16, String, u16) {
 
 /// Suricata's `2026-12-04T13:24:18.123456+0000` as seconds since the epoch.
 fn parse_suricata_time(ts: &str) -> f64 {
-    let out = run_ok(std::process::Command::new("date").args([
-        "-u",
-        "-d",
-        &ts.replacen('T', " ", 1),
-        "+%s.%N",
-    ]));
-    String::from_utf8_lossy(&out.stdout)
+    let mut cmd = Command::new("date");
+    cmd.args(["-u", "-d", &ts.replacen('T', " ", 1), "+%s.%N"]);
+    output("date -d", cmd)
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("a time: {ts}"))
