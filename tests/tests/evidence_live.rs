@@ -5,7 +5,9 @@
 //! the earlier ones included (oracle: tcpdump's full capture of veth-b made at the same time,
 //! read back with `tcpdump -r` and the flow's 5-tuple), its Community ID (computed here from the
 //! file's packets by the spec) equals Suricata's `community_id`, and `tap verify` accepts the
-//! directory, and names the file once one of its bytes is flipped.
+//! directory, and names the file once one of its bytes is flipped. The tap also writes its own
+//! file with `sign_key` (what `--sign-key` sets): `tap verify --public-key` finds its head signed
+//! by that key, and names the file once one of its bytes is flipped.
 //!
 //! Every program the test runs is bounded in time (the scripted client and server time out on
 //! their sockets, each run is killed past its bound), so a lost packet or a stuck peer fails the
@@ -144,7 +146,8 @@ fn config(dir: &Path, metrics: &str, b_if: &str, mon: &str, eve: Option<&Path>) 
     let mut c = format!(
         "[agent]\ncontrol_socket = \"{d}/tap.sock\"\nmetrics_listen = \"{metrics}\"\n\n\
          [[tap]]\nname = \"b\"\ninterfaces = [\"{b_if}\"]\ninject = \"{mon}\"\nfix_checksums = true\n\
-         pretrigger = \"60s,64MiB\"\n",
+         pretrigger = \"60s,64MiB\"\n\
+         [tap.file]\npath = \"{d}/signed/b.pcapng\"\nsign_key = \"{d}/sign.key\"\n",
         d = dir.display()
     );
     if let Some(eve) = eve {
@@ -166,6 +169,10 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
     let mon = format!("tapev{}", unique_suffix());
     let metrics_at = metrics_addr();
     let conf = dir.join("tap.toml");
+    std::fs::create_dir(dir.join("signed")).expect("creating the signed capture's directory");
+    let mut keygen = Command::new(tap_bin());
+    keygen.args(["key", "generate"]).arg(dir.join("sign.key"));
+    run_bounded("tap key generate", keygen, RUN_TIMEOUT);
     let write_config = |eve: Option<&Path>| {
         std::fs::write(&conf, config(dir.path(), &metrics_at, &t.b_if, &mon, eve))
             .expect("writing the config");
@@ -285,7 +292,7 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "pcapng"))
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
-    let (ok, line) = verify(&evidence);
+    let (ok, line) = verify(&evidence, &[]);
     assert!(ok, "tap verify accepts the evidence directory: {line}");
     assert!(
         line.contains(": intact: ") && line.contains(", 1 files"),
@@ -296,9 +303,28 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;
     std::fs::write(&file, bytes).expect("altering the evidence file");
-    let (ok, line) = verify(&evidence);
+    let (ok, line) = verify(&evidence, &[]);
     assert!(!ok, "tap verify refuses the altered file: {line}");
     assert!(line.contains(&name), "the message names {name}: {line}");
+    // The tap's own file, each entry signed as the capture recorded it: the head is signed by
+    // the trusted key; one byte flipped, the file is named.
+    let signed = dir.join("signed");
+    let public = dir.join("sign.key.pub");
+    let trusted = ["--public-key", path(&public)];
+    let (ok, line) = verify(&signed, &trusted);
+    assert!(ok, "tap verify accepts the signed capture: {line}");
+    assert!(line.contains("head signed by"), "{line}");
+    let capture = signed.join("b.pcapng");
+    let mut bytes = std::fs::read(&capture).expect("reading the signed capture");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&capture, bytes).expect("altering the signed capture");
+    let (ok, line) = verify(&signed, &trusted);
+    assert!(!ok, "tap verify refuses the altered capture: {line}");
+    assert!(
+        line.contains("b.pcapng"),
+        "the message names b.pcapng: {line}"
+    );
     assert_eq!(
         metrics.get("tap_evidence_files_total", ""),
         Some(1.0),
@@ -315,10 +341,12 @@ fn an_alert_makes_a_file_of_its_flow_before_and_after() {
     assert_eq!(metrics.tap("tap_pretrigger_overwritten_total", "b"), 0);
 }
 
-/// `tap verify DIR`: (exit status 0, what it printed); any status but 0 or 1 fails the test.
-fn verify(dir: &Path) -> (bool, String) {
+/// `tap verify [ARGS] DIR`: (exit status 0, what it printed); any status but 0 or 1 fails the
+/// test.
+fn verify(dir: &Path, args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new(tap_bin());
     cmd.arg("verify")
+        .args(args)
         .arg(dir)
         .env_remove("TAP_LOG")
         .stdin(Stdio::null());
