@@ -334,3 +334,19 @@ pub fn peak_rss_kib(pid: i32) -> u64 {
 pub fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
+
+/// Runs `cmd` to its end with stdin closed and both outputs collected, at most `timeout`
+/// (killed and failing the test past it); panics naming `what` unless it succeeds. For helper
+/// programs (a scripted client, `tcpdump -r`) that must not be able to hang a test.
+pub fn run_bounded(what: &str, mut cmd: Command, timeout: Duration) -> Exited {
+    cmd.stdin(Stdio::null());
+    let exited = Background::spawn_collecting_stdout(what, cmd).wait(timeout);
+    assert!(
+        exited.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        exited.status,
+        exited.stdout,
+        exited.stderr
+    );
+    exited
+}

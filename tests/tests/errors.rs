@@ -151,3 +151,54 @@ fn output_cannot_be_opened() {
     );
     assert_nothing_attached(&t.b, &t.b_if);
 }
+
+/// `--sign-key` with a key that cannot sign: missing, readable by others, not a key. Each is
+/// refused before anything is attached, in one line naming the file and what is wrong with it.
+#[test]
+fn unusable_sign_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ns = Netns::new("err");
+    let dir = TempDir::new();
+    let out = dir.join("out.pcap");
+    let exposed = dir.join("exposed.key");
+    let exited = Background::spawn("tap key generate", {
+        let mut cmd = std::process::Command::new(tap_tests::tap_bin());
+        cmd.args(["key", "generate"])
+            .arg(&exposed)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    })
+    .wait(tap::START_TIMEOUT);
+    assert!(
+        exited.status.success(),
+        "tap key generate: {}",
+        exited.stderr
+    );
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644))
+        .expect("chmod 644 the key");
+    let garbage = dir.join("garbage.key");
+    std::fs::write(&garbage, "not a key\n").expect("writing a file that is no key");
+    std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod 600 the file");
+    let missing = dir.join("missing.key");
+    for (key, expected) in [
+        (&missing, "--sign-key"),
+        (&exposed, "readable by others"),
+        (&garbage, "is not an ed25519 secret key"),
+    ] {
+        let exited = tap::run(
+            &ns,
+            &[
+                "-i",
+                "lo",
+                "-w",
+                &out.to_string_lossy(),
+                "--sign-key",
+                &key.to_string_lossy(),
+            ],
+        );
+        assert_refused(&exited, &out, &[expected, &key.to_string_lossy()]);
+    }
+    assert_nothing_attached(&ns, "lo");
+}

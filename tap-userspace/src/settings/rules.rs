@@ -872,8 +872,14 @@ pub fn sign_key(path: Option<&Path>, file: bool) -> Rule<Option<SignKey>> {
                 .text(" signs a file's custody entries: it needs a file output"),
         );
     }
-    let key = crate::custody::SecretKey::load(path)
-        .map_err(|e| SettingError::new(Key::SignKey, Reason::new().text(one_line(&e))))?;
+    let key = crate::custody::SecretKey::load(path).map_err(|e| {
+        SettingError::new(
+            Key::SignKey,
+            Reason::new()
+                .key(Key::SignKey)
+                .text(format!(": {}", one_line(&e))),
+        )
+    })?;
     Ok(Some(SignKey {
         path: path.to_path_buf(),
         key,

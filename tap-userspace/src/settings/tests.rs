@@ -560,6 +560,23 @@ const CASES: &[Case] = &[
         toml: "[tap.file]\npath = \"/tmp/x.pcap\"\n[tap.suricata]\nsocket = \"/run/s.sock\"\n",
         json: r#""file": {"path": "/tmp/x.pcap"}, "suricata": {"socket": "/run/s.sock"}"#,
     },
+    Case {
+        key: Key::SignKey,
+        flags: &[
+            "-w",
+            "/tmp/x.pcap",
+            "--sign-key",
+            "/nonexistent/tap-sign.key",
+        ],
+        toml: "[tap.file]\npath = \"/tmp/x.pcap\"\nsign_key = \"/nonexistent/tap-sign.key\"\n",
+        json: r#""file": {"path": "/tmp/x.pcap", "sign_key": "/nonexistent/tap-sign.key"}"#,
+    },
+    Case {
+        key: Key::SignKey,
+        flags: &["-w", "/tmp/x.pcap", "--sign-key", "/dev/null"],
+        toml: "[tap.file]\npath = \"/tmp/x.pcap\"\nsign_key = \"/dev/null\"\n",
+        json: r#""file": {"path": "/tmp/x.pcap", "sign_key": "/dev/null"}"#,
+    },
 ];
 
 /// Each rule's bad value through the command line, the agent's file and a session: the same
