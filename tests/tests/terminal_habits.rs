@@ -183,3 +183,53 @@ fn a_glob_follows_interfaces_that_appear() {
     assert_eq!(pcap.records.len(), 24, "{per_dst:?}");
     assert_eq!(summary.captured, 24, "{}", exited.stderr);
 }
+
+/// `-i any` taps every interface that is up, loopback included, and one that comes up after the
+/// start: every datagram arriving on any of them is recorded once.
+#[test]
+fn any_taps_every_interface_up_and_those_that_come() {
+    let t = Topology::new();
+    let tmp = TempDir::new();
+    let out = tmp.join("any.pcap");
+    let tap = tap::start(
+        &t.b,
+        &[
+            "-i",
+            "any",
+            "--hook",
+            "tc",
+            "-Q",
+            "in",
+            "-w",
+            &out.to_string_lossy(),
+            "udp",
+        ],
+    );
+    let late = format!("ny{}", unique_suffix());
+    t.add_link(&format!("{late}a"), &late, &SECOND);
+    wait_until(&format!("tap to attach to {late}"), FOLLOW_TIMEOUT, || {
+        tap.stderr()
+            .lines()
+            .any(|l| l.contains("attached") && l.contains(&late))
+            .then_some(())
+    });
+    traffic::udp_burst(&t.a, B_V4, 7, 100);
+    traffic::udp_burst(&t.a, SECOND.b_v4, 11, 100);
+    traffic::udp_burst(&t.b, "127.0.0.1", 5, 100);
+    // As above: the receiving side's hooks run before SIGINT.
+    std::thread::sleep(Duration::from_millis(500));
+    let exited = tap::stop(tap);
+    let summary = Summary::parse(&exited.stderr);
+    let pcap = Pcap::read(&out);
+    let mut per_dst = BTreeMap::new();
+    for r in &pcap.records {
+        if let Some((_, dst)) = r.ipv4_addrs() {
+            *per_dst.entry(dst.to_string()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(per_dst.get(B_V4), Some(&7), "{per_dst:?}");
+    assert_eq!(per_dst.get(SECOND.b_v4), Some(&11), "{per_dst:?}");
+    assert_eq!(per_dst.get("127.0.0.1"), Some(&5), "{per_dst:?}");
+    assert_eq!(pcap.records.len(), 23, "{per_dst:?}");
+    assert_eq!(summary.captured, 23, "{}", exited.stderr);
+}
