@@ -120,34 +120,11 @@ impl EtcdSettings {
         if self.endpoints.is_empty() {
             return Err(EtcdError::NoEndpoint);
         }
-        let mut https = None;
-        for e in &self.endpoints {
-            let bad = |reason: &str| EtcdError::Endpoint {
-                endpoint: e.clone(),
+        let https = crate::support::endpoint::scheme(self.endpoints.iter().map(String::as_str))
+            .map_err(|(i, reason)| EtcdError::Endpoint {
+                endpoint: self.endpoints[i].clone(),
                 reason: reason.to_string(),
-            };
-            let (secure, rest) = if let Some(r) = e.strip_prefix("https://") {
-                (true, r)
-            } else if let Some(r) = e.strip_prefix("http://") {
-                (false, r)
-            } else {
-                return Err(bad("use http://HOST:PORT or https://HOST:PORT"));
-            };
-            let rest = rest.strip_suffix('/').unwrap_or(rest);
-            if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
-                return Err(bad("give a host and port, nothing else"));
-            }
-            let port = rest.rsplit_once(':').map(|(_, p)| p);
-            if port.is_none_or(|p| p.parse::<u16>().is_err()) {
-                return Err(bad("give the port (etcd's client port is usually 2379)"));
-            }
-            match https {
-                Some(s) if s != secure => {
-                    return Err(bad("all endpoints must use the same scheme"));
-                }
-                _ => https = Some(secure),
-            }
-        }
+            })?;
         let https = https.unwrap_or(false);
         if https && self.ca_file.is_none() {
             return Err(EtcdError::Tls(

@@ -1524,39 +1524,17 @@ pub fn fleet(raw: &super::raw::RawFleet) -> Rule<crate::model::FleetConfig> {
                 .text(" needs at least one endpoint (e.g. \"http://127.0.0.1:2379\")"),
         );
     }
-    let mut https = None;
-    for (i, e) in raw.etcd.iter().enumerate() {
-        let bad = |why: &str| {
+    let https = crate::support::endpoint::scheme(raw.etcd.iter().map(String::as_str)).map_err(
+        |(i, why)| {
             SettingError::new(
                 Key::FleetEtcd,
                 Reason::new()
                     .key(Key::FleetEtcd)
-                    .text(format!(" '{}': {why}", excerpt(e))),
+                    .text(format!(" '{}': {why}", excerpt(&raw.etcd[i]))),
             )
             .at(i)
-        };
-        let (secure, rest) = if let Some(r) = e.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = e.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err(bad("use http://HOST:PORT or https://HOST:PORT"));
-        };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
-            return Err(bad("give a host and port, nothing else"));
-        }
-        if rest
-            .rsplit_once(':')
-            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
-        {
-            return Err(bad("give the port (etcd's client port is usually 2379)"));
-        }
-        if https.is_some_and(|s| s != secure) {
-            return Err(bad("all endpoints must use the same scheme"));
-        }
-        https = Some(secure);
-    }
+        },
+    )?;
     let https = https.unwrap_or(false);
     let tls = |why: &str| refuse(Key::FleetTls, Reason::new().text(format!("[fleet] {why}")));
     if https && raw.ca_file.is_none() {

@@ -2,6 +2,7 @@
 //! echoed input, bounded listeners and dropping privileges.
 
 pub mod bounded_read;
+pub mod endpoint;
 pub mod excerpt;
 pub mod listener;
 pub mod localtime;
